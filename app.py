@@ -1,0 +1,117 @@
+"""Application factory: loads config, binds extensions, registers blueprints, socket
+handlers and CLI commands, and builds the job engine. No business logic here.
+
+``python app.py`` serves the console (monkey-patching first, see ``async_mode.py``).
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":  # entry point only: patch before anything else is imported
+    import async_mode
+
+    async_mode.monkey_patch()
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.orm import sessionmaker
+
+import cli
+from blueprints import api, auth, fleet, jobs, live
+from config import PROJECT_DIR, load_config
+from extensions import csrf, db, login_manager, migrate, socketio
+from models import User
+from tasks.engine import EngineSettings, JobEngine
+from tasks.events import EventLog
+from tasks.runbook_store import RunbookStore
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build a Patchbay application; ``config`` overrides defaults and environment."""
+    instance = (config or {}).get("INSTANCE_PATH") or os.environ.get("PATCHBAY_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=str(Path(instance or PROJECT_DIR / "instance").resolve()))
+    load_config(app, config)
+    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.user_loader(lambda user_id: db.session.get(User, int(user_id)))
+    socketio.init_app(
+        app,
+        async_mode=app.config["ASYNC_MODE"],
+        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"] or [],
+        message_queue=app.config.get("MESSAGE_QUEUE"),
+        max_http_buffer_size=app.config.get("MAX_SOCKET_PAYLOAD", 64 * 1024),
+    )
+
+    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp):
+        app.register_blueprint(blueprint)
+    live.register(socketio)
+    cli.register(app)
+
+    with app.app_context():
+        _tune_sqlite(db.engine)
+        app.extensions["patchbay"] = _build_engine(app, sessionmaker(
+            bind=db.engine, expire_on_commit=False))
+    return app
+
+
+def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
+    """The engine, handed its world: sessions, a Socket.IO publisher, a task starter."""
+
+    def publish(job_id: int, owner_id: int | None, events: list[dict[str, Any]]) -> None:
+        rooms = [f"job:{job_id}"] + ([f"user:{owner_id}"] if owner_id is not None else [])
+        socketio.emit("job:events", {"job_id": job_id, "events": events}, to=rooms)
+
+    config = app.config
+    return JobEngine(
+        db_sessions=sessions,
+        events=EventLog(sessions, publish, socketio.start_background_task),
+        runbooks=RunbookStore(config["RUNBOOK_DIR"]).load,
+        start_task=socketio.start_background_task,
+        settings=EngineSettings(
+            default_parallel=int(config["DEFAULT_PARALLEL"]),
+            max_concurrent_hosts=int(config["MAX_CONCURRENT_HOSTS"]),
+            connect_timeout=float(config["SSH_CONNECT_TIMEOUT"]),
+            step_timeout=float(config["STEP_TIMEOUT"]),
+            kill_grace=float(config["KILL_GRACE"]),
+            flush_interval=float(config["OUTPUT_FLUSH_INTERVAL"]),
+            flush_lines=int(config["OUTPUT_FLUSH_LINES"]),
+            node_id=str(config["NODE_ID"]),
+        ),
+    )
+
+
+def _tune_sqlite(engine: Any) -> None:
+    """WAL lets readers (replays, pages) run while the event writer commits."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def serve(app: Flask) -> None:
+    """Serve the console: mark jobs a dead process left running, then run the server."""
+    recovered = app.extensions["patchbay"].recover_interrupted()
+    if recovered:
+        app.logger.warning("marked interrupted jobs: %s", recovered)
+    socketio.run(app, host=app.config["HOST"], port=int(app.config["PORT"]),
+                 allow_unsafe_werkzeug=app.config["ASYNC_MODE"] == "threading")
+
+
+if __name__ == "__main__":
+    serve(create_app())

@@ -1,0 +1,107 @@
+"""The JSON API (same session login as the pages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask_login import current_user
+from pydantic import ValidationError
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from blueprints.job_access import event_page, job_snapshot, plan_from
+from blueprints.live import validation_error
+from blueprints.schemas import StartJob
+from extensions import db
+from models import Server
+from tasks.errors import PatchbayError
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_PAGE = 5000
+STATUS_OF = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "server_busy": 409,
+             "not_here": 409}
+
+
+@bp.before_request
+def require_login() -> Response | None:
+    if not current_user.is_authenticated:
+        return _error(PatchbayError("unauthorized", "log in first"))
+    return None
+
+
+@bp.errorhandler(PatchbayError)
+def _patchbay_error(exc: PatchbayError) -> Response:
+    return _error(exc)
+
+
+def _error(exc: PatchbayError) -> Response:
+    response = jsonify({"ok": False, "error": exc.to_dict()})
+    response.status_code = STATUS_OF.get(exc.code, 400)
+    return response
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise PatchbayError("invalid",
+                            f"{name} must be a whole number from {minimum} to {maximum}", name)
+    return int(raw)
+
+
+def _body(schema: type[StartJob]) -> StartJob:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise PatchbayError("invalid", "the body must be a JSON object")
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+@bp.get("/servers")
+def servers() -> Response:
+    servers = db.session.scalars(select(Server).order_by(Server.name))
+    return jsonify({"servers": [server.summary() for server in servers]})
+
+
+@bp.get("/runbooks")
+def runbooks() -> Response:
+    books = current_app.extensions["patchbay"].runbooks()
+    return jsonify({"runbooks": [book.describe() for book in books.values()]})
+
+
+@bp.get("/jobs/<int:job_id>")
+def job(job_id: int) -> Response:
+    return jsonify({"job": job_snapshot(job_id)})
+
+
+@bp.get("/jobs/<int:job_id>/events")
+def job_events(job_id: int) -> Response:
+    job_snapshot(job_id)  # 404 for an unknown job rather than an empty list
+    after_seq = _int_arg("after_seq", 0, 0, 2**62)
+    limit = _int_arg("limit", 1000, 1, MAX_PAGE)
+    events = event_page(job_id, after_seq, limit)
+    return jsonify({"job_id": job_id, "events": events,
+                    "last_seq": events[-1]["seq"] if events else after_seq})
+
+
+@bp.post("/jobs")
+def start_job() -> tuple[Response, int]:
+    engine = current_app.extensions["patchbay"]
+    job_id = engine.start(plan_from(engine, _body(StartJob)), current_user.id)
+    return jsonify({"ok": True, "job_id": job_id}), 201
+
+
+@bp.post("/jobs/plan")
+def plan_job() -> Response:
+    plan = plan_from(current_app.extensions["patchbay"], _body(StartJob))
+    return jsonify({"ok": True, "plan": plan.preview()})
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+def cancel_job(job_id: int) -> Response:
+    result: dict[str, Any] = current_app.extensions["patchbay"].cancel(job_id)
+    return jsonify({"ok": True, **result})

@@ -1,0 +1,48 @@
+"""Reading jobs for the web layer: snapshots, event pages and replay, shared by the
+pages, the JSON API and the Socket.IO handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from blueprints.schemas import StartJob
+from extensions import db, socketio
+from models import Job
+from tasks.engine import JobEngine, JobPlan
+from tasks.errors import PatchbayError
+from tasks.events import read_events
+
+REPLAY_PAGE = 1000
+
+
+def plan_from(engine: JobEngine, data: StartJob) -> JobPlan:
+    return engine.plan(data.runbook, data.params, data.servers, data.tags, data.strategy)
+
+
+def job_snapshot(job_id: int) -> dict[str, Any]:
+    """The job's current state as a dict; ``not_found`` if there is no such job."""
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
+    return job.summary()
+
+
+def event_page(job_id: int, after_seq: int, limit: int) -> list[dict[str, Any]]:
+    return read_events(db.session, job_id, after_seq, limit)
+
+
+def replay_events(app: Flask, sid: str, job_id: int, after_seq: int) -> None:
+    """Send one client every event after ``after_seq``, page by page, from the database."""
+    with app.app_context():
+        while True:
+            events = read_events(db.session, job_id, after_seq, REPLAY_PAGE)
+            db.session.remove()
+            if not events:
+                return
+            socketio.emit("job:events", {"job_id": job_id, "events": events,
+                                         "replay": True}, to=sid)
+            after_seq = events[-1]["seq"]
+            if len(events) < REPLAY_PAGE:
+                return

@@ -1,0 +1,129 @@
+"""Socket.IO handlers: thin and uniform.
+
+Each handler validates its payload with one schema, calls the engine and returns an ack.
+:func:`acknowledged` is the one place that turns exceptions into error acks:
+``{"ok": false, "error": {"code", "message", "field"}}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, request
+from flask_login import current_user
+from flask_socketio import SocketIO, join_room, leave_room
+from pydantic import BaseModel, ValidationError
+
+from blueprints.job_access import job_snapshot, plan_from, replay_events
+from blueprints.schemas import JobRef, StartJob, Subscribe
+from extensions import socketio
+from tasks.errors import PatchbayError
+
+log = logging.getLogger(__name__)
+
+
+def validation_error(exc: ValidationError) -> PatchbayError:
+    """The first problem of a pydantic error, as an error naming its field."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = f"{field} is required"
+    elif first["type"] == "extra_forbidden":
+        message = f"unknown field {field}"
+    else:
+        message = f"{field}: {message}" if field else message
+    return PatchbayError("invalid", message, field)
+
+
+def acknowledged(schema: type[BaseModel]) -> Callable[..., Any]:
+    """Validate the payload with ``schema``; turn any failure into an error ack."""
+
+    def decorate(handler: Callable[[BaseModel], dict[str, Any]]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def wrapper(payload: Any = None, *extra: Any) -> dict[str, Any]:
+            try:
+                if not current_user.is_authenticated:
+                    raise PatchbayError("unauthorized", "log in first")
+                if not isinstance(payload, dict):
+                    raise PatchbayError("invalid", "the payload must be a JSON object")
+                try:
+                    data = schema.model_validate(payload)
+                except ValidationError as exc:
+                    raise validation_error(exc) from None
+                return {"ok": True, **handler(data)}
+            except PatchbayError as exc:
+                return {"ok": False, "error": exc.to_dict()}
+            except Exception:  # noqa: BLE001 - one bad request must not break the socket
+                log.exception("socket handler %s failed", handler.__name__)
+                return {"ok": False, "error": {"code": "internal",
+                                               "message": "internal error; see the server log",
+                                               "field": None}}
+
+        return wrapper
+
+    return decorate
+
+
+def on_connect(auth: Any = None) -> bool:
+    """Anonymous sockets are refused; a user's sockets share the room ``user:<id>``."""
+    if not current_user.is_authenticated:
+        raise ConnectionRefusedError("unauthorized: log in first")
+    join_room(f"user:{current_user.id}")
+    return True
+
+
+@acknowledged(StartJob)
+def start_job(data: StartJob) -> dict[str, Any]:
+    engine = current_app.extensions["patchbay"]
+    job_id = engine.start(plan_from(engine, data), current_user.id)
+    join_room(f"job:{job_id}")
+    return {"job_id": job_id}
+
+
+@acknowledged(StartJob)
+def plan_job(data: StartJob) -> dict[str, Any]:
+    return {"plan": plan_from(current_app.extensions["patchbay"], data).preview()}
+
+
+@acknowledged(Subscribe)
+def subscribe(data: Subscribe) -> dict[str, Any]:
+    """Join the job's room first, then replay from the database: no event can fall
+    between the replay and the live stream (duplicates are dropped by the client)."""
+    snapshot = job_snapshot(data.job_id)
+    join_room(f"job:{data.job_id}")
+    sid = request.sid
+    socketio.start_background_task(replay_events, current_app._get_current_object(),
+                                   sid, data.job_id, data.after_seq)
+    return {"job": snapshot}
+
+
+@acknowledged(JobRef)
+def unsubscribe(data: JobRef) -> dict[str, Any]:
+    leave_room(f"job:{data.job_id}")
+    return {}
+
+
+@acknowledged(JobRef)
+def cancel_job(data: JobRef) -> dict[str, Any]:
+    return current_app.extensions["patchbay"].cancel(data.job_id)
+
+
+def disconnect_user(user_id: int) -> None:
+    """Disconnect every socket of a user (on logout or when the user is disabled)."""
+    room = f"user:{user_id}"
+    for sid, _ in list(socketio.server.manager.get_participants("/", room)):
+        socketio.server.disconnect(sid, namespace="/")
+
+
+def register(sio: SocketIO) -> None:
+    """Bind the handlers to the Socket.IO server (called by ``create_app``)."""
+    sio.on_event("connect", on_connect)
+    sio.on_event("job:start", start_job)
+    sio.on_event("job:plan", plan_job)
+    sio.on_event("job:subscribe", subscribe)
+    sio.on_event("job:unsubscribe", unsubscribe)
+    sio.on_event("job:cancel", cancel_job)

@@ -1,0 +1,80 @@
+"""Configuration: safe defaults, then ``PATCHBAY_*`` environment variables, then overrides.
+
+Read only inside :func:`load_config`, called by ``create_app``; nothing here reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+DEFAULTS: dict[str, Any] = {
+    # Sessions
+    "SECRET_KEY": None,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    # Storage
+    "SQLALCHEMY_DATABASE_URI": None,
+    "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+    # Jobs
+    "RUNBOOK_DIR": str(PROJECT_DIR / "runbooks"),
+    "DEFAULT_PARALLEL": 10,  # servers at once when a job does not say
+    "MAX_CONCURRENT_HOSTS": 500,  # hard cap per process, across all jobs
+    "SSH_CONNECT_TIMEOUT": 10,
+    "STEP_TIMEOUT": 3600,  # seconds, when neither runbook nor job sets one
+    "KILL_GRACE": 5,  # seconds between TERM and KILL when stopping a command
+    "KNOWN_HOSTS": None,  # path; defaults to ~/.ssh/known_hosts
+    "OUTPUT_FLUSH_INTERVAL": 0.1,  # seconds: output coalescing window per host
+    "OUTPUT_FLUSH_LINES": 500,  # ... or this many lines, whichever comes first
+    "NODE_ID": None,  # names this process as the owner of the jobs it runs
+    # Socket.IO
+    "ASYNC_MODE": "eventlet",
+    "CORS_ALLOWED_ORIGINS": None,  # None = same origin only
+    "PORT": 5000,
+    "HOST": "127.0.0.1",
+}
+
+
+def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
+    """Fill ``app.config`` from defaults, the environment, then ``overrides``."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("PATCHBAY")
+    if os.environ.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if overrides:
+        app.config.from_mapping(overrides)
+
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = (
+            f"sqlite:///{Path(app.instance_path) / 'patchbay.db'}"
+        )
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Short busy timeout: a writer stuck behind another one must fail fast rather
+        # than freeze every greenlet (SQLite waits for its lock in C).
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 5}})
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    if not app.config["NODE_ID"]:
+        app.config["NODE_ID"] = os.uname().nodename
+
+
+def _instance_secret(instance_dir: Path) -> str:
+    """A random secret kept in the instance folder, so sessions survive restarts."""
+    path = instance_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret

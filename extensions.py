@@ -1,0 +1,23 @@
+"""Flask extension objects, created unbound and bound in ``create_app``.
+
+Keeping them here (and not in ``app.py``) means no module ever imports the
+application object, so tests can build a fresh app per test.
+"""
+
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_socketio import SocketIO
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every model."""
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+socketio = SocketIO()
+csrf = CSRFProtect()

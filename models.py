@@ -1,0 +1,175 @@
+"""Database models (SQLAlchemy 2.0 style).
+
+The job event log (``JobEvent``) is the source of truth for what happened; ``Job`` and
+``JobHost`` hold the current state derived from it, updated in the same transaction as
+the events that change it so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from extensions import db
+
+ROLES = ("admin", "operator", "viewer")
+JOB_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+HOST_STATUSES = (
+    "pending", "running", "succeeded", "failed", "cancelled", "skipped", "interrupted",
+)
+FINISHED_HOST_STATUSES = frozenset(HOST_STATUSES) - {"pending", "running"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default="operator")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+
+class Server(db.Model):
+    __tablename__ = "servers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(default=22)
+    user: Mapped[str] = mapped_column(String(64))
+    key_path: Mapped[str | None] = mapped_column(String(1024))
+    known_hosts: Mapped[str | None] = mapped_column(String(1024))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    vars: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_job_id: Mapped[int | None] = mapped_column()
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "port": self.port, "tags": self.tags,
+                "version": (self.facts or {}).get("version"),
+                "last_job_id": self.last_job_id, "last_status": self.last_status}
+
+
+class Job(db.Model):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    runbook: Mapped[str] = mapped_column(String(128))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    strategy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    last_seq: Mapped[int] = mapped_column(default=0)
+    node_id: Mapped[str | None] = mapped_column(String(255))
+    rerun_of_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+
+    created_by: Mapped[User | None] = relationship()
+    hosts: Mapped[list[JobHost]] = relationship(
+        back_populates="job", order_by="JobHost.position", cascade="all, delete-orphan"
+    )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "runbook": self.runbook,
+            "params": self.params,
+            "strategy": self.strategy,
+            "status": self.status,
+            "created_by": self.created_by.username if self.created_by else None,
+            "created_at": self.created_at.isoformat() + "Z",
+            "finished_at": self.finished_at.isoformat() + "Z" if self.finished_at else None,
+            "last_seq": self.last_seq,
+            "rerun_of": self.rerun_of_id,
+            "hosts": [host.summary() for host in self.hosts],
+        }
+
+
+class JobHost(db.Model):
+    """One server's part in one job."""
+
+    __tablename__ = "job_hosts"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    position: Mapped[int] = mapped_column(default=0)
+    batch: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    current_step: Mapped[str | None] = mapped_column(String(128))
+    failed_step: Mapped[str | None] = mapped_column(String(128))
+    exit_code: Mapped[int | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    job: Mapped[Job] = relationship(back_populates="hosts")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "batch": self.batch,
+            "status": self.status,
+            "current_step": self.current_step,
+            "failed_step": self.failed_step,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "started_at": self.started_at.isoformat() + "Z" if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() + "Z" if self.finished_at else None,
+        }
+
+
+class JobEvent(db.Model):
+    """One entry of a job's append-only log; ``seq`` runs 1, 2, 3... per job."""
+
+    __tablename__ = "job_events"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[float] = mapped_column()
+    type: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str | None] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts, "type": self.type, "host": self.host,
+                "data": self.data}
+
+
+class ServerLock(db.Model):
+    """A server held by a running job. The primary key makes a second holder impossible,
+    across processes too."""
+
+    __tablename__ = "server_locks"
+
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+
+
+Index("ix_jobs_status", Job.status)

@@ -1,0 +1,180 @@
+"""The job event log: append (assign ``seq``), write to the database, then publish.
+
+All event writes go through one writer task that drains a queue and commits each batch
+in one short transaction. One writer means no two greenlets ever wait on SQLite's lock
+(a wait that runs in C and freezes an eventlet process), and a batch costs one commit
+however many servers are talking. An event is published only after its batch has been
+committed, so whatever any client has seen can be fetched again from the database.
+
+The writer also applies each event to the derived state (``Job``, ``JobHost``, ``Server``,
+``ServerLock``) in the same transaction, so state and log never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Job, JobEvent, JobHost, Server, ServerLock, utcnow
+
+log = logging.getLogger(__name__)
+
+Publisher = Callable[[int, int | None, list[dict[str, Any]]], None]
+TaskStarter = Callable[..., Any]
+MAX_BATCH = 2000
+
+
+@dataclass
+class _Pending:
+    job_id: int
+    event: dict[str, Any]
+
+
+class EventLog:
+    """Per-job sequence numbers, one batching writer, publish after commit."""
+
+    def __init__(self, session_factory: sessionmaker[Session], publisher: Publisher,
+                 start_task: TaskStarter) -> None:
+        self.session_factory = session_factory
+        self.publisher = publisher
+        self.start_task = start_task
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._queue: list[_Pending] = []
+        self._next_seq: dict[int, int] = {}
+        self._owners: dict[int, int | None] = {}
+        self._appended = 0
+        self._written = 0
+        self._writer_started = False
+
+    def open_job(self, job_id: int, owner_id: int | None, last_seq: int = 0) -> None:
+        """Start numbering a job's events after ``last_seq``."""
+        with self._lock:
+            self._next_seq[job_id] = last_seq + 1
+            self._owners[job_id] = owner_id
+
+    def append(self, job_id: int, type_: str, host: str | None = None,
+               data: dict[str, Any] | None = None) -> int:
+        """Queue one event; returns its ``seq``. It is published once it is on disk."""
+        with self._lock:
+            seq = self._next_seq[job_id]
+            self._next_seq[job_id] = seq + 1
+            self._queue.append(_Pending(job_id, {
+                "seq": seq, "ts": round(time.time(), 3), "type": type_, "host": host,
+                "data": data or {},
+            }))
+            self._appended += 1
+            if not self._writer_started:
+                self._writer_started = True
+                self.start_task(self._writer_loop)
+            self._wakeup.notify_all()
+        return seq
+
+    def wait_written(self, timeout: float = 30) -> bool:
+        """Block until every event appended so far is written and published."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            target = self._appended
+            while self._written < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wakeup.wait(min(remaining, 0.5))
+        return True
+
+    def _writer_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._wakeup.wait(1.0)
+                batch = self._queue[:MAX_BATCH]
+                del self._queue[:MAX_BATCH]
+            self._write_with_retry(batch)
+            self._publish(batch)
+            with self._lock:
+                self._written += len(batch)
+                for item in batch:
+                    if item.event["type"] == "job_finished":
+                        self._next_seq.pop(item.job_id, None)
+                self._wakeup.notify_all()
+
+    def _write_with_retry(self, batch: list[_Pending]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                with self.session_factory() as session, session.begin():
+                    for item in batch:
+                        session.add(JobEvent(job_id=item.job_id, **item.event))
+                        apply_event(session, item.job_id, item.event)
+                return
+            except Exception:  # noqa: BLE001 - never drop events: retry until the DB answers
+                log.exception("writing %d events failed; retrying in %.2f s", len(batch), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _publish(self, batch: list[_Pending]) -> None:
+        by_job: dict[int, list[dict[str, Any]]] = {}
+        for item in batch:
+            by_job.setdefault(item.job_id, []).append(item.event)
+        for job_id, events in by_job.items():
+            try:
+                self.publisher(job_id, self._owners.get(job_id), events)
+            except Exception:  # noqa: BLE001 - clients catch up from the DB
+                log.exception("publishing events of job %s failed", job_id)
+
+
+def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
+    """Update the derived state for one event (inside the writer's transaction)."""
+    kind, data = event["type"], event["data"]
+    job = session.get(Job, job_id)
+    if job is None:
+        return
+    job.last_seq = max(job.last_seq, event["seq"])
+    if kind == "job_finished":
+        job.status = data["status"]
+        job.finished_at = utcnow()
+        session.execute(delete(ServerLock).where(ServerLock.job_id == job_id))
+        return
+    if event["host"] is None or kind == "output":
+        return
+    host = session.scalar(select(JobHost).where(JobHost.job_id == job_id,
+                                                JobHost.name == event["host"]))
+    if host is None:
+        return
+    if kind == "host_started":
+        host.status = "running"
+        host.started_at = utcnow()
+    elif kind == "step_started":
+        host.current_step = data.get("step")
+    elif kind == "host_finished":
+        host.status = data["status"]
+        host.finished_at = utcnow()
+        host.current_step = None
+        host.failed_step = data.get("failed_step")
+        host.exit_code = data.get("exit_code")
+        host.reason = data.get("reason")
+        if host.server_id is not None:
+            session.execute(delete(ServerLock).where(ServerLock.server_id == host.server_id,
+                                                     ServerLock.job_id == job_id))
+            server = session.get(Server, host.server_id)
+            if server is not None and host.started_at is not None:
+                server.last_job_id = job_id
+                server.last_status = data["status"]
+                if data.get("facts"):
+                    server.facts = {**(server.facts or {}), **data["facts"]}
+
+
+def read_events(session: Session, job_id: int, after_seq: int = 0,
+                limit: int = 1000) -> list[dict[str, Any]]:
+    """Events of one job with ``seq > after_seq``, oldest first."""
+    rows = session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+        .order_by(JobEvent.seq).limit(limit))
+    return [row.to_dict() for row in rows]

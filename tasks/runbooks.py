@@ -1,0 +1,236 @@
+"""Runbooks: YAML files describing typed parameters and ordered shell steps.
+
+Templating is plain substitution, not Jinja: ``{{ params.NAME }}``, ``{{ vars.NAME }}``
+and ``{{ host.name|address|port|user }}``. Every substituted value is inserted
+shell-quoted, so no parameter or variable can ever become shell syntax, and a template
+cannot reach any Python object.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tasks.errors import PatchbayError
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+HOST_FIELDS = ("name", "address", "port", "user")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+MAX_PARAM_LENGTH = 1024
+
+
+class RunbookError(ValueError):
+    """A runbook file that cannot be used; the message names the file and the field."""
+
+
+class ParamSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["string", "integer"] = "string"
+    pattern: str | None = None
+    description: str = ""
+    default: str | int | None = None
+    required: bool = True
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class StepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    run: str = Field(min_length=1)
+    timeout: float | None = Field(default=None, gt=0)
+    capture: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]*$")
+
+
+class RunbookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(min_length=1)
+    on_failure: list[StepSpec] = Field(default_factory=list)
+    strategy: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, value: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"parameter name {name!r} must be an identifier")
+        return value
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """What a template may know of the server it runs on."""
+
+    name: str
+    address: str
+    port: int
+    user: str
+    vars: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    name: str
+    command: str
+    timeout: float | None
+    capture: str | None
+
+
+class Runbook:
+    """A validated runbook, ready to check parameters and render commands."""
+
+    def __init__(self, spec: RunbookSpec, source: str) -> None:
+        self.spec = spec
+        self.source = source
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "description": self.spec.description,
+            "params": {name: p.model_dump() for name, p in self.spec.params.items()},
+            "steps": [step.name for step in self.spec.steps],
+            "on_failure": [step.name for step in self.spec.on_failure],
+            "strategy": self.spec.strategy,
+        }
+
+    def validate_params(self, raw: Any) -> dict[str, str]:
+        """Check ``raw`` against the declared parameters; return them as strings."""
+        if not isinstance(raw, dict):
+            raise PatchbayError("invalid", "params must be an object", "params")
+        unknown = sorted(set(raw) - set(self.spec.params))
+        if unknown:
+            raise PatchbayError(
+                "invalid", f"unknown parameter {unknown[0]!r} for runbook {self.name}",
+                f"params.{unknown[0]}",
+            )
+        values: dict[str, str] = {}
+        for name, spec in self.spec.params.items():
+            field = f"params.{name}"
+            value = raw.get(name, spec.default)
+            if value is None or value == "":
+                if spec.required:
+                    raise PatchbayError("invalid", f"parameter {name!r} is required", field)
+                values[name] = ""
+                continue
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise PatchbayError("invalid", f"parameter {name!r} must be a string", field)
+            text = str(value)
+            if len(text) > MAX_PARAM_LENGTH:
+                raise PatchbayError("invalid", f"parameter {name!r} is too long", field)
+            if "\x00" in text:
+                raise PatchbayError("invalid", f"parameter {name!r} contains a NUL byte", field)
+            if spec.type == "integer" and not re.fullmatch(r"-?[0-9]+", text):
+                raise PatchbayError("invalid", f"parameter {name!r} must be an integer", field)
+            if spec.pattern and not re.fullmatch(spec.pattern, text):
+                raise PatchbayError(
+                    "invalid",
+                    f"parameter {name!r} value {text!r} does not match {spec.pattern}",
+                    field,
+                )
+            values[name] = text
+        return values
+
+    def render(self, params: dict[str, str], host: HostContext) -> list[RenderedStep]:
+        """The main steps with every placeholder replaced by its shell-quoted value."""
+        return [self._render_step(step, params, host) for step in self.spec.steps]
+
+    def render_on_failure(self, params: dict[str, str], host: HostContext) -> list[RenderedStep]:
+        return [self._render_step(step, params, host) for step in self.spec.on_failure]
+
+    def _render_step(self, step: StepSpec, params: dict[str, str], host: HostContext
+                     ) -> RenderedStep:
+        def value_of(match: re.Match[str]) -> str:
+            scope, key = match.group(1), match.group(2)
+            if scope == "params":
+                value: Any = params[key]
+            elif scope == "host":
+                value = getattr(host, key)
+            elif key in host.vars:
+                value = host.vars[key]
+            else:
+                raise PatchbayError(
+                    "invalid",
+                    f"server {host.name} has no variable {key!r} needed by step "
+                    f"{step.name!r} of runbook {self.name}",
+                    "servers",
+                )
+            return shlex.quote(str(value))
+
+        return RenderedStep(step.name, PLACEHOLDER.sub(value_of, step.run), step.timeout,
+                            step.capture)
+
+
+def parse_runbook(text: str, source: str) -> Runbook:
+    """Parse and validate one runbook; raise :class:`RunbookError` naming source and field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RunbookError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RunbookError(f"{source}: a runbook must be a mapping with name and steps")
+    try:
+        spec = RunbookSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top)"
+        raise RunbookError(f"{source}: field {where}: {first['msg']}") from exc
+    _check_placeholders(spec, source)
+    return Runbook(spec, source)
+
+
+def _check_placeholders(spec: RunbookSpec, source: str) -> None:
+    for section in ("steps", "on_failure"):
+        for index, step in enumerate(getattr(spec, section)):
+            where = f"{source}: field {section}.{index}.run"
+            for match in PLACEHOLDER.finditer(step.run):
+                scope, key = match.group(1), match.group(2)
+                if scope == "params" and key not in spec.params:
+                    raise RunbookError(f"{where}: unknown parameter {key!r}")
+                if scope == "host" and key not in HOST_FIELDS:
+                    raise RunbookError(
+                        f"{where}: host.{key} is not one of {', '.join(HOST_FIELDS)}")
+                if scope not in ("params", "host", "vars"):
+                    raise RunbookError(
+                        f"{where}: unknown placeholder scope {scope!r} "
+                        "(use params., vars. or host.)")
+            leftover = re.sub(PLACEHOLDER, "", step.run)
+            if "{{" in leftover or "}}" in leftover:
+                raise RunbookError(
+                    f"{where}: malformed placeholder (expected {{{{ scope.name }}}})")
+
+
+def load_runbooks(directory: str | Path) -> dict[str, Runbook]:
+    """Load every ``*.yml``/``*.yaml`` in ``directory``; the first bad one raises."""
+    runbooks: dict[str, Runbook] = {}
+    for path in sorted(Path(directory).glob("*.y*ml")):
+        runbook = parse_runbook(path.read_text(encoding="utf-8"), path.name)
+        if runbook.name in runbooks:
+            raise RunbookError(
+                f"{path.name}: field name: runbook {runbook.name!r} is also defined in "
+                f"{runbooks[runbook.name].source}")
+        runbooks[runbook.name] = runbook
+    return runbooks

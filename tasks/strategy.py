@@ -1,0 +1,99 @@
+"""Rollout strategy: how many servers at once, in which batches, and when to stop.
+
+Pure logic, no I/O: the runner asks it how to split servers into batches and whether
+the failures seen so far stop the rollout.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tasks.errors import PatchbayError
+
+PERCENT = re.compile(r"^([0-9]{1,3})%$")
+
+
+class Strategy(BaseModel):
+    """``parallel`` servers at once; ``batches`` of sizes or percentages (the first is a
+    canary); ``max_failures`` as a count or percentage; per-step ``timeout`` in seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parallel: int = Field(default=10, ge=1, le=1000)
+    batches: list[int | str] = Field(default_factory=list, max_length=100)
+    max_failures: int | str | None = None
+    timeout: float | None = Field(default=None, gt=0, le=86_400)
+
+    @field_validator("batches")
+    @classmethod
+    def _batch_sizes(cls, value: list[int | str]) -> list[int | str]:
+        for size in value:
+            _check_amount(size, "batch size", minimum=1)
+        return value
+
+    @field_validator("max_failures")
+    @classmethod
+    def _failure_limit(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            _check_amount(value, "max_failures", minimum=0)
+        return value
+
+    def batch_sizes(self, host_count: int) -> list[int]:
+        """Split ``host_count`` servers into batch sizes; the last batch takes the rest."""
+        sizes: list[int] = []
+        remaining = host_count
+        for size in self.batches:
+            if remaining <= 0:
+                break
+            count = min(remaining, _resolve(size, host_count, round_up=True) or 1)
+            sizes.append(count)
+            remaining -= count
+        if remaining > 0:
+            sizes.append(remaining)
+        return sizes
+
+    def failure_limit(self, host_count: int) -> int | None:
+        """How many failed servers stop the rollout (``None``: never stop early)."""
+        if self.max_failures is None:
+            return None
+        return max(1, _resolve(self.max_failures, host_count, round_up=False))
+
+
+def _check_amount(value: Any, label: str, minimum: int) -> None:
+    if isinstance(value, bool):
+        raise ValueError(f"{label} must be a whole number or a percentage like '25%'")
+    if isinstance(value, int):
+        if value < minimum:
+            raise ValueError(f"{label} must be at least {minimum}")
+        return
+    match = PERCENT.match(value)
+    if not match or not minimum <= int(match.group(1)) <= 100:
+        raise ValueError(f"{label} {value!r} must be a whole number or a percentage like '25%'")
+
+
+def _resolve(amount: int | str, total: int, round_up: bool) -> int:
+    if isinstance(amount, int):
+        return amount
+    share = int(amount[:-1]) * total / 100
+    return math.ceil(share) if round_up else math.floor(share)
+
+
+def parse_strategy(raw: Any, defaults: dict[str, Any], default_parallel: int) -> Strategy:
+    """Merge the job's strategy over the runbook's defaults; errors name the field."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise PatchbayError("invalid", "strategy must be an object", "strategy")
+    merged = {"parallel": default_parallel, **defaults, **raw}
+    try:
+        return Strategy.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][:1])
+        message = first["msg"].removeprefix("Value error, ")
+        raise PatchbayError("invalid", f"strategy.{where}: {message}",
+                            f"strategy.{where}") from exc
