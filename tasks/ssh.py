@@ -177,6 +177,11 @@ class SSHSession:
             raise SSHError(
                 f"authentication failed for {self.target.user}@{where} "
                 "(the server refused our key)") from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            refused = all(isinstance(e, ConnectionRefusedError) for e in exc.errors.values())
+            if refused:
+                raise SSHError(f"connection refused by {where}") from None
+            raise SSHError(f"cannot reach {where}: {_first_line(exc)}") from None
         except socket.gaierror:
             raise SSHError(f"DNS lookup failed for {self.target.address}") from None
         except ConnectionRefusedError:

@@ -1,0 +1,146 @@
+"""Shared fixtures: app, client, auth, a real OpenSSH fleet, a real server process,
+and a real browser.
+
+In CI (``CI=true``) a missing tool (sshd, Chromium) fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("PATCHBAY_ASYNC_MODE") == "gevent":  # engine tests run green too
+    from gevent import monkey
+
+    monkey.patch_all()
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.live_server import LiveServer, start_live_server
+from tests.sshd_fleet import SshdFleet, sshd_available, start_fleet
+
+PROJECT = Path(__file__).resolve().parent.parent
+TEST_RUNBOOKS = PROJECT / "tests" / "runbooks"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+
+
+def require_tool(available: bool, what: str) -> None:
+    """Skip locally, fail in CI, when a real part is missing."""
+    if available:
+        return
+    message = f"{what} is not installed (run `make test` as root, or see the README)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def sshd_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdFleet]:
+    """Eight OpenSSH servers on 127.0.0.101-108 (one sshd, one port), shared by the session."""
+    require_tool(sshd_available(), "OpenSSH sshd")
+    fleet = start_fleet(tmp_path_factory.mktemp("sshd"), 8)
+    yield fleet
+    fleet.stop()
+
+
+def write_inventory(path: Path, entries: list[dict]) -> Path:
+    path.write_text(yaml.safe_dump({"servers": entries}))
+    return path
+
+
+@pytest.fixture
+def app(tmp_path: Path):
+    """A fresh app on its own database file, migrated like production."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    application = create_app({
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'patchbay.db'}",
+        "SECRET_KEY": "test-secret",
+        "ASYNC_MODE": "threading",
+        "RUNBOOK_DIR": str(TEST_RUNBOOKS),
+        "WTF_CSRF_ENABLED": True,
+        "KILL_GRACE": 2,
+    })
+    with application.app_context():
+        upgrade(directory=str(PROJECT / "migrations"))
+    return application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class AuthActions:
+    """Log in and out through the real login form (CSRF token included)."""
+
+    def __init__(self, app, client) -> None:
+        self.app = app
+        self.client = client
+
+    def create(self, username: str = "alice", password: str = PASSWORD,
+               role: str = "operator") -> None:
+        runner = self.app.test_cli_runner()
+        result = runner.invoke(args=["create-user", username, "--role", role,
+                                     "--password", password])
+        assert result.exit_code == 0, result.output
+
+    def login(self, username: str = "alice", password: str = PASSWORD):
+        import re
+
+        page = self.client.get("/login").get_data(as_text=True)
+        match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+        token = match.group(1) if match else ""
+        return self.client.post("/login", data={"username": username, "password": password,
+                                                "csrf_token": token})
+
+
+@pytest.fixture
+def auth(app, client) -> AuthActions:
+    return AuthActions(app, client)
+
+
+@pytest.fixture
+def live_server_factory(tmp_path: Path) -> Iterator:
+    """Start real server processes (``python app.py``); stopped after the test."""
+    servers: list[LiveServer] = []
+
+    def start(**kwargs) -> LiveServer:
+        server = start_live_server(tmp_path / f"live{len(servers)}", **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    require_tool(Path(CHROMIUM).exists(), "Chromium (/usr/bin/chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium_path: str) -> Iterator:
+    """A headless Chromium driven by Playwright (Debian's build; no downloads)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-quic"])
+        yield instance
+        instance.close()
+

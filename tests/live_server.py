@@ -1,0 +1,141 @@
+"""A real Patchbay server process (``python app.py``) on a free port, for tests and
+benchmarks, plus a logged-in HTTP session and Socket.IO client for it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import socketio
+
+from tests.sshd_fleet import free_port, wait_for_port
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_PASSWORD = "correct horse battery"
+
+
+@dataclass
+class LiveServer:
+    directory: Path
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.directory / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.process = subprocess.Popen([sys.executable, str(PROJECT / "app.py")],
+                                        cwd=PROJECT, env=self.env, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout=30)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"server did not start:\n{self.log()}") from None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill9(self) -> None:
+        """Die like a crash: no cleanup, no chance to mark anything."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def login(self, username: str = "alice", password: str = DEFAULT_PASSWORD
+              ) -> requests.Session:
+        """A requests session logged in through the real form (CSRF included)."""
+        http = requests.Session()
+        page = http.get(f"{self.url}/login", timeout=10).text
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        response = http.post(f"{self.url}/login", timeout=10, allow_redirects=False,
+                             data={"username": username, "password": password,
+                                   "csrf_token": token})
+        assert response.status_code == 302, response.text[:500]
+        http.headers["X-CSRFToken"] = token
+        return http
+
+    def socket(self, http: requests.Session | None, transports: list[str] | None = None,
+               **client_options: Any) -> socketio.Client:
+        """A connected python-socketio client sharing ``http``'s session cookie."""
+        client = socketio.Client(http_session=http, reconnection=False, **client_options)
+        client.connect(self.url, transports=transports or ["websocket"], wait_timeout=10)
+        return client
+
+
+def prepare_database(directory: Path, *, inventory: Path | None, runbook_dir: Path,
+                     users: list[tuple[str, str, str]]) -> str:
+    """Migrate a fresh database and fill it (in this process, before the server starts)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from app import create_app
+    from extensions import db
+    from models import User
+    from tasks.inventory import apply_inventory, parse_inventory
+
+    url = f"sqlite:///{directory / 'patchbay.db'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(directory),
+                      "SECRET_KEY": "x", "ASYNC_MODE": "threading",
+                      "RUNBOOK_DIR": str(runbook_dir)})
+    with app.app_context():
+        upgrade(directory=str(PROJECT / "migrations"))
+        for username, password, role in users:
+            if db.session.scalar(select(User).where(User.username == username)) is None:
+                user = User(username=username, role=role)
+                user.set_password(password)
+                db.session.add(user)
+        if inventory is not None:
+            apply_inventory(db.session, parse_inventory(inventory.read_text(), str(inventory)))
+        db.session.commit()
+        db.engine.dispose()
+    return url
+
+
+def start_live_server(directory: Path, *, inventory: Path | None = None,
+                      runbook_dir: Path | None = None,
+                      users: list[tuple[str, str, str]] | None = None,
+                      env: dict[str, str] | None = None) -> LiveServer:
+    directory.mkdir(parents=True, exist_ok=True)
+    runbook_dir = runbook_dir or PROJECT / "tests" / "runbooks"
+    url = prepare_database(directory, inventory=inventory, runbook_dir=runbook_dir,
+                           users=users or [("alice", DEFAULT_PASSWORD, "operator")])
+    port = free_port()
+    server_env = {
+        **os.environ,
+        "PATCHBAY_PORT": str(port),
+        "PATCHBAY_INSTANCE_PATH": str(directory),
+        "DATABASE_URL": url,
+        "PATCHBAY_SECRET_KEY": "live-test-secret",
+        "PATCHBAY_RUNBOOK_DIR": str(runbook_dir),
+        "PATCHBAY_KILL_GRACE": "2",
+        "PATCHBAY_ASYNC_MODE": os.environ.get("PATCHBAY_ASYNC_MODE", "eventlet"),
+        **(env or {}),
+    }
+    server = LiveServer(directory, port, server_env)
+    server.start()
+    return server

@@ -1,0 +1,159 @@
+"""The job engine over real OpenSSH servers on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+
+import paramiko
+import pytest
+
+from tests.conftest import TEST_RUNBOOKS, write_inventory
+from tests.engine_world import build_world
+
+
+@pytest.fixture
+def world(app, sshd_fleet, tmp_path):
+    from extensions import db
+    from tasks.inventory import apply_inventory, parse_inventory
+
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    with app.app_context():
+        apply_inventory(db.session, parse_inventory(inventory.read_text()))
+        db.session.commit()
+    return build_world(app, TEST_RUNBOOKS)
+
+
+def names(fleet) -> list[str]:
+    return [host.name for host in fleet.hosts]
+
+
+def test_job_over_eight_hosts_streams_everything_in_order(world, sshd_fleet):
+    before = {h.address: sshd_fleet.connections_to(h.address) for h in sshd_fleet.hosts}
+    plan = world.engine.plan("basic", {"message": "hi there"}, names(sshd_fleet))
+
+    job = world.wait_finished(world.engine.start(plan, None))
+
+    events = world.events(job.id)
+    assert job.status == "succeeded"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["seq"] for e in world.published if e["job_id"] == job.id] == \
+        [e["seq"] for e in events]
+    assert {h.status for h in job.hosts} == {"succeeded"}
+    finished = events[-1]
+    assert finished["type"] == "job_finished"
+    assert finished["data"]["counts"] == {"succeeded": 8}
+    for host in names(sshd_fleet):
+        lines = [line for e in events if e["type"] == "output" and e["host"] == host
+                 and e["data"]["stream"] == "stdout" for line in e["data"]["lines"]]
+        assert lines[0] == f"hello from {host}:  hi there"
+        assert [line for line in lines if line.startswith("line ")] == \
+            [f"line {i}" for i in range(1, 51)]
+        stderr = [line for e in events if e["type"] == "output" and e["host"] == host
+                  and e["data"]["stream"] == "stderr" for line in e["data"]["lines"]]
+        assert stderr == ["a warning on stderr"]
+        host_done = next(e for e in events if e["type"] == "host_finished"
+                         and e["host"] == host)
+        assert host_done["data"]["facts"] == {"version": "2.0.0"}
+    output_events = [e for e in events if e["type"] == "output"]
+    assert len(output_events) < 8 * 10, "output should be coalesced, not one event per line"
+    after = {h.address: sshd_fleet.connections_to(h.address) for h in sshd_fleet.hosts}
+    assert {a: after[a] - before[a] for a in after} == {a: 1 for a in after}
+
+
+def test_failing_step_fails_only_that_host_and_runs_on_failure_there(world, sshd_fleet):
+    plan = world.engine.plan("basic", {"message": "x", "fail_on": "h03"}, names(sshd_fleet))
+
+    job = world.wait_finished(world.engine.start(plan, None))
+
+    statuses = {h.name: h.status for h in job.hosts}
+    assert job.status == "failed"
+    assert statuses.pop("h03") == "failed"
+    assert set(statuses.values()) == {"succeeded"}
+    failed = next(h for h in job.hosts if h.name == "h03")
+    assert (failed.failed_step, failed.exit_code) == ("maybe fail", 3)
+    events = world.events(job.id)
+    rollbacks = [e["host"] for e in events if e["type"] == "step_started"
+                 and e["data"]["phase"] == "on_failure"]
+    assert rollbacks == ["h03"]
+    boom = [line for e in events if e["type"] == "output" and e["host"] == "h03"
+            and e["data"]["stream"] == "stderr" for line in e["data"]["lines"]]
+    assert "boom on h03" in boom
+
+
+def remote_commands(fleet, host) -> list[str]:
+    """Command lines of every process on ``host``, read over SSH."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(fleet.known_hosts))
+    client.connect(host.address, host.port, "root", key_filename=str(fleet.client_key),
+                   look_for_keys=False, allow_agent=False, timeout=5)
+    try:
+        _, stdout, _ = client.exec_command("ps -eo args=")
+        return [line.strip() for line in stdout.read().decode().splitlines()]
+    finally:
+        client.close()
+
+
+def test_cancel_stops_the_remote_command(world, sshd_fleet):
+    hosts = names(sshd_fleet)[:2]
+    job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "301"}, hosts), None)
+    world.wait_for(job_id, lambda ev: sum(
+        1 for e in ev if e["type"] == "output" and "napping" in e["data"]["lines"]) == 2)
+
+    ack = world.engine.cancel(job_id)
+    job = world.wait_finished(job_id, timeout=30)
+
+    assert ack["cancelled"] is True
+    assert job.status == "cancelled"
+    assert {h.status for h in job.hosts} == {"cancelled"}
+    assert "sleep 301" not in remote_commands(sshd_fleet, sshd_fleet.hosts[0])
+    assert world.engine.cancel(job_id)["cancelled"] is False
+
+
+def test_step_timeout_stops_the_command_with_a_clear_reason(world, sshd_fleet):
+    plan = world.engine.plan("sleepy", {"seconds": "302"}, ["h01"], strategy={"timeout": 1})
+
+    job = world.wait_finished(world.engine.start(plan, None), timeout=30)
+
+    host = job.hosts[0]
+    assert (job.status, host.status, host.failed_step) == ("failed", "failed", "nap")
+    assert host.reason == "timed out after 1 s"
+    assert "sleep 302" not in remote_commands(sshd_fleet, sshd_fleet.hosts[0])
+
+
+def test_busy_server_is_refused_and_nothing_starts(world, sshd_fleet):
+    from tasks.errors import PatchbayError
+
+    first = world.engine.start(world.engine.plan("sleepy", {"seconds": "303"}, ["h01"]), None)
+    with pytest.raises(PatchbayError) as refused:
+        world.engine.start(world.engine.plan("sleepy", {"seconds": "1"}, ["h02", "h01"]), None)
+    assert refused.value.code == "server_busy"
+    assert refused.value.message == f"server h01 is held by running job #{first}"
+    assert world.events(first + 1) == []
+    world.engine.cancel(first)
+    world.wait_finished(first)
+
+
+def test_connection_failures_fail_only_their_server(world, sshd_fleet, tmp_path, app):
+    from extensions import db
+    from models import Server
+    from tests.sshd_fleet import free_port
+
+    wrong_key = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)],
+                   check=True)
+    with app.app_context():
+        db.session.get(Server, 1).port = free_port()  # h01: nothing listens there
+        db.session.get(Server, 2).key_path = str(wrong_key)  # h02: key not authorised
+        db.session.commit()
+    plan = world.engine.plan("basic", {"message": "x"}, ["h01", "h02", "h03"])
+
+    job = world.wait_finished(world.engine.start(plan, None))
+
+    by_name = {h.name: h for h in job.hosts}
+    assert by_name["h01"].status == "failed"
+    assert by_name["h01"].reason.startswith("connection refused by 127.0.0.101:")
+    assert by_name["h02"].status == "failed"
+    assert by_name["h02"].reason == (
+        "authentication failed for root@127.0.0.102:%d (the server refused our key)"
+        % sshd_fleet.port)
+    assert by_name["h03"].status == "succeeded"
