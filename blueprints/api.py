@@ -14,7 +14,7 @@ from blueprints.job_access import event_page, job_snapshot, plan_from
 from blueprints.live import validation_error
 from blueprints.schemas import StartJob
 from extensions import db
-from models import Server
+from models import Job, Server
 from tasks.errors import PatchbayError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -71,6 +71,13 @@ def servers() -> Response:
 def runbooks() -> Response:
     books = current_app.extensions["patchbay"].runbooks()
     return jsonify({"runbooks": [book.describe() for book in books.values()]})
+
+
+@bp.get("/jobs")
+def jobs() -> Response:
+    limit = _int_arg("limit", 50, 1, 500)
+    rows = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))
+    return jsonify({"jobs": [row.summary() for row in rows]})
 
 
 @bp.get("/jobs/<int:job_id>")

@@ -339,7 +339,7 @@ class JobEngine:
                             return
                         host = queue.popleft()
                     with self._host_slots:
-                        status = self._run_host(state, host)
+                        status = self._run_host_safely(state, host)
                     with state.lock:
                         results[host.name] = status
                         if status == "failed":
@@ -356,6 +356,16 @@ class JobEngine:
             self.start_task(worker)
         for _ in range(workers):
             done.acquire()
+
+    def _run_host_safely(self, state: _RunState, host: HostPlan) -> str:
+        """A bug in running one server fails that server visibly, never the job."""
+        try:
+            return self._run_host(state, host)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("job %s: server %s crashed", state.job_id, host.name)
+            self.events.append(state.job_id, "host_finished", host.name, {
+                "status": "failed", "reason": f"internal error: {type(exc).__name__}: {exc}"})
+            return "failed"
 
     def _run_host(self, state: _RunState, host: HostPlan) -> str:
         """Run one server's steps over one connection; returns its final status."""

@@ -22,7 +22,6 @@ import base64
 import codecs
 import hashlib
 import re
-import select
 import shlex
 import socket
 import threading
@@ -224,6 +223,12 @@ class SSHSession:
                     return
             sink(stream, line)
 
+        # Both output buffers set one event when data arrives: a green-friendly wait on
+        # either stream (selecting on the channel's pipe confuses eventlet's hub when
+        # the pipe's fd number is reused by the next step's channel).
+        data_ready = threading.Event()
+        channel.in_buffer.set_event(data_ready)
+        channel.in_stderr_buffer.set_event(data_ready)
         stdout = _LineSplitter("stdout", take_stdout)
         stderr = _LineSplitter("stderr", sink)
         deadline = time.monotonic() + timeout if timeout else None
@@ -232,7 +237,8 @@ class SSHSession:
         killed_hard = False
         try:
             while True:
-                select.select([channel], [], [], TICK_SECONDS)
+                data_ready.wait(TICK_SECONDS)
+                data_ready.clear()
                 while channel.recv_ready():
                     stdout.feed(channel.recv(READ_CHUNK))
                 while channel.recv_stderr_ready():

@@ -1,0 +1,134 @@
+"""The Socket.IO contract against a real server process, with python-socketio clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import socketio
+
+from tests.conftest import PROJECT, write_inventory
+
+
+def wait_until(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met within {timeout} s")
+        time.sleep(0.02)  # polling interval of a deadline loop
+
+
+class EventCollector:
+    """Keeps every ``job:events`` event a client receives (duplicates included)."""
+
+    def __init__(self, client: socketio.Client) -> None:
+        self.events: list[dict] = []
+        self.lock = threading.Lock()
+        client.on("job:events", self.take)
+
+    def take(self, payload: dict) -> None:
+        with self.lock:
+            self.events.extend(payload["events"])
+
+    def seqs(self) -> set[int]:
+        with self.lock:
+            return {e["seq"] for e in self.events}
+
+    def contiguous(self) -> int:
+        seqs, top = self.seqs(), 0
+        while top + 1 in seqs:
+            top += 1
+        return top
+
+    def finished(self) -> bool:
+        with self.lock:
+            return any(e["type"] == "job_finished" for e in self.events)
+
+
+@pytest.fixture
+def fleet_server(live_server_factory, sshd_fleet, tmp_path):
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    return live_server_factory(inventory=inventory)
+
+
+def test_resume_after_disconnect_gives_exactly_the_database_log(fleet_server, sshd_fleet):
+    http = fleet_server.login()
+    first = fleet_server.socket(http)
+    seen_first = EventCollector(first)
+    ack = first.call("job:start", {"runbook": "ticker", "params": {"ticks": "40"},
+                                   "tags": ["test"]}, timeout=10)
+    assert ack["ok"], ack
+    job_id = ack["job_id"]
+    wait_until(lambda: seen_first.contiguous() >= 12, what="first events")
+    first.disconnect()
+    cut = seen_first.contiguous()
+    wait_until(lambda: http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()
+               ["job"]["last_seq"] > cut + 10, what="job progressed while disconnected")
+
+    second = fleet_server.socket(http, transports=["polling"])
+    seen_second = EventCollector(second)
+    resumed = second.call("job:subscribe", {"job_id": job_id, "after_seq": cut}, timeout=10)
+    wait_until(seen_second.finished, timeout=60, what="job_finished")
+    second.disconnect()
+
+    stored = http.get(f"{fleet_server.url}/api/jobs/{job_id}/events",
+                      params={"after_seq": 0, "limit": 5000}).json()["events"]
+    union = {e["seq"]: e for e in seen_first.events if e["seq"] <= cut}
+    for event in seen_second.events:
+        union.setdefault(event["seq"], event)
+    assert resumed["ok"] and resumed["job"]["id"] == job_id
+    assert min(e["seq"] for e in seen_second.events) == cut + 1
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
+    assert [union[seq] for seq in sorted(union)] == stored
+    assert stored[-1]["data"]["status"] == "succeeded", [e["data"] for e in stored if e["type"] == "host_finished" and e["data"]["status"] != "succeeded"][:2]
+
+
+def test_anonymous_socket_is_refused(fleet_server):
+    client = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(fleet_server.url, transports=["websocket"], wait_timeout=5)
+
+
+BAD_STARTS = [
+    ("not an object", "invalid", None),
+    ({"params": {"version": "1.4.2"}, "servers": ["h01"]}, "invalid", "runbook"),
+    ({"runbook": 7, "params": {"version": "1.4.2"}, "servers": ["h01"]}, "invalid", "runbook"),
+    ({"runbook": "game-update", "params": ["1.4.2"], "servers": ["h01"]}, "invalid", "params"),
+    ({"runbook": "game-update", "params": {"version": "1.4.2"}, "servers": "h01"},
+     "invalid", "servers"),
+    ({"runbook": "no-such-book", "params": {"version": "1.4.2"}, "servers": ["h01"]},
+     "unknown_runbook", "runbook"),
+    ({"runbook": "game-update", "params": {"version": "1.4"}, "servers": ["h01"]},
+     "invalid", "params.version"),
+    ({"runbook": "game-update", "params": {"version": "1.4.2; rm -rf /"}, "servers": ["h01"]},
+     "invalid", "params.version"),
+    ({"runbook": "game-update", "params": {}, "servers": ["h01"]}, "invalid", "params.version"),
+    ({"runbook": "game-update", "params": {"version": "1.4.2"}, "servers": ["nope"]},
+     "unknown_server", "servers"),
+    ({"runbook": "game-update", "params": {"version": "1.4.2"}}, "invalid", "servers"),
+    ({"runbook": "game-update", "params": {"version": "1.4.2"}, "servers": ["h01"],
+      "surprise": 1}, "invalid", "surprise"),
+    ({"runbook": "game-update", "params": {"version": "1.4.2"}, "servers": ["h01"],
+      "strategy": {"parallel": 0}}, "invalid", "strategy.parallel"),
+]
+
+
+def test_malformed_job_start_gets_an_error_ack_and_creates_no_job(
+        live_server_factory, sshd_fleet, tmp_path):
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    server = live_server_factory(inventory=inventory, runbook_dir=PROJECT / "runbooks")
+    http = server.login()
+    client = server.socket(http)
+
+    acks = [client.call("job:start", payload, timeout=10) for payload, _, _ in BAD_STARTS]
+
+    client.disconnect()
+    for ack, (payload, code, field) in zip(acks, BAD_STARTS, strict=True):
+        assert ack["ok"] is False, payload
+        assert (ack["error"]["code"], ack["error"]["field"]) == (code, field), ack
+        assert ack["error"]["message"]
+    assert http.get(f"{server.url}/api/jobs").json()["jobs"] == []
