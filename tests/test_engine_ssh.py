@@ -154,6 +154,6 @@ def test_connection_failures_fail_only_their_server(world, sshd_fleet, tmp_path,
     assert by_name["h01"].reason.startswith("connection refused by 127.0.0.101:")
     assert by_name["h02"].status == "failed"
     assert by_name["h02"].reason == (
-        "authentication failed for root@127.0.0.102:%d (the server refused our key)"
-        % sshd_fleet.port)
+        f"authentication failed for root@127.0.0.102:{sshd_fleet.port} "
+        "(the server refused our key)")
     assert by_name["h03"].status == "succeeded"
