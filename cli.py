@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from extensions import db
@@ -16,6 +17,7 @@ from tasks.runbooks import RunbookError
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), default="operator", show_default=True)
 @click.option("--password", envvar="PATCHBAY_NEW_PASSWORD",
@@ -45,6 +47,7 @@ def create_user(username: str, role: str, password: str | None, update: bool) ->
 
 
 @click.command("import-inventory")
+@with_appcontext
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def import_inventory(path: Path) -> None:
     """Create or update servers from an inventory YAML file (all or nothing)."""
@@ -60,6 +63,7 @@ def import_inventory(path: Path) -> None:
 
 
 @click.command("check-runbooks")
+@with_appcontext
 def check_runbooks() -> None:
     """Validate every runbook in the runbook folder."""
     try:
@@ -71,6 +75,7 @@ def check_runbooks() -> None:
 
 
 @click.command("ensure-admin")
+@with_appcontext
 @click.option("--username", default="admin", show_default=True)
 def ensure_admin(username: str) -> None:
     """Create the demo admin if missing; password from PATCHBAY_ADMIN_PASSWORD."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -48,13 +48,21 @@ class ServerEntry(BaseModel):
     tags: list[str] = Field(default_factory=list)
     vars: dict[str, Any] = Field(default_factory=dict)
 
-    def model_post_init(self, __context: Any) -> None:
-        for tag in self.tags:
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
             if not re.fullmatch(TAG, tag):
                 raise ValueError(f"tag {tag!r} may only hold letters, digits and _.:-")
-        for key in self.vars:
+        return value
+
+    @field_validator("vars")
+    @classmethod
+    def _var_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"variable name {key!r} must be an identifier")
+        return value
 
 
 @dataclass
@@ -93,7 +101,9 @@ def parse_inventory(text: str, source: str = "inventory") -> Inventory:
         raise InventoryError(f"{source}: expected a mapping with a 'servers' list")
     unknown = sorted(set(data) - {"servers", "known_hosts", "__line__"})
     if unknown:
-        raise InventoryError(f"{source}: line 1: unknown top-level field {unknown[0]!r}")
+        line = next((number for number, text_line in enumerate(text.splitlines(), 1)
+                     if text_line.startswith(f"{unknown[0]}:")), 1)
+        raise InventoryError(f"{source}: line {line}: unknown top-level field {unknown[0]!r}")
     default_known_hosts = data.get("known_hosts")
     servers: list[ServerEntry] = []
     seen: dict[str, int] = {}

@@ -143,6 +143,11 @@ class Runbook:
                 raise PatchbayError("invalid", f"parameter {name!r} is too long", field)
             if "\x00" in text:
                 raise PatchbayError("invalid", f"parameter {name!r} contains a NUL byte", field)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PatchbayError("invalid", f"parameter {name!r} is not valid UTF-8 text",
+                                    field) from None
             if spec.type == "integer" and not re.fullmatch(r"-?[0-9]+", text):
                 raise PatchbayError("invalid", f"parameter {name!r} must be an integer", field)
             if spec.pattern and not re.fullmatch(spec.pattern, text):

@@ -110,16 +110,22 @@ class _LineSplitter:
         lines = text.split("\n")
         self.tail = lines.pop()
         for line in lines:
-            self._emit(line)
+            self._emit_cut(line)
         while len(self.tail) > MAX_LINE_CHARS:
             self._emit(self.tail[:MAX_LINE_CHARS])
             self.tail = self.tail[MAX_LINE_CHARS:]
+
+    def _emit_cut(self, line: str) -> None:
+        while len(line) > MAX_LINE_CHARS:
+            self._emit(line[:MAX_LINE_CHARS])
+            line = line[MAX_LINE_CHARS:]
+        self._emit(line)
 
     def close(self) -> None:
         text = self.tail + self.decoder.decode(b"", final=True)
         self.tail = ""
         if text:
-            self._emit(text)
+            self._emit_cut(text)
 
     def _emit(self, line: str) -> None:
         self.sink(self.stream, line.removesuffix("\r"))

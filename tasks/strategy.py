@@ -10,11 +10,20 @@ import math
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from tasks.errors import PatchbayError
 
-PERCENT = re.compile(r"^([0-9]{1,3})%$")
+PERCENT = re.compile(r"([0-9]{1,3})%")
 
 
 class Strategy(BaseModel):
@@ -23,10 +32,10 @@ class Strategy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    parallel: int = Field(default=10, ge=1, le=1000)
-    batches: list[int | str] = Field(default_factory=list, max_length=100)
-    max_failures: int | str | None = None
-    timeout: float | None = Field(default=None, gt=0, le=86_400)
+    parallel: StrictInt = Field(default=10, ge=1, le=1000)
+    batches: list[StrictInt | StrictStr] = Field(default_factory=list, max_length=100)
+    max_failures: StrictInt | StrictStr | None = None
+    timeout: StrictInt | StrictFloat | None = Field(default=None, gt=0, le=86_400)
 
     @field_validator("batches")
     @classmethod
@@ -70,7 +79,7 @@ def _check_amount(value: Any, label: str, minimum: int) -> None:
         if value < minimum:
             raise ValueError(f"{label} must be at least {minimum}")
         return
-    match = PERCENT.match(value)
+    match = PERCENT.fullmatch(value)
     if not match or not minimum <= int(match.group(1)) <= 100:
         raise ValueError(f"{label} {value!r} must be a whole number or a percentage like '25%'")
 
