@@ -1,0 +1,442 @@
+/*
+ * The dashboard: the "New rollout" form (runbook, parameters, servers, strategy),
+ * Preview over `job:plan`, Run over `job:start`, and live status of the recent jobs.
+ */
+(function () {
+  "use strict";
+
+  const P = window.Patchbay;
+  const form = document.getElementById("rollout-form");
+
+  function readJSON(id, fallback) {
+    const node = document.getElementById(id);
+    if (!node) return fallback;
+    try {
+      return JSON.parse(node.textContent);
+    } catch (err) {
+      console.error("bad JSON in #" + id, err);
+      return fallback;
+    }
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  // Recent jobs: keep their status current from the user's live events.
+  function watchRecentJobs() {
+    const rows = new Map();
+    for (const row of document.querySelectorAll("#recent-jobs tr[data-job-id]")) {
+      rows.set(Number(row.dataset.jobId), row);
+    }
+    P.onJobEvents((payload) => {
+      const row = rows.get(Number(payload.job_id));
+      if (!row) return;
+      for (const event of payload.events) {
+        if (event.type !== "job_finished" || !event.data || !event.data.status) continue;
+        const badge = row.querySelector(".job-status-cell");
+        if (badge) {
+          badge.className = "badge status-" + event.data.status + " job-status-cell";
+          badge.textContent = event.data.status;
+        }
+      }
+    });
+  }
+
+  if (!P) return;
+  try {
+    P.connect();
+  } catch (err) {
+    console.error(err);
+  }
+  watchRecentJobs();
+  if (!form) return;
+
+  const runbooks = readJSON("runbooks-data", []);
+  const paramOrder = readJSON("runbook-param-order", []);
+  runbooks.forEach((book, index) => { book.paramOrder = paramOrder[index]; });
+  const servers = readJSON("servers-data", []);
+  const defaultParallel = Number(form.dataset.defaultParallel) || null;
+
+  const els = {
+    runbook: document.getElementById("runbook"),
+    description: document.getElementById("runbook-description"),
+    stepsHint: document.getElementById("runbook-steps"),
+    params: document.getElementById("params"),
+    picker: document.getElementById("server-picker"),
+    summary: document.getElementById("target-summary"),
+    filter: document.getElementById("server-filter"),
+    selectVisible: document.getElementById("select-visible"),
+    selectNone: document.getElementById("select-none"),
+    parallel: document.getElementById("strategy-parallel"),
+    batches: document.getElementById("strategy-batches"),
+    maxFailures: document.getElementById("strategy-max-failures"),
+    timeout: document.getElementById("strategy-timeout"),
+    preview: document.getElementById("preview-button"),
+    run: document.getElementById("run-button"),
+    busy: document.getElementById("form-busy"),
+    error: document.getElementById("form-error"),
+    planSection: document.getElementById("plan-section"),
+    plan: document.getElementById("plan-preview"),
+  };
+  const serverBoxes = Array.from(form.querySelectorAll('input[name="servers"]'));
+  const tagBoxes = Array.from(form.querySelectorAll('input[name="tags"]'));
+  const modeRadios = Array.from(form.querySelectorAll('input[name="target-mode"]'));
+  let previewed = false;
+  let busy = false;
+
+  // --- runbook and its parameters ---------------------------------------------------------
+
+  function currentRunbook() {
+    return runbooks.find((book) => book.name === els.runbook.value) || null;
+  }
+
+  function renderParams() {
+    const book = currentRunbook();
+    els.params.replaceChildren();
+    els.description.textContent = book && book.description ? book.description : "";
+    els.stepsHint.textContent = book && book.steps && book.steps.length
+      ? "Steps: " + book.steps.join(" → ") +
+        (book.on_failure && book.on_failure.length
+          ? "; on failure: " + book.on_failure.join(" → ") : "")
+      : "";
+    if (!book) return;
+    const params = book.params || {};
+    const names = Array.isArray(book.paramOrder) ? book.paramOrder : Object.keys(params);
+    for (const name of names) {
+      const spec = params[name];
+      if (!spec) continue;
+      const field = el("div", "field");
+      const id = "param-" + name;
+      const label = el("label", null, name);
+      label.htmlFor = id;
+      const input = el("input", "param-input");
+      input.type = "text";
+      input.id = id;
+      input.name = name;
+      input.autocomplete = "off";
+      input.spellcheck = false;
+      input.dataset.param = name;
+      if (spec.pattern) input.setAttribute("pattern", spec.pattern);
+      if (spec.type === "integer") input.inputMode = "numeric";
+      if (spec.description) input.placeholder = spec.description;
+      if (spec.default !== null && spec.default !== undefined) input.value = String(spec.default);
+      const required = spec.required !== false && (spec.default === null || spec.default === undefined);
+      if (required) {
+        input.required = true;
+        label.append(" ", el("span", "required-mark", "(required)"));
+      }
+      field.append(label, input);
+      const hints = [];
+      if (spec.description) hints.push(spec.description);
+      if (spec.pattern) hints.push("format: " + spec.pattern);
+      if (hints.length) {
+        const hint = el("p", "hint", hints.join(" — "));
+        hint.id = id + "-hint";
+        input.setAttribute("aria-describedby", hint.id);
+        field.append(hint);
+      }
+      els.params.append(field);
+    }
+    const strategy = book.strategy || {};
+    els.parallel.placeholder = String(strategy.parallel ?? defaultParallel ?? "");
+    els.batches.placeholder = strategy.batches && strategy.batches.length
+      ? strategy.batches.join(", ") : "e.g. 1, 50%";
+    els.maxFailures.placeholder = strategy.max_failures !== undefined && strategy.max_failures !== null
+      ? String(strategy.max_failures) : "e.g. 1 or 10%";
+    els.timeout.placeholder = strategy.timeout ? String(strategy.timeout) : "runbook default";
+  }
+
+  // --- server picker ----------------------------------------------------------------------
+
+  function mode() {
+    const checked = modeRadios.find((radio) => radio.checked);
+    return checked ? checked.value : "all";
+  }
+
+  function setMode(value) {
+    for (const radio of modeRadios) radio.checked = radio.value === value;
+  }
+
+  function chosenTags() {
+    return tagBoxes.filter((box) => box.checked).map((box) => box.value);
+  }
+
+  function chosenServers() {
+    return serverBoxes.filter((box) => box.checked).map((box) => box.value);
+  }
+
+  function targets() {
+    const current = mode();
+    if (current === "tags") {
+      const tags = new Set(chosenTags());
+      return servers.filter((s) => (s.tags || []).some((tag) => tags.has(tag)))
+        .map((s) => s.name);
+    }
+    if (current === "servers") return chosenServers();
+    return servers.map((s) => s.name);
+  }
+
+  function renderPicker() {
+    const current = mode();
+    form.dataset.targetMode = current;
+    const names = new Set(targets());
+    for (const item of form.querySelectorAll("#server-list li[data-server]")) {
+      item.classList.toggle("targeted", names.has(item.dataset.server));
+    }
+    let text;
+    if (current === "tags") {
+      const tags = chosenTags();
+      text = tags.length
+        ? names.size + " server(s) with tag " + tags.join(" or ")
+        : "Choose one or more tags.";
+    } else if (current === "servers") {
+      text = names.size ? names.size + " server(s) chosen" : "Tick the servers to update.";
+    } else {
+      text = "Every server: " + names.size + ".";
+    }
+    els.summary.textContent = text;
+  }
+
+  function applyFilter() {
+    const needle = els.filter.value.trim().toLowerCase();
+    for (const item of form.querySelectorAll("#server-list li[data-server]")) {
+      item.hidden = needle !== "" && !item.dataset.search.toLowerCase().includes(needle);
+    }
+  }
+
+  // --- payload ------------------------------------------------------------------------------
+
+  const WHOLE = /^\d+$/;
+
+  /** "3" -> 3; "25%" and anything else stay strings (the server explains what is wrong). */
+  function amount(text) {
+    const value = text.trim();
+    return WHOLE.test(value) ? Number(value) : value;
+  }
+
+  function strategy() {
+    const result = {};
+    const parallel = els.parallel.value.trim();
+    if (parallel !== "") result.parallel = WHOLE.test(parallel) ? Number(parallel) : parallel;
+    const batches = els.batches.value.trim();
+    if (batches !== "") {
+      result.batches = batches.split(/[,\s]+/).filter((part) => part !== "").map(amount);
+    }
+    const maxFailures = els.maxFailures.value.trim();
+    if (maxFailures !== "") result.max_failures = amount(maxFailures);
+    const timeout = els.timeout.value.trim();
+    if (timeout !== "") {
+      const seconds = Number(timeout);
+      result.timeout = Number.isFinite(seconds) ? seconds : timeout;
+    }
+    return result;
+  }
+
+  function payload() {
+    const data = { runbook: els.runbook.value, params: {} };
+    for (const input of els.params.querySelectorAll("input[data-param]")) {
+      const value = input.value.trim();
+      if (value !== "") data.params[input.dataset.param] = value;
+    }
+    if (mode() === "tags") data.tags = chosenTags();
+    else data.servers = targets();
+    const chosen = strategy();
+    if (Object.keys(chosen).length) data.strategy = chosen;
+    return data;
+  }
+
+  // --- errors -------------------------------------------------------------------------------
+
+  function clearErrors() {
+    els.error.hidden = true;
+    els.error.textContent = "";
+    for (const node of form.querySelectorAll('[aria-invalid="true"]')) {
+      node.removeAttribute("aria-invalid");
+    }
+  }
+
+  const STRATEGY_FIELDS = {
+    parallel: "parallel",
+    batches: "batches",
+    max_failures: "maxFailures",
+    timeout: "timeout",
+  };
+
+  function fieldElement(field) {
+    if (!field) return null;
+    const [head, name] = field.split(".");
+    if (head === "params" && name) return document.getElementById("param-" + name);
+    if (head === "params") return els.params.querySelector("input");
+    if (head === "servers" || head === "tags") return els.picker;
+    if (head === "strategy") return els[STRATEGY_FIELDS[name]] || els.parallel;
+    if (head === "runbook") return els.runbook;
+    return null;
+  }
+
+  function showError(error) {
+    const message = (error && error.message) || "The server refused the request.";
+    els.error.replaceChildren(el("span", "flash-kind", "error:"), " " + message);
+    els.error.hidden = false;
+    const target = fieldElement(error && error.field);
+    if (target) {
+      target.setAttribute("aria-invalid", "true");
+      if (target.matches("input, select")) target.focus();
+    }
+  }
+
+  // --- preview and run ----------------------------------------------------------------------
+
+  function setBusy(value, text) {
+    busy = value;
+    els.preview.disabled = value;
+    els.run.disabled = value;
+    els.busy.textContent = text || "";
+    form.setAttribute("aria-busy", String(value));
+  }
+
+  function markPreviewStale() {
+    if (!previewed) return;
+    previewed = false;
+    els.run.textContent = "Run";
+    els.plan.classList.add("stale");
+    const note = document.getElementById("plan-stale");
+    if (!note) {
+      const stale = el("p", "plan-stale", "The form changed since this preview; preview again to see the new commands.");
+      stale.id = "plan-stale";
+      els.plan.prepend(stale);
+    }
+  }
+
+  function renderPlan(plan) {
+    const parts = [];
+    const summary = el("dl", "plan-summary");
+    const add = (term, value) => {
+      const row = el("div");
+      row.append(el("dt", null, term), el("dd", null, value));
+      summary.append(row);
+    };
+    add("Runbook", plan.runbook);
+    add("Parameters", Object.entries(plan.params || {}).map(([k, v]) => k + "=" + v).join(" ") || "none");
+    const s = plan.strategy || {};
+    add("Servers at once", String(s.parallel ?? ""));
+    if (s.max_failures !== null && s.max_failures !== undefined) add("Stop after failures", String(s.max_failures));
+    if (s.timeout) add("Step timeout", s.timeout + " s");
+    const batches = plan.batches || [];
+    add("Batches", batches.length + " (" + batches.map((b) => b.length).join(" + ") + " servers)");
+    parts.push(summary);
+
+    if (batches.length > 1) {
+      const list = el("ol", "plan-batches");
+      for (const batch of batches) list.append(el("li", null, batch.join(", ")));
+      parts.push(list);
+    }
+
+    for (const host of plan.hosts || []) {
+      const section = el("section", "plan-host");
+      section.dataset.host = host.name;
+      section.append(el("h3", null, host.name));
+      const addSteps = (steps, title) => {
+        if (!steps || !steps.length) return;
+        if (title) section.append(el("h4", "plan-phase", title));
+        const list = el("ol", "plan-steps");
+        for (const step of steps) {
+          const item = el("li", "plan-step");
+          item.append(el("span", "plan-step-name", step.name), el("pre", "command", step.command));
+          list.append(item);
+        }
+        section.append(list);
+      };
+      addSteps(host.steps, null);
+      addSteps(host.on_failure, "On failure");
+      parts.push(section);
+    }
+    els.plan.classList.remove("stale");
+    els.plan.replaceChildren(...parts);
+    els.planSection.hidden = false;
+  }
+
+  async function preview() {
+    setBusy(true, "Preparing the preview…");
+    const ack = await P.request("job:plan", payload());
+    setBusy(false);
+    if (!ack.ok) {
+      showError(ack.error);
+      return;
+    }
+    renderPlan(ack.plan || {});
+    previewed = true;
+    els.run.textContent = "Confirm and run";
+    els.planSection.scrollIntoView({ block: "start", behavior: "smooth" });
+  }
+
+  async function run() {
+    setBusy(true, "Starting…");
+    const ack = await P.request("job:start", payload());
+    if (ack.ok && Number.isInteger(ack.job_id)) {
+      els.busy.textContent = "Started job #" + ack.job_id + "; opening it…";
+      window.location.href = P.root + "/jobs/" + ack.job_id;
+      return;
+    }
+    setBusy(false);
+    showError(ack.ok ? { message: "The server did not return a job id." } : ack.error);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (busy) return;
+    clearErrors();
+    // Implicit submission (Enter in a field) uses the first button: Preview, the safe one.
+    const submitter = event.submitter;
+    if (submitter === els.run) run();
+    else preview();
+  });
+
+  form.addEventListener("input", (event) => {
+    if (event.target === els.filter) return;
+    if (event.target instanceof Element && event.target.getAttribute("aria-invalid") === "true") {
+      event.target.removeAttribute("aria-invalid");
+    }
+    markPreviewStale();
+  });
+
+  form.addEventListener("change", (event) => {
+    const target = event.target;
+    if (target === els.runbook) {
+      renderParams();
+    } else if (target.name === "tags" && target.checked) {
+      setMode("tags");
+    } else if (target.name === "servers" && target.checked) {
+      setMode("servers");
+    }
+    if (target.name === "tags" || target.name === "servers" || target.name === "target-mode") {
+      els.picker.removeAttribute("aria-invalid");
+    }
+    renderPicker();
+    markPreviewStale();
+  });
+
+  els.filter.addEventListener("input", applyFilter);
+  els.filter.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") event.preventDefault(); // filtering, not submitting
+  });
+  els.selectVisible.addEventListener("click", () => {
+    for (const box of serverBoxes) {
+      if (!box.closest("li").hidden) box.checked = true;
+    }
+    setMode("servers");
+    renderPicker();
+    markPreviewStale();
+  });
+  els.selectNone.addEventListener("click", () => {
+    for (const box of serverBoxes) box.checked = false;
+    renderPicker();
+    markPreviewStale();
+  });
+
+  renderParams();
+  renderPicker();
+})();
