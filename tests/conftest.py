@@ -144,3 +144,33 @@ def browser(chromium_path: str) -> Iterator:
         yield instance
         instance.close()
 
+
+
+@pytest.fixture(scope="session")
+def demo_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The demo fleet of ``make run`` (asyncssh, 8 hosts on 127.0.0.151-158), as a process."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.sshd_fleet import free_port
+
+    state = tmp_path_factory.mktemp("demo-fleet")
+    ready = state / "ready.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "demo.sshfleet", "--state-dir", str(state / "fleet"),
+         "--count", "8", "--first-address", "127.0.0.151", "--ssh-port", str(free_port()),
+         "--game-port", str(free_port()), "--ready-file", str(ready), "--stop-games"],
+        cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(state / "fleet.log", "wb"))  # noqa: SIM115 - owned by the child
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"demo fleet did not start:\n{(state / 'fleet.log').read_text()}")
+        time.sleep(0.1)  # polling interval of a deadline loop
+    yield json.loads(ready.read_text())
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)

@@ -1,0 +1,43 @@
+# Patchbay: `make run` starts the console with a demo fleet; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test test-gevent lint bench clean venv venv-dev
+
+$(VENV)/.runtime-installed: requirements.txt
+	@scripts/system-deps.sh run
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt $(VENV)/.runtime-installed
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.runtime-installed
+venv-dev: $(VENV)/.dev-installed
+
+## Set up everything and run the console on http://127.0.0.1:$${PATCHBAY_PORT:-5000}
+## with a demo fleet of 8 local SSH game servers.
+run: venv
+	@PYTHON=$(PY) scripts/run-demo.sh
+
+## Set up everything and run the whole test suite (then the async-mode-agnostic part
+## again under gevent). pytest's exit code 5 (no tests ran) fails the build.
+test:
+	@scripts/system-deps.sh test
+	@$(MAKE) --no-print-directory venv-dev
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -p no:cacheprovider
+	$(MAKE) --no-print-directory test-gevent
+
+test-gevent: venv-dev
+	PATCHBAY_ASYNC_MODE=gevent $(PY) -m pytest -p no:cacheprovider -m asyncmode
+
+lint: venv-dev
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .demo instance
