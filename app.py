@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
 import cli
-from blueprints import api, auth, fleet, jobs, live
+from blueprints import api, auth, fleet, headers, jobs, live
 from config import PROJECT_DIR, load_config
 from extensions import csrf, db, login_manager, migrate, socketio
 from models import User
@@ -54,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp):
         app.register_blueprint(blueprint)
+    headers.register(app)
     live.register(socketio)
     cli.register(app)
 

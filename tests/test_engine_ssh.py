@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import TEST_RUNBOOKS, write_inventory
 from tests.engine_world import build_world
 
+pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
+
 
 @pytest.fixture
 def world(app, sshd_fleet, tmp_path):

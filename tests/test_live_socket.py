@@ -10,6 +10,8 @@ import socketio
 
 from tests.conftest import PROJECT, write_inventory
 
+pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
+
 
 def wait_until(predicate, timeout: float = 30, what: str = "condition"):
     deadline = time.monotonic() + timeout
