@@ -89,6 +89,7 @@ class Job(db.Model):
     rerun_of_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
 
     created_by: Mapped[User | None] = relationship()
+    reruns: Mapped[list[Job]] = relationship(order_by="Job.id", viewonly=True)
     hosts: Mapped[list[JobHost]] = relationship(
         back_populates="job", order_by="JobHost.position", cascade="all, delete-orphan"
     )
@@ -105,6 +106,7 @@ class Job(db.Model):
             "finished_at": self.finished_at.isoformat() + "Z" if self.finished_at else None,
             "last_seq": self.last_seq,
             "rerun_of": self.rerun_of_id,
+            "reruns": [job.id for job in self.reruns],
             "hosts": [host.summary() for host in self.hosts],
         }
 

@@ -112,3 +112,10 @@ def plan_job() -> Response:
 def cancel_job(job_id: int) -> Response:
     result: dict[str, Any] = current_app.extensions["patchbay"].cancel(job_id)
     return jsonify({"ok": True, **result})
+
+
+@bp.post("/jobs/<int:job_id>/rerun")
+def rerun_job(job_id: int) -> tuple[Response, int]:
+    engine = current_app.extensions["patchbay"]
+    new_id = engine.start(engine.rerun_plan(job_id), current_user.id, rerun_of=job_id)
+    return jsonify({"ok": True, "job_id": new_id}), 201

@@ -84,6 +84,16 @@ def start_job(data: StartJob) -> dict[str, Any]:
     return {"job_id": job_id}
 
 
+@acknowledged(JobRef)
+def rerun_job(data: JobRef) -> dict[str, Any]:
+    """Start a new job on the servers of ``job_id`` that did not succeed."""
+    engine = current_app.extensions["patchbay"]
+    job_id = engine.start(engine.rerun_plan(data.job_id), current_user.id,
+                          rerun_of=data.job_id)
+    join_room(f"job:{job_id}")
+    return {"job_id": job_id}
+
+
 @acknowledged(StartJob)
 def plan_job(data: StartJob) -> dict[str, Any]:
     return {"plan": plan_from(current_app.extensions["patchbay"], data).preview()}
@@ -127,3 +137,4 @@ def register(sio: SocketIO) -> None:
     sio.on_event("job:subscribe", subscribe)
     sio.on_event("job:unsubscribe", unsubscribe)
     sio.on_event("job:cancel", cancel_job)
+    sio.on_event("job:rerun", rerun_job)

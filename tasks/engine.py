@@ -207,6 +207,21 @@ class JobEngine:
                                 f"server {held.name} is held by running job #{held.job_id}",
                                 "servers")
 
+    def rerun_plan(self, job_id: int) -> JobPlan:
+        """A plan with the same runbook, parameters and strategy as job ``job_id``, on
+        its servers that did not succeed."""
+        with self.db_sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
+            if job.status in ("running", "succeeded"):
+                raise PatchbayError("invalid",
+                                    f"job #{job_id} is {job.status}: nothing to re-run",
+                                    "job_id")
+            names = [host.name for host in job.hosts if host.status != "succeeded"]
+            runbook, params, strategy = job.runbook, dict(job.params), dict(job.strategy)
+        return self.plan(runbook, params, names, strategy=strategy)
+
     # -- cancelling ---------------------------------------------------------------
 
     def cancel(self, job_id: int) -> dict[str, Any]:
@@ -251,14 +266,16 @@ class JobEngine:
             counts: dict[str, int] = {}
             with self.db_sessions() as session:
                 hosts = session.scalars(select(JobHost).where(JobHost.job_id == job_id)).all()
-                unfinished = [h.name for h in hosts if h.status not in FINISHED_HOST_STATUSES]
+                unfinished = [(h.name, h.current_step) for h in hosts
+                              if h.status not in FINISHED_HOST_STATUSES]
                 for h in hosts:
                     if h.status in FINISHED_HOST_STATUSES:
                         counts[h.status] = counts.get(h.status, 0) + 1
-            for name in unfinished:
+            for name, step in unfinished:
+                where = f" during step {step!r}" if step else ""
                 self.events.append(job_id, "host_finished", name, {
-                    "status": "interrupted",
-                    "reason": "the console stopped while this server was in progress"})
+                    "status": "interrupted", "failed_step": step,
+                    "reason": f"the console stopped while this server was in progress{where}"})
                 counts["interrupted"] = counts.get("interrupted", 0) + 1
             self.events.append(job_id, "job_finished", None, {
                 "status": "interrupted", "counts": counts,

@@ -75,3 +75,33 @@ def test_rollout_survives_a_reload_and_shows_every_server_complete(
     game_port = int(re.search(r"game_port: (\d+)", Path(demo_fleet["inventory"])
                               .read_text()).group(1))
     assert {game_version(h["address"], game_port) for h in demo_fleet["hosts"]} == {"1.4.2"}
+
+
+def test_cancel_a_canary_rollout_from_the_page(browser, live_server_factory, sshd_fleet,
+                                               tmp_path):
+    from tests.conftest import write_inventory
+
+    server = live_server_factory(inventory=write_inventory(
+        tmp_path / "inventory.yml", sshd_fleet.inventory_entries()))
+    page = browser.new_page()
+    log_in(page, server.url)
+    page.select_option("#runbook", "sleepy")
+    page.fill("#param-seconds", "304")
+    page.check("#target-all")
+    page.fill("#strategy-batches", "1, 50%")
+    page.click("#run-button")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#batch-info")).to_contain_text("1", timeout=LONG)
+    canary = page.locator('#hosts tr[data-host="h01"] .host-status')
+    expect(canary).to_contain_text("running", timeout=LONG)
+
+    page.click("#cancel-button")
+
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=LONG)
+    expect(page.locator("#job-message")).to_contain_text("cancelling job")
+    expect(canary).to_contain_text("cancelled")
+    for name in ["h02", "h05", "h08"]:
+        expect(page.locator(f'#hosts tr[data-host="{name}"] .host-status')) \
+            .to_contain_text("cancelled")
+    expect(page.locator("#cancel-button")).to_be_hidden()
+    expect(page.locator("#rerun-button")).to_be_visible()

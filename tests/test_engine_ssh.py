@@ -159,3 +159,81 @@ def test_connection_failures_fail_only_their_server(world, sshd_fleet, tmp_path,
         f"authentication failed for root@127.0.0.102:{sshd_fleet.port} "
         "(the server refused our key)")
     assert by_name["h03"].status == "succeeded"
+
+
+def most_at_once(events: list[dict]) -> int:
+    running = peak = 0
+    for event in events:
+        if event["type"] == "host_started":
+            running += 1
+            peak = max(peak, running)
+        elif event["type"] == "host_finished" and event["data"].get("duration") is not None:
+            running -= 1
+    return peak
+
+
+def test_parallel_limit_is_honoured(world, sshd_fleet):
+    plan = world.engine.plan("flaky", {"fail_on": "none", "ticks": "10"}, names(sshd_fleet),
+                             strategy={"parallel": 3})
+
+    job = world.wait_finished(world.engine.start(plan, None))
+
+    assert job.status == "succeeded"
+    assert most_at_once(world.events(job.id)) == 3
+
+
+def test_failed_canary_batch_stops_the_rollout(world, sshd_fleet):
+    plan = world.engine.plan("flaky", {"fail_on": "h01"}, names(sshd_fleet),
+                             strategy={"batches": [1, "50%"]})
+
+    job = world.wait_finished(world.engine.start(plan, None))
+
+    statuses = {h.name: h.status for h in job.hosts}
+    assert (job.status, statuses.pop("h01")) == ("failed", "failed")
+    assert set(statuses.values()) == {"skipped"}
+    finished = world.events(job.id)[-1]["data"]
+    assert finished["reason"] == "the canary batch failed"
+    assert finished["counts"] == {"failed": 1, "skipped": 7}
+    assert [h.batch for h in job.hosts] == [0, 1, 1, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("limit", [2, "25%"])
+def test_max_failures_stops_new_servers(world, sshd_fleet, limit):
+    plan = world.engine.plan("flaky", {"fail_on": "h01,h02,h03"}, names(sshd_fleet),
+                             strategy={"parallel": 1, "max_failures": limit})
+
+    job = world.wait_finished(world.engine.start(plan, None))
+
+    statuses = [h.status for h in job.hosts]
+    assert job.status == "failed"
+    assert statuses == ["failed", "failed"] + ["skipped"] * 6
+    assert world.events(job.id)[-1]["data"]["reason"] == \
+        f"2 server(s) failed (max_failures {limit})"
+
+
+def test_dry_run_shows_exactly_the_commands_that_then_run(world, sshd_fleet):
+    plan = world.engine.plan("basic", {"message": "it's $(here); `now`"}, ["h01", "h02"])
+    preview = plan.preview()
+
+    job = world.wait_finished(world.engine.start(plan, None))
+
+    ran = {(e["host"], e["data"]["step"]): e["data"]["command"] for e in world.events(job.id)
+           if e["type"] == "step_started"}
+    planned = {(h["name"], s["name"]): s["command"] for h in preview["hosts"]
+               for s in h["steps"]}
+    assert ran == planned
+    greet = [line for e in world.events(job.id) if e["type"] == "output"
+             and e["host"] == "h01" for line in e["data"]["lines"]]
+    assert greet[0] == "hello from h01:  it's $(here); `now`"
+
+
+def test_rerun_targets_only_the_servers_that_did_not_succeed(world, sshd_fleet):
+    first = world.wait_finished(world.engine.start(
+        world.engine.plan("flaky", {"fail_on": "h02,h05"}, names(sshd_fleet)[:6]), None))
+
+    plan = world.engine.rerun_plan(first.id)
+    second = world.wait_finished(world.engine.start(plan, None, rerun_of=first.id))
+
+    assert [h.name for h in second.hosts] == ["h02", "h05"]
+    assert second.rerun_of_id == first.id
+    assert second.params == first.params

@@ -136,3 +136,43 @@ def test_malformed_job_start_gets_an_error_ack_and_creates_no_job(
         assert (ack["error"]["code"], ack["error"]["field"]) == (code, field), ack
         assert ack["error"]["message"]
     assert http.get(f"{server.url}/api/jobs").json()["jobs"] == []
+
+
+def test_killed_console_marks_the_job_interrupted_and_rerun_completes_it(
+        fleet_server, sshd_fleet):
+    http = fleet_server.login()
+    client = fleet_server.socket(http)
+    seen = EventCollector(client)
+    ack = client.call("job:start", {"runbook": "ticker", "params": {"ticks": "60"},
+                                    "servers": ["h01", "h02", "h03"]}, timeout=10)
+    job_id = ack["job_id"]
+    wait_until(lambda: sum(1 for e in list(seen.events) if e["type"] == "output") >= 6,
+               what="output before the crash")
+    client.disconnect()
+
+    fleet_server.kill9()
+    fleet_server.start()
+
+    http = fleet_server.login()
+    job = http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()["job"]
+    stored = http.get(f"{fleet_server.url}/api/jobs/{job_id}/events",
+                      params={"limit": 5000}).json()["events"]
+    assert job["status"] == "interrupted"
+    assert {h["status"] for h in job["hosts"]} == {"interrupted"}
+    assert {h["failed_step"] for h in job["hosts"]} == {"tick"}
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
+    assert stored[-1]["type"] == "job_finished"
+    assert stored[-1]["data"]["status"] == "interrupted"
+    assert {e["seq"] for e in seen.events} <= {e["seq"] for e in stored}
+
+    client = fleet_server.socket(http)
+    seen_rerun = EventCollector(client)
+    rerun = client.call("job:rerun", {"job_id": job_id}, timeout=10)
+    assert rerun["ok"], rerun
+    wait_until(seen_rerun.finished, timeout=60, what="re-run finished")
+    client.disconnect()
+    again = http.get(f"{fleet_server.url}/api/jobs/{rerun['job_id']}").json()["job"]
+    assert (again["status"], again["rerun_of"]) == ("succeeded", job_id)
+    assert [h["name"] for h in again["hosts"]] == ["h01", "h02", "h03"]
+    assert http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()["job"]["reruns"] == \
+        [rerun["job_id"]]

@@ -21,6 +21,7 @@
   const els = {
     status: document.getElementById("job-status"),
     cancel: document.getElementById("cancel-button"),
+    rerun: document.getElementById("rerun-button"),
     message: document.getElementById("job-message"),
     progress: document.getElementById("progress"),
     progressText: document.getElementById("progress-text"),
@@ -387,6 +388,9 @@
 
     const running = view.finished ? false : view.running;
     if (els.cancel) els.cancel.hidden = !running;
+    if (els.rerun) {
+      els.rerun.hidden = !(view.finished && view.status !== "succeeded");
+    }
 
     let done = 0;
     for (const host of hosts.values()) if (FINISHED.has(host.status)) done += 1;
@@ -473,6 +477,22 @@
       } else {
         els.message.textContent = (ack.error && ack.error.message) || "Cancel failed.";
         els.cancel.disabled = false;
+      }
+    });
+  }
+
+  // --- re-run ---------------------------------------------------------------------------
+
+  if (els.rerun) {
+    els.rerun.addEventListener("click", async () => {
+      els.rerun.disabled = true;
+      els.message.textContent = "Starting a re-run of the servers that did not succeed…";
+      const ack = await P.request("job:rerun", { job_id: jobId });
+      if (ack.ok) {
+        window.location.href = P.root + "/jobs/" + ack.job_id;
+      } else {
+        els.message.textContent = (ack.error && ack.error.message) || "Re-run failed.";
+        els.rerun.disabled = false;
       }
     });
   }
