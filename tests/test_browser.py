@@ -91,7 +91,8 @@ def test_cancel_a_canary_rollout_from_the_page(browser, live_server_factory, ssh
     page.fill("#strategy-batches", "1, 50%")
     page.click("#run-button")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
-    expect(page.locator("#batch-info")).to_contain_text("1", timeout=LONG)
+    expect(page.locator("#batch-info")).to_have_text(
+        "Batch 1 of 3 running (1 server: h01)", timeout=LONG)
     canary = page.locator('#hosts tr[data-host="h01"] .host-status')
     expect(canary).to_contain_text("running", timeout=LONG)
 
