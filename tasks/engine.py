@@ -456,6 +456,8 @@ class JobEngine:
             status, reason = "failed", error or "SSH connection dropped during the command"
         elif exit_code == 0:
             status, reason = "ok", None
+        elif exit_code == -1:
+            status, reason = "failed", f"step {step.name!r} was killed by a signal"
         else:
             status, reason = "failed", f"step {step.name!r} exited with code {exit_code}"
         self.events.append(job_id, "step_finished", host.name, {

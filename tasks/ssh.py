@@ -281,7 +281,18 @@ class SSHSession:
             stderr.close()
         code = channel.recv_exit_status() if channel.exit_status_ready() else None
         channel.close()
+        if code == -1 and stopped is None and self._connection_dropped(transport):
+            return CommandResult(None, stopped, lost=True)
         return CommandResult(code, stopped)
+
+    @staticmethod
+    def _connection_dropped(transport: paramiko.Transport) -> bool:
+        """No exit status means the remote died by a signal or the connection dropped;
+        paramiko closes the channel a moment before it marks the transport inactive."""
+        deadline = time.monotonic() + 1
+        while transport.is_active() and time.monotonic() < deadline:
+            time.sleep(0.02)  # bounded wait for paramiko's reader to notice the EOF
+        return not transport.is_active()
 
     def _signal(self, pgid: list[int], signal_name: str, channel: paramiko.Channel) -> None:
         """Signal the command's process group over a second channel of this connection."""

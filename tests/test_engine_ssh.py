@@ -237,3 +237,91 @@ def test_rerun_targets_only_the_servers_that_did_not_succeed(world, sshd_fleet):
     assert [h.name for h in second.hosts] == ["h02", "h05"]
     assert second.rerun_of_id == first.id
     assert second.params == first.params
+
+
+def set_server(app, name: str, **fields) -> None:
+    from sqlalchemy import select
+
+    from extensions import db
+    from models import Server
+
+    with app.app_context():
+        server = db.session.scalar(select(Server).where(Server.name == name))
+        for key, value in fields.items():
+            setattr(server, key, value)
+        db.session.commit()
+
+
+def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(
+        world, sshd_fleet, app, tmp_path):
+    from tasks.ssh import fingerprint
+
+    served = paramiko.PKey.from_path(sshd_fleet.directory / "host_key")
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    changed = tmp_path / "changed_known_hosts"
+    changed.write_text(f"[127.0.0.102]:{sshd_fleet.port} "
+                       + " ".join((tmp_path / "other_key.pub").read_text().split()[:2]) + "\n")
+    set_server(app, "h01", known_hosts=str(empty))
+    set_server(app, "h02", known_hosts=str(changed))
+
+    job = world.wait_finished(world.engine.start(
+        world.engine.plan("basic", {"message": "x"}, ["h01", "h02", "h03"]), None))
+
+    by_name = {h.name: h for h in job.hosts}
+    assert by_name["h01"].reason == (
+        f"unknown host key for [127.0.0.101]:{sshd_fleet.port}: ssh-ed25519 "
+        f"{fingerprint(served)} is not in known_hosts")
+    assert by_name["h02"].reason == (
+        f"host key mismatch for 127.0.0.102:{sshd_fleet.port}: server offered ssh-ed25519 "
+        f"{fingerprint(served)}, known_hosts expects "
+        f"{fingerprint(paramiko.PKey.from_path(other))}")
+    assert (by_name["h01"].status, by_name["h02"].status, by_name["h03"].status) == \
+        ("failed", "failed", "succeeded")
+
+
+def test_dns_failure_fails_only_that_server(world, sshd_fleet, app):
+    set_server(app, "h01", host="no-such-host.invalid")
+
+    job = world.wait_finished(world.engine.start(
+        world.engine.plan("basic", {"message": "x"}, ["h01", "h02"]), None))
+
+    by_name = {h.name: h for h in job.hosts}
+    assert by_name["h01"].reason == "DNS lookup failed for no-such-host.invalid"
+    assert by_name["h02"].status == "succeeded"
+
+
+def sshd_session_processes(fleet) -> list[int]:
+    """PIDs of the per-connection sshd children of the fleet's sshd processes."""
+    import os
+
+    parents = {process.pid for process in fleet.processes}
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) in parents:
+                children.append(int(entry))
+    return children
+
+
+def test_connection_dropped_mid_command_fails_that_server(world, sshd_fleet):
+    import os
+    import signal
+
+    job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "305"}, ["h04"]), None)
+    world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
+
+    for pid in sshd_session_processes(sshd_fleet):
+        os.kill(pid, signal.SIGKILL)
+    job = world.wait_finished(job_id, timeout=30)
+
+    host = job.hosts[0]
+    assert (job.status, host.status, host.failed_step) == ("failed", "failed", "nap")
+    assert host.reason == "SSH connection dropped during the command"
