@@ -47,7 +47,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
-        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"] or [],
+        cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],  # None: same origin only
         message_queue=app.config.get("MESSAGE_QUEUE"),
         max_http_buffer_size=app.config.get("MAX_SOCKET_PAYLOAD", 64 * 1024),
     )

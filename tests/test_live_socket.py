@@ -176,3 +176,14 @@ def test_killed_console_marks_the_job_interrupted_and_rerun_completes_it(
     assert [h["name"] for h in again["hosts"]] == ["h01", "h02", "h03"]
     assert http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()["job"]["reruns"] == \
         [rerun["job_id"]]
+
+
+def test_socket_from_a_foreign_origin_is_refused(fleet_server):
+    http = fleet_server.login()
+    client = socketio.Client(http_session=http, reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(fleet_server.url, transports=["websocket"], wait_timeout=5,
+                       headers={"Origin": "http://evil.example"})
+    same_origin = fleet_server.socket(http)
+    assert same_origin.connected
+    same_origin.disconnect()
