@@ -11,7 +11,8 @@ goes through an incremental decoder and only the current partial line is buffere
 
 A remote command does not die when its channel closes (no pty), so every step is wrapped
 to run in its own session under ``setsid`` and to print its process-group id first;
-stopping it means ``kill -TERM -- -PGID`` over a second channel, then KILL after a grace
+stopping it means ``kill -s TERM -- -PGID`` (a form dash's builtin accepts too)
+over a second channel, then KILL after a grace
 period. The short control commands go through Fabric's ``run`` with ``in_stream=False``
 (otherwise it reads our stdin, which eventlet refuses to share).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+import logging
 import re
 import shlex
 import socket
@@ -32,6 +34,8 @@ from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
+
+log = logging.getLogger(__name__)
 
 PGID_MARKER = "@@patchbay-pgid "
 MAX_LINE_CHARS = 16_384  # longer lines are cut into pieces rather than buffered whole
@@ -300,11 +304,17 @@ class SSHSession:
             channel.close()  # not started far enough to have a group: drop it
             return
         try:
-            self.connection.run(
-                f"kill -{signal_name} -- -{pgid[0]}", in_stream=False, hide=True, warn=True,
+            result = self.connection.run(
+                f"kill -s {signal_name} -- -{pgid[0]}", in_stream=False, hide=True, warn=True,
                 timeout=self.connect_timeout)
-        except Exception:  # noqa: BLE001 - best effort: the loop still bounds the wait
+        except Exception as exc:  # noqa: BLE001 - best effort: the loop still bounds the wait
+            log.warning("%s: sending %s to process group %s failed: %s", self.target.name,
+                        signal_name, pgid[0], _first_line(exc))
             channel.close()
+            return
+        if result.failed:
+            log.warning("%s: kill -s %s -- -%s exited %s: %s", self.target.name, signal_name,
+                        pgid[0], result.exited, result.stderr.strip()[:300])
 
     def close(self) -> None:
         self.connection.close()

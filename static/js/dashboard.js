@@ -336,9 +336,14 @@
     }
 
     for (const host of plan.hosts || []) {
-      const section = el("section", "plan-host");
+      // One collapsible block per server (the first open): a fleet's worth of
+      // full scripts would otherwise bury the Run button.
+      const section = el("details", "plan-host");
       section.dataset.host = host.name;
-      section.append(el("h3", null, host.name));
+      section.open = parts.length === 0;
+      const summary = el("summary", null);
+      summary.append(el("strong", null, host.name), " — " + host.steps.length + " steps");
+      section.append(summary);
       const addSteps = (steps, title) => {
         if (!steps || !steps.length) return;
         if (title) section.append(el("h4", "plan-phase", title));

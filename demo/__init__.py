@@ -1,0 +1,1 @@
+"""Demo fleet for Patchbay: fake game hosts served over SSH, no OpenSSH required."""
