@@ -41,6 +41,7 @@ PGID_MARKER = "@@patchbay-pgid "
 MAX_LINE_CHARS = 16_384  # longer lines are cut into pieces rather than buffered whole
 READ_CHUNK = 65_536
 TICK_SECONDS = 0.1
+EOF_GRACE = 2.0  # seconds to wait for end of output after the exit status
 
 
 class SSHError(Exception):
@@ -245,6 +246,7 @@ class SSHSession:
         stopped: str | None = None
         kill_sent_at: float | None = None
         killed_hard = False
+        exited_at: float | None = None
         try:
             while True:
                 data_ready.wait(TICK_SECONDS)
@@ -257,7 +259,15 @@ class SSHSession:
                     tick()
                 if channel.exit_status_ready() and not channel.recv_ready() \
                         and not channel.recv_stderr_ready():
-                    break
+                    # sshd may send the exit status before it has drained the command's
+                    # stderr: EOF (no more data on either stream) or the close is the
+                    # end. A background process holding the output open never sends
+                    # EOF, so after the exit wait for it only a moment.
+                    if channel.eof_received or channel.closed:
+                        break
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > EOF_GRACE:
+                        break
                 if not transport.is_active() or (channel.closed and
                                                   not channel.exit_status_ready()):
                     stdout.close()
