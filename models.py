@@ -78,6 +78,7 @@ class Job(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     runbook: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="runbook", server_default="runbook")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     strategy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="running")
@@ -98,6 +99,7 @@ class Job(db.Model):
         return {
             "id": self.id,
             "runbook": self.runbook,
+            "kind": self.kind,
             "params": self.params,
             "strategy": self.strategy,
             "status": self.status,
@@ -174,4 +176,25 @@ class ServerLock(db.Model):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
 
 
+class AuditEntry(db.Model):
+    """Who did what, when and from where (logins, jobs, users, inventory, runbooks)."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    username: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "ts": self.ts.isoformat() + "Z", "username": self.username,
+                "action": self.action, "target": self.target, "detail": self.detail,
+                "remote_addr": self.remote_addr}
+
+
 Index("ix_jobs_status", Job.status)
+Index("ix_jobs_created_at", Job.created_at)
