@@ -21,9 +21,9 @@ from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
 import cli
-from blueprints import api, auth, fleet, headers, jobs, live
+from blueprints import admin, api, auth, fleet, headers, jobs, live, permissions
 from config import PROJECT_DIR, load_config
-from extensions import csrf, db, login_manager, migrate, socketio
+from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from models import User
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
@@ -41,9 +41,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
     csrf.init_app(app)
+    limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.user_loader(lambda user_id: db.session.get(User, int(user_id)))
+    login_manager.user_loader(_load_active_user)
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
@@ -52,9 +53,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_http_buffer_size=app.config.get("MAX_SOCKET_PAYLOAD", 64 * 1024),
     )
 
-    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp):
+    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp):
         app.register_blueprint(blueprint)
     headers.register(app)
+    permissions.register(app)
+    app.register_error_handler(429, auth.too_many_attempts)
     live.register(socketio)
     cli.register(app)
 
@@ -63,6 +66,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.extensions["patchbay"] = _build_engine(app, sessionmaker(
             bind=db.engine, expire_on_commit=False))
     return app
+
+
+def _load_active_user(user_id: str) -> User | None:
+    """A disabled user's existing session stops working on its next request."""
+    user = db.session.get(User, int(user_id))
+    return user if user is not None and user.active else None
 
 
 def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:

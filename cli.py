@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -10,10 +13,18 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from blueprints import users
+from blueprints.audit import record
 from extensions import db
 from models import ROLES, User
+from tasks.errors import PatchbayError
 from tasks.inventory import InventoryError, apply_inventory, parse_inventory
 from tasks.runbooks import RunbookError
+
+
+def _cli_user() -> str:
+    """How the audit log names whoever ran a CLI command."""
+    return f"cli:{getpass.getuser()}"
 
 
 @click.command("create-user")
@@ -22,28 +33,68 @@ from tasks.runbooks import RunbookError
 @click.option("--role", type=click.Choice(ROLES), default="operator", show_default=True)
 @click.option("--password", envvar="PATCHBAY_NEW_PASSWORD",
               help="Or set PATCHBAY_NEW_PASSWORD; prompted for when neither is given.")
-@click.option("--update", is_flag=True, help="Change the password/role of an existing user.")
-def create_user(username: str, role: str, password: str | None, update: bool) -> None:
-    """Create a user (or, with --update, reset its password and role)."""
-    if not 1 <= len(username) <= 64 or not username.replace("-", "").replace("_", "") \
-            .replace(".", "").isalnum():
-        raise click.BadParameter("use 1-64 letters, digits, '.', '-' or '_'",
-                                 param_hint="USERNAME")
+def create_user(username: str, role: str, password: str | None) -> None:
+    """Create a user."""
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < 8:
-        raise click.BadParameter("must be at least 8 characters", param_hint="--password")
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is not None and not update:
-        raise click.ClickException(f"user {username!r} exists (use --update to change it)")
-    if user is None:
-        user = User(username=username)
-        db.session.add(user)
-    user.role = role
-    user.active = True
-    user.set_password(password)
-    db.session.commit()
-    click.echo(f"user {username} ({role}) {'updated' if update else 'created'}")
+    with _clean_errors():
+        users.create_user(username, password, role, by=_cli_user())
+    click.echo(f"user {username} ({role}) created")
+
+
+@click.command("set-role")
+@with_appcontext
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+def set_role(username: str, role: str) -> None:
+    """Change a user's role (their open sockets are disconnected)."""
+    with _clean_errors():
+        users.set_role(users.find_user(username), role, by=_cli_user())
+    click.echo(f"user {username} is now {role}")
+
+
+@click.command("reset-password")
+@with_appcontext
+@click.argument("username")
+@click.option("--password", envvar="PATCHBAY_NEW_PASSWORD",
+              help="Or set PATCHBAY_NEW_PASSWORD; prompted for when neither is given.")
+def reset_password(username: str, password: str | None) -> None:
+    """Set a new password for a user."""
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with _clean_errors():
+        users.reset_password(users.find_user(username), password, by=_cli_user())
+    click.echo(f"password of {username} changed")
+
+
+@click.command("disable-user")
+@with_appcontext
+@click.argument("username")
+def disable_user(username: str) -> None:
+    """Disable a user: no more logins, open sessions and sockets end."""
+    with _clean_errors():
+        users.set_active(users.find_user(username), False, by=_cli_user())
+    click.echo(f"user {username} disabled")
+
+
+@click.command("enable-user")
+@with_appcontext
+@click.argument("username")
+def enable_user(username: str) -> None:
+    """Enable a disabled user again."""
+    with _clean_errors():
+        users.set_active(users.find_user(username), True, by=_cli_user())
+    click.echo(f"user {username} enabled")
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Turn a refused change into a one-line CLI error; nothing is changed."""
+    try:
+        yield
+    except PatchbayError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
 
 
 @click.command("import-inventory")
@@ -58,6 +109,8 @@ def import_inventory(path: Path) -> None:
     except InventoryError as exc:
         raise click.ClickException(f"{exc} (nothing imported)") from None
     created, updated = apply_inventory(db.session, inventory)
+    record("inventory.import", str(path), username=_cli_user(), commit=False,
+           created=created, updated=updated)
     db.session.commit()
     click.echo(f"imported {path}: {created} server(s) created, {updated} updated")
 
@@ -93,5 +146,6 @@ def ensure_admin(username: str) -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (create_user, import_inventory, check_runbooks, ensure_admin):
+    for command in (create_user, set_role, reset_password, disable_user, enable_user,
+                    import_inventory, check_runbooks, ensure_admin):
         app.cli.add_command(command)

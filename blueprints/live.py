@@ -17,7 +17,9 @@ from flask_login import current_user
 from flask_socketio import SocketIO, join_room, leave_room
 from pydantic import BaseModel, ValidationError
 
+from blueprints.audit import record
 from blueprints.job_access import job_snapshot, plan_from, replay_events
+from blueprints.permissions import check_socket_event
 from blueprints.schemas import JobRef, StartJob, Subscribe
 from extensions import socketio
 from tasks.errors import PatchbayError
@@ -46,8 +48,7 @@ def acknowledged(schema: type[BaseModel]) -> Callable[..., Any]:
         @functools.wraps(handler)
         def wrapper(payload: Any = None, *extra: Any) -> dict[str, Any]:
             try:
-                if not current_user.is_authenticated:
-                    raise PatchbayError("unauthorized", "log in first")
+                check_socket_event(request.event["message"])
                 if not isinstance(payload, dict):
                     raise PatchbayError("invalid", "the payload must be a JSON object")
                 try:
@@ -80,6 +81,8 @@ def on_connect(auth: Any = None) -> bool:
 def start_job(data: StartJob) -> dict[str, Any]:
     engine = current_app.extensions["patchbay"]
     job_id = engine.start(plan_from(engine, data), current_user.id)
+    record("job.start", f"job #{job_id}", runbook=data.runbook, params=data.params,
+           servers=data.servers, tags=data.tags)
     join_room(f"job:{job_id}")
     return {"job_id": job_id}
 
@@ -90,6 +93,7 @@ def rerun_job(data: JobRef) -> dict[str, Any]:
     engine = current_app.extensions["patchbay"]
     job_id = engine.start(engine.rerun_plan(data.job_id), current_user.id,
                           rerun_of=data.job_id)
+    record("job.rerun", f"job #{job_id}", rerun_of=data.job_id)
     join_room(f"job:{job_id}")
     return {"job_id": job_id}
 
@@ -119,7 +123,9 @@ def unsubscribe(data: JobRef) -> dict[str, Any]:
 
 @acknowledged(JobRef)
 def cancel_job(data: JobRef) -> dict[str, Any]:
-    return current_app.extensions["patchbay"].cancel(data.job_id)
+    result = current_app.extensions["patchbay"].cancel(data.job_id)
+    record("job.cancel", f"job #{data.job_id}", cancelled=result["cancelled"])
+    return result
 
 
 def disconnect_user(user_id: int) -> None:

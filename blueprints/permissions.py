@@ -1,0 +1,100 @@
+"""Who may use which door: one table for every page, API route and Socket.IO event.
+
+Roles are ordered: ``viewer`` (watch) < ``operator`` (start, cancel, re-run, ad-hoc)
+< ``admin`` (users, inventory, runbooks). A route or event without a rule is refused
+(default deny), and a test walks every registered route and event so a new one without
+a rule fails it.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from extensions import login_manager
+from tasks.errors import PatchbayError
+
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+PUBLIC = "public"
+
+HTTP_RULES: dict[str, str] = {
+    "static": PUBLIC,
+    "auth.login": PUBLIC,
+    "auth.logout": "viewer",
+    "jobs.dashboard": "viewer",
+    "jobs.job_page": "viewer",
+    "jobs.history": "viewer",
+    "fleet.servers": "viewer",
+    "api.servers": "viewer",
+    "api.runbooks": "viewer",
+    "api.jobs": "viewer",
+    "api.job": "viewer",
+    "api.job_events": "viewer",
+    "api.start_job": "operator",
+    "api.plan_job": "operator",
+    "api.cancel_job": "operator",
+    "api.rerun_job": "operator",
+    "admin.users_page": "admin",
+    "admin.create_user": "admin",
+    "admin.update_user": "admin",
+    "admin.audit": "admin",
+}
+
+SOCKET_RULES: dict[str, str] = {
+    "connect": "viewer",
+    "job:subscribe": "viewer",
+    "job:unsubscribe": "viewer",
+    "job:plan": "operator",
+    "job:start": "operator",
+    "job:cancel": "operator",
+    "job:rerun": "operator",
+    "job:adhoc": "operator",
+}
+
+
+def has_role(minimum: str) -> bool:
+    """Whether the current user holds ``minimum`` or a higher role."""
+    if minimum == PUBLIC:
+        return True
+    if not current_user.is_authenticated:
+        return False
+    return ROLE_RANK.get(current_user.role, -1) >= ROLE_RANK[minimum]
+
+
+def check_socket_event(event: str) -> None:
+    """Raise ``unauthorized``/``forbidden`` unless the current user may send ``event``."""
+    if not current_user.is_authenticated:
+        raise PatchbayError("unauthorized", "log in first")
+    rule = SOCKET_RULES.get(event)
+    if rule is None or not has_role(rule):
+        raise PatchbayError(
+            "forbidden", f"your role ({current_user.role}) may not use {event}")
+
+
+def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None:
+    if request.endpoint is None:  # 404 / 405: let Flask answer
+        return None
+    rule = HTTP_RULES.get(request.endpoint)
+    if rule == PUBLIC:
+        return None
+    if not current_user.is_authenticated:
+        if request.blueprint == "api":
+            return _json_error("unauthorized", "log in first", 401)
+        return login_manager.unauthorized()
+    if rule is not None and has_role(rule):
+        return None
+    message = f"your role ({current_user.role}) may not open this page"
+    if request.blueprint == "api":
+        return _json_error("forbidden", message, 403)
+    return render_template("errors/forbidden.html", message=message), 403
+
+
+def _json_error(code: str, message: str, status: int) -> tuple[Response, int]:
+    return jsonify({"ok": False, "error": {"code": code, "message": message,
+                                           "field": None}}), status
+
+
+def register(app: Flask) -> None:
+    app.before_request(_guard_request)
+    app.jinja_env.globals["has_role"] = has_role

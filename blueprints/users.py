@@ -1,0 +1,86 @@
+"""Changing users, shared by the admin pages and the ``flask`` CLI (both audited)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from blueprints.audit import record
+from blueprints.live import disconnect_user
+from extensions import db
+from models import ROLES, User
+from tasks.errors import PatchbayError
+
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MIN_PASSWORD = 8
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise PatchbayError("invalid", f"the password needs at least {MIN_PASSWORD} characters",
+                            "password")
+    if len(password) > 256:
+        raise PatchbayError("invalid", "the password is too long", "password")
+
+
+def create_user(username: str, password: str, role: str, *, by: str | None = None) -> User:
+    if not USERNAME.fullmatch(username or ""):
+        raise PatchbayError("invalid", "user names are 1-64 letters, digits, '.', '-' or '_'",
+                            "username")
+    if role not in ROLES:
+        raise PatchbayError("invalid", f"role must be one of {', '.join(ROLES)}", "role")
+    check_password_rules(password)
+    if db.session.scalar(select(User).where(User.username == username)) is not None:
+        raise PatchbayError("invalid", f"user {username!r} already exists", "username")
+    user = User(username=username, role=role, active=True)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    record("user.create", username, username=by, commit=False, role=role)
+    db.session.commit()
+    return user
+
+
+def set_role(user: User, role: str, *, by: str | None = None) -> None:
+    if role not in ROLES:
+        raise PatchbayError("invalid", f"role must be one of {', '.join(ROLES)}", "role")
+    if user.role == "admin" and role != "admin":
+        _keep_an_admin(user)
+    old, user.role = user.role, role
+    record("user.role", user.username, username=by, commit=False, old=old, new=role)
+    db.session.commit()
+    disconnect_user(user.id)  # open sockets were authorised under the old role
+
+
+def reset_password(user: User, password: str, *, by: str | None = None) -> None:
+    check_password_rules(password)
+    user.set_password(password)
+    record("user.password", user.username, username=by, commit=False)
+    db.session.commit()
+
+
+def set_active(user: User, active: bool, *, by: str | None = None) -> None:
+    if not active and user.role == "admin":
+        _keep_an_admin(user)
+    user.active = active
+    record("user.enable" if active else "user.disable", user.username, username=by,
+           commit=False)
+    db.session.commit()
+    if not active:
+        disconnect_user(user.id)
+
+
+def find_user(username: str) -> User:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise PatchbayError("not_found", f"no user {username!r}", "username")
+    return user
+
+
+def _keep_an_admin(user: User) -> None:
+    admins = db.session.scalar(select(func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id))
+    if not admins:
+        raise PatchbayError("invalid", "this is the last active admin; keep at least one",
+                            "role")
