@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
 import cli
-from blueprints import admin, api, auth, fleet, headers, jobs, live, permissions
+from blueprints import admin, api, auth, errors, fleet, headers, jobs, live, permissions
 from config import PROJECT_DIR, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from models import User
@@ -40,6 +40,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
+    permissions.register(app)  # before CSRF: who you are is checked first
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
@@ -56,7 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp):
         app.register_blueprint(blueprint)
     headers.register(app)
-    permissions.register(app)
+    errors.register(app)
     app.register_error_handler(429, auth.too_many_attempts)
     live.register(socketio)
     cli.register(app)
@@ -96,6 +97,7 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
             flush_interval=float(config["OUTPUT_FLUSH_INTERVAL"]),
             flush_lines=int(config["OUTPUT_FLUSH_LINES"]),
             node_id=str(config["NODE_ID"]),
+            known_hosts=config["KNOWN_HOSTS"],
         ),
     )
 

@@ -16,15 +16,14 @@ class LoginForm(FlaskForm):
 class CreateUserForm(FlaskForm):
     username = StringField("User name", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=256)])
-    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    role = SelectField("Role", choices=list(ROLES))
     submit = SubmitField("Create user")
 
 
 class UpdateUserForm(FlaskForm):
     """One form for every change to a user; ``action`` says which field counts."""
 
-    action = SelectField("Action", choices=[(a, a) for a in
-                                            ("role", "password", "disable", "enable")])
-    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    action = SelectField("Action", choices=["role", "password", "disable", "enable"])
+    role = SelectField("Role", choices=list(ROLES))
     password = PasswordField("New password", validators=[Optional(), Length(min=8, max=256)])
     submit = SubmitField("Apply")

@@ -92,6 +92,7 @@ class EngineSettings:
     flush_interval: float = 0.1
     flush_lines: int = 500
     node_id: str = "local"
+    known_hosts: str | None = None  # for servers whose inventory names none
 
 
 class JobEngine:
@@ -134,7 +135,7 @@ class JobEngine:
                 hosts.append(HostPlan(
                     server.id, server.name,
                     Target(server.name, server.host, server.port, server.user,
-                           server.key_path, server.known_hosts),
+                           server.key_path, server.known_hosts or self.settings.known_hosts),
                     book.render(values, context), book.render_on_failure(values, context)))
         return JobPlan(book, values, chosen_strategy, hosts)
 
