@@ -1,0 +1,190 @@
+"""Sessions, forms and headers: CSRF, login rate limit, no user enumeration, cookie
+flags, security headers, the production secret check, and the audit trail of user
+changes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import PASSWORD
+
+
+def token_from(page: str) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def count(app, model) -> int:
+    from extensions import db
+
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+@pytest.fixture
+def admin(app, auth, client):
+    auth.create("root-admin", role="admin")
+    assert auth.login("root-admin").status_code == 302
+    return client
+
+
+@pytest.mark.parametrize("token", [None, "forged-token"])
+def test_admin_form_without_a_valid_csrf_token_is_refused_and_changes_nothing(
+        app, admin, token):
+    from models import User
+
+    before = count(app, User)
+    data = {"username": "mallory", "password": "long enough pw", "role": "admin"}
+    if token:
+        data["csrf_token"] = token
+
+    response = admin.post("/admin/users", data=data)
+
+    assert response.status_code == 400
+    assert "CSRF token" in response.get_data(as_text=True)
+    assert count(app, User) == before
+
+
+def test_api_post_without_csrf_header_is_refused_and_starts_nothing(app, admin):
+    from models import Job
+
+    response = admin.post("/api/jobs", json={"runbook": "basic",
+                                              "params": {"message": "x"}, "servers": ["a"]})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "csrf"
+    assert count(app, Job) == 0
+
+
+def test_admin_creates_disables_and_changes_roles_with_an_audit_trail(app, admin):
+    from extensions import db
+    from models import AuditEntry, User
+
+    token = token_from(admin.get("/admin/users").get_data(as_text=True))
+    created = admin.post("/admin/users", data={"username": "bob", "password": "a fine pass",
+                                               "role": "viewer", "csrf_token": token})
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob"))
+    promoted = admin.post(f"/admin/users/{bob.id}", data={
+        "action": "role", "role": "operator", "csrf_token": token})
+    disabled = admin.post(f"/admin/users/{bob.id}", data={
+        "action": "disable", "role": "operator", "csrf_token": token})
+
+    assert [created.status_code, promoted.status_code, disabled.status_code] == [302] * 3
+    with app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob"))
+        trail = [(e.username, e.action, e.target) for e in
+                 db.session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert (bob.role, bob.active) == ("operator", False)
+    assert trail[-3:] == [("root-admin", "user.create", "bob"),
+                          ("root-admin", "user.role", "bob"),
+                          ("root-admin", "user.disable", "bob")]
+    page = admin.get("/admin/audit?action=user.&user=root-admin").get_data(as_text=True)
+    assert page.count('data-action="user.') == 3
+
+
+def test_the_last_admin_cannot_be_demoted(app, admin):
+    from extensions import db
+    from models import User
+
+    token = token_from(admin.get("/admin/users").get_data(as_text=True))
+    with app.app_context():
+        me = db.session.scalar(select(User).where(User.username == "root-admin"))
+    runner = app.test_cli_runner()
+
+    via_page = admin.post(f"/admin/users/{me.id}", data={"action": "role", "role": "viewer",
+                                                         "csrf_token": token})
+    via_cli = runner.invoke(args=["set-role", "root-admin", "viewer"])
+
+    assert via_page.status_code == 400
+    assert "cannot demote or disable yourself" in via_page.get_data(as_text=True)
+    assert via_cli.exit_code != 0
+    assert "last active admin" in via_cli.output
+    with app.app_context():
+        assert db.session.get(User, me.id).role == "admin"
+
+
+def test_disabled_user_cannot_log_in_and_their_session_ends(app, auth, client):
+    auth.create("carol")
+    assert auth.login("carol").status_code == 302
+    result = app.test_cli_runner().invoke(args=["disable-user", "carol"])
+
+    assert result.exit_code == 0, result.output
+    assert client.get("/api/jobs").status_code == 401
+    assert auth.login("carol").status_code == 401
+
+
+def test_login_failures_do_not_reveal_whether_a_user_exists(app, auth, client):
+    auth.create("dave")
+
+    wrong_password = auth.login("dave", "not the password")
+    unknown_user = auth.login("nobody-here", "not the password")
+
+    assert wrong_password.status_code == unknown_user.status_code == 401
+    message = "Wrong user name or password."
+    assert message in wrong_password.get_data(as_text=True)
+    assert message in unknown_user.get_data(as_text=True)
+
+
+def test_login_attempts_are_rate_limited_with_a_clear_message(app, auth, client):
+    auth.create("erin")
+    statuses = [auth.login("erin", "guess %d" % i).status_code for i in range(10)]
+
+    blocked = auth.login("erin", PASSWORD)
+
+    assert statuses == [401] * 10
+    assert blocked.status_code == 429
+    assert "Too many login attempts" in blocked.get_data(as_text=True)
+
+
+def test_session_cookie_is_httponly_and_lax(app, auth, client):
+    auth.create("frank")
+    response = auth.login("frank")
+
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_when_served_over_tls(tmp_path):
+    from app import create_app
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "TLS": True,
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                      "ASYNC_MODE": "threading"})
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize("secret", [None, "", "changeme", "short-but-random-1234"])
+def test_production_refuses_a_missing_or_weak_secret_key(tmp_path, secret):
+    from app import create_app
+
+    with pytest.raises(RuntimeError, match="PATCHBAY_SECRET_KEY"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "ENV": "production", "SECRET_KEY": secret,
+                    "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                    "ASYNC_MODE": "threading"})
+
+
+def test_pages_carry_security_headers(client):
+    headers = client.get("/login").headers
+
+    policy = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+
+
+def test_templates_have_no_inline_script_or_style():
+    from tests.conftest import PROJECT
+
+    for template in (PROJECT / "templates").rglob("*.html"):
+        text = template.read_text()
+        scripts = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>", text)
+        assert scripts == [], template
+        assert not re.search(r"\son[a-z]+\s*=", text), template
+        assert " style=" not in text, template
