@@ -130,7 +130,7 @@ def test_login_failures_do_not_reveal_whether_a_user_exists(app, auth, client):
 
 def test_login_attempts_are_rate_limited_with_a_clear_message(app, auth, client):
     auth.create("erin")
-    statuses = [auth.login("erin", "guess %d" % i).status_code for i in range(10)]
+    statuses = [auth.login("erin", f"guess {i}").status_code for i in range(10)]
 
     blocked = auth.login("erin", PASSWORD)
 
