@@ -21,7 +21,20 @@ from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
 import cli
-from blueprints import admin, api, auth, errors, fleet, headers, jobs, live, permissions
+from blueprints import (
+    admin,
+    api,
+    auth,
+    downloads,
+    errors,
+    fleet,
+    fleet_live,
+    headers,
+    jobs,
+    live,
+    permissions,
+)
+from blueprints.audit import record
 from config import PROJECT_DIR, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from models import User
@@ -54,7 +67,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_http_buffer_size=app.config.get("MAX_SOCKET_PAYLOAD", 64 * 1024),
     )
 
-    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp):
+    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp):
         app.register_blueprint(blueprint)
     headers.register(app)
     errors.register(app)
@@ -81,12 +94,13 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
     def publish(job_id: int, owner_id: int | None, events: list[dict[str, Any]]) -> None:
         rooms = [f"job:{job_id}"] + ([f"user:{owner_id}"] if owner_id is not None else [])
         socketio.emit("job:events", {"job_id": job_id, "events": events}, to=rooms)
+        fleet_live.publish_job_changes(sessions, job_id, events)  # servers page rows
 
     config = app.config
     return JobEngine(
         db_sessions=sessions,
         events=EventLog(sessions, publish, socketio.start_background_task),
-        runbooks=RunbookStore(config["RUNBOOK_DIR"]).load,
+        runbooks=RunbookStore(config["RUNBOOK_DIR"], on_change=_audit_runbook_change).load,
         start_task=socketio.start_background_task,
         settings=EngineSettings(
             default_parallel=int(config["DEFAULT_PARALLEL"]),
@@ -100,6 +114,12 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
             known_hosts=config["KNOWN_HOSTS"],
         ),
     )
+
+
+def _audit_runbook_change(changes: dict[str, list[str]]) -> None:
+    """Runbook files edited on disk: note when, and what (the editor is not known)."""
+    record("runbooks.changed", ", ".join(sum(changes.values(), [])), username="(files)",
+           **changes)
 
 
 def _tune_sqlite(engine: Any) -> None:

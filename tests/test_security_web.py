@@ -188,3 +188,36 @@ def test_templates_have_no_inline_script_or_style():
         assert scripts == [], template
         assert not re.search(r"\son[a-z]+\s*=", text), template
         assert " style=" not in text, template
+
+
+def test_runbook_files_changed_on_disk_are_audited(tmp_path):
+    import os
+    import shutil
+
+    from app import create_app
+    from extensions import db
+    from models import AuditEntry
+    from tests.conftest import TEST_RUNBOOKS
+
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    shutil.copy(TEST_RUNBOOKS / "sleepy.yml", books / "sleepy.yml")
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "RUNBOOK_DIR": str(books),
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                      "ASYNC_MODE": "threading"})
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        from tests.conftest import PROJECT
+
+        upgrade(directory=str(PROJECT / "migrations"))
+        engine = app.extensions["patchbay"]
+        engine.runbooks()
+        edited = (books / "sleepy.yml").read_text().replace("napping", "dozing")
+        (books / "sleepy.yml").write_text(edited)
+        os.utime(books / "sleepy.yml", ns=(1, 1))  # a new stamp without waiting
+        shutil.copy(TEST_RUNBOOKS / "ticker.yml", books / "ticker.yml")
+        engine.runbooks()
+        entry = db.session.scalars(select(AuditEntry)).one()
+    assert (entry.action, entry.detail) == (
+        "runbooks.changed", {"added": ["ticker"], "removed": [], "changed": ["sleepy"]})
