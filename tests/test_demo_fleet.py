@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from tests.conftest import PROJECT, TEST_RUNBOOKS
 from tests.engine_world import build_world
+from tests.remote import remote_commands
 
 pytestmark = pytest.mark.asyncmode
 
@@ -28,15 +28,8 @@ def demo_world(app, demo_fleet):
 
 def processes_on(demo_fleet, host_name: str) -> list[str]:
     host = next(h for h in demo_fleet["hosts"] if h["name"] == host_name)
-    client = paramiko.SSHClient()
-    client.load_host_keys(demo_fleet["known_hosts"])
-    client.connect(host["address"], host["port"], "demo", key_filename=demo_fleet["client_key"],
-                   look_for_keys=False, allow_agent=False, timeout=5)
-    try:
-        _, stdout, _ = client.exec_command("ps -eo args=")
-        return [line.strip() for line in stdout.read().decode().splitlines()]
-    finally:
-        client.close()
+    return remote_commands(host["address"], host["port"], "demo", demo_fleet["client_key"],
+                           demo_fleet["known_hosts"])
 
 
 def test_cancel_stops_remote_commands_on_the_demo_fleet(demo_world, demo_fleet):

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import TEST_RUNBOOKS, write_inventory
 from tests.engine_world import build_world
+from tests.remote import remote_commands as commands_on
 
 pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
 
@@ -84,16 +85,8 @@ def test_failing_step_fails_only_that_host_and_runs_on_failure_there(world, sshd
 
 
 def remote_commands(fleet, host) -> list[str]:
-    """Command lines of every process on ``host``, read over SSH."""
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(fleet.known_hosts))
-    client.connect(host.address, host.port, "root", key_filename=str(fleet.client_key),
-                   look_for_keys=False, allow_agent=False, timeout=5)
-    try:
-        _, stdout, _ = client.exec_command("ps -eo args=")
-        return [line.strip() for line in stdout.read().decode().splitlines()]
-    finally:
-        client.close()
+    return commands_on(host.address, host.port, "root", str(fleet.client_key),
+                       str(fleet.known_hosts))
 
 
 def test_cancel_stops_the_remote_command(world, sshd_fleet):
