@@ -103,6 +103,7 @@ class EventLog:
                 for item in batch:
                     if item.event["type"] == "job_finished":
                         self._next_seq.pop(item.job_id, None)
+                        self._owners.pop(item.job_id, None)
                 self._wakeup.notify_all()
 
     def _write_with_retry(self, batch: list[_Pending]) -> None:
