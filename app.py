@@ -13,6 +13,7 @@ if __name__ == "__main__":  # entry point only: patch before anything else is im
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     instance = (config or {}).get("INSTANCE_PATH") or os.environ.get("PATCHBAY_INSTANCE_PATH")
     app = Flask(__name__, instance_path=str(Path(instance or PROJECT_DIR / "instance").resolve()))
     load_config(app, config)
+    # Eventlet warns on import that it is in maintenance mode (see async_mode.py).
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -7,6 +7,10 @@ Modules that tests import never patch; only ``wsgi.py`` and ``python app.py`` ca
 from __future__ import annotations
 
 import os
+import warnings
+
+# Eventlet warns on import that it is in maintenance mode; the README says why we stay.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 
 def monkey_patch() -> str:

@@ -73,7 +73,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
     if not app.config["NODE_ID"]:
-        app.config["NODE_ID"] = os.uname().nodename
+        # Host and port: two consoles on one host must not take each other's jobs for
+        # their own when they recover after a crash.
+        app.config["NODE_ID"] = f"{os.uname().nodename}:{app.config['PORT']}"
 
 
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "patchbay"}

@@ -60,17 +60,28 @@ class Server(db.Model):
     user: Mapped[str] = mapped_column(String(64))
     key_path: Mapped[str | None] = mapped_column(String(1024))
     known_hosts: Mapped[str | None] = mapped_column(String(1024))
+    # "strict": unknown host keys are refused; "accept-new": recorded on first use.
+    host_key_policy: Mapped[str] = mapped_column(String(16), default="strict",
+                                                 server_default="strict")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     vars: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_job_id: Mapped[int | None] = mapped_column()
     last_status: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set by the reachability probe (tasks/fleet.py): did the SSH port accept a TCP
+    # connection, when was that checked, and why not.
+    reachable: Mapped[bool | None] = mapped_column()
+    last_checked: Mapped[datetime | None] = mapped_column()
+    reach_error: Mapped[str | None] = mapped_column(String(255))
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "host": self.host, "port": self.port, "tags": self.tags,
                 "version": (self.facts or {}).get("version"),
-                "last_job_id": self.last_job_id, "last_status": self.last_status}
+                "last_job_id": self.last_job_id, "last_status": self.last_status,
+                "reachable": self.reachable,
+                "last_checked": self.last_checked.isoformat() + "Z"
+                if self.last_checked else None}
 
 
 class Job(db.Model):
@@ -87,6 +98,9 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column()
     last_seq: Mapped[int] = mapped_column(default=0)
     node_id: Mapped[str | None] = mapped_column(String(255))
+    # Set by any console process; the process running the job polls it, so a job can
+    # be cancelled from every node that shares the database.
+    cancel_requested: Mapped[bool] = mapped_column(default=False, server_default="0")
     rerun_of_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
 
     created_by: Mapped[User | None] = relationship()
@@ -198,3 +212,4 @@ class AuditEntry(db.Model):
 
 Index("ix_jobs_status", Job.status)
 Index("ix_jobs_created_at", Job.created_at)
+Index("ix_job_events_job_host_seq", JobEvent.job_id, JobEvent.host, JobEvent.seq)

@@ -11,12 +11,15 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from blueprints.audit import record
-from blueprints.job_access import event_page, job_snapshot, plan_from
+from blueprints.job_access import job_snapshot, plan_from
 from blueprints.live import validation_error
+from blueprints.query_args import event_query, job_filter
 from blueprints.schemas import StartJob
 from extensions import db
-from models import Job, Server
+from models import Server
 from tasks.errors import PatchbayError
+from tasks.event_pages import read_page, search_output
+from tasks.history import jobs_query
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 5000
@@ -70,7 +73,8 @@ def runbooks() -> Response:
 @bp.get("/jobs")
 def jobs() -> Response:
     limit = _int_arg("limit", 50, 1, 500)
-    rows = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(limit))
+    offset = (_int_arg("page", 1, 1, 10**6) - 1) * limit
+    rows = db.session.scalars(jobs_query(job_filter(request.args)).offset(offset).limit(limit))
     return jsonify({"jobs": [row.summary() for row in rows]})
 
 
@@ -82,11 +86,23 @@ def job(job_id: int) -> Response:
 @bp.get("/jobs/<int:job_id>/events")
 def job_events(job_id: int) -> Response:
     job_snapshot(job_id)  # 404 for an unknown job rather than an empty list
-    after_seq = _int_arg("after_seq", 0, 0, 2**62)
-    limit = _int_arg("limit", 1000, 1, MAX_PAGE)
-    events = event_page(job_id, after_seq, limit)
+    query, max_lines = event_query(job_id, request.args, MAX_PAGE)
+    events = read_page(db.session, query, max_lines)
     return jsonify({"job_id": job_id, "events": events,
-                    "last_seq": events[-1]["seq"] if events else after_seq})
+                    "last_seq": events[-1]["seq"] if events else query.after_seq})
+
+
+@bp.get("/jobs/<int:job_id>/search")
+def search_output_lines(job_id: int) -> Response:
+    job_snapshot(job_id)
+    text = request.args.get("q", "")
+    if not 1 <= len(text) <= 200:
+        raise PatchbayError("invalid", "q must be 1 to 200 characters", "q")
+    matches, more = search_output(current_app.extensions["patchbay"].db_sessions, job_id,
+                                  text, host=request.args.get("host") or None,
+                                  limit=_int_arg("limit", 100, 1, 500))
+    return jsonify({"job_id": job_id, "matches": [m.to_dict() for m in matches],
+                    "more": more})
 
 
 @bp.post("/jobs")

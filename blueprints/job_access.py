@@ -12,6 +12,7 @@ from extensions import db, socketio
 from models import Job
 from tasks.engine import JobEngine, JobPlan
 from tasks.errors import PatchbayError
+from tasks.event_pages import EventQuery, read_page
 from tasks.events import read_events
 
 REPLAY_PAGE = 1000
@@ -29,15 +30,18 @@ def job_snapshot(job_id: int) -> dict[str, Any]:
     return job.summary()
 
 
-def event_page(job_id: int, after_seq: int, limit: int) -> list[dict[str, Any]]:
-    return read_events(db.session, job_id, after_seq, limit)
-
-
-def replay_events(app: Flask, sid: str, job_id: int, after_seq: int) -> None:
-    """Send one client every event after ``after_seq``, page by page, from the database."""
+def replay_events(app: Flask, sid: str, job_id: int, after_seq: int,
+                  replay_lines: int | None = None) -> None:
+    """Send one client every event after ``after_seq``, page by page, from the database;
+    with ``replay_lines``, output beyond that many lines per server as stubs."""
+    sent: dict[str | None, int] = {}
     with app.app_context():
         while True:
-            events = read_events(db.session, job_id, after_seq, REPLAY_PAGE)
+            if replay_lines is None:
+                events = read_events(db.session, job_id, after_seq, REPLAY_PAGE)
+            else:
+                events = read_page(db.session, EventQuery(job_id, after_seq, limit=REPLAY_PAGE),
+                                   replay_lines, sent)
             db.session.remove()
             if not events:
                 return

@@ -1,18 +1,25 @@
-"""Pages: the dashboard (start a rollout), the job page (watch it) and job history."""
+"""Pages: the dashboard (start a rollout or an ad-hoc command), the job page (watch it)
+and the job history (filtered, paged)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, request
 from flask_login import login_required
 from sqlalchemy import select
 
+from blueprints.query_args import JOB_KINDS, int_arg, job_filter
 from extensions import db
-from models import Job, Server
+from models import JOB_STATUSES, Job, Server, User
+from tasks.adhoc import KIND as ADHOC
+from tasks.adhoc import MAX_COMMAND_LENGTH, STEP_NAME
+from tasks.errors import PatchbayError
+from tasks.history import JobFilter, count_jobs, history_page, runbook_names, usual_host_duration
 from tasks.runbooks import RunbookError
 
 bp = Blueprint("jobs", __name__)
 RECENT_JOBS = 10
-HISTORY_PAGE = 100
+HISTORY_PAGE = 25
+FILTER_FIELDS = ("status", "runbook", "kind", "user", "since", "until")
 
 
 @bp.get("/")
@@ -26,11 +33,12 @@ def dashboard() -> str:
         runbooks, runbook_error = [], str(exc)
     servers = [s.summary() for s in db.session.scalars(select(Server).order_by(Server.name))]
     tags = sorted({tag for server in servers for tag in server["tags"]})
-    recent = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(RECENT_JOBS))
+    recent, _ = history_page(db.session, JobFilter(), 1, RECENT_JOBS)
     return render_template(
         "jobs/dashboard.html", runbooks=runbooks, runbook_error=runbook_error,
-        servers=servers, tags=tags, recent_jobs=[job.summary() for job in recent],
-        default_parallel=current_app.config["DEFAULT_PARALLEL"])
+        servers=servers, tags=tags, recent_jobs=recent,
+        default_parallel=current_app.config["DEFAULT_PARALLEL"],
+        max_command_length=MAX_COMMAND_LENGTH)
 
 
 @bp.get("/jobs/<int:job_id>")
@@ -39,16 +47,33 @@ def job_page(job_id: int) -> str:
     job = db.session.get(Job, job_id)
     if job is None:
         abort(404)
+    steps = [STEP_NAME] if job.kind == ADHOC else _runbook_steps(job.runbook)
+    usual = usual_host_duration(db.session, job.runbook, job.kind, job.id)
+    return render_template("jobs/job.html", job=job.summary(), steps=steps, usual=usual)
+
+
+def _runbook_steps(name: str) -> list[str]:
     try:
-        book = current_app.extensions["patchbay"].runbooks().get(job.runbook)
+        book = current_app.extensions["patchbay"].runbooks().get(name)
     except RunbookError:
         book = None
-    steps = [step.name for step in book.spec.steps] if book else []
-    return render_template("jobs/job.html", job=job.summary(), steps=steps)
+    return [step.name for step in book.spec.steps] if book else []
 
 
 @bp.get("/jobs")
 @login_required
 def history() -> str:
-    jobs = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(HISTORY_PAGE))
-    return render_template("jobs/list.html", jobs=[job.summary() for job in jobs])
+    filters = {name: request.args.get(name, "").strip() for name in FILTER_FIELDS}
+    error = None
+    try:
+        chosen = job_filter(request.args)
+        page = int_arg(request.args, "page", 1, 1, 10**6)
+    except PatchbayError as exc:
+        chosen, page, error = JobFilter(), 1, exc.message
+    jobs, has_next = history_page(db.session, chosen, page, HISTORY_PAGE)
+    return render_template(
+        "jobs/list.html", jobs=jobs, filters=filters, error=error, page=page,
+        has_next=has_next, total=count_jobs(db.session, chosen),
+        filtered=any(filters.values()), statuses=JOB_STATUSES, kinds=JOB_KINDS,
+        runbooks=runbook_names(db.session),
+        users=list(db.session.scalars(select(User.username).order_by(User.username))))

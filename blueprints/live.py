@@ -17,11 +17,13 @@ from flask_login import current_user
 from flask_socketio import SocketIO, join_room, leave_room
 from pydantic import BaseModel, ValidationError
 
+from blueprints import fleet_live
 from blueprints.audit import record
 from blueprints.job_access import job_snapshot, plan_from, replay_events
 from blueprints.permissions import check_socket_event
-from blueprints.schemas import JobRef, StartJob, Subscribe
+from blueprints.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from extensions import socketio
+from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,26 @@ def subscribe(data: Subscribe) -> dict[str, Any]:
     join_room(f"job:{data.job_id}")
     sid = request.sid
     socketio.start_background_task(replay_events, current_app._get_current_object(),
-                                   sid, data.job_id, data.after_seq)
+                                   sid, data.job_id, data.after_seq, data.replay_lines)
     return {"job": snapshot}
+
+
+@acknowledged(AdhocCommand)
+def adhoc_job(data: AdhocCommand) -> dict[str, Any]:
+    """Run one shell command, as typed, on the chosen servers: a job of kind "adhoc"."""
+    engine = current_app.extensions["patchbay"]
+    plan = engine.plan(CommandRunbook(), {"command": data.command}, data.servers, data.tags,
+                       data.strategy)
+    job_id = engine.start(plan, current_user.id)
+    record("job.adhoc", f"job #{job_id}", command=data.command, servers=data.servers,
+           tags=data.tags)
+    join_room(f"job:{job_id}")
+    return {"job_id": job_id}
+
+
+@acknowledged(FleetSubscribe)
+def fleet_subscribe(data: FleetSubscribe) -> dict[str, Any]:
+    return {"servers": fleet_live.subscribe(data.probe)}
 
 
 @acknowledged(JobRef)
@@ -144,3 +164,5 @@ def register(sio: SocketIO) -> None:
     sio.on_event("job:unsubscribe", unsubscribe)
     sio.on_event("job:cancel", cancel_job)
     sio.on_event("job:rerun", rerun_job)
+    sio.on_event("job:adhoc", adhoc_job)
+    sio.on_event("fleet:subscribe", fleet_subscribe)

@@ -31,6 +31,8 @@ HTTP_RULES: dict[str, str] = {
     "api.jobs": "viewer",
     "api.job": "viewer",
     "api.job_events": "viewer",
+    "api.search_output_lines": "viewer",
+    "downloads.job_log": "viewer",
     "api.start_job": "operator",
     "api.plan_job": "operator",
     "api.cancel_job": "operator",
@@ -50,6 +52,7 @@ SOCKET_RULES: dict[str, str] = {
     "job:cancel": "operator",
     "job:rerun": "operator",
     "job:adhoc": "operator",
+    "fleet:subscribe": "viewer",
 }
 
 

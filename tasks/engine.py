@@ -22,6 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import FINISHED_HOST_STATUSES, Job, JobHost, Server, ServerLock
+from tasks.adhoc import KIND as ADHOC
+from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
 from tasks.events import EventLog
 from tasks.output import HostOutput
@@ -32,6 +34,7 @@ from tasks.strategy import Strategy, parse_strategy
 log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[Target], SSHSession]
+CANCEL_POLL_SECONDS = 1.0  # how soon a cancel requested by another process is seen
 
 
 @dataclass
@@ -77,6 +80,7 @@ class _RunState:
     job_id: int
     plan: JobPlan
     cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
     failures: int = 0
     stop_reason: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,11 +118,14 @@ class JobEngine:
 
     # -- planning ---------------------------------------------------------------
 
-    def plan(self, runbook: str, params: Any, servers: list[str] | None = None,
+    def plan(self, runbook: str | Runbook, params: Any, servers: list[str] | None = None,
              tags: list[str] | None = None, strategy: Any = None) -> JobPlan:
-        """Validate a job request and render every command; raise :class:`PatchbayError`."""
+        """Validate a job request and render every command; raise :class:`PatchbayError`.
+
+        ``runbook`` is a runbook's name, or a runbook object built in memory (an ad-hoc
+        command's :class:`~tasks.adhoc.CommandRunbook`)."""
         try:
-            book = self.runbooks().get(runbook)
+            book = runbook if isinstance(runbook, Runbook) else self.runbooks().get(runbook)
         except RunbookError as exc:
             raise PatchbayError("runbook_invalid", str(exc), "runbook") from None
         if book is None:
@@ -135,7 +142,8 @@ class JobEngine:
                 hosts.append(HostPlan(
                     server.id, server.name,
                     Target(server.name, server.host, server.port, server.user,
-                           server.key_path, server.known_hosts or self.settings.known_hosts),
+                           server.key_path, server.known_hosts or self.settings.known_hosts,
+                           accept_new_host_keys=server.host_key_policy == "accept-new"),
                     book.render(values, context), book.render_on_failure(values, context)))
         return JobPlan(book, values, chosen_strategy, hosts)
 
@@ -174,7 +182,7 @@ class JobEngine:
         batch_of = _batch_numbers(sizes)
         with self._start_lock, self.db_sessions() as session:
             self._refuse_busy(session, [h.server_id for h in plan.hosts])
-            job = Job(runbook=plan.runbook.name, params=plan.params,
+            job = Job(runbook=plan.runbook.name, kind=plan.runbook.kind, params=plan.params,
                       strategy=plan.strategy.model_dump(), status="running",
                       created_by_id=user_id, node_id=self.settings.node_id,
                       rerun_of_id=rerun_of)
@@ -220,7 +228,8 @@ class JobEngine:
                                     f"job #{job_id} is {job.status}: nothing to re-run",
                                     "job_id")
             names = [host.name for host in job.hosts if host.status != "succeeded"]
-            runbook, params, strategy = job.runbook, dict(job.params), dict(job.strategy)
+            runbook: str | Runbook = CommandRunbook() if job.kind == ADHOC else job.runbook
+            params, strategy = dict(job.params), dict(job.strategy)
         return self.plan(runbook, params, names, strategy=strategy)
 
     # -- cancelling ---------------------------------------------------------------
@@ -232,18 +241,19 @@ class JobEngine:
             if job is None:
                 raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
             status = job.status
-        state = self._running.get(job_id)
-        if state is None:
-            if status == "running":
-                raise PatchbayError("not_here",
-                                    f"job #{job_id} is run by another console process",
-                                    "job_id")
+            already = job.cancel_requested
+            if status == "running" and not already:
+                job.cancel_requested = True
+                session.commit()
+        if status != "running":
             return {"cancelled": False, "status": status,
                     "message": f"job #{job_id} already finished ({status})"}
-        if state.cancel.is_set():
+        if already:
             return {"cancelled": False, "status": "running",
                     "message": f"job #{job_id} is already being cancelled"}
-        state.cancel.set()
+        state = self._running.get(job_id)
+        if state is not None:
+            state.cancel.set()
         return {"cancelled": True, "status": "running",
                 "message": f"cancelling job #{job_id}"}
 
@@ -288,13 +298,25 @@ class JobEngine:
 
     # -- running ------------------------------------------------------------------
 
+    def _watch_cancel_requests(self, state: _RunState) -> None:
+        """Let a cancel requested through the database (by any console process that
+        shares it) reach this run."""
+        while not state.finished.wait(CANCEL_POLL_SECONDS):
+            if state.cancel.is_set():
+                return
+            with self.db_sessions() as session:
+                if session.scalar(select(Job.cancel_requested).where(Job.id == state.job_id)):
+                    state.cancel.set()
+                    return
+
     def _run_job(self, state: _RunState) -> None:
+        self.start_task(self._watch_cancel_requests, state)
         plan = state.plan
         started = time.monotonic()
         sizes = plan.strategy.batch_sizes(len(plan.hosts))
         batches = _split(plan.hosts, sizes, lambda h: h)
         self.events.append(state.job_id, "job_started", None, {
-            "runbook": plan.runbook.name, "params": plan.params,
+            "runbook": plan.runbook.name, "kind": plan.runbook.kind, "params": plan.params,
             "strategy": plan.strategy.model_dump(),
             "servers": [h.name for h in plan.hosts],
             "batches": [[h.name for h in batch] for batch in batches],
@@ -342,6 +364,7 @@ class JobEngine:
         self.events.append(state.job_id, "job_finished", None, finished)
         self.events.wait_written()
         self._running.pop(state.job_id, None)
+        state.finished.set()
 
     def _run_batch(self, state: _RunState, batch: list[HostPlan], results: dict[str, str],
                    limit: int | None) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Job, JobEvent, JobHost, Server, ServerLock, utcnow
@@ -29,12 +29,21 @@ log = logging.getLogger(__name__)
 Publisher = Callable[[int, int | None, list[dict[str, Any]]], None]
 TaskStarter = Callable[..., Any]
 MAX_BATCH = 2000
+# A batch also ends at this many output lines, so a chatty job's commits and messages
+# stay small (about a megabyte) instead of one giant transaction and emit per backlog.
+MAX_BATCH_LINES = 20_000
+# Backpressure: appending output waits while this many lines await the writer (up to
+# OUTPUT_WAIT_SECONDS), so a job printing faster than the database takes it slows its
+# SSH readers (and so the remote commands) instead of growing this process's memory.
+MAX_QUEUED_LINES = 50_000
+OUTPUT_WAIT_SECONDS = 10.0
 
 
 @dataclass
 class _Pending:
     job_id: int
     event: dict[str, Any]
+    lines: int = 0
 
 
 class EventLog:
@@ -52,6 +61,7 @@ class EventLog:
         self._owners: dict[int, int | None] = {}
         self._appended = 0
         self._written = 0
+        self._queued_lines = 0
         self._writer_started = False
 
     def open_job(self, job_id: int, owner_id: int | None, last_seq: int = 0) -> None:
@@ -63,14 +73,21 @@ class EventLog:
     def append(self, job_id: int, type_: str, host: str | None = None,
                data: dict[str, Any] | None = None) -> int:
         """Queue one event; returns its ``seq``. It is published once it is on disk."""
+        lines = len(data["lines"]) if type_ == "output" and data else 0
         with self._lock:
+            if lines and self._writer_started:
+                deadline = time.monotonic() + OUTPUT_WAIT_SECONDS
+                while self._queued_lines >= MAX_QUEUED_LINES \
+                        and time.monotonic() < deadline:
+                    self._wakeup.wait(0.5)
             seq = self._next_seq[job_id]
             self._next_seq[job_id] = seq + 1
             self._queue.append(_Pending(job_id, {
                 "seq": seq, "ts": round(time.time(), 3), "type": type_, "host": host,
                 "data": data or {},
-            }))
+            }, lines))
             self._appended += 1
+            self._queued_lines += lines
             if not self._writer_started:
                 self._writer_started = True
                 self.start_task(self._writer_loop)
@@ -94,12 +111,19 @@ class EventLog:
             with self._lock:
                 while not self._queue:
                     self._wakeup.wait(1.0)
-                batch = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
+                size = lines = 0
+                for item in self._queue:
+                    size += 1
+                    lines += item.lines
+                    if size == MAX_BATCH or lines >= MAX_BATCH_LINES:
+                        break
+                batch = self._queue[:size]
+                del self._queue[:size]
             self._write_with_retry(batch)
             self._publish(batch)
             with self._lock:
                 self._written += len(batch)
+                self._queued_lines -= lines
                 for item in batch:
                     if item.event["type"] == "job_finished":
                         self._next_seq.pop(item.job_id, None)
@@ -110,9 +134,13 @@ class EventLog:
         delay = 0.05
         while True:
             try:
-                with self.session_factory() as session, session.begin():
+                # One multi-row INSERT for the log; no autoflush, so the derived-state
+                # updates are flushed once at commit instead of before every lookup.
+                with self.session_factory() as session, session.begin(), \
+                        session.no_autoflush:
+                    session.execute(insert(JobEvent),
+                                    [{"job_id": item.job_id, **item.event} for item in batch])
                     for item in batch:
-                        session.add(JobEvent(job_id=item.job_id, **item.event))
                         apply_event(session, item.job_id, item.event)
                 return
             except Exception:  # noqa: BLE001 - never drop events: retry until the DB answers
@@ -143,7 +171,7 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
         job.finished_at = utcnow()
         session.execute(delete(ServerLock).where(ServerLock.job_id == job_id))
         return
-    if event["host"] is None or kind == "output":
+    if event["host"] is None or kind not in ("host_started", "step_started", "host_finished"):
         return
     host = session.scalar(select(JobHost).where(JobHost.job_id == job_id,
                                                 JobHost.name == event["host"]))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,6 +45,7 @@ class ServerEntry(BaseModel):
     user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     key: str | None = None
     known_hosts: str | None = None
+    host_key_policy: Literal["strict", "accept-new"] | None = None
     tags: list[str] = Field(default_factory=list)
     vars: dict[str, Any] = Field(default_factory=dict)
 
@@ -99,12 +100,16 @@ def parse_inventory(text: str, source: str = "inventory") -> Inventory:
         raise InventoryError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("servers"), list):
         raise InventoryError(f"{source}: expected a mapping with a 'servers' list")
-    unknown = sorted(set(data) - {"servers", "known_hosts", "__line__"})
+    unknown = sorted(set(data) - {"servers", "known_hosts", "host_key_policy", "__line__"})
     if unknown:
         line = next((number for number, text_line in enumerate(text.splitlines(), 1)
                      if text_line.startswith(f"{unknown[0]}:")), 1)
         raise InventoryError(f"{source}: line {line}: unknown top-level field {unknown[0]!r}")
     default_known_hosts = data.get("known_hosts")
+    default_policy = data.get("host_key_policy", "strict")
+    if default_policy not in ("strict", "accept-new"):
+        raise InventoryError(f"{source}: host_key_policy: must be 'strict' or 'accept-new', "
+                             f"not {default_policy!r}")
     servers: list[ServerEntry] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(data["servers"]):
@@ -126,6 +131,8 @@ def parse_inventory(text: str, source: str = "inventory") -> Inventory:
         seen[entry.name] = line
         if entry.known_hosts is None and default_known_hosts:
             entry.known_hosts = str(default_known_hosts)
+        if entry.host_key_policy is None:
+            entry.host_key_policy = default_policy
         servers.append(entry)
     return Inventory(servers)
 
@@ -150,6 +157,7 @@ def apply_inventory(session: Session, inventory: Inventory) -> tuple[int, int]:
         server.user = entry.user
         server.key_path = entry.key
         server.known_hosts = entry.known_hosts
+        server.host_key_policy = entry.host_key_policy or "strict"
         server.tags = list(entry.tags)
         server.vars = dict(entry.vars)
     return created, updated

@@ -43,9 +43,17 @@ class HostOutput:
         else:
             self.tick()
 
-    def tick(self) -> None:
-        if self.lines and time.monotonic() - self.first_at >= self.interval:
+    def tick(self) -> float | None:
+        """Flush once the oldest buffered line is ``interval`` old; returns the seconds
+        until the buffer is due (None when nothing is buffered), so the caller can wake
+        exactly then instead of up to a whole transport tick late."""
+        if not self.lines:
+            return None
+        due = self.first_at + self.interval - time.monotonic()
+        if due <= 0:
             self.flush()
+            return None
+        return due
 
     def flush(self) -> None:
         if not self.lines:

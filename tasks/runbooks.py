@@ -99,6 +99,8 @@ class RenderedStep:
 class Runbook:
     """A validated runbook, ready to check parameters and render commands."""
 
+    kind = "runbook"  # the kind of job it makes (Job.kind); ad-hoc commands say "adhoc"
+
     def __init__(self, spec: RunbookSpec, source: str) -> None:
         self.spec = spec
         self.source = source

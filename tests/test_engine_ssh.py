@@ -320,3 +320,24 @@ def test_connection_dropped_mid_command_fails_that_server(world, sshd_fleet):
     host = job.hosts[0]
     assert (job.status, host.status, host.failed_step) == ("failed", "failed", "nap")
     assert host.reason == "SSH connection dropped during the command"
+
+
+def test_accept_new_records_an_unknown_host_key_but_still_refuses_a_changed_one(
+        world, sshd_fleet, app, tmp_path):
+    known = tmp_path / "tofu" / "known_hosts"
+    set_server(app, "h05", known_hosts=str(known), host_key_policy="accept-new")
+
+    first = world.wait_finished(world.engine.start(
+        world.engine.plan("basic", {"message": "x"}, ["h05"]), None))
+    recorded = known.read_text()
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    known.write_text(recorded.replace(recorded.split()[2],
+                                      (tmp_path / "other_key.pub").read_text().split()[1]))
+    second = world.wait_finished(world.engine.start(
+        world.engine.plan("basic", {"message": "x"}, ["h05"]), None))
+
+    assert first.status == "succeeded"
+    assert recorded.startswith(f"[127.0.0.105]:{sshd_fleet.port} ssh-ed25519 ")
+    assert second.hosts[0].reason.startswith("host key mismatch for 127.0.0.105:")

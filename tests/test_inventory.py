@@ -292,3 +292,27 @@ def test_cli_reports_a_missing_file(app, tmp_path):
 
     assert result.exit_code != 0
     assert "missing.yml" in result.output
+
+
+def test_host_key_policy_defaults_to_strict_and_can_be_set_per_file_or_server():
+    text = textwrap.dedent("""\
+        host_key_policy: accept-new
+        servers:
+          - {name: a, host: 10.0.0.1, user: u}
+          - {name: b, host: 10.0.0.2, user: u, host_key_policy: strict}
+        """)
+
+    inventory = parse_inventory(text)
+
+    assert [s.host_key_policy for s in inventory.servers] == ["accept-new", "strict"]
+    assert parse_inventory("servers: [{name: c, host: h, user: u}]").servers[0] \
+        .host_key_policy == "strict"
+
+
+@pytest.mark.parametrize("text", [
+    "host_key_policy: yolo\nservers: []\n",
+    "servers:\n  - {name: a, host: h, user: u, host_key_policy: yolo}\n",
+])
+def test_an_unknown_host_key_policy_is_refused(text):
+    with pytest.raises(InventoryError, match="host_key_policy"):
+        parse_inventory(text)

@@ -187,3 +187,33 @@ def test_socket_from_a_foreign_origin_is_refused(fleet_server):
     same_origin = fleet_server.socket(http)
     assert same_origin.connected
     same_origin.disconnect()
+
+
+def test_a_job_can_be_cancelled_from_another_console_process(
+        live_server_factory, sshd_fleet, tmp_path):
+    from tests.live_server import LiveServer
+    from tests.sshd_fleet import free_port
+
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    first = live_server_factory(inventory=inventory)
+    port = free_port()  # a second console process on the same database
+    second = LiveServer(first.directory, port, {**first.env, "PATCHBAY_PORT": str(port)})
+    second.log_path = first.directory / "second.log"
+    second.start()
+    try:
+        http_first = first.login()
+        client = first.socket(http_first)
+        ack = client.call("job:start", {"runbook": "sleepy", "params": {"seconds": "307"},
+                                        "servers": ["h06"]}, timeout=10)
+        client.disconnect()
+        http_second = second.login()
+
+        cancel = http_second.post(f"{second.url}/api/jobs/{ack['job_id']}/cancel").json()
+        wait_until(lambda: http_second.get(f"{second.url}/api/jobs/{ack['job_id']}").json()
+                   ["job"]["status"] != "running", what="job ended")
+    finally:
+        second.stop()
+
+    job = http_first.get(f"{first.url}/api/jobs/{ack['job_id']}").json()["job"]
+    assert cancel["cancelled"] is True
+    assert (job["status"], job["hosts"][0]["status"]) == ("cancelled", "cancelled")

@@ -1,6 +1,8 @@
 /*
- * The dashboard: the "New rollout" form (runbook, parameters, servers, strategy),
- * Preview over `job:plan`, Run over `job:start`, and live status of the recent jobs.
+ * The dashboard: the "New rollout" form — a runbook with its parameters, or an ad-hoc
+ * shell command; servers; strategy — with Preview (`job:plan`, or shown here for a
+ * command, which runs as typed) and Run (`job:start` or `job:adhoc`). The recent jobs
+ * table is kept live by jobfeed.js.
  */
 (function () {
   "use strict";
@@ -26,33 +28,12 @@
     return node;
   }
 
-  // Recent jobs: keep their status current from the user's live events.
-  function watchRecentJobs() {
-    const rows = new Map();
-    for (const row of document.querySelectorAll("#recent-jobs tr[data-job-id]")) {
-      rows.set(Number(row.dataset.jobId), row);
-    }
-    P.onJobEvents((payload) => {
-      const row = rows.get(Number(payload.job_id));
-      if (!row) return;
-      for (const event of payload.events) {
-        if (event.type !== "job_finished" || !event.data || !event.data.status) continue;
-        const badge = row.querySelector(".job-status-cell");
-        if (badge) {
-          badge.className = "badge status-" + event.data.status + " job-status-cell";
-          badge.textContent = event.data.status;
-        }
-      }
-    });
-  }
-
   if (!P) return;
   try {
     P.connect();
   } catch (err) {
     console.error(err);
   }
-  watchRecentJobs();
   if (!form) return;
 
   const runbooks = readJSON("runbooks-data", []);
@@ -63,6 +44,7 @@
 
   const els = {
     runbook: document.getElementById("runbook"),
+    command: document.getElementById("adhoc-command"),
     description: document.getElementById("runbook-description"),
     stepsHint: document.getElementById("runbook-steps"),
     params: document.getElementById("params"),
@@ -91,10 +73,11 @@
   // --- runbook and its parameters ---------------------------------------------------------
 
   function currentRunbook() {
-    return runbooks.find((book) => book.name === els.runbook.value) || null;
+    return (els.runbook && runbooks.find((book) => book.name === els.runbook.value)) || null;
   }
 
   function renderParams() {
+    if (!els.params) return; // no runbooks: ad-hoc commands only
     const book = currentRunbook();
     els.params.replaceChildren();
     els.description.textContent = book && book.description ? book.description : "";
@@ -236,9 +219,15 @@
     return result;
   }
 
+  function runKind() {
+    const checked = form.querySelector('input[name="run-kind"]:checked');
+    return checked ? checked.value : form.dataset.runKind;
+  }
+
   function payload() {
-    const data = { runbook: els.runbook.value, params: {} };
-    for (const input of els.params.querySelectorAll("input[data-param]")) {
+    const data = runKind() === "adhoc" ? { command: els.command.value }
+      : { runbook: els.runbook ? els.runbook.value : "", params: {} };
+    for (const input of data.params ? els.params.querySelectorAll("input[data-param]") : []) {
       const value = input.value.trim();
       if (value !== "") data.params[input.dataset.param] = value;
     }
@@ -274,6 +263,7 @@
     if (head === "servers" || head === "tags") return els.picker;
     if (head === "strategy") return els[STRATEGY_FIELDS[name]] || els.parallel;
     if (head === "runbook") return els.runbook;
+    if (head === "command") return els.command;
     return null;
   }
 
@@ -284,7 +274,7 @@
     const target = fieldElement(error && error.field);
     if (target) {
       target.setAttribute("aria-invalid", "true");
-      if (target.matches("input, select")) target.focus();
+      if (target.matches("input, select, textarea")) target.focus();
     }
   }
 
@@ -340,7 +330,7 @@
       // full scripts would otherwise bury the Run button.
       const section = el("details", "plan-host");
       section.dataset.host = host.name;
-      section.open = parts.length === 0;
+      section.open = parts.length === 1 || (parts.length === 2 && batches.length > 1);
       const summary = el("summary", null);
       summary.append(el("strong", null, host.name), " — " + host.steps.length + " steps");
       section.append(summary);
@@ -364,9 +354,39 @@
     els.planSection.hidden = false;
   }
 
+  /** An ad-hoc command runs as typed, the same on every server: its preview needs no
+   * server round trip. */
+  function renderCommandPlan(data) {
+    const names = targets();
+    const summary = el("dl", "plan-summary");
+    const add = (term, value) => {
+      const row = el("div");
+      row.append(el("dt", null, term), el("dd", null, value));
+      summary.append(row);
+    };
+    add("Runs on", names.length + " server" + (names.length === 1 ? "" : "s") + ": " +
+      names.slice(0, 12).join(", ") + (names.length > 12 ? ", …" : ""));
+    add("Servers at once", String((data.strategy || {}).parallel ?? defaultParallel ?? ""));
+    const heading = el("h3", "plan-phase-plain", "Every server runs, as typed:");
+    els.plan.classList.remove("stale");
+    els.plan.replaceChildren(summary, heading, el("pre", "command", data.command));
+    els.planSection.hidden = false;
+  }
+
   async function preview() {
+    const data = payload();
+    if (runKind() === "adhoc") {
+      if (!data.command.trim()) {
+        showError({ message: "Type the command to run.", field: "command" });
+        return;
+      }
+      renderCommandPlan(data);
+      previewed = true;
+      els.run.textContent = "Confirm and run";
+      return;
+    }
     setBusy(true, "Preparing the preview…");
-    const ack = await P.request("job:plan", payload());
+    const ack = await P.request("job:plan", data);
     setBusy(false);
     if (!ack.ok) {
       showError(ack.error);
@@ -380,7 +400,8 @@
 
   async function run() {
     setBusy(true, "Starting…");
-    const ack = await P.request("job:start", payload());
+    const adhoc = runKind() === "adhoc";
+    const ack = await P.request(adhoc ? "job:adhoc" : "job:start", payload());
     if (ack.ok && Number.isInteger(ack.job_id)) {
       els.busy.textContent = "Started job #" + ack.job_id + "; opening it…";
       window.location.href = P.root + "/jobs/" + ack.job_id;
@@ -410,6 +431,10 @@
 
   form.addEventListener("change", (event) => {
     const target = event.target;
+    if (target.name === "run-kind") {
+      form.dataset.runKind = runKind();
+      els.error.hidden = true;
+    }
     if (target === els.runbook) {
       renderParams();
     } else if (target.name === "tags" && target.checked) {

@@ -1,22 +1,34 @@
 /*
- * The job page: builds the whole view (host table, progress, logs) from the job's
- * event log only, so a reload, a reconnect or a second tab show exactly the same thing.
+ * The job page: builds the whole view (server table with step timelines, progress and
+ * ETA, logs) from the job's event log only, so a reload, a reconnect, a second tab or a
+ * finished job's page show exactly the same thing.
  *
- * Events go through Patchbay.EventStore (seq order, exactly once); the view model is
- * updated synchronously and the DOM once per animation frame.
- * For tests: window.patchbay = {store, appliedSeq(), renderedSeq(), lineCount()} and
- * document.body.dataset.appliedSeq (the seq the DOM shows).
+ * Events go through Patchbay.EventStore (seq order, exactly once). Long output is not
+ * replayed in full: the subscription asks for at most REPLAY_LINES lines per server and
+ * gets later output events as stubs (seq, count), which the windowed logs
+ * (PatchbayLogs.LogSet) index and fetch by seq only when their rows are on screen.
+ * The view model is updated synchronously and the DOM once per animation frame.
+ *
+ * For tests: window.patchbay = {store, appliedSeq(), select(name), logStats(), ...} and
+ * document.body.dataset.appliedSeq (the seq the DOM shows), .pendingRows (rows on screen
+ * still being fetched) and .logRows (rows of all logs).
  */
 (function () {
   "use strict";
 
   const P = window.Patchbay;
+  const L = window.PatchbayLogs;
   const page = document.getElementById("job-page");
-  if (!P || !page) return;
+  if (!P || !L || !page) return;
 
+  const REPLAY_LINES = 2000; // output lines per server sent with a (re)subscription
   const jobId = Number(page.dataset.jobId);
   const job = readJSON("job-data", {});
+  const usual = readJSON("usual-data", {});
   const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
+  const FAILED_FIRST = { failed: 0, interrupted: 1, running: 2 };
+  const FILTERS = ["failed", "running", "pending", "succeeded", "cancelled", "skipped",
+    "interrupted"];
 
   const els = {
     status: document.getElementById("job-status"),
@@ -25,13 +37,22 @@
     message: document.getElementById("job-message"),
     progress: document.getElementById("progress"),
     progressText: document.getElementById("progress-text"),
+    eta: document.getElementById("eta"),
     batchInfo: document.getElementById("batch-info"),
     summary: document.getElementById("job-summary"),
+    health: document.getElementById("stream-health"),
     hostsBody: document.querySelector("#hosts tbody"),
+    hostFilter: document.getElementById("host-filter"),
+    failedFirst: document.getElementById("failed-first"),
     logs: document.getElementById("logs"),
     showAll: document.getElementById("show-all-logs"),
     selection: document.getElementById("log-selection"),
     follow: document.getElementById("follow-logs"),
+    searchForm: document.getElementById("log-search"),
+    searchText: document.getElementById("search-text"),
+    searchResults: document.getElementById("search-results"),
+    searchSummary: document.getElementById("search-summary"),
+    searchList: document.getElementById("search-list"),
   };
 
   // --- view model ----------------------------------------------------------------------
@@ -39,20 +60,30 @@
   const hosts = new Map(); // name -> host view (model + its elements)
   const view = {
     status: null, // from job_started / job_finished only
-    running: job.status === "running", // Cancel button visibility
+    running: job.status === "running",
     steps: readJSON("steps-data", []),
     batches: [],
     batch: null,
     finished: null, // job_finished data
+    stepTotals: new Map(), // step name -> {seconds, count} of finished ok steps (this job)
   };
   let selected = null;
-  let renderedSeq = 0;
-  let renderedLines = 0;
   let appliedUpTo = 0;
   let headerDirty = true;
+  let orderDirty = true;
   const dirtyHosts = new Set();
-  const hostsWithOutput = new Set();
   let flushQueued = false;
+
+  const logs = new L.LogSet({
+    jobId,
+    fetchJSON: P.fetchJSON,
+    follow: () => !els.follow || els.follow.checked,
+    onRender: () => {
+      const stats = logs.stats();
+      document.body.dataset.pendingRows = String(stats.pending);
+      document.body.dataset.logRows = String(stats.rows);
+    },
+  });
 
   function readJSON(id, fallback) {
     const node = document.getElementById(id);
@@ -107,18 +138,22 @@
     const logId = "log-" + index;
     host = {
       name,
+      position: index,
       batch: Number.isInteger(batch) ? batch : null,
       status: "pending",
       step: "",
       phase: "steps",
+      stepIndex: -1,
+      stepStartTs: null,
+      doneSteps: 0,
       failedStep: null,
       exitCode: null,
       reason: "",
       duration: null,
       version: "",
-      pinned: true, // log scrolled to its end: keep following new lines
-      fragment: null,
-      headers: new Map(), // "phase:index" -> open step header element
+      startTs: null,
+      timeline: [], // {step, phase, status, duration}
+      headers: new Map(), // "phase:index:step" -> step-header note
     };
 
     const row = el("tr");
@@ -130,30 +165,45 @@
       batch: el("td", "host-batch"),
       status: el("td", "host-status"),
       step: el("td", "host-step"),
+      timeline: el("td", "host-timeline"),
       duration: el("td", "host-duration"),
       version: el("td", "host-version"),
       reason: el("td", "host-reason"),
     };
     host.statusBadge = el("span", "badge status-pending", "pending");
     host.cells.status.append(host.statusBadge);
+    host.bar = el("div", "timeline-bar");
+    host.cells.timeline.append(host.bar);
     const logCell = el("td", "host-actions");
     host.button = el("button", "button button-small show-log", "Show log");
     host.button.type = "button";
     host.button.dataset.host = name;
     host.button.setAttribute("aria-controls", logId);
     host.button.setAttribute("aria-pressed", "false");
+    host.button.setAttribute("aria-label", "Show the log of " + name);
     logCell.append(host.button);
     row.append(nameCell, host.cells.batch, host.cells.status, host.cells.step,
-      host.cells.duration, host.cells.version, host.cells.reason, logCell);
+      host.cells.timeline, host.cells.duration, host.cells.version, host.cells.reason, logCell);
     host.row = row;
     els.hostsBody.append(row);
 
     const section = el("section", "log-section");
     section.id = logId;
     section.dataset.host = name;
-    const heading = el("h3", "log-title");
+    const heading = el("div", "log-title");
     host.logBadge = el("span", "badge status-pending", "pending");
-    heading.append(el("span", "log-host", name), " ", host.logBadge);
+    const title = el("h3", "log-host", name);
+    host.chips = el("ol", "step-chips");
+    host.chips.setAttribute("aria-label", "Steps of " + name);
+    const download = el("a", "button button-small log-download", "Download");
+    download.href = P.root + "/jobs/" + jobId + "/log.txt?host=" + encodeURIComponent(name);
+    download.setAttribute("download", "");
+    download.setAttribute("aria-label", "Download the full log of " + name);
+    host.jump = el("button", "button button-small log-jump", "Jump to latest");
+    host.jump.type = "button";
+    host.jump.hidden = true;
+    host.jump.setAttribute("aria-label", "Follow the latest output of " + name);
+    heading.append(title, host.logBadge, host.chips, host.jump, download);
     const log = el("div", "host-log");
     log.dataset.host = name;
     log.setAttribute("role", "log");
@@ -161,25 +211,19 @@
     log.setAttribute("aria-live", "off");
     log.setAttribute("aria-label", "Log of " + name);
     log.tabIndex = 0;
-    log.addEventListener("scroll", () => {
-      host.pinned = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-    }, { passive: true });
     section.append(heading, log);
     if (selected !== null && selected !== name) section.hidden = true;
     host.section = section;
-    host.log = log;
     els.logs.append(section);
+    host.log = logs.add(name, log);
+    host.log.onScrollState = (hostLog) => { host.jump.hidden = hostLog.pinned; };
+    host.jump.addEventListener("click", () => host.log.scrollToEnd());
 
     hosts.set(name, host);
     dirtyHosts.add(host);
     headerDirty = true;
+    orderDirty = true;
     return host;
-  }
-
-  function logFragment(host) {
-    if (!host.fragment) host.fragment = document.createDocumentFragment();
-    hostsWithOutput.add(host);
-    return host.fragment;
   }
 
   function stepKey(data) {
@@ -187,12 +231,13 @@
   }
 
   function setStatus(host, status) {
+    if (host.status !== status) orderDirty = true;
     host.status = status;
     dirtyHosts.add(host);
     headerDirty = true;
   }
 
-  // --- applying events (model + detached DOM only) --------------------------------------
+  // --- applying events (model and log index only) ----------------------------------------
 
   const handlers = {
     job_started(event, data) {
@@ -214,61 +259,38 @@
       const host = ensureHost(event.host);
       host.startTs = event.ts;
       setStatus(host, "running");
-      logFragment(host).append(
-        el("div", "log-note", "connecting to " + (data.address || event.host)));
+      host.log.note(event.seq, { kind: "note", text: "connecting to " + (data.address || event.host) });
     },
 
     step_started(event, data) {
       const host = ensureHost(event.host);
       host.step = data.step || "";
       host.phase = data.phase || "steps";
+      host.stepIndex = Number.isInteger(data.index) ? data.index : -1;
+      host.stepStartTs = event.ts;
       dirtyHosts.add(host);
-
-      const header = el("div", "step-header");
-      header.dataset.step = host.step;
-      header.dataset.phase = host.phase;
-      header.dataset.status = "running";
+      headerDirty = true;
       const total = host.phase === "steps" && view.steps.length ? "/" + view.steps.length : "";
       const label = host.phase === "on_failure" ? "on failure " + (data.index + 1)
         : "step " + (data.index + 1) + total;
-      header.append(
-        el("span", "step-label", label), " ",
-        el("span", "step-name", host.step), " ",
-        el("span", "step-result", "running…"));
-      if (data.command) {
-        const details = el("details", "step-command");
-        details.append(el("summary", null, "command"), el("pre", null, data.command));
-        header.append(details);
-      }
-      host.headers.set(stepKey(data), header);
-      logFragment(host).append(header);
+      host.headers.set(stepKey(data), host.log.note(event.seq, {
+        kind: "step", label, step: host.step, phase: host.phase, status: "running",
+        result: "running…", command: data.command || "",
+      }));
+      host.timeline.push({ step: host.step, phase: host.phase, status: "running", duration: null,
+        startTs: event.ts });
     },
 
     output(event, data) {
       const host = ensureHost(event.host);
       const stream = data.stream === "stderr" ? "stderr" : "stdout";
-      const fragment = logFragment(host);
-      const lines = Array.isArray(data.lines) ? data.lines : [];
-      for (const line of lines) {
-        fragment.append(el("div", "line " + stream, line));
-      }
-      host.pendingLines = (host.pendingLines || 0) + lines.length;
+      const lines = Array.isArray(data.lines) ? data.lines : null;
+      host.log.output(event.seq, stream, lines, lines ? lines.length : Number(data.count) || 0);
     },
 
     step_finished(event, data) {
       const host = ensureHost(event.host);
-      const key = stepKey(data);
-      let header = host.headers.get(key);
-      if (!header) {
-        // Should not happen (step_started always comes first); keep the log readable.
-        header = el("div", "step-header");
-        header.append(el("span", "step-name", data.step || ""), " ",
-          el("span", "step-result"));
-        logFragment(host).append(header);
-      }
-      host.headers.delete(key);
       const status = data.status || "failed";
-      header.dataset.status = status;
       const parts = [status];
       if (data.exit_code !== null && data.exit_code !== undefined) {
         parts.push("exit code " + data.exit_code);
@@ -277,7 +299,31 @@
       if (duration) parts.push(duration);
       let text = parts.join(" · ");
       if (data.reason && status !== "ok") text += " — " + data.reason;
-      header.querySelector(".step-result").textContent = text;
+      const header = host.headers.get(stepKey(data));
+      host.headers.delete(stepKey(data));
+      if (header) {
+        header.status = status;
+        header.result = text;
+        host.log.touch(header);
+      }
+      const entry = host.timeline.findLast((item) => item.step === data.step &&
+        item.phase === (data.phase || "steps") && item.status === "running");
+      if (entry) {
+        entry.status = status;
+        entry.duration = typeof data.duration === "number" ? data.duration : null;
+      }
+      if ((data.phase || "steps") === "steps") {
+        host.doneSteps = Math.max(host.doneSteps, (data.index || 0) + 1);
+        if (status === "ok" && typeof data.duration === "number") {
+          const total = view.stepTotals.get(data.step) || { seconds: 0, count: 0 };
+          total.seconds += data.duration;
+          total.count += 1;
+          view.stepTotals.set(data.step, total);
+        }
+      }
+      host.stepStartTs = null;
+      dirtyHosts.add(host);
+      headerDirty = true;
     },
 
     host_finished(event, data) {
@@ -290,15 +336,12 @@
       if (data.facts && data.facts.version) host.version = String(data.facts.version);
       const status = data.status || "failed";
       setStatus(host, status);
-      const note = el("div", "log-note log-note-end");
-      note.dataset.status = status;
       let text = "finished: " + status;
       const reason = reasonText(host.reason, host.exitCode);
       if (reason) text += " — " + reason;
       const duration = formatDuration(host.duration);
       if (duration) text += " (" + duration + ")";
-      note.textContent = text;
-      logFragment(host).append(note);
+      host.log.note(event.seq, { kind: "end", text, status });
     },
 
     job_finished(event, data) {
@@ -320,6 +363,7 @@
     }
     appliedUpTo = upTo;
     headerDirty = true;
+    health.progress();
     scheduleFlush();
   }
 
@@ -329,35 +373,20 @@
     if (flushQueued) return;
     flushQueued = true;
     requestAnimationFrame(flush);
-    // Background tabs get no animation frames; keep them current all the same.
-    setTimeout(flush, 250);
+    setTimeout(flush, 250); // background tabs get no animation frames
   }
 
   function flush() {
     if (!flushQueued) return;
     flushQueued = false;
-
     for (const host of dirtyHosts) renderHost(host);
     dirtyHosts.clear();
-
-    const follow = !els.follow || els.follow.checked;
-    const toScroll = [];
-    for (const host of hostsWithOutput) {
-      if (!host.fragment) continue;
-      host.log.append(host.fragment);
-      host.fragment = null;
-      renderedLines += host.pendingLines || 0;
-      host.pendingLines = 0;
-      if (follow && host.pinned && !host.section.hidden) toScroll.push(host.log);
-    }
-    hostsWithOutput.clear();
-    for (const log of toScroll) log.scrollTop = log.scrollHeight;
-
+    if (orderDirty) renderOrder();
+    orderDirty = false;
     if (headerDirty) renderHeader();
     headerDirty = false;
-
-    renderedSeq = appliedUpTo;
-    document.body.dataset.appliedSeq = String(renderedSeq);
+    logs.render();
+    document.body.dataset.appliedSeq = String(appliedUpTo);
   }
 
   function renderHost(host) {
@@ -379,6 +408,66 @@
     host.cells.version.textContent = host.version;
     host.cells.reason.textContent = status === "succeeded" ? ""
       : reasonText(host.reason, host.exitCode);
+    renderTimeline(host);
+  }
+
+  /** The server's steps as a bar (widths by duration, the running step by its time so
+   * far) and as labelled chips; the bar's label says it all in words. */
+  function renderTimeline(host) {
+    const now = Date.now() / 1000;
+    const weights = host.timeline.map((item) => item.duration !== null ? item.duration
+      : Math.max(0, now - item.startTs));
+    const total = weights.reduce((sum, weight) => sum + weight, 0);
+    const segments = [];
+    const chips = [];
+    const described = [];
+    host.timeline.forEach((item, index) => {
+      const duration = item.duration === null ? "" : formatDuration(item.duration);
+      const text = item.step + (item.phase === "on_failure" ? " (on failure)" : "") + ": " +
+        item.status + (duration ? ", " + duration : "");
+      described.push(text);
+      const segment = el("span", "timeline-segment status-" + item.status);
+      segment.style.flexGrow = String(total > 0 ? Math.max(weights[index] / total, 0.03) : 1);
+      segment.title = text;
+      segments.push(segment);
+      const chip = el("li", "step-chip-live badge status-" + item.status);
+      chip.append(item.step + (duration ? " " + duration : ""));
+      chip.title = text;
+      chips.push(chip);
+    });
+    host.bar.replaceChildren(...segments);
+    host.bar.setAttribute("role", "img");
+    host.bar.setAttribute("aria-label", described.length
+      ? "Steps of " + host.name + ": " + described.join("; ") : "No steps yet");
+    host.chips.replaceChildren(...chips);
+  }
+
+  /** Failed servers first (when asked), and the status filter. */
+  function renderOrder() {
+    const filter = els.hostFilter ? els.hostFilter.value : "";
+    const failedFirst = !els.failedFirst || els.failedFirst.checked;
+    const ordered = Array.from(hosts.values());
+    if (failedFirst) {
+      ordered.sort((a, b) => (FAILED_FIRST[a.status] ?? 9) - (FAILED_FIRST[b.status] ?? 9) ||
+        a.position - b.position);
+    }
+    const current = Array.from(els.hostsBody.children);
+    if (ordered.some((host, i) => current[i] !== host.row)) {
+      els.hostsBody.append(...ordered.map((host) => host.row));
+    }
+    const counts = {};
+    for (const host of hosts.values()) {
+      counts[host.status] = (counts[host.status] || 0) + 1;
+      const shown = !filter || host.status === filter;
+      host.row.hidden = !shown;
+      host.section.hidden = !(selected === null ? shown : host.name === selected);
+    }
+    if (els.hostFilter) {
+      for (const option of els.hostFilter.options) {
+        const n = option.value ? counts[option.value] || 0 : hosts.size;
+        option.textContent = (option.value || "all servers") + " (" + n + ")";
+      }
+    }
   }
 
   function renderHeader() {
@@ -388,18 +477,27 @@
 
     const running = view.finished ? false : view.running;
     if (els.cancel) els.cancel.hidden = !running;
-    if (els.rerun) {
-      els.rerun.hidden = !(view.finished && view.status !== "succeeded");
-    }
+    if (els.rerun) els.rerun.hidden = !(view.finished && view.status !== "succeeded");
 
     let done = 0;
-    for (const host of hosts.values()) if (FINISHED.has(host.status)) done += 1;
+    let work = 0;
+    const steps = Math.max(1, view.steps.length);
+    for (const host of hosts.values()) {
+      if (FINISHED.has(host.status)) {
+        done += 1;
+        work += 1;
+      } else if (host.status === "running") {
+        work += Math.min(0.99, host.doneSteps / steps);
+      }
+    }
     const total = hosts.size;
     els.progress.max = Math.max(total, 1);
-    els.progress.value = done;
+    els.progress.value = work;
     els.progress.setAttribute("aria-valuemax", String(total));
     els.progress.setAttribute("aria-valuenow", String(done));
-    els.progressText.textContent = done + " / " + total + " servers done";
+    const percent = total ? Math.round((100 * work) / total) : 0;
+    els.progressText.textContent = done + " / " + total + " servers done · " + percent + "%";
+    renderEta();
 
     if (view.batches.length > 1) {
       let text;
@@ -435,23 +533,100 @@
     }
   }
 
+  // --- ETA ------------------------------------------------------------------------------
+
+  /**
+   * Seconds one step is expected to take: its mean in this job so far; else an even
+   * share of what a server of this runbook took in earlier runs; else the mean of the
+   * steps seen so far; null when nothing is known yet.
+   */
+  function expectedStep(name) {
+    const seen = view.stepTotals.get(name);
+    if (seen && seen.count) return seen.seconds / seen.count;
+    if (usual.host_seconds && view.steps.length) return usual.host_seconds / view.steps.length;
+    let seconds = 0;
+    let count = 0;
+    for (const total of view.stepTotals.values()) {
+      seconds += total.seconds / total.count;
+      count += 1;
+    }
+    return count ? seconds / count : null;
+  }
+
+  function remainingFor(host, now) {
+    let seconds = 0;
+    for (let i = Math.max(0, host.doneSteps); i < view.steps.length; i++) {
+      const expected = expectedStep(view.steps[i]);
+      if (expected === null) return null;
+      if (i === host.stepIndex && host.phase === "steps" && host.stepStartTs !== null) {
+        seconds += Math.max(0, expected - (now - host.stepStartTs));
+      } else {
+        seconds += expected;
+      }
+    }
+    return seconds;
+  }
+
+  /** Time left: running servers finish their steps, pending ones run `parallel` at once. */
+  function estimate() {
+    if (!view.running || view.finished || !view.steps.length) return null;
+    const now = Date.now() / 1000;
+    let longest = 0;
+    let sum = 0;
+    let pending = 0;
+    for (const host of hosts.values()) {
+      if (host.status === "running") {
+        const left = remainingFor(host, now);
+        if (left === null) return null;
+        longest = Math.max(longest, left);
+        sum += left;
+      } else if (host.status === "pending") {
+        pending += 1;
+      }
+    }
+    const perHost = view.steps.reduce((acc, step) => {
+      const expected = expectedStep(step);
+      return acc === null || expected === null ? null : acc + expected;
+    }, 0);
+    if (perHost === null) return null;
+    const parallel = Math.max(1, Number((job.strategy || {}).parallel) || hosts.size || 1);
+    const seconds = Math.max(longest, (sum + pending * perHost) / parallel);
+    const basis = view.stepTotals.size === view.steps.length || !usual.samples
+      ? "from this job's steps so far"
+      : "from " + usual.samples + " server run" + (usual.samples === 1 ? "" : "s") +
+        " of earlier jobs";
+    return { seconds, basis };
+  }
+
+  function renderEta() {
+    if (!els.eta) return;
+    const guess = estimate();
+    els.eta.hidden = !guess;
+    if (guess) {
+      els.eta.textContent = "About " + (formatDuration(guess.seconds) || "0 s") + " left (" +
+        guess.basis + ")";
+    }
+  }
+
+  setInterval(() => {
+    if (view.running && !view.finished) renderEta();
+  }, 1000);
+
   // --- log selection ----------------------------------------------------------------------
 
   function select(name) {
     selected = hosts.has(name) ? name : null;
     for (const host of hosts.values()) {
-      const shown = selected === null || host.name === selected;
-      host.section.hidden = !shown;
       host.row.classList.toggle("selected", host.name === selected);
       host.button.setAttribute("aria-pressed", String(host.name === selected));
     }
+    renderOrder();
     els.showAll.setAttribute("aria-pressed", String(selected === null));
     els.selection.textContent = selected === null ? "All servers" : "Showing " + selected;
     if (selected !== null) {
       const host = hosts.get(selected);
-      host.log.scrollTop = host.log.scrollHeight;
-      host.pinned = true;
       host.section.scrollIntoView({ block: "nearest" });
+      logs.mark(host.log);
     }
   }
 
@@ -463,8 +638,153 @@
     if (row) select(row.dataset.host);
   });
   els.showAll.addEventListener("click", () => select(null));
+  for (const control of [els.hostFilter, els.failedFirst]) {
+    if (control) control.addEventListener("change", renderOrder);
+  }
+  if (els.follow) {
+    els.follow.addEventListener("change", () => {
+      if (!els.follow.checked) return;
+      for (const host of hosts.values()) {
+        if (!host.section.hidden) host.log.scrollToEnd();
+      }
+    });
+  }
 
-  // --- cancel ---------------------------------------------------------------------------
+  // --- search -------------------------------------------------------------------------------
+
+  async function search(text) {
+    logs.highlight(text);
+    els.searchResults.hidden = false;
+    els.searchList.replaceChildren();
+    if (!text) {
+      els.searchResults.hidden = true;
+      return;
+    }
+    const scope = selected === null ? "" : "&host=" + encodeURIComponent(selected);
+    els.searchSummary.textContent = "Searching…";
+    let answer;
+    try {
+      answer = await P.fetchJSON("/api/jobs/" + jobId + "/search?q=" +
+        encodeURIComponent(text) + scope);
+    } catch (err) {
+      els.searchSummary.textContent = "Search failed: " + err.message;
+      return;
+    }
+    const matches = answer.matches || [];
+    els.searchSummary.textContent = matches.length
+      ? (answer.more ? "First " : "") + matches.length + " matching line" +
+        (matches.length === 1 ? "" : "s") + (selected ? " on " + selected : "") +
+        (answer.more ? " (refine the search to see the rest)" : "")
+      : "No output line contains “" + text + "”" + (selected ? " on " + selected : "") + ".";
+    for (const match of matches) {
+      const host = hosts.get(match.host);
+      const row = host ? host.log.rowOf(match.seq, match.index) : -1;
+      const item = el("li");
+      const button = el("button", "search-hit");
+      button.type = "button";
+      const where = match.host + (row >= 0 ? " · line " + host.log.lineNumber(row) : "");
+      button.append(el("span", "search-where", where), " ",
+        el("span", "search-line " + (match.stream === "stderr" ? "stderr" : "stdout"), match.line));
+      button.disabled = row < 0;
+      button.addEventListener("click", () => {
+        if (selected !== match.host) select(match.host);
+        host.log.scrollToRow(row);
+      });
+      item.append(button);
+      els.searchList.append(item);
+    }
+  }
+
+  if (els.searchForm) {
+    els.searchForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      search(els.searchText.value.trim());
+    });
+    els.searchText.addEventListener("search", () => {
+      if (!els.searchText.value) search("");
+    });
+  }
+
+  // --- stream health ---------------------------------------------------------------------
+
+  const store = new P.EventStore({
+    jobId,
+    apply: applyEvents,
+    fetchQuery: "&max_lines=" + REPLAY_LINES,
+    onError: (err) => console.error("job " + jobId + " events:", err),
+  });
+
+
+  /** How the page is connected, how far behind it is, and what it caught up after a
+   * (re)connect: shown in #stream-health, with data-* attributes for tests. */
+  const health = (() => {
+    let status = { state: "disconnected", transport: null };
+    let connects = 0;
+    let catchUp = null; // {from, target, reconnect, started}
+    let caught = null; // {count, from, to, reconnect}
+    let lag = null;
+    let downSince = null;
+
+    function render() {
+      if (!els.health) return;
+      const parts = [];
+      if (status.state === "connected") {
+        parts.push("Live over " + status.transport);
+        const behind = Math.max(0, store.known - store.applied);
+        if (catchUp) parts.push("catching up: " + behind + " event" + (behind === 1 ? "" : "s") + " behind");
+        else if (behind) parts.push(behind + " event" + (behind === 1 ? "" : "s") + " behind");
+        else parts.push("up to date (seq " + store.applied + ")");
+        if (lag !== null && view.running && !view.finished) parts.push("lag " + formatDuration(lag));
+      } else {
+        parts.push(status.state === "reconnecting" ? "Reconnecting…" : "Disconnected");
+        if (downSince) {
+          parts.push("no live events for " + formatDuration((Date.now() - downSince) / 1000) +
+            " (have seq " + store.applied + ")");
+        }
+      }
+      if (caught) {
+        parts.push((caught.reconnect ? "after reconnecting, " : "on load, ") + "caught up " +
+          caught.count + " event" + (caught.count === 1 ? "" : "s") +
+          (caught.count ? " (seq " + caught.from + "–" + caught.to + ")" : ""));
+      }
+      els.health.textContent = parts.join(" · ");
+      els.health.dataset.state = status.state;
+      els.health.dataset.reconnects = String(Math.max(0, connects - 1));
+      els.health.dataset.caughtUp = caught ? String(caught.count) : "";
+    }
+
+    P.onStatus((next) => {
+      status = next;
+      if (next.state !== "connected" && downSince === null) downSince = Date.now();
+      if (next.state === "connected") downSince = null;
+      render();
+    });
+    setInterval(() => {
+      if (status.state !== "connected") render();
+    }, 1000);
+
+    return {
+      subscribed(target) {
+        connects += 1;
+        catchUp = { from: store.applied, target, reconnect: connects > 1 };
+        this.progress();
+      },
+      live(events) {
+        const last = events[events.length - 1];
+        if (last && typeof last.ts === "number") lag = Math.max(0, Date.now() / 1000 - last.ts);
+      },
+      progress() {
+        if (catchUp && store.applied >= catchUp.target) {
+          caught = { count: store.applied - catchUp.from, from: catchUp.from + 1,
+            to: store.applied, reconnect: catchUp.reconnect };
+          catchUp = null;
+        }
+        render();
+      },
+    };
+  })();
+
+  // --- cancel and re-run ------------------------------------------------------------------
 
   if (els.cancel) {
     els.cancel.addEventListener("click", async () => {
@@ -480,8 +800,6 @@
       }
     });
   }
-
-  // --- re-run ---------------------------------------------------------------------------
 
   if (els.rerun) {
     els.rerun.addEventListener("click", async () => {
@@ -499,19 +817,15 @@
 
   // --- wiring ---------------------------------------------------------------------------
 
-  const store = new P.EventStore({
-    jobId,
-    apply: applyEvents,
-    onError: (err) => console.error("job " + jobId + " events:", err),
-  });
-
   for (const host of job.hosts || []) ensureHost(host.name, host.batch);
   document.body.dataset.appliedSeq = "0";
   scheduleFlush();
 
   P.onConnect(async () => {
     // `applied` is contiguous: everything after it is replayed, duplicates are ignored.
-    const ack = await P.request("job:subscribe", { job_id: jobId, after_seq: store.applied });
+    const ack = await P.request("job:subscribe", {
+      job_id: jobId, after_seq: store.applied, replay_lines: REPLAY_LINES,
+    });
     if (!ack.ok) {
       els.message.textContent = "Cannot follow this job: " +
         ((ack.error && ack.error.message) || "unknown error");
@@ -523,19 +837,22 @@
         headerDirty = true;
         scheduleFlush();
       }
+      health.subscribed(ack.job.last_seq);
       store.noteKnown(ack.job.last_seq);
     }
   });
   P.onJobEvents((payload) => {
-    if (Number(payload.job_id) === jobId) store.add(payload.events);
+    if (Number(payload.job_id) !== jobId) return;
+    if (!payload.replay) health.live(payload.events);
+    store.add(payload.events);
   });
 
   window.patchbay = Object.freeze({
     jobId,
     store,
     appliedSeq: () => store.applied,
-    renderedSeq: () => renderedSeq,
-    lineCount: () => renderedLines,
+    renderedSeq: () => appliedUpTo,
+    logStats: () => logs.stats(),
     select,
   });
 })();

@@ -1,11 +1,11 @@
 /*
  * Patchbay live layer, shared by the dashboard and the job page:
  *   - one Socket.IO connection per page (polling first, upgraded to websocket when possible),
- *   - the connection-state badge (#connection-state),
+ *   - the connection-state badge (#connection-state) and status listeners (onStatus),
  *   - EventStore: applies a job's events strictly in seq order, exactly once.
  *
- * Exposes window.Patchbay = {connect, socket(), request, onConnect, onJobEvents,
- * EventStore, fetchJSON, root}.
+ * Exposes window.Patchbay = {connect, socket(), request, onConnect, onStatus,
+ * onJobEvents, EventStore, fetchJSON, root}.
  */
 (function () {
   "use strict";
@@ -13,6 +13,8 @@
   const root = document.body.dataset.root || "";
   let socket = null;
   const connectHandlers = [];
+  const statusHandlers = [];
+  let status = { state: "disconnected", transport: null, detail: null };
 
   function csrfToken() {
     const meta = document.querySelector('meta[name="csrf-token"]');
@@ -21,20 +23,39 @@
 
   // --- connection-state badge ------------------------------------------------------
 
-  function setConnectionState(state, text, detail) {
+  function setConnectionState(state, text, detail, transport) {
+    status = { state, transport: transport || null, detail: detail || null };
     const badge = document.getElementById("connection-state");
-    if (!badge) return;
-    badge.dataset.state = state;
-    badge.textContent = text;
-    if (detail) badge.title = detail;
-    else badge.removeAttribute("title");
+    if (badge) {
+      badge.dataset.state = state;
+      badge.textContent = text;
+      if (detail) badge.title = detail;
+      else badge.removeAttribute("title");
+    }
+    for (const handler of statusHandlers.slice()) {
+      try {
+        handler(status);
+      } catch (err) {
+        console.error("status handler failed", err);
+      }
+    }
   }
 
   function showTransport() {
     if (!socket || !socket.connected) return;
     const engine = socket.io.engine;
     const name = engine && engine.transport ? engine.transport.name : "unknown";
-    setConnectionState("connected", "connected (" + name + ")");
+    setConnectionState("connected", "connected (" + name + ")", null, name);
+  }
+
+  /**
+   * Call `handler({state, transport, detail})` on every change of the connection:
+   * state is "connected" (transport "websocket" or "polling"), "reconnecting" or
+   * "disconnected"; also now, with the current status.
+   */
+  function onStatus(handler) {
+    statusHandlers.push(handler);
+    handler(status);
   }
 
   // --- the socket ----------------------------------------------------------------------
@@ -77,7 +98,9 @@
       }
     });
     socket.on("disconnect", (reason) => {
-      setConnectionState("disconnected", "disconnected", reason);
+      // A dropped transport reconnects by itself (socket.active): say so at once.
+      if (socket.active) setConnectionState("reconnecting", "reconnecting…", reason);
+      else setConnectionState("disconnected", "disconnected", reason);
     });
     socket.io.on("reconnect_attempt", () => {
       setConnectionState("reconnecting", "reconnecting…");
@@ -160,9 +183,11 @@
    * `applied` is the highest seq up to which every event has been applied (contiguous).
    * Events beyond a hole wait in `pending` until the hole is filled. Never "drop all at or
    * below the highest seq seen": a live event arriving before the replay would swallow it.
-   * A hole left open for `holeTimeoutMs` is filled from GET /api/jobs/<id>/events.
+   * A hole left open for `holeTimeoutMs` is filled from GET /api/jobs/<id>/events
+   * (with `fetchQuery` appended, e.g. "&max_lines=1000" to get long output as stubs).
    *
-   * options: {jobId, apply(events), holeTimeoutMs = 1500, pageSize = 1000, onError(err)}
+   * options: {jobId, apply(events), holeTimeoutMs = 1500, pageSize = 1000, fetchQuery,
+   *           onError(err)}
    */
   class EventStore {
     constructor(options) {
@@ -171,6 +196,7 @@
       this.onError = options.onError || ((err) => console.error(err));
       this.holeTimeoutMs = options.holeTimeoutMs ?? 1500;
       this.pageSize = options.pageSize ?? 1000;
+      this.fetchQuery = options.fetchQuery || "";
       this.applied = 0;
       this.known = 0; // highest seq known to exist (from events, acks, fetches)
       this.pending = new Map();
@@ -250,7 +276,7 @@
           const after = this.applied;
           const page = await fetchJSON(
             "/api/jobs/" + encodeURIComponent(this.jobId) + "/events?after_seq=" + after +
-            "&limit=" + this.pageSize);
+            "&limit=" + this.pageSize + this.fetchQuery);
           const events = Array.isArray(page.events) ? page.events : [];
           if (Number.isInteger(page.last_seq)) this.noteKnownQuietly(page.last_seq);
           this.add(events);
@@ -283,6 +309,7 @@
     connect,
     socket: () => socket,
     onConnect,
+    onStatus,
     onJobEvents,
     request,
     fetchJSON,

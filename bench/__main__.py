@@ -1,0 +1,137 @@
+"""Run the benchmarks: ``python -m bench [--full] [--only fanout,chatty,...]``.
+
+Starts an OpenSSH fleet on 127.1.0.x, runs each scenario at each of the mode's sizes,
+writes ``bench/results/<timestamp>.json``, the plots in ``docs/benchmarks/`` and the
+numbers in ``docs/benchmarks.md`` (between its generated-section markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import fleet as bench_fleet
+from bench import report, scenarios
+from tests.sshd_fleet import SSHD
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# (what each scenario runs) per mode; quick mode fits in 5 minutes on 2 cores.
+MODES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "fanout": [50, 200],
+        "chatty": [(10, 20_000), (50, 20_000)],
+        "latency": [(10, 100), (50, 100)],
+        "watchers": [(500, 50, 50, 100)],
+        "bigjob": [(10, 100_000)],
+    },
+    "smoke": {  # seconds: checks the harness itself
+        "fanout": [10],
+        "chatty": [(5, 2_000)],
+        "latency": [(5, 20)],
+        "watchers": [(20, 5, 5, 20)],
+        "bigjob": [(2, 10_000)],
+    },
+    "full": {
+        "fanout": [50, 200, 500, 1000],
+        "chatty": [(10, 20_000), (50, 20_000), (100, 20_000)],
+        "latency": [(10, 200), (50, 200), (100, 200)],
+        "watchers": [(100, 10, 50, 200), (500, 50, 50, 200)],
+        "bigjob": [(10, 10_000), (10, 100_000), (1, 1_000_000)],
+    },
+}
+SCENARIOS = ("fanout", "chatty", "latency", "watchers", "bigjob")
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu_model": _cpu_model(), "python": platform.python_version(),
+            "kernel": platform.release(), "sshd": _sshd_version()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _sshd_version() -> str:
+    done = subprocess.run([SSHD, "-V"], capture_output=True, text=True)
+    return (done.stderr or done.stdout).strip().splitlines()[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="every size (about 15 minutes)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, to check the harness itself (no docs written)")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help="comma-separated scenarios to run (default: all)")
+    parser.add_argument("--no-docs", action="store_true",
+                        help="write only the JSON, not docs/benchmarks.md and its plots")
+    args = parser.parse_args()
+    mode = "full" if args.full else "smoke" if args.smoke else "quick"
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    sizes = MODES[mode]
+
+    began = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - began:6.1f} s] {message}", flush=True)
+
+    limit = bench_fleet.raise_open_files_limit()
+    fleet_size = max([50, *sizes["fanout"]] if "fanout" in chosen else [100])
+    fleet_size = max(fleet_size, *(h for h, _ in sizes["chatty"]),
+                     *(h for h, _ in sizes["latency"]))
+    workdir = Path(tempfile.mkdtemp(prefix="patchbay-bench-"))
+    log(f"{mode} mode: {', '.join(chosen)}; fleet of {fleet_size} sshd hosts "
+        f"(open files limit {limit}); work dir {workdir}")
+    fleet = bench_fleet.start(workdir / "fleet", fleet_size)
+    inventory = bench_fleet.write_inventory(fleet, workdir / "inventory.yml")
+    log(f"fleet up: {len(fleet.processes)} sshd processes on port {fleet.port}")
+    ctx = scenarios.Context(fleet, inventory, workdir, log)
+    results: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "mode": mode, "machine": machine(), "scenarios": {},
+    }
+    try:
+        for name in chosen:
+            log(f"{name} ...")
+            runner = getattr(scenarios, name)
+            results["scenarios"][name] = runner(ctx, sizes[name])
+    finally:
+        fleet.stop()
+    results["seconds"] = round(time.monotonic() - began, 1)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=1))
+    log(f"results: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    if not args.no_docs and mode != "smoke":
+        for written in report.write(results):
+            log(f"wrote {written}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

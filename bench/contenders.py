@@ -1,0 +1,142 @@
+"""The tools Patchbay is measured against, each run in a process of its own.
+
+``python -m bench.contenders TOOL FLEET_JSON N`` runs the fan-out scenario's three
+commands on the first ``N`` hosts of the fleet and prints one JSON line: wall seconds
+and CPU seconds (user + system, all threads) of this process for the fan-out alone
+(imports and interpreter start-up excluded, as Patchbay's server is already running).
+
+- ``floor``: bare Fabric in an eventlet green pool, one connection per host reused for
+  the three commands, host keys checked against the fleet's known_hosts (parsed once).
+  Everything Patchbay adds is overhead over this.
+- ``pssh``: parallel-ssh's ``ParallelSSHClient`` (libssh2, gevent), connections reused.
+- ``threading``: Fabric's ``ThreadingGroup`` (one OS thread per host per command).
+
+Each tool runs in its own process because eventlet and gevent patch the standard
+library differently and must not meet.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+TOOLS = ("floor", "pssh", "threading")
+
+
+def _load(fleet_json: str, count: int) -> tuple[list[dict], list[str], int]:
+    with open(fleet_json, encoding="utf-8") as handle:
+        fleet = json.load(handle)
+    return fleet["hosts"][:count], fleet["commands"], fleet["connect_timeout"]
+
+
+def run_floor(fleet_json: str, count: int) -> dict:
+    import eventlet
+
+    eventlet.monkey_patch()
+    import resource
+    import time
+
+    import paramiko
+    from fabric import Config, Connection
+
+    hosts, commands, timeout = _load(fleet_json, count)
+    usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    known = paramiko.HostKeys(hosts[0]["known_hosts"])
+    config = Config(overrides={"load_ssh_configs": False})
+
+    def one(host: dict) -> int:
+        connection = Connection(
+            host["address"], port=host["port"], user=host["user"], config=config,
+            connect_timeout=timeout,
+            connect_kwargs={"key_filename": host["key"], "look_for_keys": False,
+                            "allow_agent": False, "banner_timeout": timeout,
+                            "auth_timeout": timeout})
+        name = f"[{host['address']}]:{host['port']}"
+        for keytype, key in (known.lookup(name) or {}).items():
+            connection.client.get_host_keys().add(name, keytype, key)
+        connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        failed = 0
+        try:
+            for command in commands:
+                result = connection.run(command, hide=True, in_stream=False, warn=True,
+                                        timeout=600)
+                failed += result.exited != 0
+        finally:
+            connection.close()
+        return failed
+
+    pool = eventlet.GreenPool(len(hosts))
+    failures = sum(pool.imap(one, hosts))
+    return _measured(usage0, wall0, len(hosts), failures)
+
+
+def run_pssh(fleet_json: str, count: int) -> dict:
+    import resource
+    import time
+
+    from gevent import monkey
+
+    monkey.patch_all()
+    from pssh.clients import ParallelSSHClient
+
+    hosts, commands, timeout = _load(fleet_json, count)
+    usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    client = ParallelSSHClient(
+        [h["address"] for h in hosts], user=hosts[0]["user"], port=hosts[0]["port"],
+        pkey=hosts[0]["key"], pool_size=len(hosts), num_retries=1, timeout=timeout)
+    failures = 0
+    for command in commands:
+        output = client.run_command(command, stop_on_errors=False)
+        client.join(output)
+        for host_output in output:
+            for _line in host_output.stdout or ():
+                pass
+            failures += host_output.exception is not None or host_output.exit_code != 0
+    for host_client in list(client._host_clients.values()):
+        host_client.disconnect()
+    return _measured(usage0, wall0, len(hosts), failures)
+
+
+def run_threading(fleet_json: str, count: int) -> dict:
+    import resource
+    import time
+
+    from fabric import Config, ThreadingGroup
+
+    hosts, commands, timeout = _load(fleet_json, count)
+    usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    group = ThreadingGroup(
+        *[h["address"] for h in hosts], port=hosts[0]["port"], user=hosts[0]["user"],
+        config=Config(overrides={"load_ssh_configs": False}), connect_timeout=timeout,
+        connect_kwargs={"key_filename": hosts[0]["key"], "look_for_keys": False,
+                        "allow_agent": False, "banner_timeout": timeout,
+                        "auth_timeout": timeout})
+    failures = 0
+    try:
+        for command in commands:
+            results = group.run(command, hide=True, in_stream=False, warn=True, timeout=600)
+            failures += sum(1 for r in results.values() if getattr(r, "exited", 1) != 0)
+    finally:
+        group.close()
+    return _measured(usage0, wall0, len(hosts), failures)
+
+
+def _measured(usage0, wall0: float, hosts: int, failures: int) -> dict:
+    import resource
+    import time
+
+    wall = time.perf_counter() - wall0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+    return {"hosts": hosts, "wall": round(wall, 3), "cpu": round(cpu, 3),
+            "failures": int(failures), "max_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    tool, fleet_json, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    runner = {"floor": run_floor, "pssh": run_pssh, "threading": run_threading}[tool]
+    print(json.dumps(runner(fleet_json, count)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,513 @@
+/*
+ * Windowed server logs for the job page: the browser never holds a whole log.
+ *
+ * A server's log is a list of rows: a few notes (connecting, step headers, the end
+ * note) and one row per output line. Every row is indexed (each output event's seq and
+ * first row, in typed arrays: 8 bytes per event), but the text of only a bounded number
+ * of lines is held: the live tail and the rows on screen. Rows scrolled to whose text is
+ * not held are fetched by seq from GET /api/jobs/<id>/events?host=H&type=output. Only
+ * the rows on screen are in the DOM; every row is ROW_PX high, so a row's position is
+ * its index times ROW_PX and the scrollbar spans the whole log.
+ *
+ * A small job (at most FULL_ROWS rows in all) renders every row instead, like a plain
+ * page: find-in-page, screen readers and copying then see the whole log.
+ *
+ * Exposes window.PatchbayLogs = {LogSet}.
+ */
+(function () {
+  "use strict";
+
+  const ROW_PX = 20; // keep in step with .log-row in app.css
+  const FULL_ROWS = 5000; // all servers' rows together, rendered whole
+  const HELD_LINES = 60000; // lines held across all servers (beyond the rows on screen)
+  const MIN_HOST_LINES = 300; // ... but at least this tail per server
+  const OVERSCAN = 15; // rows rendered above and below the visible ones
+  const MAX_CANVAS_PX = 15000000; // stay well below the browser's largest element
+  const FETCH_EVENTS = 40; // output events per fetch
+  const FETCH_LINES = 4000; // ... or this many lines
+  const RETRY_MS = 2000;
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /** Append `text` to `node`, wrapping case-insensitive matches of `term` in <mark>. */
+  function appendMarked(node, text, term) {
+    if (!term) {
+      node.append(text);
+      return;
+    }
+    const lower = text.toLowerCase();
+    let from = 0;
+    for (;;) {
+      const at = lower.indexOf(term, from);
+      if (at < 0) break;
+      if (at > from) node.append(text.slice(from, at));
+      node.append(el("mark", null, text.slice(at, at + term.length)));
+      from = at + term.length;
+    }
+    if (from < text.length) node.append(text.slice(from));
+  }
+
+  /** All servers' logs of one job: shared budgets, rendering and visibility. */
+  class LogSet {
+    constructor(options) {
+      this.jobId = options.jobId;
+      this.follow = options.follow || (() => true);
+      this.onRender = options.onRender || (() => {});
+      this.fetchJSON = options.fetchJSON;
+      this.logs = new Map();
+      this.totalRows = 0;
+      this.held = 0;
+      this.full = true;
+      this.term = "";
+      this.termVersion = 0;
+      this.dirty = new Set();
+      this.queued = false;
+      this.observer = "IntersectionObserver" in window
+        ? new IntersectionObserver((entries) => this.onIntersect(entries)) : null;
+    }
+
+    /** The log of server `name`, shown in the scroll container `element`. */
+    add(name, element) {
+      const log = new HostLog(this, name, element);
+      this.logs.set(name, log);
+      if (this.observer) this.observer.observe(element);
+      else log.visible = true;
+      return log;
+    }
+
+    onIntersect(entries) {
+      for (const entry of entries) {
+        const log = this.logs.get(entry.target.dataset.host);
+        if (!log) continue;
+        log.visible = entry.isIntersecting;
+        if (log.visible) {
+          log.followed = -1; // shown again (maybe scrolled to the top): follow at once
+          this.mark(log);
+        }
+      }
+    }
+
+    grew(rows) {
+      this.totalRows += rows;
+      if (this.full && this.totalRows > FULL_ROWS) {
+        this.full = false; // for good: from now on only rows on screen are rendered
+        for (const log of this.logs.values()) {
+          log.forget();
+          this.mark(log);
+        }
+      }
+    }
+
+    mark(log) {
+      this.dirty.add(log);
+      this.schedule();
+    }
+
+    markAll() {
+      for (const log of this.logs.values()) this.dirty.add(log);
+      this.schedule();
+    }
+
+    schedule() {
+      if (this.queued) return;
+      this.queued = true;
+      requestAnimationFrame(() => this.render());
+      // Background tabs get no animation frames; keep them current all the same.
+      setTimeout(() => this.render(), 250);
+    }
+
+    render() {
+      if (!this.queued) return;
+      this.queued = false;
+      const logs = Array.from(this.dirty);
+      this.dirty.clear();
+      for (const log of logs) log.render();
+      this.evict();
+      this.onRender();
+    }
+
+    /** Search term to highlight in rendered rows ("" for none). */
+    highlight(term) {
+      const wanted = (term || "").toLowerCase();
+      if (wanted === this.term) return;
+      this.term = wanted;
+      this.termVersion += 1;
+      this.markAll();
+    }
+
+    /** Drop held lines, least recently used first, beyond the budgets. */
+    evict() {
+      if (this.full) return;
+      const perHost = Math.max(MIN_HOST_LINES, Math.floor(HELD_LINES / Math.max(1, this.logs.size)));
+      if (this.held <= HELD_LINES && !Array.from(this.logs.values()).some((l) => l.held > perHost)) {
+        return;
+      }
+      for (const log of this.logs.values()) {
+        if (log.held > perHost) log.evict(perHost);
+      }
+    }
+
+    stats() {
+      let rendered = 0;
+      let pending = 0;
+      for (const log of this.logs.values()) {
+        rendered += log.nodes.size;
+        pending += log.pendingRows;
+      }
+      return { held: this.held, rows: this.totalRows, rendered, pending, full: this.full };
+    }
+  }
+
+  /** One server's log: a row index, held lines, and the rows in the DOM. */
+  class HostLog {
+    constructor(set, name, element) {
+      this.set = set;
+      this.name = name;
+      this.element = element;
+      this.canvas = el("div", "log-canvas");
+      this.block = el("div", "log-rows");
+      this.canvas.append(this.block);
+      element.append(this.canvas);
+      this.seqs = new Int32Array(64); // per chunk (event): its seq ...
+      this.starts = new Int32Array(64); // ... and its first row
+      this.chunks = 0;
+      this.total = 0;
+      this.notes = new Map(); // seq -> note {kind, parts, status, version, node}
+      this.lines = new Map(); // seq -> {stream, lines}; insertion order = recency
+      this.held = 0;
+      this.nodes = new Map(); // key -> rendered row element
+      this.window = { first: 0, last: 0, lowSeq: 0, highSeq: -1 };
+      this.pendingRows = 0;
+      this.visible = false;
+      this.pinned = true;
+      this.followed = -1; // `total` when last scrolled to the end
+      this.fetching = false;
+      this.retryAt = 0;
+      this.onScrollState = null;
+      // The intent of a key or wheel counts at once, before its scroll events (and any
+      // render in between, which would otherwise snap a following view back to the end).
+      element.addEventListener("keydown", (event) => {
+        if (["Home", "PageUp", "ArrowUp"].includes(event.key)) this.pinned = false;
+        if (event.key === "End") {
+          this.pinned = true;
+          this.followed = -1;
+          set.mark(this);
+        }
+      });
+      element.addEventListener("wheel", (event) => {
+        if (event.deltaY < 0) this.pinned = false;
+      }, { passive: true });
+      element.addEventListener("scroll", () => {
+        const bottom = element.scrollHeight - element.clientHeight;
+        this.pinned = element.scrollTop >= bottom - ROW_PX / 2;
+        if (this.onScrollState) this.onScrollState(this);
+        set.mark(this);
+      }, { passive: true });
+    }
+
+    // --- the index -------------------------------------------------------------------
+
+    push(seq, rows) {
+      if (this.chunks === this.seqs.length) {
+        const seqs = new Int32Array(this.seqs.length * 2);
+        const starts = new Int32Array(this.seqs.length * 2);
+        seqs.set(this.seqs);
+        starts.set(this.starts);
+        this.seqs = seqs;
+        this.starts = starts;
+      }
+      this.seqs[this.chunks] = seq;
+      this.starts[this.chunks] = this.total;
+      this.chunks += 1;
+      this.total += rows;
+      this.set.grew(rows);
+      this.set.mark(this);
+    }
+
+    /** Add a note row (events arrive in seq order); returns it for later updates. */
+    note(seq, note) {
+      note.version = 0;
+      note.node = null;
+      this.notes.set(seq, note);
+      this.push(seq, 1);
+      return note;
+    }
+
+    /** A note changed (e.g. its step finished): re-render its row if it is shown. */
+    touch(note) {
+      note.version += 1;
+      if (note.node) this.set.mark(this);
+    }
+
+    /** Add an output event: `lines` may be null (a stub: only `count` is known). */
+    output(seq, stream, lines, count) {
+      if (count <= 0) return;
+      if (lines) this.hold(seq, stream, lines);
+      this.push(seq, count);
+    }
+
+    hold(seq, stream, lines) {
+      if (this.lines.has(seq)) return;
+      this.lines.set(seq, { stream, lines });
+      this.held += lines.length;
+      this.set.held += lines.length;
+    }
+
+    chunkOfRow(row) {
+      let lo = 0;
+      let hi = this.chunks - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (this.starts[mid] <= row) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    }
+
+    chunkOfSeq(seq) {
+      let lo = 0;
+      let hi = this.chunks - 1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (this.seqs[mid] === seq) return mid;
+        if (this.seqs[mid] < seq) lo = mid + 1;
+        else hi = mid - 1;
+      }
+      return -1;
+    }
+
+    /** The row of line `index` of output event `seq`, or -1 if not (yet) indexed. */
+    rowOf(seq, index) {
+      const chunk = this.chunkOfSeq(seq);
+      return chunk < 0 ? -1 : this.starts[chunk] + (index || 0);
+    }
+
+    /** 1-based number of the output line at `row` (notes do not count). */
+    lineNumber(row) {
+      let notesBefore = 0;
+      for (const seq of this.notes.keys()) {
+        const chunk = this.chunkOfSeq(seq);
+        if (chunk >= 0 && this.starts[chunk] < row) notesBefore += 1;
+      }
+      return row - notesBefore + 1;
+    }
+
+    // --- memory ----------------------------------------------------------------------
+
+    /** Drop held lines down to `keep`, oldest use first, never those on screen. */
+    evict(keep) {
+      const { lowSeq, highSeq } = this.window;
+      for (const [seq, entry] of this.lines) {
+        if (this.held <= keep) break;
+        if (seq >= lowSeq && seq <= highSeq) continue;
+        this.lines.delete(seq);
+        this.held -= entry.lines.length;
+        this.set.held -= entry.lines.length;
+      }
+    }
+
+    /** Leave whole-log rendering: drop the DOM rows (render() builds the window). */
+    forget() {
+      this.nodes.clear();
+      this.block.replaceChildren();
+      this.window = { first: 0, last: 0, lowSeq: 0, highSeq: -1 };
+    }
+
+    // --- rendering -------------------------------------------------------------------
+
+    render() {
+      const element = this.element;
+      const height = Math.min(this.total * ROW_PX, MAX_CANVAS_PX);
+      this.canvas.style.height = height + "px";
+      if (!this.set.full && !this.visible) return;
+      // Follow only when rows were added: a render between a key press or wheel turn and
+      // its first scroll event must not snap the view back to the end.
+      if (this.pinned && this.set.follow() && this.followed !== this.total) {
+        element.scrollTop = height;
+      }
+      this.followed = this.total;
+
+      let first = 0;
+      let last = this.total;
+      let offset = 0;
+      if (!this.set.full) {
+        const top = this.topRow();
+        const shown = Math.ceil(element.clientHeight / ROW_PX) + 1;
+        first = Math.max(0, Math.floor(top) - OVERSCAN);
+        last = Math.min(this.total, Math.floor(top) + shown + OVERSCAN);
+        offset = element.scrollTop - (top - first) * ROW_PX;
+      }
+      this.block.style.transform = "translateY(" + Math.max(0, offset) + "px)";
+      this.paint(first, last);
+    }
+
+    paint(first, last) {
+      const fresh = new Map();
+      const rows = [];
+      const missing = [];
+      let pending = 0;
+      const term = this.set.term;
+      let lowSeq = 0;
+      let highSeq = -1;
+      if (last > first && this.chunks) {
+        lowSeq = this.seqs[this.chunkOfRow(first)];
+        highSeq = this.seqs[this.chunkOfRow(last - 1)];
+      }
+      let chunk = last > first ? this.chunkOfRow(first) : 0;
+      for (let row = first; row < last; row++) {
+        while (chunk + 1 < this.chunks && this.starts[chunk + 1] <= row) chunk++;
+        const seq = this.seqs[chunk];
+        const offset = row - this.starts[chunk];
+        const note = this.notes.get(seq);
+        let key;
+        let build;
+        if (note) {
+          key = "n" + seq + ":" + note.version + ":" + this.set.termVersion;
+          build = () => renderNote(note);
+        } else {
+          const held = this.lines.get(seq);
+          if (held) {
+            if (offset === 0 || row === first) {
+              this.lines.delete(seq); // mark as recently used
+              this.lines.set(seq, held);
+            }
+            key = "l" + seq + ":" + offset + ":" + this.set.termVersion;
+            build = () => renderLine(held.stream, held.lines[offset], term);
+          } else {
+            key = "p" + seq + ":" + offset;
+            build = () => el("div", "log-row row-pending", "…");
+            pending += 1;
+            if (!missing.length || missing[missing.length - 1] !== chunk) missing.push(chunk);
+          }
+        }
+        let node = this.nodes.get(key);
+        if (!node) {
+          node = build();
+          node.dataset.row = String(row);
+        }
+        if (note) note.node = node;
+        fresh.set(key, node);
+        rows.push(node);
+      }
+      const unchanged = rows.length === this.nodes.size &&
+        this.window.first === first && this.window.last === last &&
+        rows.every((node, i) => node === this.block.children[i]);
+      if (!unchanged) {
+        // Common case while following a small log: rows only appended at the end.
+        const kept = this.window.first === first && last >= this.window.last &&
+          this.block.children.length === this.window.last - first &&
+          rows.slice(0, this.window.last - first).every((node, i) => node === this.block.children[i]);
+        if (kept) this.block.append(...rows.slice(this.window.last - first));
+        else this.block.replaceChildren(...rows);
+      }
+      this.nodes = fresh;
+      this.window = { first, last, lowSeq, highSeq };
+      this.pendingRows = pending;
+      if (missing.length) this.fetchMissing(missing);
+    }
+
+    /** Fetch the text of output events `chunks` (indexes, in order) by seq. */
+    async fetchMissing(chunks) {
+      if (this.fetching || Date.now() < this.retryAt) {
+        if (!this.fetching) setTimeout(() => this.set.mark(this), RETRY_MS);
+        return;
+      }
+      this.fetching = true;
+      const firstSeq = this.seqs[chunks[0]];
+      let events = 0;
+      let lines = 0;
+      for (let chunk = chunks[0]; chunk < this.chunks && events < FETCH_EVENTS &&
+           lines < FETCH_LINES; chunk++) {
+        const seq = this.seqs[chunk];
+        if (this.notes.has(seq)) continue;
+        events += 1;
+        const end = chunk + 1 < this.chunks ? this.starts[chunk + 1] : this.total;
+        lines += end - this.starts[chunk];
+        if (chunk >= chunks[chunks.length - 1]) break;
+      }
+      try {
+        const page = await this.set.fetchJSON(
+          "/api/jobs/" + encodeURIComponent(this.set.jobId) + "/events?type=output&host=" +
+          encodeURIComponent(this.name) + "&after_seq=" + (firstSeq - 1) +
+          "&limit=" + Math.max(1, events));
+        for (const event of page.events || []) {
+          const data = event.data || {};
+          if (event.host !== this.name || !Array.isArray(data.lines)) continue;
+          if (this.chunkOfSeq(event.seq) < 0) continue; // not applied yet: comes live
+          this.hold(event.seq, data.stream === "stderr" ? "stderr" : "stdout", data.lines);
+        }
+      } catch (err) {
+        console.error("fetching lines of " + this.name, err);
+        this.retryAt = Date.now() + RETRY_MS;
+      } finally {
+        this.fetching = false;
+        this.set.mark(this);
+      }
+    }
+
+    /**
+     * The (fractional) row at the top of the view. The scroll range maps linearly onto
+     * rows 0 … total - rows in view; with at most MAX_CANVAS_PX / ROW_PX rows that is
+     * exactly scrollTop / ROW_PX, beyond it the canvas is compressed.
+     */
+    topRow() {
+      const range = this.element.scrollHeight - this.element.clientHeight;
+      const rows = this.total - this.element.clientHeight / ROW_PX;
+      if (range <= 0 || rows <= 0) return 0;
+      return Math.min(rows, Math.max(0, this.element.scrollTop) * rows / range);
+    }
+
+    /** Scroll so that `row` is in view, a third down (and stop following the tail). */
+    scrollToRow(row) {
+      const range = this.element.scrollHeight - this.element.clientHeight;
+      const rows = this.total - this.element.clientHeight / ROW_PX;
+      const top = Math.max(0, row - this.element.clientHeight / ROW_PX / 3);
+      this.pinned = false;
+      this.element.scrollTop = rows > 0 ? Math.min(range, top * range / rows) : 0;
+      this.set.mark(this);
+    }
+
+    /** Follow the tail again. */
+    scrollToEnd() {
+      this.pinned = true;
+      this.element.scrollTop = this.element.scrollHeight;
+      this.set.mark(this);
+    }
+  }
+
+  function renderLine(stream, text, term) {
+    const node = el("div", "log-row line " + stream);
+    appendMarked(node, text === undefined ? "" : text, term);
+    return node;
+  }
+
+  /** Notes: {kind: "note"|"end"|"step", text} or a step header
+   * {kind: "step", label, step, phase, status, result, command}. */
+  function renderNote(note) {
+    if (note.kind !== "step") {
+      const node = el("div", "log-row log-note" + (note.kind === "end" ? " log-note-end" : ""),
+        note.text);
+      if (note.status) node.dataset.status = note.status;
+      return node;
+    }
+    const node = el("div", "log-row step-header");
+    node.dataset.step = note.step;
+    node.dataset.phase = note.phase;
+    node.dataset.status = note.status;
+    node.append(el("span", "step-label", note.label), " ", el("span", "step-name", note.step),
+      " ", el("span", "step-result", note.result));
+    if (note.command) {
+      const command = el("span", "step-command", "$ " + note.command.split("\n")[0]);
+      command.title = note.command;
+      node.append(" ", command);
+    }
+    return node;
+  }
+
+  window.PatchbayLogs = Object.freeze({ LogSet, ROW_PX });
+})();

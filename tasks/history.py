@@ -1,0 +1,115 @@
+"""Job history: finding jobs by status, runbook, kind, user and date, one page at a
+time with per-status server counts, and how long servers of a runbook usually take
+(for the job page's ETA)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from models import Job, JobHost, User
+
+DURATION_SAMPLE_JOBS = 20
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What the history is narrowed to; ``None`` means any. Times are naive UTC;
+    ``until`` is exclusive."""
+
+    status: str | None = None
+    runbook: str | None = None
+    kind: str | None = None
+    user: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        if self.status:
+            statement = statement.where(Job.status == self.status)
+        if self.runbook:
+            statement = statement.where(Job.runbook == self.runbook)
+        if self.kind:
+            statement = statement.where(Job.kind == self.kind)
+        if self.user:
+            statement = statement.where(Job.created_by_id.in_(
+                select(User.id).where(User.username == self.user)))
+        if self.since:
+            statement = statement.where(Job.created_at >= self.since)
+        if self.until:
+            statement = statement.where(Job.created_at < self.until)
+        return statement
+
+
+def jobs_query(job_filter: JobFilter) -> Select[tuple[Job]]:
+    """The matching jobs, newest first (page it with ``offset``/``limit``)."""
+    return job_filter.apply(select(Job)).order_by(Job.id.desc())
+
+
+def count_jobs(session: Session, job_filter: JobFilter) -> int:
+    return session.scalar(job_filter.apply(select(func.count(Job.id)))) or 0
+
+
+def history_page(session: Session, job_filter: JobFilter, page: int, per_page: int
+                 ) -> tuple[list[dict[str, Any]], bool]:
+    """One page of history rows (newest first) and whether an older page exists.
+
+    A row is the job without its per-server list, plus ``duration`` (seconds, for
+    finished jobs), ``servers`` (how many) and ``counts`` (servers per status): history
+    of thousand-server jobs stays one grouped query per page."""
+    jobs = session.scalars(jobs_query(job_filter).offset((page - 1) * per_page)
+                           .limit(per_page + 1)).all()
+    has_next = len(jobs) > per_page
+    jobs = jobs[:per_page]
+    counts: dict[int, dict[str, int]] = {job.id: {} for job in jobs}
+    if jobs:
+        grouped = session.execute(
+            select(JobHost.job_id, JobHost.status, func.count())
+            .where(JobHost.job_id.in_(list(counts))).group_by(JobHost.job_id, JobHost.status))
+        for job_id, status, number in grouped:
+            counts[job_id][status] = number
+    rows = []
+    for job in jobs:
+        duration = (job.finished_at - job.created_at).total_seconds() \
+            if job.finished_at else None
+        rows.append({
+            "id": job.id, "kind": job.kind, "runbook": job.runbook, "params": job.params,
+            "status": job.status,
+            "created_by": job.created_by.username if job.created_by else None,
+            "created_at": job.created_at.isoformat() + "Z",
+            "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+            "duration": round(duration, 1) if duration is not None else None,
+            "servers": sum(counts[job.id].values()), "counts": counts[job.id],
+            "rerun_of": job.rerun_of_id,
+        })
+    return rows, has_next
+
+
+def runbook_names(session: Session) -> list[str]:
+    """Runbooks that appear in the history (including ones since removed)."""
+    return list(session.scalars(select(Job.runbook).where(Job.kind == "runbook")
+                                .distinct().order_by(Job.runbook)))
+
+
+def usual_host_duration(session: Session, runbook: str, kind: str, before_job_id: int
+                        ) -> dict[str, Any]:
+    """How long one server of ``runbook`` took in earlier jobs: the mean duration of the
+    servers that succeeded in the last :data:`DURATION_SAMPLE_JOBS` jobs before this one.
+    ``{"host_seconds": float | None, "samples": int}``; ad-hoc commands differ run to
+    run, so they get no estimate."""
+    if kind != "runbook":
+        return {"host_seconds": None, "samples": 0}
+    recent = select(Job.id).where(Job.runbook == runbook, Job.kind == kind,
+                                  Job.id < before_job_id, Job.status != "running") \
+        .order_by(Job.id.desc()).limit(DURATION_SAMPLE_JOBS)
+    spans = session.execute(select(JobHost.started_at, JobHost.finished_at).where(
+        JobHost.job_id.in_(recent), JobHost.status == "succeeded",
+        JobHost.started_at.is_not(None), JobHost.finished_at.is_not(None))).all()
+    seconds = [(end - start).total_seconds() for start, end in spans]
+    if not seconds:
+        return {"host_seconds": None, "samples": 0}
+    return {"host_seconds": round(sum(seconds) / len(seconds), 3), "samples": len(seconds)}
