@@ -11,7 +11,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from blueprints.audit import record
-from blueprints.job_access import job_snapshot, plan_from
+from blueprints.job_access import job_snapshot, plan_from, require_job
 from blueprints.live import validation_error
 from blueprints.query_args import event_query, job_filter
 from blueprints.schemas import StartJob
@@ -23,8 +23,7 @@ from tasks.history import jobs_query
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 5000
-STATUS_OF = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "server_busy": 409,
-             "not_here": 409}
+STATUS_OF = {"not_found": 404, "unauthorized": 401, "forbidden": 403, "server_busy": 409}
 
 
 @bp.errorhandler(PatchbayError)
@@ -85,7 +84,7 @@ def job(job_id: int) -> Response:
 
 @bp.get("/jobs/<int:job_id>/events")
 def job_events(job_id: int) -> Response:
-    job_snapshot(job_id)  # 404 for an unknown job rather than an empty list
+    require_job(job_id)  # 404 for an unknown job rather than an empty list
     query, max_lines = event_query(job_id, request.args, MAX_PAGE)
     events = read_page(db.session, query, max_lines)
     return jsonify({"job_id": job_id, "events": events,
@@ -94,7 +93,7 @@ def job_events(job_id: int) -> Response:
 
 @bp.get("/jobs/<int:job_id>/search")
 def search_output_lines(job_id: int) -> Response:
-    job_snapshot(job_id)
+    require_job(job_id)
     text = request.args.get("q", "")
     if not 1 <= len(text) <= 200:
         raise PatchbayError("invalid", "q must be 1 to 200 characters", "q")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import select
 
 from blueprints.schemas import StartJob
 from extensions import db, socketio
@@ -20,6 +21,12 @@ REPLAY_PAGE = 1000
 
 def plan_from(engine: JobEngine, data: StartJob) -> JobPlan:
     return engine.plan(data.runbook, data.params, data.servers, data.tags, data.strategy)
+
+
+def require_job(job_id: int) -> None:
+    """``not_found`` unless the job exists (a cheap check for the paged endpoints)."""
+    if db.session.scalar(select(Job.id).where(Job.id == job_id)) is None:
+        raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
 
 
 def job_snapshot(job_id: int) -> dict[str, Any]:

@@ -88,6 +88,12 @@ def test_200k_lines_stay_responsive_bounded_and_scroll_back_to_the_start(browser
     expect(log.locator(".line").nth(5)).to_have_text("h03 line 6")
     page.keyboard.press("End")
     expect(log.locator(".line").last).to_have_text("h03 line 25000")
+    page.fill("#search-text", "H03 LINE 12345")
+    page.press("#search-text", "Enter")
+    expect(page.locator("#search-summary")).to_have_text("1 matching line on h03")
+    page.locator("#search-list .search-hit").click()
+    expect(log.locator(".line", has_text=re.compile(r"^h03 line 12345$"))).to_be_visible()
+    expect(log.locator(".line mark").first).to_have_text("h03 line 12345")
 
     download = http.get(f"{console.url}/jobs/{job_id}/log.txt", stream=True, timeout=60)
     output_lines = sum(1 for line in download.iter_lines(decode_unicode=True)

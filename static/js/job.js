@@ -18,8 +18,9 @@
 
   const P = window.Patchbay;
   const L = window.PatchbayLogs;
+  const J = window.PatchbayJob;
   const page = document.getElementById("job-page");
-  if (!P || !L || !page) return;
+  if (!P || !L || !J || !page) return;
 
   const REPLAY_LINES = 2000; // output lines per server sent with a (re)subscription
   const jobId = Number(page.dataset.jobId);
@@ -27,8 +28,6 @@
   const usual = readJSON("usual-data", {});
   const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
   const FAILED_FIRST = { failed: 0, interrupted: 1, running: 2 };
-  const FILTERS = ["failed", "running", "pending", "succeeded", "cancelled", "skipped",
-    "interrupted"];
 
   const els = {
     status: document.getElementById("job-status"),
@@ -48,11 +47,6 @@
     showAll: document.getElementById("show-all-logs"),
     selection: document.getElementById("log-selection"),
     follow: document.getElementById("follow-logs"),
-    searchForm: document.getElementById("log-search"),
-    searchText: document.getElementById("search-text"),
-    searchResults: document.getElementById("search-results"),
-    searchSummary: document.getElementById("search-summary"),
-    searchList: document.getElementById("search-list"),
   };
 
   // --- view model ----------------------------------------------------------------------
@@ -103,17 +97,7 @@
     return node;
   }
 
-  function formatDuration(seconds) {
-    if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "";
-    if (seconds < 10) return seconds.toFixed(1) + " s";
-    const total = Math.round(seconds);
-    if (total < 60) return total + " s";
-    const h = Math.floor(total / 3600);
-    const m = Math.floor((total % 3600) / 60);
-    const s = total % 60;
-    if (h) return h + " h " + String(m).padStart(2, "0") + " min";
-    return m + " min " + String(s).padStart(2, "0") + " s";
-  }
+  const formatDuration = P.formatDuration;
 
   function reasonText(reason, exitCode) {
     let text = reason || "";
@@ -535,72 +519,16 @@
 
   // --- ETA ------------------------------------------------------------------------------
 
-  /**
-   * Seconds one step is expected to take: its mean in this job so far; else an even
-   * share of what a server of this runbook took in earlier runs; else the mean of the
-   * steps seen so far; null when nothing is known yet.
-   */
-  function expectedStep(name) {
-    const seen = view.stepTotals.get(name);
-    if (seen && seen.count) return seen.seconds / seen.count;
-    if (usual.host_seconds && view.steps.length) return usual.host_seconds / view.steps.length;
-    let seconds = 0;
-    let count = 0;
-    for (const total of view.stepTotals.values()) {
-      seconds += total.seconds / total.count;
-      count += 1;
-    }
-    return count ? seconds / count : null;
-  }
-
-  function remainingFor(host, now) {
-    let seconds = 0;
-    for (let i = Math.max(0, host.doneSteps); i < view.steps.length; i++) {
-      const expected = expectedStep(view.steps[i]);
-      if (expected === null) return null;
-      if (i === host.stepIndex && host.phase === "steps" && host.stepStartTs !== null) {
-        seconds += Math.max(0, expected - (now - host.stepStartTs));
-      } else {
-        seconds += expected;
-      }
-    }
-    return seconds;
-  }
-
-  /** Time left: running servers finish their steps, pending ones run `parallel` at once. */
-  function estimate() {
-    if (!view.running || view.finished || !view.steps.length) return null;
-    const now = Date.now() / 1000;
-    let longest = 0;
-    let sum = 0;
-    let pending = 0;
-    for (const host of hosts.values()) {
-      if (host.status === "running") {
-        const left = remainingFor(host, now);
-        if (left === null) return null;
-        longest = Math.max(longest, left);
-        sum += left;
-      } else if (host.status === "pending") {
-        pending += 1;
-      }
-    }
-    const perHost = view.steps.reduce((acc, step) => {
-      const expected = expectedStep(step);
-      return acc === null || expected === null ? null : acc + expected;
-    }, 0);
-    if (perHost === null) return null;
-    const parallel = Math.max(1, Number((job.strategy || {}).parallel) || hosts.size || 1);
-    const seconds = Math.max(longest, (sum + pending * perHost) / parallel);
-    const basis = view.stepTotals.size === view.steps.length || !usual.samples
-      ? "from this job's steps so far"
-      : "from " + usual.samples + " server run" + (usual.samples === 1 ? "" : "s") +
-        " of earlier jobs";
-    return { seconds, basis };
-  }
-
   function renderEta() {
     if (!els.eta) return;
-    const guess = estimate();
+    const guess = view.running && !view.finished ? J.estimate({
+      steps: view.steps,
+      stepTotals: view.stepTotals,
+      usual,
+      hosts: hosts.values(),
+      parallel: Number((job.strategy || {}).parallel) || hosts.size || 1,
+      now: Date.now() / 1000,
+    }) : null;
     els.eta.hidden = !guess;
     if (guess) {
       els.eta.textContent = "About " + (formatDuration(guess.seconds) || "0 s") + " left (" +
@@ -650,62 +578,15 @@
     });
   }
 
-  // --- search -------------------------------------------------------------------------------
+  // --- search, stream health ------------------------------------------------------------
 
-  async function search(text) {
-    logs.highlight(text);
-    els.searchResults.hidden = false;
-    els.searchList.replaceChildren();
-    if (!text) {
-      els.searchResults.hidden = true;
-      return;
-    }
-    const scope = selected === null ? "" : "&host=" + encodeURIComponent(selected);
-    els.searchSummary.textContent = "Searching…";
-    let answer;
-    try {
-      answer = await P.fetchJSON("/api/jobs/" + jobId + "/search?q=" +
-        encodeURIComponent(text) + scope);
-    } catch (err) {
-      els.searchSummary.textContent = "Search failed: " + err.message;
-      return;
-    }
-    const matches = answer.matches || [];
-    els.searchSummary.textContent = matches.length
-      ? (answer.more ? "First " : "") + matches.length + " matching line" +
-        (matches.length === 1 ? "" : "s") + (selected ? " on " + selected : "") +
-        (answer.more ? " (refine the search to see the rest)" : "")
-      : "No output line contains “" + text + "”" + (selected ? " on " + selected : "") + ".";
-    for (const match of matches) {
-      const host = hosts.get(match.host);
-      const row = host ? host.log.rowOf(match.seq, match.index) : -1;
-      const item = el("li");
-      const button = el("button", "search-hit");
-      button.type = "button";
-      const where = match.host + (row >= 0 ? " · line " + host.log.lineNumber(row) : "");
-      button.append(el("span", "search-where", where), " ",
-        el("span", "search-line " + (match.stream === "stderr" ? "stderr" : "stdout"), match.line));
-      button.disabled = row < 0;
-      button.addEventListener("click", () => {
-        if (selected !== match.host) select(match.host);
-        host.log.scrollToRow(row);
-      });
-      item.append(button);
-      els.searchList.append(item);
-    }
-  }
-
-  if (els.searchForm) {
-    els.searchForm.addEventListener("submit", (event) => {
-      event.preventDefault();
-      search(els.searchText.value.trim());
-    });
-    els.searchText.addEventListener("search", () => {
-      if (!els.searchText.value) search("");
-    });
-  }
-
-  // --- stream health ---------------------------------------------------------------------
+  J.searchPanel({
+    jobId,
+    logs,
+    hostLog: (name) => (hosts.has(name) ? hosts.get(name).log : null),
+    selected: () => selected,
+    select,
+  });
 
   const store = new P.EventStore({
     jobId,
@@ -713,76 +594,11 @@
     fetchQuery: "&max_lines=" + REPLAY_LINES,
     onError: (err) => console.error("job " + jobId + " events:", err),
   });
-
-
-  /** How the page is connected, how far behind it is, and what it caught up after a
-   * (re)connect: shown in #stream-health, with data-* attributes for tests. */
-  const health = (() => {
-    let status = { state: "disconnected", transport: null };
-    let connects = 0;
-    let catchUp = null; // {from, target, reconnect, started}
-    let caught = null; // {count, from, to, reconnect}
-    let lag = null;
-    let downSince = null;
-
-    function render() {
-      if (!els.health) return;
-      const parts = [];
-      if (status.state === "connected") {
-        parts.push("Live over " + status.transport);
-        const behind = Math.max(0, store.known - store.applied);
-        if (catchUp) parts.push("catching up: " + behind + " event" + (behind === 1 ? "" : "s") + " behind");
-        else if (behind) parts.push(behind + " event" + (behind === 1 ? "" : "s") + " behind");
-        else parts.push("up to date (seq " + store.applied + ")");
-        if (lag !== null && view.running && !view.finished) parts.push("lag " + formatDuration(lag));
-      } else {
-        parts.push(status.state === "reconnecting" ? "Reconnecting…" : "Disconnected");
-        if (downSince) {
-          parts.push("no live events for " + formatDuration((Date.now() - downSince) / 1000) +
-            " (have seq " + store.applied + ")");
-        }
-      }
-      if (caught) {
-        parts.push((caught.reconnect ? "after reconnecting, " : "on load, ") + "caught up " +
-          caught.count + " event" + (caught.count === 1 ? "" : "s") +
-          (caught.count ? " (seq " + caught.from + "–" + caught.to + ")" : ""));
-      }
-      els.health.textContent = parts.join(" · ");
-      els.health.dataset.state = status.state;
-      els.health.dataset.reconnects = String(Math.max(0, connects - 1));
-      els.health.dataset.caughtUp = caught ? String(caught.count) : "";
-    }
-
-    P.onStatus((next) => {
-      status = next;
-      if (next.state !== "connected" && downSince === null) downSince = Date.now();
-      if (next.state === "connected") downSince = null;
-      render();
-    });
-    setInterval(() => {
-      if (status.state !== "connected") render();
-    }, 1000);
-
-    return {
-      subscribed(target) {
-        connects += 1;
-        catchUp = { from: store.applied, target, reconnect: connects > 1 };
-        this.progress();
-      },
-      live(events) {
-        const last = events[events.length - 1];
-        if (last && typeof last.ts === "number") lag = Math.max(0, Date.now() / 1000 - last.ts);
-      },
-      progress() {
-        if (catchUp && store.applied >= catchUp.target) {
-          caught = { count: store.applied - catchUp.from, from: catchUp.from + 1,
-            to: store.applied, reconnect: catchUp.reconnect };
-          catchUp = null;
-        }
-        render();
-      },
-    };
-  })();
+  const health = J.streamHealth({
+    element: els.health,
+    store,
+    live: () => view.running && !view.finished,
+  });
 
   // --- cancel and re-run ------------------------------------------------------------------
 
@@ -843,7 +659,7 @@
   });
   P.onJobEvents((payload) => {
     if (Number(payload.job_id) !== jobId) return;
-    if (!payload.replay) health.live(payload.events);
+    if (!payload.replay) health.received(payload.events);
     store.add(payload.events);
   });
 

@@ -5,7 +5,7 @@
  *   - EventStore: applies a job's events strictly in seq order, exactly once.
  *
  * Exposes window.Patchbay = {connect, socket(), request, onConnect, onStatus,
- * onJobEvents, EventStore, fetchJSON, root}.
+ * onJobEvents, EventStore, fetchJSON, formatDuration, root}.
  */
 (function () {
   "use strict";
@@ -158,6 +158,19 @@
         }
       });
     });
+  }
+
+  /** "0.4 s", "42 s", "3 min 05 s", "1 h 02 min"; "" for no number. */
+  function formatDuration(seconds) {
+    if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "";
+    if (seconds < 10) return seconds.toFixed(1) + " s";
+    const total = Math.round(seconds);
+    if (total < 60) return total + " s";
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const s = total % 60;
+    if (h) return h + " h " + String(m).padStart(2, "0") + " min";
+    return m + " min " + String(s).padStart(2, "0") + " s";
   }
 
   /** GET a same-origin JSON resource; throws on HTTP errors. */
@@ -313,6 +326,7 @@
     onJobEvents,
     request,
     fetchJSON,
+    formatDuration,
     csrfToken,
     setConnectionState,
     EventStore,

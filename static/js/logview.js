@@ -188,15 +188,19 @@
       this.followed = -1; // `total` when last scrolled to the end
       this.fetching = false;
       this.retryAt = 0;
+      this.retryQueued = false;
       this.onScrollState = null;
       // The intent of a key or wheel counts at once, before its scroll events (and any
       // render in between, which would otherwise snap a following view back to the end).
+      // Home and End jump at once: a smooth scroll across a million rows is no help, and
+      // it would still be moving when a search result asks for another row.
       element.addEventListener("keydown", (event) => {
-        if (["Home", "PageUp", "ArrowUp"].includes(event.key)) this.pinned = false;
-        if (event.key === "End") {
-          this.pinned = true;
-          this.followed = -1;
-          set.mark(this);
+        if (event.key === "Home" || event.key === "End") {
+          event.preventDefault();
+          if (event.key === "End") this.scrollToEnd();
+          else this.scrollToRow(0);
+        } else if (event.key === "PageUp" || event.key === "ArrowUp") {
+          this.pinned = false;
         }
       });
       element.addEventListener("wheel", (event) => {
@@ -413,8 +417,15 @@
 
     /** Fetch the text of output events `chunks` (indexes, in order) by seq. */
     async fetchMissing(chunks) {
-      if (this.fetching || Date.now() < this.retryAt) {
-        if (!this.fetching) setTimeout(() => this.set.mark(this), RETRY_MS);
+      if (this.fetching) return; // marked again when it ends
+      if (Date.now() < this.retryAt) {
+        if (!this.retryQueued) {
+          this.retryQueued = true;
+          setTimeout(() => {
+            this.retryQueued = false;
+            this.set.mark(this);
+          }, this.retryAt - Date.now());
+        }
         return;
       }
       this.fetching = true;
@@ -462,11 +473,12 @@
       return Math.min(rows, Math.max(0, this.element.scrollTop) * rows / range);
     }
 
-    /** Scroll so that `row` is in view, a third down (and stop following the tail). */
+    /** Scroll so that `row` is in view, a third down (row 0: the very top), and stop
+     * following the tail. */
     scrollToRow(row) {
       const range = this.element.scrollHeight - this.element.clientHeight;
       const rows = this.total - this.element.clientHeight / ROW_PX;
-      const top = Math.max(0, row - this.element.clientHeight / ROW_PX / 3);
+      const top = Math.max(0, row - (row ? this.element.clientHeight / ROW_PX / 3 : 0));
       this.pinned = false;
       this.element.scrollTop = rows > 0 ? Math.min(range, top * range / rows) : 0;
       this.set.mark(this);
@@ -475,6 +487,7 @@
     /** Follow the tail again. */
     scrollToEnd() {
       this.pinned = true;
+      this.followed = -1;
       this.element.scrollTop = this.element.scrollHeight;
       this.set.mark(this);
     }
