@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test test-gevent lint bench clean venv venv-dev
+.PHONY: run test test-gevent lint bench bench-full clean venv venv-dev
 
 $(VENV)/.runtime-installed: requirements.txt
 	@scripts/system-deps.sh run
@@ -35,6 +35,22 @@ test:
 
 test-gevent: venv-dev
 	PATCHBAY_ASYNC_MODE=gevent $(PY) -m pytest -p no:cacheprovider -m asyncmode
+
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.dev-installed
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $@
+
+## Benchmarks against Fabric, parallel-ssh and ThreadingGroup on a local OpenSSH fleet
+## (docs/benchmarks.md): quick mode, under 5 minutes on 2 cores; bench-full: every size.
+bench:
+	@scripts/system-deps.sh test
+	@$(MAKE) --no-print-directory $(VENV)/.bench-installed
+	$(PY) -m bench
+
+bench-full:
+	@scripts/system-deps.sh test
+	@$(MAKE) --no-print-directory $(VENV)/.bench-installed
+	$(PY) -m bench --full
 
 lint: venv-dev
 	$(VENV)/bin/ruff check .

@@ -28,24 +28,26 @@ from tests.sshd_fleet import SSHD
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# (what each scenario runs) per mode; quick mode fits in 5 minutes on 2 cores.
+# What each scenario runs, per mode (quick mode fits in 5 minutes on 2 cores):
+# fanout (hosts, rounds); chatty (hosts, lines per host); latency (hosts, ticks of 50 ms);
+# watchers (idle clients, subscribed clients, hosts, ticks); bigjob (hosts, lines per host).
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
-        "fanout": [50, 200],
+        "fanout": [(50, 1), (200, 1)],
         "chatty": [(10, 20_000), (50, 20_000)],
         "latency": [(10, 100), (50, 100)],
         "watchers": [(500, 50, 50, 100)],
         "bigjob": [(10, 100_000)],
     },
     "smoke": {  # seconds: checks the harness itself
-        "fanout": [10],
+        "fanout": [(10, 1)],
         "chatty": [(5, 2_000)],
         "latency": [(5, 20)],
         "watchers": [(20, 5, 5, 20)],
         "bigjob": [(2, 10_000)],
     },
     "full": {
-        "fanout": [50, 200, 500, 1000],
+        "fanout": [(50, 2), (200, 2), (500, 1), (1000, 1)],
         "chatty": [(10, 20_000), (50, 20_000), (100, 20_000)],
         "latency": [(10, 200), (50, 200), (100, 200)],
         "watchers": [(100, 10, 50, 200), (500, 50, 50, 200)],
@@ -76,13 +78,21 @@ def _sshd_version() -> str:
     return (done.stderr or done.stdout).strip().splitlines()[0]
 
 
+def background_load(seconds: float = 1.0) -> float:
+    """Percent of all cores busy while the benchmark itself is idle (between scenarios
+    only its idle sshd fleet runs): other people's work on a shared machine."""
+    return round(psutil.cpu_percent(interval=seconds), 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--full", action="store_true", help="every size (about 15 minutes)")
+    parser.add_argument("--full", action="store_true", help="every size (about 10 minutes)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, to check the harness itself (no docs written)")
     parser.add_argument("--only", default=",".join(SCENARIOS),
                         help="comma-separated scenarios to run (default: all)")
+    parser.add_argument("--sizes", type=json.loads, default={},
+                        help='override sizes as JSON, e.g. \'{"fanout": [[500, 2]]}\'')
     parser.add_argument("--no-docs", action="store_true",
                         help="write only the JSON, not docs/benchmarks.md and its plots")
     args = parser.parse_args()
@@ -91,7 +101,8 @@ def main() -> int:
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    sizes = MODES[mode]
+    sizes = {**MODES[mode], **{name: [tuple(size) for size in value]
+                               for name, value in args.sizes.items()}}
 
     began = time.monotonic()
 
@@ -99,9 +110,11 @@ def main() -> int:
         print(f"[{time.monotonic() - began:6.1f} s] {message}", flush=True)
 
     limit = bench_fleet.raise_open_files_limit()
-    fleet_size = max([50, *sizes["fanout"]] if "fanout" in chosen else [100])
-    fleet_size = max(fleet_size, *(h for h, _ in sizes["chatty"]),
-                     *(h for h, _ in sizes["latency"]))
+    chosen = [name for name in chosen if name in sizes]
+    needs = {"fanout": lambda size: size[0], "chatty": lambda size: size[0],
+             "latency": lambda size: size[0], "watchers": lambda size: size[2],
+             "bigjob": lambda size: size[0]}
+    fleet_size = max(needs[name](size) for name in chosen for size in sizes[name])
     workdir = Path(tempfile.mkdtemp(prefix="patchbay-bench-"))
     log(f"{mode} mode: {', '.join(chosen)}; fleet of {fleet_size} sshd hosts "
         f"(open files limit {limit}); work dir {workdir}")
@@ -114,8 +127,14 @@ def main() -> int:
         "mode": mode, "machine": machine(), "scenarios": {},
     }
     try:
+        results["background"] = {}
         for name in chosen:
-            log(f"{name} ...")
+            load = background_load()
+            results["background"][name] = load
+            log(f"{name} ... (other CPU load on the machine: {load}% of all cores)")
+            if load > 15:
+                log("  warning: the machine is busy; expect noisier numbers than on an "
+                    "idle one")
             runner = getattr(scenarios, name)
             results["scenarios"][name] = runner(ctx, sizes[name])
     finally:

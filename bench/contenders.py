@@ -8,6 +8,10 @@ and CPU seconds (user + system, all threads) of this process for the fan-out alo
 - ``floor``: bare Fabric in an eventlet green pool, one connection per host reused for
   the three commands, host keys checked against the fleet's known_hosts (parsed once).
   Everything Patchbay adds is overhead over this.
+- ``floor-wrapped``: the floor running each command inside Patchbay's process-group
+  wrapper (``tasks.ssh.wrap_command``, what makes a step cancellable): it separates
+  the wrapper's cost (extra processes on the remote, i.e. on this machine) from the
+  engine's.
 - ``pssh``: parallel-ssh's ``ParallelSSHClient`` (libssh2, gevent), connections reused.
 - ``threading``: Fabric's ``ThreadingGroup`` (one OS thread per host per command).
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import sys
 
-TOOLS = ("floor", "pssh", "threading")
+TOOLS = ("floor", "floor-wrapped", "pssh", "threading")
 
 
 def _load(fleet_json: str, count: int) -> tuple[list[dict], list[str], int]:
@@ -29,7 +33,7 @@ def _load(fleet_json: str, count: int) -> tuple[list[dict], list[str], int]:
     return fleet["hosts"][:count], fleet["commands"], fleet["connect_timeout"]
 
 
-def run_floor(fleet_json: str, count: int) -> dict:
+def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
     import eventlet
 
     eventlet.monkey_patch()
@@ -39,7 +43,11 @@ def run_floor(fleet_json: str, count: int) -> dict:
     import paramiko
     from fabric import Config, Connection
 
+    from tasks.ssh import wrap_command
+
     hosts, commands, timeout = _load(fleet_json, count)
+    if wrapped:
+        commands = [wrap_command(command) for command in commands]
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     known = paramiko.HostKeys(hosts[0]["known_hosts"])
     config = Config(overrides={"load_ssh_configs": False})
@@ -134,7 +142,8 @@ def _measured(usage0, wall0: float, hosts: int, failures: int) -> dict:
 
 def main() -> None:
     tool, fleet_json, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    runner = {"floor": run_floor, "pssh": run_pssh, "threading": run_threading}[tool]
+    runner = {"floor": run_floor, "pssh": run_pssh, "threading": run_threading,
+              "floor-wrapped": lambda path, n: run_floor(path, n, wrapped=True)}[tool]
     print(json.dumps(runner(fleet_json, count)), flush=True)
 
 
