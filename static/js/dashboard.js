@@ -6,27 +6,11 @@
  */
 (function () {
   "use strict";
+  const el = window.Patchbay.el;
+  const readJSON = window.Patchbay.readJSON;
 
   const P = window.Patchbay;
   const form = document.getElementById("rollout-form");
-
-  function readJSON(id, fallback) {
-    const node = document.getElementById(id);
-    if (!node) return fallback;
-    try {
-      return JSON.parse(node.textContent);
-    } catch (err) {
-      console.error("bad JSON in #" + id, err);
-      return fallback;
-    }
-  }
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   if (!P) return;
   try {

@@ -7,6 +7,7 @@
  */
 (function () {
   "use strict";
+  const el = window.Patchbay.el;
 
   const P = window.Patchbay;
   const table = document.getElementById("servers");
@@ -15,13 +16,6 @@
   const rows = new Map(); // name -> {tr, data}
   const checked = document.getElementById("fleet-checked");
   for (const tr of table.tBodies[0].rows) rows.set(tr.dataset.server, { tr, data: null });
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   function jobLink(id, text) {
     const link = el("a", null, text || "#" + id);

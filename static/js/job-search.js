@@ -7,15 +7,9 @@
  */
 (function () {
   "use strict";
+  const el = window.Patchbay.el;
 
   const P = window.Patchbay;
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   function searchPanel({ jobId, logs, hostLog, selected, select }) {
     const form = document.getElementById("log-search");

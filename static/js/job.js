@@ -15,6 +15,8 @@
  */
 (function () {
   "use strict";
+  const el = window.Patchbay.el;
+  const readJSON = window.Patchbay.readJSON;
 
   const P = window.Patchbay;
   const L = window.PatchbayLogs;
@@ -78,24 +80,6 @@
       document.body.dataset.logRows = String(stats.rows);
     },
   });
-
-  function readJSON(id, fallback) {
-    const node = document.getElementById(id);
-    if (!node) return fallback;
-    try {
-      return JSON.parse(node.textContent);
-    } catch (err) {
-      console.error("bad JSON in #" + id, err);
-      return fallback;
-    }
-  }
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   const formatDuration = P.formatDuration;
 

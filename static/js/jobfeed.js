@@ -10,6 +10,7 @@
  */
 (function () {
   "use strict";
+  const el = window.Patchbay.el;
 
   const P = window.Patchbay;
   const table = document.querySelector("table[data-job-feed]");
@@ -22,13 +23,6 @@
   const rows = new Map();
   const fetching = new Set();
   const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   function track(row) {
     const entry = {

@@ -5,7 +5,7 @@
  *   - EventStore: applies a job's events strictly in seq order, exactly once.
  *
  * Exposes window.Patchbay = {connect, socket(), request, onConnect, onStatus,
- * onJobEvents, EventStore, fetchJSON, formatDuration, root}.
+ * onJobEvents, EventStore, fetchJSON, formatDuration, el, readJSON, root}.
  */
 (function () {
   "use strict";
@@ -161,6 +161,26 @@
   }
 
   /** "0.4 s", "42 s", "3 min 05 s", "1 h 02 min"; "" for no number. */
+  /** A new element with an optional class and text (never HTML). */
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /** The JSON data block with this id (a <script type="application/json">). */
+  function readJSON(id, fallback) {
+    const node = document.getElementById(id);
+    if (!node) return fallback;
+    try {
+      return JSON.parse(node.textContent);
+    } catch (err) {
+      console.error("bad JSON in #" + id, err);
+      return fallback;
+    }
+  }
+
   function formatDuration(seconds) {
     if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "";
     if (seconds < 10) return seconds.toFixed(1) + " s";
@@ -327,6 +347,8 @@
     request,
     fetchJSON,
     formatDuration,
+    el,
+    readJSON,
     csrfToken,
     setConnectionState,
     EventStore,

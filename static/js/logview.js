@@ -16,6 +16,7 @@
  */
 (function () {
   "use strict";
+  const el = window.Patchbay.el;
 
   const ROW_PX = 20; // keep in step with .log-row in app.css
   const FULL_ROWS = 5000; // all servers' rows together, rendered whole
@@ -26,13 +27,6 @@
   const FETCH_EVENTS = 40; // output events per fetch
   const FETCH_LINES = 4000; // ... or this many lines
   const RETRY_MS = 2000;
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
 
   /** Append `text` to `node`, wrapping case-insensitive matches of `term` in <mark>. */
   function appendMarked(node, text, term) {
