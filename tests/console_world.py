@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -103,16 +102,6 @@ def rendered_logs(page: Page, hosts: list[str]) -> dict[str, list[str]]:
     return {name: page.locator(f'.host-log[data-host="{name}"] .line').all_text_contents()
             for name in hosts}
 
-
-def wait_until(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout} s")
-        time.sleep(0.05)  # polling interval of a deadline loop
 
 
 def query_db(server: LiveServer, sql: str, *args) -> list[tuple]:

@@ -20,8 +20,8 @@ from tests.console_world import (
     run_from_dashboard,
     start_console,
     stored_events,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 HOSTS = [f"h{i:02d}" for i in range(1, 9)]

@@ -16,9 +16,9 @@ from tests.console_world import (
     query_db,
     start_console,
     stored_events,
-    wait_until,
 )
 from tests.sshd_fleet import free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 STATUSES = ["succeeded", "failed", "cancelled", "interrupted"]

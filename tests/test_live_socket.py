@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import socketio
 
 from tests.conftest import PROJECT, write_inventory
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
 
-
-def wait_until(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout} s")
-        time.sleep(0.02)  # polling interval of a deadline loop
 
 
 class EventCollector:

@@ -4,7 +4,6 @@ payloads, a user disabled while connected, and secrets that must never leak."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import socketio
@@ -13,18 +12,12 @@ from hypothesis import strategies as st
 
 from blueprints.permissions import SOCKET_RULES
 from tests.conftest import PASSWORD, write_inventory
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.asyncmode
 
 USERS = [("alice", PASSWORD, "operator"), ("root", PASSWORD, "admin")]
 
-
-def wait_until(predicate, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout} s")
-        time.sleep(0.02)  # polling interval of a deadline loop
 
 
 @pytest.fixture
