@@ -115,6 +115,10 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
             flush_lines=int(config["OUTPUT_FLUSH_LINES"]),
             node_id=str(config["NODE_ID"]),
             known_hosts=config["KNOWN_HOSTS"],
+            remote_run_dir=str(config["REMOTE_RUN_DIR"]),
+            reattach_timeout=float(config["REATTACH_TIMEOUT"]),
+            remote_run_retention=float(config["REMOTE_RUN_RETENTION"]),
+            max_step_output=int(config["MAX_STEP_OUTPUT"]),
         ),
     )
 
@@ -140,10 +144,11 @@ def _tune_sqlite(engine: Any) -> None:
 
 
 def serve(app: Flask) -> None:
-    """Serve the console: mark jobs a dead process left running, then run the server."""
-    recovered = app.extensions["patchbay"].recover_interrupted()
-    if recovered:
-        app.logger.warning("marked interrupted jobs: %s", recovered)
+    """Serve the console: resume the jobs a dead process of this node left running,
+    then run the server."""
+    resumed = app.extensions["patchbay"].resume_owned_jobs()
+    if resumed:
+        app.logger.warning("resuming jobs left running: %s", resumed)
     socketio.run(app, host=app.config["HOST"], port=int(app.config["PORT"]),
                  allow_unsafe_werkzeug=app.config["ASYNC_MODE"] == "threading")
 

@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "OUTPUT_FLUSH_INTERVAL": 0.1,  # seconds: output coalescing window per host
     "OUTPUT_FLUSH_LINES": 500,  # ... or this many lines, whichever comes first
     "NODE_ID": None,  # names this process as the owner of the jobs it runs
+    # Remote steps (docs/remote-steps.md)
+    "REMOTE_RUN_DIR": "~/.patchbay/runs",  # on each server: <dir>/<job uid>/<host>/<step>
+    "REATTACH_TIMEOUT": 120,  # seconds to keep reconnecting to a server lost mid-step
+    "REMOTE_RUN_RETENTION": 7 * 86_400,  # seconds before a leftover run directory goes
+    "MAX_STEP_OUTPUT": 1 << 30,  # bytes of output (both streams) that stop a step
     # Socket.IO
     "ASYNC_MODE": "eventlet",
     "CORS_ALLOWED_ORIGINS": None,  # None = same origin only

@@ -11,12 +11,8 @@ from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy.orm import DeclarativeBase
 
-
-class Base(DeclarativeBase):
-    """Declarative base shared by every model."""
-
+from models import Base
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()

@@ -1,4 +1,7 @@
-"""Database models (SQLAlchemy 2.0 style).
+"""Database models (SQLAlchemy 2.0 style), on a declarative base of their own.
+
+Nothing here imports Flask or its extensions: the engine and its tests use these models
+with a plain SQLAlchemy session (``extensions.db`` binds the same base for the web app).
 
 The job event log (``JobEvent``) is the source of truth for what happened; ``Job`` and
 ``JobHost`` hold the current state derived from it, updated in the same transaction as
@@ -7,15 +10,13 @@ the events that change it so the two can never disagree.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask_login import UserMixin
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
-
-from extensions import db
 
 ROLES = ("admin", "operator", "viewer")
 JOB_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
@@ -29,7 +30,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class User(UserMixin, db.Model):
+def new_job_uid() -> str:
+    """A job's name on its servers (run directories): unique across databases, unlike
+    its id, so two consoles never share a run directory."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every model."""
+
+
+class User(Base):
+    """A console user. Implements what Flask-Login asks of a user object."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,8 +62,19 @@ class User(UserMixin, db.Model):
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.active
 
+    @property
+    def is_authenticated(self) -> bool:
+        return True
 
-class Server(db.Model):
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class Server(Base):
     __tablename__ = "servers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -84,10 +108,11 @@ class Server(db.Model):
                 if self.last_checked else None}
 
 
-class Job(db.Model):
+class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_job_uid)
     runbook: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16), default="runbook", server_default="runbook")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -127,7 +152,7 @@ class Job(db.Model):
         }
 
 
-class JobHost(db.Model):
+class JobHost(Base):
     """One server's part in one job."""
 
     __tablename__ = "job_hosts"
@@ -146,6 +171,10 @@ class JobHost(db.Model):
     reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # The rendered commands this server runs ({"target": ..., "steps": [...],
+    # "on_failure": [...]}): a console that resumes the job after a restart runs what
+    # was planned, even if the runbook file changed since.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     job: Mapped[Job] = relationship(back_populates="hosts")
 
@@ -163,7 +192,7 @@ class JobHost(db.Model):
         }
 
 
-class JobEvent(db.Model):
+class JobEvent(Base):
     """One entry of a job's append-only log; ``seq`` runs 1, 2, 3... per job."""
 
     __tablename__ = "job_events"
@@ -180,7 +209,7 @@ class JobEvent(db.Model):
                 "data": self.data}
 
 
-class ServerLock(db.Model):
+class ServerLock(Base):
     """A server held by a running job. The primary key makes a second holder impossible,
     across processes too."""
 
@@ -190,7 +219,7 @@ class ServerLock(db.Model):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Base):
     """Who did what, when and from where (logins, jobs, users, inventory, runbooks)."""
 
     __tablename__ = "audit_entries"

@@ -8,4 +8,4 @@ async_mode.monkey_patch()
 from app import create_app  # noqa: E402 - must come after monkey-patching
 
 app = create_app()
-app.extensions["patchbay"].recover_interrupted()
+app.extensions["patchbay"].resume_owned_jobs()

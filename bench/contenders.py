@@ -8,10 +8,11 @@ and CPU seconds (user + system, all threads) of this process for the fan-out alo
 - ``floor``: bare Fabric in an eventlet green pool, one connection per host reused for
   the three commands, host keys checked against the fleet's known_hosts (parsed once).
   Everything Patchbay adds is overhead over this.
-- ``floor-wrapped``: the floor running each command inside Patchbay's process-group
-  wrapper (``tasks.ssh.wrap_command``, what makes a step cancellable): it separates
-  the wrapper's cost (extra processes on the remote, i.e. on this machine) from the
-  engine's.
+- ``floor-wrapped``: the floor running each command as Patchbay runs a step: detached
+  in its run directory (``tasks.ssh.START_SCRIPT``: output teed to files, exit status
+  by rename), plus the per-host clean-up (``tasks.ssh.CLEAN_SCRIPT``). It separates
+  the cost of what makes steps survive (extra processes on the remote, i.e. on this
+  machine) from the engine's.
 - ``pssh``: parallel-ssh's ``ParallelSSHClient`` (libssh2, gevent), connections reused.
 - ``threading``: Fabric's ``ThreadingGroup`` (one OS thread per host per command).
 
@@ -22,6 +23,7 @@ library differently and must not meet.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 TOOLS = ("floor", "floor-wrapped", "pssh", "threading")
@@ -43,11 +45,28 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
     import paramiko
     from fabric import Config, Connection
 
-    from tasks.ssh import wrap_command
+    from tasks.ssh import CLEAN_SCRIPT, START_SCRIPT, remote_script
 
     hosts, commands, timeout = _load(fleet_json, count)
-    if wrapped:
-        commands = [wrap_command(command) for command in commands]
+    root = "~/.patchbay/bench-runs"
+
+    def steps_for(host: dict) -> list[str]:
+        if not wrapped:
+            return commands
+        import os
+        v = os.environ.get("VARIANT", "full")
+        host_dir = f"{root}/floor-{wall0:.0f}/{host['name']}"
+        if v == "old":
+            return ["exec setsid -w /bin/sh -c " + shlex.quote('printf "@@m %s\\n" "$$"; ' + c) for c in commands]
+        if v == "exec":
+            return [remote_script("eval \"$1\"", c) for c in commands]
+        if v == "tee1":
+            return [remote_script("{ eval \"$1\"; } | tee -p /dev/null", c) for c in commands]
+        steps = [remote_script(START_SCRIPT, command, f"{host_dir}/{index}")
+                for index, command in enumerate(commands)]
+        if v == "noclean":
+            return steps
+        return steps + [remote_script(CLEAN_SCRIPT, host_dir, root, "10080")]
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     known = paramiko.HostKeys(hosts[0]["known_hosts"])
     config = Config(overrides={"load_ssh_configs": False})
@@ -65,7 +84,7 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
         connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         failed = 0
         try:
-            for command in commands:
+            for command in steps_for(host):
                 result = connection.run(command, hide=True, in_stream=False, warn=True,
                                         timeout=600)
                 failed += result.exited != 0

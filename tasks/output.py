@@ -4,6 +4,10 @@ A chatty command must cost a few events per second, not one per line: lines are
 buffered per host and flushed as one event when the stream changes, when the buffer
 holds ``max_lines``, or when the oldest buffered line is ``interval`` seconds old
 (checked on every line and on the transport's ~100 ms tick).
+
+Each ``output`` event also carries ``offset``: the byte offset in its stream just after
+its last line. The last such offset of a step's stream is where a reader that lost the
+step (an SSH drop, a console restart) goes on, so no line is lost and none comes twice.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ class HostOutput:
     """Buffers the lines of one step on one host and appends them as events."""
 
     def __init__(self, events: EventLog, job_id: int, host: str, step: str,
-                 interval: float, max_lines: int) -> None:
+                 interval: float, max_lines: int, offsets: dict[str, int] | None = None
+                 ) -> None:
         self.events = events
         self.job_id = job_id
         self.host = host
@@ -28,13 +33,22 @@ class HostOutput:
         self.lines: list[str] = []
         self.first_at = 0.0
         self.last_stdout_line: str | None = None
+        # Per stream: end of the last line received (``offsets``) and stored (``stored``).
+        self.offsets: dict[str, int] = dict(offsets or {})
+        self.stored: dict[str, int] = dict(self.offsets)
 
-    def line(self, stream: str, text: str) -> None:
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.offsets.values())
+
+    def line(self, stream: str, text: str, offset: int | None = None) -> None:
         if self.lines and stream != self.stream:
             self.flush()
         if not self.lines:
             self.stream = stream
             self.first_at = time.monotonic()
+        if offset is not None:
+            self.offsets[stream] = offset
         self.lines.append(text)
         if stream == "stdout" and text.strip():
             self.last_stdout_line = text.strip()
@@ -58,6 +72,9 @@ class HostOutput:
     def flush(self) -> None:
         if not self.lines:
             return
-        self.events.append(self.job_id, "output", self.host,
-                           {"stream": self.stream, "step": self.step, "lines": self.lines})
+        data = {"stream": self.stream, "step": self.step, "lines": self.lines}
+        if self.stream in self.offsets:
+            data["offset"] = self.offsets[self.stream]
+            self.stored[self.stream] = self.offsets[self.stream]
+        self.events.append(self.job_id, "output", self.host, data)
         self.lines = []

@@ -1,26 +1,35 @@
-"""SSH transport: connect to one server, run commands streaming their output, stop them.
+"""SSH transport: the :class:`~tasks.transport.HostSession` of a real server.
 
-Everything SSH-specific lives here: host-key checking, timeouts, the process-group
-wrapper that makes a remote command killable, and incremental output decoding.
+Everything SSH-specific lives here: host-key checking, timeouts, the remote scripts
+that run a step detached in its run directory, and incremental output decoding.
 
 Fabric's :class:`~fabric.Connection` opens and authenticates the connection (one per
-server per job; every step reuses it). Steps run on a paramiko channel of that
-connection that we read ourselves: Fabric's runner decodes each 1,000-byte chunk on its
-own (splitting multi-byte UTF-8) and keeps the whole output in memory, while here output
-goes through an incremental decoder and only the current partial line is buffered.
+server per job; every step reuses it). Output is read from paramiko channels of that
+connection directly: Fabric's runner decodes each 1,000-byte chunk on its own (splitting
+multi-byte UTF-8) and keeps the whole output in memory, while here lines are cut from
+the bytes and decoded whole, and only the current partial line is buffered.
 
-A remote command does not die when its channel closes (no pty), so every step is wrapped
-to run in its own session under ``setsid`` and to print its process-group id first;
-stopping it means ``kill -s TERM -- -PGID`` (a form dash's builtin accepts too)
-over a second channel, then KILL after a grace
-period. The short control commands go through Fabric's ``run`` with ``in_stream=False``
-(otherwise it reads our stdin, which eventlet refuses to share).
+**A step outlives its connection.** :data:`START_SCRIPT` runs the command in a subshell
+of the login shell sshd started for the channel (as ``ssh host command`` would; that
+shell already leads its own session and process group, so ``$$`` is the PGID and no
+extra ``setsid`` process is needed), with stdin from ``/dev/null`` and
+each stream piped through ``tee -p`` into ``out``/``err`` in the step's run directory
+and on to the channel. When the connection breaks, ``tee -p`` ignores the broken pipe
+and keeps writing the file, and the command never notices. The step's exit status goes
+to ``status`` by atomic rename once both files are complete. A later session re-attaches
+with :data:`ATTACH_SCRIPT` (``tail`` from byte offsets, following until the PGID's
+leader exits) and reads the status with :data:`STATUS_SCRIPT`. Stopping a step is
+``kill -s TERM -- -PGID`` (a form dash's builtin accepts) over a second channel, PGID
+read from the run directory. Those short commands go through Fabric's ``run`` with
+``in_stream=False`` (otherwise it reads our stdin, which eventlet refuses to share).
+
+The remote needs a POSIX login shell (bash, dash, ksh, zsh) and GNU coreutils
+(``tee -p``, ``tail --pid``).
 """
 
 from __future__ import annotations
 
 import base64
-import codecs
 import hashlib
 import logging
 import re
@@ -28,47 +37,95 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
 
+from tasks.transport import (
+    OutputSink,
+    RemoteStatus,
+    StepControl,
+    StepLocation,
+    StepResult,
+    Target,
+    TransportError,
+)
+
 log = logging.getLogger(__name__)
 
-PGID_MARKER = "@@patchbay-pgid "
-MAX_LINE_CHARS = 16_384  # longer lines are cut into pieces rather than buffered whole
+PGID_MARKER = b"@@patchbay-pgid "
+MAX_LINE_BYTES = 16_384  # longer lines are cut into pieces rather than buffered whole
 READ_CHUNK = 65_536
 TICK_SECONDS = 0.1
 EOF_GRACE = 2.0  # seconds to wait for end of output after the exit status
+NO_RUN_DIR = 125  # START_SCRIPT's exit status when it cannot make the run directory
+
+SSHError = TransportError  # the name callers used before the Transport protocol
+
+# $1: the command; $2: its run directory; $3...: run directories to create as well.
+# The command runs by `eval` in a subshell, in the shell's own working directory: its
+# `exit N` ends only that subshell, a syntax error in it is its own failure, and it
+# sees no variable or parameter of this script.
+START_SCRIPT = r"""
+__pb_c=$1; shift; __pb_d=$1
+[ -d "$__pb_d" ] || mkdir -p -- "$@" || exit 125
+echo $$ > "$__pb_d/pgid"
+printf '@@patchbay-pgid %s\n' $$
+{ { ( set -- "$__pb_c"; unset __pb_c __pb_d; eval "shift; $1" ) </dev/null
+    echo $? > "$__pb_d/status.tmp"; } 2>&1 >&3 3>&- |
+  tee -p "$__pb_d/err" >&2 3>&-; } 3>&1 | tee -p "$__pb_d/out"
+mv -f "$__pb_d/status.tmp" "$__pb_d/status"
+read __pb_c < "$__pb_d/status"; exit "${__pb_c:-125}"
+"""
+
+# $1: run directory; $2, $3: first byte of stdout / stderr to send (1-based).
+ATTACH_SCRIPT = r"""
+cd "$1" 2>/dev/null && read p < pgid 2>/dev/null || exit 0
+if [ -f status ]; then tail -c +"$2" out; tail -c +"$3" err >&2; exit 0; fi
+tail -c +"$2" -s 0.1 -f --pid="$p" out & tail -c +"$3" -s 0.1 -f --pid="$p" err >&2
+wait
+"""
+
+# $1: run directory. Prints "STATE PGID EXIT": the status is read again after the
+# group is found gone, since the step may have ended between the two looks.
+STATUS_SCRIPT = r"""
+cd "$1" 2>/dev/null && read p < pgid 2>/dev/null || { echo missing - -; exit 0; }
+if read c < status 2>/dev/null; then echo exited "$p" "$c"
+elif kill -s 0 -- -"$p" 2>/dev/null; then echo running "$p" -
+elif read c < status 2>/dev/null; then echo exited "$p" "$c"
+else echo vanished "$p" -; fi
+"""
+
+# $1: signal name; $2: run directory.
+SIGNAL_SCRIPT = r"""
+read p < "$2/pgid" 2>/dev/null || exit 3
+[ -f "$2/status" ] && exit 0
+kill -s "$1" -- -"$p"
+"""
+
+# $1: host run directory; $2: run root; $3: minutes a job directory is kept.
+CLEAN_SCRIPT = r"""
+rm -rf -- "$1"; rmdir -- "${1%/*}" 2>/dev/null
+[ -d "$2" ] && find "$2" -mindepth 1 -maxdepth 1 -mmin +"$3" -exec rm -rf -- {} +
+exit 0
+"""
 
 
-class SSHError(Exception):
-    """A connection-level failure, with a one-line reason fit for the job page."""
+def remote_script(script: str, *args: str) -> str:
+    """A command line that runs ``script`` in the login shell sshd starts, with ``args``
+    as its positional parameters (quoted, never spliced into the script). A path
+    starting ``~/`` becomes ``"$HOME"/...`` so the remote expands it.
+
+    The script runs in that shell itself, not in a further ``sh -c``: every process
+    spared is one fewer fork and exec per step on the server."""
+    return " ".join(["set --", *(_remote_path(arg) for arg in args)]) + "\n" + script
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where and as whom to connect. ``key_path`` is a path, never key material."""
-
-    name: str
-    address: str
-    port: int
-    user: str
-    key_path: str | None = None
-    known_hosts: str | None = None
-    accept_new_host_keys: bool = False
-
-
-@dataclass
-class CommandResult:
-    exit_code: int | None
-    stopped: str | None = None  # "timeout" or "cancel" when we stopped it
-    lost: bool = False  # the connection dropped before the command ended
-
-
-LineSink = Callable[[str, str], None]  # (stream, line) -> None
+def _remote_path(value: str) -> str:
+    if value.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(value[2:])
+    return shlex.quote(value)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -101,39 +158,88 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
                 handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
-class _LineSplitter:
-    """Turns decoded chunks of one stream into lines, keeping only the partial tail."""
+class LineSplitter:
+    """Cuts one stream's bytes into lines, each handed on with the byte offset just
+    after it, so a reader that stops can go on at exactly the next unread byte.
 
-    def __init__(self, stream: str, sink: LineSink) -> None:
+    Lines are cut from bytes and decoded whole (a newline never falls inside a UTF-8
+    sequence); only the partial last line is buffered, and a line longer than
+    :data:`MAX_LINE_BYTES` is cut at a character boundary."""
+
+    def __init__(self, stream: str, sink: OutputSink, offset: int = 0) -> None:
         self.stream = stream
         self.sink = sink
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.tail = ""
+        self.offset = offset  # end of the last line handed on
+        self.pending = b""
 
     def feed(self, data: bytes) -> None:
-        text = self.tail + self.decoder.decode(data)
-        lines = text.split("\n")
-        self.tail = lines.pop()
-        for line in lines:
-            self._emit_cut(line)
-        while len(self.tail) > MAX_LINE_CHARS:
-            self._emit(self.tail[:MAX_LINE_CHARS])
-            self.tail = self.tail[MAX_LINE_CHARS:]
-
-    def _emit_cut(self, line: str) -> None:
-        while len(line) > MAX_LINE_CHARS:
-            self._emit(line[:MAX_LINE_CHARS])
-            line = line[MAX_LINE_CHARS:]
-        self._emit(line)
+        if not data:
+            return
+        parts = (self.pending + data).split(b"\n")
+        self.pending = parts.pop()
+        for part in parts:
+            self._emit_cut(part, 1)
+        while len(self.pending) > MAX_LINE_BYTES:
+            cut = _char_boundary(self.pending, MAX_LINE_BYTES)
+            self._emit(self.pending[:cut], 0)
+            self.pending = self.pending[cut:]
 
     def close(self) -> None:
-        text = self.tail + self.decoder.decode(b"", final=True)
-        self.tail = ""
-        if text:
-            self._emit_cut(text)
+        """Hand on the partial last line, if any (the stream has ended)."""
+        if self.pending:
+            rest, self.pending = self.pending, b""
+            self._emit_cut(rest, 0)
 
-    def _emit(self, line: str) -> None:
-        self.sink(self.stream, line.removesuffix("\r"))
+    def _emit_cut(self, line: bytes, newline: int) -> None:
+        while len(line) > MAX_LINE_BYTES:
+            cut = _char_boundary(line, MAX_LINE_BYTES)
+            self._emit(line[:cut], 0)
+            line = line[cut:]
+        self._emit(line, newline)
+
+    def _emit(self, line: bytes, newline: int) -> None:
+        self.offset += len(line) + newline
+        text = line.decode("utf-8", "replace")
+        self.sink(self.stream, text[:-1] if text.endswith("\r") else text, self.offset)
+
+
+def _char_boundary(data: bytes, limit: int) -> int:
+    """The largest cut at or below ``limit`` that does not split a UTF-8 sequence."""
+    cut = limit
+    while cut > limit - 4 and cut > 0 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > limit - 4 else limit
+
+
+class _MarkerReader:
+    """Takes the PGID marker line off the front of a live step's stdout."""
+
+    def __init__(self, splitter: LineSplitter) -> None:
+        self.splitter = splitter
+        self.head: bytes | None = b""
+        self.pgid: int | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self.head is None:
+            self.splitter.feed(data)
+            return
+        self.head += data
+        newline = self.head.find(b"\n")
+        if newline < 0:
+            return
+        line, rest, self.head = self.head[:newline], self.head[newline + 1:], None
+        match = re.fullmatch(rb"(\d+)", line.removeprefix(PGID_MARKER).strip())
+        if line.startswith(PGID_MARKER) and match:
+            self.pgid = int(match.group(1))
+            self.splitter.feed(rest)
+        else:  # not our wrapper's first line: hand everything on unchanged
+            self.splitter.feed(line + b"\n" + rest)
+
+    def close(self) -> None:
+        if self.head:
+            self.splitter.feed(self.head)
+        self.head = None
+        self.splitter.close()
 
 
 _known_hosts_files: dict[Path, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
@@ -154,17 +260,7 @@ def known_host_keys(path: Path) -> paramiko.HostKeys:
     return cached[1]
 
 
-def wrap_command(command: str) -> str:
-    """Run ``command`` in a new session whose id (= its process group) is printed first.
-
-    The command is the rest of the session shell's own script, on the marker's line so
-    that its line numbers stay its own, rather than a further ``sh -c``: one process
-    fewer on the server for every step."""
-    script = f'printf "{PGID_MARKER}%s\\n" "$$"; {command}'
-    return f"exec setsid -w /bin/sh -c {shlex.quote(script)}"
-
-
-class SSHSession:
+class SSHHostSession:
     """One authenticated connection to one server, reused for all of a job's steps."""
 
     def __init__(self, target: Target, connect_timeout: float = 10,
@@ -194,8 +290,7 @@ class SSHSession:
             for keytype, key in (known_host_keys(known_hosts).lookup(name) or {}).items():
                 client.get_host_keys().add(name, keytype, key)
         client.set_missing_host_key_policy(
-            _AcceptNew(str(Path(target.known_hosts or "~/.ssh/known_hosts").expanduser()))
-            if target.accept_new_host_keys else _RejectUnknown())
+            _AcceptNew(str(known_hosts)) if target.accept_new_host_keys else _RejectUnknown())
 
     def connect(self) -> None:
         """Open the connection; raise :class:`SSHError` with a one-line reason."""
@@ -232,103 +327,165 @@ class SSHSession:
         except OSError as exc:
             raise SSHError(f"cannot reach {where}: {exc.strerror or _first_line(exc)}") from None
 
-    def run(self, command: str, sink: LineSink, *, timeout: float | None = None,
-            cancel: threading.Event | None = None,
-            tick: Callable[[], float | None] | None = None) -> CommandResult:
-        """Run ``command`` remotely, handing each output line to ``sink`` as it arrives.
+    # -- steps ------------------------------------------------------------------------
 
-        Stops the remote process group when ``timeout`` expires or ``cancel`` is set.
-        ``tick`` is called at least every 100 ms so the caller can flush buffered output;
-        it may return the seconds until it next needs a call, and is then called by then.
-        """
+    def start_step(self, where: StepLocation, command: str, sink: OutputSink,
+                   control: StepControl, *, prepare: list[StepLocation] | None = None
+                   ) -> StepResult:
+        dirs = [where.path] + [p.path for p in prepare or [] if p.path != where.path]
+        channel = self._open(remote_script(START_SCRIPT, command, *dirs))
+        stdout = LineSplitter("stdout", sink)
+        marker = _MarkerReader(stdout)
+        stderr = LineSplitter("stderr", sink)
+        result = self._follow(channel, marker, stdout, stderr, where, control)
+        if result.exit_code == NO_RUN_DIR and marker.pgid is None:
+            result.reason = f"could not create the run directory {where.path} on the server"
+        return result
+
+    def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
+                    control: StepControl) -> StepResult:
+        out, err = offsets.get("stdout", 0), offsets.get("stderr", 0)
+        channel = self._open(remote_script(ATTACH_SCRIPT, where.path, str(out + 1),
+                                           str(err + 1)))
+        stdout = LineSplitter("stdout", sink, out)
+        stderr = LineSplitter("stderr", sink, err)
+        result = self._follow(channel, stdout, stdout, stderr, where, control)
+        if not result.lost:
+            status = self.step_status(where)
+            result.exit_code = status.exit_code
+            if status.state == "vanished":
+                result.reason = ("the step's processes are gone and left no exit status "
+                                 "(killed, or the server restarted)")
+        return result
+
+    def step_status(self, where: StepLocation) -> RemoteStatus:
+        words = self._short(remote_script(STATUS_SCRIPT, where.path)).split()
+        if len(words) != 3 or words[0] not in ("missing", "running", "exited", "vanished"):
+            raise SSHError(f"unexpected answer from the step status check: {words!r:.100}")
+        state, pgid, code = words
+        return RemoteStatus(state, int(pgid) if pgid.isdigit() else None,
+                            int(code) if code.lstrip("-").isdigit() else None)
+
+    def signal(self, where: StepLocation, signal_name: str) -> bool:
+        try:
+            result = self.connection.run(remote_script(SIGNAL_SCRIPT, signal_name, where.path),
+                                         in_stream=False, hide=True, warn=True,
+                                         timeout=self.connect_timeout)
+        except Exception as exc:  # noqa: BLE001 - best effort: the caller bounds the wait
+            log.warning("%s: sending %s to %s failed: %s", self.target.name, signal_name,
+                        where.path, _first_line(exc))
+            return False
+        return result.ok
+
+    def clean(self, host_dir: str, root: str, retention_seconds: float) -> None:
+        minutes = str(max(1, int(retention_seconds // 60)))
+        try:
+            self._short(remote_script(CLEAN_SCRIPT, host_dir, root, minutes))
+        except SSHError as exc:
+            log.warning("%s: removing %s failed: %s", self.target.name, host_dir, exc)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _open(self, command: str) -> paramiko.Channel:
         transport = self.connection.transport
         if transport is None or not transport.is_active():
             raise SSHError("connection lost")
         try:
             channel = transport.open_session(timeout=self.connect_timeout)
-            channel.exec_command(wrap_command(command))
+            channel.exec_command(command)
             channel.shutdown_write()  # the command gets EOF on stdin, never our stdin
-        except (paramiko.SSHException, OSError) as exc:
+        except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"could not start command: {_first_line(exc)}") from None
+        return channel
 
-        pgid: list[int] = []
+    def _short(self, command: str) -> str:
+        """Run a short control command; its stdout. Raises :class:`SSHError` when the
+        connection is gone."""
+        transport = self.connection.transport
+        if transport is None or not transport.is_active():
+            raise SSHError("connection lost")
+        try:
+            result = self.connection.run(command, in_stream=False, hide=True, warn=True,
+                                         timeout=self.connect_timeout)
+        except Exception as exc:  # noqa: BLE001 - Fabric/paramiko raise many kinds
+            raise SSHError(f"control command failed: {_first_line(exc)}") from None
+        return result.stdout
 
-        def take_stdout(stream: str, line: str) -> None:
-            if not pgid and line.startswith(PGID_MARKER):
-                match = re.fullmatch(r"(\d+)", line[len(PGID_MARKER):].strip())
-                if match:
-                    pgid.append(int(match.group(1)))
-                    return
-            sink(stream, line)
-
+    def _follow(self, channel: paramiko.Channel, stdout_in: LineSplitter | _MarkerReader,
+                stdout: LineSplitter, stderr: LineSplitter, where: StepLocation,
+                control: StepControl) -> StepResult:
+        """Read a step's channel until it ends, the connection breaks, or ``control``
+        stops it (TERM, then KILL after the grace period, then give up waiting)."""
+        transport = channel.get_transport()
         # Both output buffers set one event when data arrives: a green-friendly wait on
         # either stream (selecting on the channel's pipe confuses eventlet's hub when
         # the pipe's fd number is reused by the next step's channel).
         data_ready = threading.Event()
         channel.in_buffer.set_event(data_ready)
         channel.in_stderr_buffer.set_event(data_ready)
-        stdout = _LineSplitter("stdout", take_stdout)
-        stderr = _LineSplitter("stderr", sink)
-        deadline = time.monotonic() + timeout if timeout else None
         stopped: str | None = None
         kill_sent_at: float | None = None
         killed_hard = False
         exited_at: float | None = None
         wait = TICK_SECONDS
-        try:
-            while True:
-                data_ready.wait(wait)
-                data_ready.clear()
-                while channel.recv_ready():
-                    stdout.feed(channel.recv(READ_CHUNK))
-                while channel.recv_stderr_ready():
-                    stderr.feed(channel.recv_stderr(READ_CHUNK))
-                wait = TICK_SECONDS
-                if tick:
-                    due = tick()
-                    if due is not None:
-                        wait = min(wait, due)
-                if channel.exit_status_ready() and not channel.recv_ready() \
-                        and not channel.recv_stderr_ready():
-                    # sshd may send the exit status before it has drained the command's
-                    # stderr: EOF (no more data on either stream) or the close is the
-                    # end. A background process holding the output open never sends
-                    # EOF, so after the exit wait for it only a moment.
-                    if channel.eof_received or channel.closed:
-                        break
-                    exited_at = exited_at or time.monotonic()
-                    if time.monotonic() - exited_at > EOF_GRACE:
-                        break
-                if not transport.is_active() or (channel.closed and
-                                                  not channel.exit_status_ready()):
-                    stdout.close()
-                    stderr.close()
-                    return CommandResult(None, stopped, lost=True)
-                now = time.monotonic()
-                if stopped is None:
-                    if cancel is not None and cancel.is_set():
-                        stopped = "cancel"
-                    elif deadline is not None and now >= deadline:
-                        stopped = "timeout"
-                    if stopped:
-                        self._signal(pgid, "TERM", channel)
-                        kill_sent_at = now
-                elif not killed_hard and kill_sent_at is not None \
-                        and now - kill_sent_at >= self.kill_grace:
-                    self._signal(pgid, "KILL", channel)
-                    killed_hard = True
-                elif killed_hard and kill_sent_at is not None \
-                        and now - kill_sent_at >= self.kill_grace * 2:
-                    channel.close()  # the remote ignores even KILL: stop waiting for it
+
+        def offsets() -> dict[str, int]:
+            return {"stdout": stdout.offset, "stderr": stderr.offset}
+
+        while True:
+            data_ready.wait(wait)
+            data_ready.clear()
+            while channel.recv_ready():
+                stdout_in.feed(channel.recv(READ_CHUNK))
+            while channel.recv_stderr_ready():
+                stderr.feed(channel.recv_stderr(READ_CHUNK))
+            wait = TICK_SECONDS
+            due = control.tick()
+            if due is not None:
+                wait = min(wait, due)
+            if channel.exit_status_ready() and not channel.recv_ready() \
+                    and not channel.recv_stderr_ready():
+                # sshd may send the exit status before it has drained the command's
+                # stderr: EOF (no more data on either stream) or the close is the end.
+                # A background process holding the output open never sends EOF, so
+                # after the exit wait for it only a moment.
+                if channel.eof_received or channel.closed:
                     break
-        finally:
-            stdout.close()
-            stderr.close()
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > EOF_GRACE:
+                    break
+            if not transport.is_active() or (channel.closed and
+                                              not channel.exit_status_ready()):
+                return StepResult(None, stopped, lost=True, offsets=offsets())
+            now = time.monotonic()
+            if stopped is None:
+                stopped = control.stop_reason()
+                if stopped:
+                    self._stop(where, "TERM", channel)
+                    kill_sent_at = now
+            elif not killed_hard and kill_sent_at is not None \
+                    and now - kill_sent_at >= self.kill_grace:
+                self._stop(where, "KILL", channel)
+                killed_hard = True
+            elif killed_hard and kill_sent_at is not None \
+                    and now - kill_sent_at >= self.kill_grace * 2:
+                channel.close()  # the remote ignores even KILL: stop waiting for it
+                break
+        stdout_in.close()
+        stderr.close()
         code = channel.recv_exit_status() if channel.exit_status_ready() else None
         channel.close()
         if code == -1 and stopped is None and self._connection_dropped(transport):
-            return CommandResult(None, stopped, lost=True)
-        return CommandResult(code, stopped)
+            return StepResult(None, stopped, lost=True, offsets=offsets())
+        return StepResult(code, stopped, offsets=offsets())
+
+    def _stop(self, where: StepLocation, signal_name: str, channel: paramiko.Channel) -> None:
+        if not self.signal(where, signal_name):
+            log.warning("%s: could not send %s to the step in %s", self.target.name,
+                        signal_name, where.path)
 
     @staticmethod
     def _connection_dropped(transport: paramiko.Transport) -> bool:
@@ -338,27 +495,6 @@ class SSHSession:
         while transport.is_active() and time.monotonic() < deadline:
             time.sleep(0.02)  # bounded wait for paramiko's reader to notice the EOF
         return not transport.is_active()
-
-    def _signal(self, pgid: list[int], signal_name: str, channel: paramiko.Channel) -> None:
-        """Signal the command's process group over a second channel of this connection."""
-        if not pgid:
-            channel.close()  # not started far enough to have a group: drop it
-            return
-        try:
-            result = self.connection.run(
-                f"kill -s {signal_name} -- -{pgid[0]}", in_stream=False, hide=True, warn=True,
-                timeout=self.connect_timeout)
-        except Exception as exc:  # noqa: BLE001 - best effort: the loop still bounds the wait
-            log.warning("%s: sending %s to process group %s failed: %s", self.target.name,
-                        signal_name, pgid[0], _first_line(exc))
-            channel.close()
-            return
-        if result.failed:
-            log.warning("%s: kill -s %s -- -%s exited %s: %s", self.target.name, signal_name,
-                        pgid[0], result.exited, result.stderr.strip()[:300])
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def _first_line(exc: BaseException) -> str:

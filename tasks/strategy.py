@@ -106,3 +106,60 @@ def parse_strategy(raw: Any, defaults: dict[str, Any], default_parallel: int) ->
         message = first["msg"].removeprefix("Value error, ")
         raise PatchbayError("invalid", f"strategy.{where}: {message}",
                             f"strategy.{where}") from exc
+
+
+# -- rollout rules: pure functions the runner asks as servers finish ------------------
+
+CANARY_FAILED = "the canary batch failed"
+
+
+def split_batches(items: list[Any], sizes: list[int]) -> list[list[Any]]:
+    """``items`` cut into consecutive batches of ``sizes``."""
+    batches, start = [], 0
+    for size in sizes:
+        batches.append(items[start:start + size])
+        start += size
+    return batches
+
+
+def batch_numbers(sizes: list[int]) -> list[int]:
+    """The batch number of each position, for batches of ``sizes``."""
+    return [index for index, size in enumerate(sizes) for _ in range(size)]
+
+
+def failure_stop(failures: int, limit: int | None, max_failures: int | str | None
+                 ) -> str | None:
+    """Why the rollout stops after ``failures`` failed servers, or None to go on."""
+    if limit is None or failures < limit:
+        return None
+    return f"{failures} server(s) failed (max_failures {max_failures})"
+
+
+def canary_stop(batch_index: int, batch_count: int, failures: int) -> str | None:
+    """A failure in the first of several batches stops the rollout there."""
+    if batch_index == 0 and batch_count > 1 and failures:
+        return CANARY_FAILED
+    return None
+
+
+def count_statuses(statuses: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def final_status(counts: dict[str, int], host_count: int, cancelled: bool) -> str:
+    """The job's status from its servers' statuses."""
+    if cancelled:
+        return "cancelled"
+    if counts.get("succeeded", 0) == host_count:
+        return "succeeded"
+    return "failed"
+
+
+def not_started_outcome(cancelled: bool, stop_reason: str | None) -> tuple[str, str]:
+    """Status and reason of a server the rollout never reached."""
+    if cancelled:
+        return "cancelled", "job cancelled before this server started"
+    return "skipped", f"not started: {stop_reason}"

@@ -58,7 +58,7 @@ class EngineWorld:
             return [row.to_dict() for row in rows]
 
 
-def build_world(app, runbook_dir, **settings: Any) -> EngineWorld:
+def build_world(app, runbook_dir, transport=None, **settings: Any) -> EngineWorld:
     from extensions import db
 
     with app.app_context():
@@ -76,5 +76,6 @@ def build_world(app, runbook_dir, **settings: Any) -> EngineWorld:
         runbooks=RunbookStore(runbook_dir).load,
         start_task=start_thread,
         settings=EngineSettings(**{"kill_grace": 2, "connect_timeout": 5, **settings}),
+        transport=transport,
     )
     return EngineWorld(engine, sessions, published)

@@ -252,7 +252,7 @@ def test_a_failed_adhoc_job_reruns_its_command_as_typed_on_the_servers_that_fail
         job_id = job.id
     plan = seeded.extensions["patchbay"].rerun_plan(job_id)
 
-    assert (plan.runbook.kind, plan.runbook.name, plan.params) == \
+    assert (plan.kind, plan.runbook_name, plan.params) == \
         ("adhoc", "adhoc", {"command": command})
     assert [(h.name, [(s.name, s.command) for s in h.steps], h.on_failure)
             for h in plan.hosts] == [("s2", [("command", command)], [])]

@@ -217,7 +217,8 @@ def test_dry_run_shows_exactly_the_commands_that_then_run(world, sshd_fleet):
                for s in h["steps"]}
     assert ran == planned
     greet = [line for e in world.events(job.id) if e["type"] == "output"
-             and e["host"] == "h01" for line in e["data"]["lines"]]
+             and e["host"] == "h01" and e["data"]["stream"] == "stdout"
+             for line in e["data"]["lines"]]
     assert greet[0] == "hello from h01:  it's $(here); `now`"
 
 

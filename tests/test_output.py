@@ -1,5 +1,5 @@
 """Output plumbing without SSH: coalescing lines into events, splitting byte chunks into
-lines, and the process-group wrapper run by a local shell."""
+lines with their byte offsets, and the remote step scripts run by a local shell."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 
 from tasks.output import HostOutput
-from tasks.ssh import MAX_LINE_CHARS, PGID_MARKER, _LineSplitter, wrap_command
+from tasks.ssh import (
+    ATTACH_SCRIPT,
+    MAX_LINE_BYTES,
+    PGID_MARKER,
+    START_SCRIPT,
+    STATUS_SCRIPT,
+    LineSplitter,
+    remote_script,
+)
+
+MAX_LINE_CHARS = MAX_LINE_BYTES  # the long-line tests use one-byte characters
 
 HUGE = 1e9  # an interval that never passes during a test
 
@@ -149,12 +159,13 @@ def test_last_stdout_line(lines, last):
     assert output.last_stdout_line == last
 
 
-# --- _LineSplitter -------------------------------------------------------------------
+# --- LineSplitter --------------------------------------------------------------------
 
 
 def split(chunks: list[bytes], close: bool = True) -> list[tuple[str, str]]:
     emitted: list[tuple[str, str]] = []
-    splitter = _LineSplitter("stdout", lambda stream, line: emitted.append((stream, line)))
+    splitter = LineSplitter("stdout",
+                            lambda stream, line, offset: emitted.append((stream, line)))
     for chunk in chunks:
         splitter.feed(chunk)
     if close:
@@ -231,35 +242,77 @@ def test_a_long_line_without_newline_is_not_buffered_whole():
     assert emitted == [("stdout", "x" * MAX_LINE_CHARS)] * 3
 
 
-# --- wrap_command --------------------------------------------------------------------
+def test_each_line_carries_the_byte_offset_just_after_it():
+    emitted: list[tuple[str, int]] = []
+    splitter = LineSplitter("stdout", lambda _s, line, offset: emitted.append((line, offset)))
+    data = "café\r\nx\n\nlast".encode()
+
+    for byte in one_byte_at_a_time(data):
+        splitter.feed(byte)
+    splitter.close()
+
+    assert emitted == [("café", 7), ("x", 9), ("", 10), ("last", 14)]
+    assert splitter.offset == len(data)
 
 
-def run_wrapped(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/bin/sh", "-c", wrap_command(command)], capture_output=True,
-                          text=True, timeout=10, check=False)
+def test_a_splitter_can_start_at_an_offset():
+    emitted: list[int] = []
+    splitter = LineSplitter("stderr", lambda _s, _l, offset: emitted.append(offset), 100)
+
+    splitter.feed(b"a\nbc\n")
+
+    assert emitted == [102, 105]
 
 
-def test_wrapped_command_prints_its_process_group_first_and_keeps_the_exit_code():
-    result = run_wrapped("echo hi; exit 7")
+def test_long_multibyte_lines_are_cut_at_character_boundaries():
+    line = "é" * MAX_LINE_BYTES  # two bytes each
+    pieces = [text for _, text in split([(line + "\n").encode()])]
+
+    assert "".join(pieces) == line
+    assert "\ufffd" not in "".join(pieces)
+
+
+# --- the remote step scripts, run by a local shell ---------------------------------------
+
+
+def run_step(tmp_path, command: str, shell: str = "sh") -> subprocess.CompletedProcess[str]:
+    """Run START_SCRIPT as sshd would: in a login shell leading its own session."""
+    return subprocess.run(["setsid", "-w", shell, "-c",
+                           remote_script(START_SCRIPT, command, str(tmp_path / "run" / "0"))],
+                          capture_output=True, text=True, timeout=10, check=False,
+                          cwd=tmp_path)
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_step_prints_its_process_group_first_and_keeps_the_exit_code(tmp_path, shell):
+    result = run_step(tmp_path, "echo hi; exit 7", shell)
 
     first, *rest = result.stdout.split("\n")
-    assert re.fullmatch(re.escape(PGID_MARKER) + r"[0-9]+", first)
+    assert re.fullmatch(re.escape(PGID_MARKER.decode()) + r"[0-9]+", first)
     assert rest == ["hi", ""]
     assert result.returncode == 7
 
 
-def test_the_marker_is_the_group_of_the_command():
-    result = run_wrapped("awk '{print $5}' /proc/$$/stat")  # field 5: process group
+def test_a_step_writes_its_output_pgid_and_status_to_its_run_directory(tmp_path):
+    result = run_step(tmp_path, "echo out; echo err >&2; printf tail; exit 3")
 
-    marker, pgid = result.stdout.splitlines()
-    assert marker == PGID_MARKER + pgid
+    run = tmp_path / "run" / "0"
+    pgid = result.stdout.splitlines()[0].removeprefix(PGID_MARKER.decode())
+    assert (run / "out").read_bytes() == b"out\ntail"
+    assert (run / "err").read_bytes() == b"err\n"
+    assert (run / "status").read_text() == "3\n"
+    assert (run / "pgid").read_text() == pgid + "\n"
+    assert not (run / "status.tmp").exists()
 
 
-def test_the_command_runs_in_a_new_session():
-    result = run_wrapped("awk '{print $6}' /proc/$$/stat; echo $$")  # field 6: session
+def test_the_step_runs_in_the_shell_session_and_group_and_in_its_working_directory(
+        tmp_path):
+    result = run_step(tmp_path, "awk '{print $5, $6}' /proc/$$/stat; pwd")
 
-    _, sid, pid = result.stdout.splitlines()
-    assert sid == pid
+    marker, group_and_session, cwd = result.stdout.splitlines()
+    pgid = marker.removeprefix(PGID_MARKER.decode())
+    assert group_and_session == f"{pgid} {pgid}"
+    assert cwd == str(tmp_path)
 
 
 @pytest.mark.parametrize("command", [
@@ -267,19 +320,41 @@ def test_the_command_runs_in_a_new_session():
     "for i in 1 2 3; do echo $i; done",
     "x='a  b'; echo \"$x\"; echo $x",
     "echo no newline at the end | tr -d '\\n'",
+    "echo \"[$1] [$#] [$__pb_c] [$__pb_d]\"",
 ])
-def test_the_command_text_reaches_the_shell_unchanged(command):
+def test_the_command_text_reaches_the_shell_unchanged(tmp_path, command):
     direct = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
                             timeout=10, check=False)
 
-    wrapped = run_wrapped(command)
+    wrapped = run_step(tmp_path, command)
 
     assert wrapped.stdout.split("\n", 1)[1] == direct.stdout
 
 
-def test_stderr_and_success_pass_through():
-    result = run_wrapped("echo oops >&2; echo fine")
+def test_a_syntax_error_is_the_step_s_own_failure(tmp_path):
+    result = run_step(tmp_path, "echo ( oops")
 
-    assert result.stdout.splitlines()[1:] == ["fine"]
-    assert result.stderr == "oops\n"
-    assert result.returncode == 0
+    assert result.returncode == 2
+    assert "Syntax error" in result.stderr
+    assert (tmp_path / "run" / "0" / "status").read_text() == "2\n"
+
+
+def test_status_and_attach_read_a_finished_step_from_offsets(tmp_path):
+    run_step(tmp_path, "echo one; echo two; echo e1 >&2; echo e2 >&2; exit 4")
+    where = str(tmp_path / "run" / "0")
+
+    status = subprocess.run(["sh", "-c", remote_script(STATUS_SCRIPT, where)],
+                            capture_output=True, text=True, check=True)
+    rest = subprocess.run(["sh", "-c", remote_script(ATTACH_SCRIPT, where, "5", "4")],
+                          capture_output=True, text=True, check=True)
+
+    state, _, code = status.stdout.split()
+    assert (state, code) == ("exited", "4")
+    assert (rest.stdout, rest.stderr) == ("two\n", "e2\n")
+
+
+def test_status_of_a_step_that_never_started_is_missing(tmp_path):
+    status = subprocess.run(["sh", "-c", remote_script(STATUS_SCRIPT, str(tmp_path / "x"))],
+                            capture_output=True, text=True, check=True)
+
+    assert status.stdout.split()[0] == "missing"

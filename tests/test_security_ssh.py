@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,8 @@ from hypothesis import strategies as st
 from tasks.errors import PatchbayError
 from tasks.runbook_store import RunbookStore
 from tasks.runbooks import HostContext
-from tasks.ssh import SSHSession, Target
+from tasks.ssh import SSHHostSession
+from tasks.transport import StepLocation, Target
 from tests.conftest import TEST_RUNBOOKS
 
 NASTY = ["'", '"', ";", "$(id)", "`id`", "\n", "|", "&&", "*", "$HOME", "\\", " ", "#", "-e"]
@@ -18,11 +21,24 @@ NASTY = ["'", '"', ";", "$(id)", "`id`", "\n", "|", "&&", "*", "$HOME", "\\", " 
 @pytest.fixture(scope="module")
 def remote(sshd_fleet):
     host = sshd_fleet.hosts[0]
-    session = SSHSession(Target(host.name, host.address, host.port, "root",
+    session = SSHHostSession(Target(host.name, host.address, host.port, "root",
                                 str(sshd_fleet.client_key), str(sshd_fleet.known_hosts)))
     session.connect()
     yield session, HostContext(host.name, host.address, host.port, "root", {})
     session.close()
+
+
+class RunToTheEnd:
+    """A step control that never stops the step."""
+
+    def stop_reason(self) -> None:
+        return None
+
+    def tick(self) -> None:
+        return None
+
+
+step_numbers = itertools.count()
 
 
 def arguments_seen(remote, value: str) -> list[bytes]:
@@ -30,7 +46,10 @@ def arguments_seen(remote, value: str) -> list[bytes]:
     runbook = RunbookStore(TEST_RUNBOOKS).load()["echo-arg"]
     step = runbook.render(runbook.validate_params({"value": value}), host)[0]
     lines: list[str] = []
-    result = session.run(step.command, lambda stream, line: lines.append(line), timeout=10)
+    where = StepLocation("~/.patchbay/test-runs", "security", host.name,
+                         str(next(step_numbers)))
+    result = session.start_step(where, step.command,
+                                lambda stream, line, offset: lines.append(line), RunToTheEnd())
     assert result.exit_code == 0
     return [bytes.fromhex(line) for line in lines]
 

@@ -1,0 +1,210 @@
+"""Planning: runbook + parameters + servers -> a :class:`JobPlan`; server locks; re-runs.
+
+A plan holds every command exactly as it will run. Recording a job stores each
+server's part of the plan with it, so a console that resumes the job after a restart
+runs what was planned, even if the runbook file or the inventory changed since.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Job, JobHost, Server, ServerLock
+from tasks.adhoc import KIND as ADHOC
+from tasks.adhoc import CommandRunbook
+from tasks.errors import PatchbayError
+from tasks.runbooks import HostContext, RenderedStep, Runbook, RunbookError
+from tasks.strategy import Strategy, batch_numbers, parse_strategy, split_batches
+from tasks.transport import Target
+
+
+@dataclass
+class HostPlan:
+    """One server's part of a planned job: where to connect and what will run."""
+
+    server_id: int | None
+    name: str
+    target: Target
+    steps: list[RenderedStep]
+    on_failure: list[RenderedStep]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": asdict(self.target),
+                "steps": [asdict(step) for step in self.steps],
+                "on_failure": [asdict(step) for step in self.on_failure]}
+
+    @classmethod
+    def from_json(cls, server_id: int | None, name: str, data: dict[str, Any]) -> HostPlan:
+        return cls(server_id, name, Target(**data["target"]),
+                   [RenderedStep(**step) for step in data["steps"]],
+                   [RenderedStep(**step) for step in data["on_failure"]])
+
+
+@dataclass
+class JobPlan:
+    """What a job will do: the runbook's name, kind and step names travel with it so a
+    resumed job needs no runbook file."""
+
+    runbook_name: str
+    kind: str
+    step_names: list[str]
+    params: dict[str, str]
+    strategy: Strategy
+    hosts: list[HostPlan]
+
+    def batches(self) -> list[list[HostPlan]]:
+        return split_batches(self.hosts, self.strategy.batch_sizes(len(self.hosts)))
+
+    def preview(self) -> dict[str, Any]:
+        """What ``job:plan`` shows: per server, the exact commands that will run."""
+        return {
+            "runbook": self.runbook_name,
+            "params": self.params,
+            "strategy": self.strategy.model_dump(),
+            "batches": [[h.name for h in batch] for batch in self.batches()],
+            "hosts": [
+                {"name": h.name,
+                 "steps": [{"name": s.name, "command": s.command} for s in h.steps],
+                 "on_failure": [{"name": s.name, "command": s.command}
+                                for s in h.on_failure]}
+                for h in self.hosts
+            ],
+        }
+
+
+class Planner:
+    """Validates job requests into plans and records them, holding their servers."""
+
+    def __init__(self, db_sessions: sessionmaker[Session],
+                 runbooks: Callable[[], dict[str, Runbook]], default_parallel: int,
+                 known_hosts: str | None, node_id: str) -> None:
+        self.db_sessions = db_sessions
+        self.runbooks = runbooks
+        self.default_parallel = default_parallel
+        self.known_hosts = known_hosts
+        self.node_id = node_id
+        self._record_lock = threading.Lock()
+
+    def plan(self, runbook: str | Runbook, params: Any, servers: list[str] | None = None,
+             tags: list[str] | None = None, strategy: Any = None) -> JobPlan:
+        """Validate a job request and render every command; raise :class:`PatchbayError`.
+
+        ``runbook`` is a runbook's name, or a runbook object built in memory (an ad-hoc
+        command's :class:`~tasks.adhoc.CommandRunbook`)."""
+        try:
+            book = runbook if isinstance(runbook, Runbook) else self.runbooks().get(runbook)
+        except RunbookError as exc:
+            raise PatchbayError("runbook_invalid", str(exc), "runbook") from None
+        if book is None:
+            raise PatchbayError("unknown_runbook", f"no runbook named {runbook!r}", "runbook")
+        values = book.validate_params(params)
+        chosen_strategy = parse_strategy(strategy, book.spec.strategy, self.default_parallel)
+        with self.db_sessions() as session:
+            hosts = []
+            for server in select_servers(session, servers, tags):
+                context = HostContext(server.name, server.host, server.port, server.user,
+                                      dict(server.vars or {}))
+                hosts.append(HostPlan(
+                    server.id, server.name,
+                    Target(server.name, server.host, server.port, server.user,
+                           server.key_path, server.known_hosts or self.known_hosts,
+                           accept_new_host_keys=server.host_key_policy == "accept-new"),
+                    book.render(values, context), book.render_on_failure(values, context)))
+        return JobPlan(book.name, book.kind, [s.name for s in book.spec.steps], values,
+                       chosen_strategy, hosts)
+
+    def record(self, plan: JobPlan, user_id: int | None, rerun_of: int | None) -> Job:
+        """Lock the plan's servers and record the job as running on this node."""
+        batch_of = batch_numbers(plan.strategy.batch_sizes(len(plan.hosts)))
+        server_ids = [h.server_id for h in plan.hosts if h.server_id is not None]
+        with self._record_lock, self.db_sessions() as session:
+            refuse_busy(session, server_ids)
+            job = Job(runbook=plan.runbook_name, kind=plan.kind, params=plan.params,
+                      strategy=plan.strategy.model_dump(), status="running",
+                      created_by_id=user_id, node_id=self.node_id, rerun_of_id=rerun_of)
+            session.add(job)
+            session.flush()
+            for position, host in enumerate(plan.hosts):
+                session.add(JobHost(job_id=job.id, server_id=host.server_id, name=host.name,
+                                    position=position, batch=batch_of[position],
+                                    plan=host.to_json()))
+                if host.server_id is not None:
+                    session.add(ServerLock(server_id=host.server_id, job_id=job.id))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                refuse_busy(session, server_ids)
+                raise
+            return job
+
+    def rerun_plan(self, job_id: int) -> JobPlan:
+        """A plan with the same runbook, parameters and strategy as job ``job_id``, on
+        its servers that did not succeed."""
+        with self.db_sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
+            if job.status in ("running", "succeeded"):
+                raise PatchbayError("invalid",
+                                    f"job #{job_id} is {job.status}: nothing to re-run",
+                                    "job_id")
+            names = [host.name for host in job.hosts if host.status != "succeeded"]
+            runbook: str | Runbook = CommandRunbook() if job.kind == ADHOC else job.runbook
+            params, strategy = dict(job.params), dict(job.strategy)
+        return self.plan(runbook, params, names, strategy=strategy)
+
+
+def stored_plan(job: Job) -> JobPlan:
+    """The plan a recorded job runs, rebuilt from what was stored with it."""
+    hosts = [HostPlan.from_json(h.server_id, h.name, h.plan) for h in job.hosts if h.plan]
+    step_names = [s.name for s in hosts[0].steps] if hosts else []
+    return JobPlan(job.runbook, job.kind, step_names, dict(job.params),
+                   Strategy.model_validate(job.strategy), hosts)
+
+
+def select_servers(session: Session, names: list[str] | None,
+                   tags: list[str] | None) -> list[Server]:
+    """The servers a request names, or those with any of its tags, in a stable order."""
+    if names and tags:
+        raise PatchbayError("invalid", "give either servers or tags, not both", "servers")
+    if names:
+        if len(set(names)) != len(names):
+            raise PatchbayError("invalid", "a server is listed twice", "servers")
+        found = {s.name: s for s in session.scalars(
+            select(Server).where(Server.name.in_(names)))}
+        missing = [name for name in names if name not in found]
+        if missing:
+            raise PatchbayError("unknown_server", f"unknown server {missing[0]!r}",
+                                "servers")
+        return [found[name] for name in names]
+    if tags:
+        wanted = set(tags)
+        chosen = [s for s in session.scalars(select(Server).order_by(Server.name))
+                  if wanted & set(s.tags or [])]
+        if not chosen:
+            raise PatchbayError("unknown_server",
+                                f"no server has any of the tags {', '.join(sorted(wanted))}",
+                                "tags")
+        return chosen
+    raise PatchbayError("invalid", "choose at least one server (servers or tags)",
+                        "servers")
+
+
+def refuse_busy(session: Session, server_ids: list[int]) -> None:
+    """Raise ``server_busy`` if any of the servers is held by a running job."""
+    held = session.execute(
+        select(Server.name, ServerLock.job_id).join(ServerLock,
+                                                    ServerLock.server_id == Server.id)
+        .where(ServerLock.server_id.in_(server_ids)).order_by(Server.name)).first()
+    if held is not None:
+        raise PatchbayError("server_busy",
+                            f"server {held.name} is held by running job #{held.job_id}",
+                            "servers")

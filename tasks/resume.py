@@ -1,0 +1,140 @@
+"""Where a job stands, read from its event log: what a console resumes after a restart.
+
+Pure logic over the events (no I/O), so every resume decision is unit-tested. For each
+server the log tells whether it finished, never started, stands between two steps, or
+was inside a step; for a step, the byte offset of each stream already stored (the
+``offset`` of the step's last ``output`` event per stream) is where reading goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+STEPS, ON_FAILURE = "steps", "on_failure"
+
+
+@dataclass
+class StepPosition:
+    """One step of one server: its phase (``steps`` or ``on_failure``) and index."""
+
+    phase: str
+    index: int
+
+
+@dataclass
+class OpenStep:
+    """A step that was started and has no ``step_finished`` yet."""
+
+    position: StepPosition
+    started_ts: float
+    offsets: dict[str, int] = field(default_factory=dict)
+    last_stdout_line: str | None = None
+
+
+@dataclass
+class HostProgress:
+    """What the log says of one server.
+
+    ``state`` is ``pending`` (never started), ``finished``, ``between`` (started, no step
+    open) or ``in_step``. ``failure`` is the outcome of a failed step whose
+    ``on_failure`` steps are under way. ``next_step`` is where a ``between`` server goes
+    on; ``None`` there means its steps are all done.
+    """
+
+    name: str
+    state: str = "pending"
+    status: str | None = None
+    open_step: OpenStep | None = None
+    next_step: StepPosition | None = None
+    facts: dict[str, str] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+
+
+@dataclass
+class JobProgress:
+    hosts: dict[str, HostProgress]
+    started_batches: set[int]
+    job_started: bool
+
+
+def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
+                  captures: dict[str, list[str | None]],
+                  step_names: dict[str, list[str]]) -> JobProgress:
+    """Fold a job's events (oldest first) into each server's progress.
+
+    ``captures`` maps a phase to each step's ``capture`` name (or None); ``step_names``
+    maps a phase to its step names (to name a failed step)."""
+    hosts = {name: HostProgress(name) for name in host_names}
+    started_batches: set[int] = set()
+    job_started = False
+    last_line: dict[str, str | None] = {}
+    for event in events:
+        kind, data, name = event["type"], event.get("data") or {}, event.get("host")
+        if kind == "job_started":
+            job_started = True
+        elif kind == "batch_started":
+            started_batches.add(int(data.get("batch", 0)))
+        if name not in hosts:
+            continue
+        host = hosts[name]
+        if kind == "host_started":
+            host.state, host.next_step = "between", StepPosition(STEPS, 0)
+        elif kind == "step_started":
+            position = StepPosition(data.get("phase", STEPS), int(data.get("index", 0)))
+            host.state, host.next_step = "in_step", None
+            host.open_step = OpenStep(position, float(event.get("ts") or 0))
+            last_line[name] = None
+        elif kind == "output" and host.open_step is not None:
+            stream = data.get("stream")
+            if "offset" in data and stream:
+                host.open_step.offsets[stream] = int(data["offset"])
+            if stream == "stdout":
+                for line in data.get("lines") or []:
+                    if line.strip():
+                        host.open_step.last_stdout_line = line.strip()
+        elif kind == "step_finished" and host.open_step is not None:
+            _close_step(host, data, captures, step_names)
+        elif kind == "host_finished":
+            host.state, host.status = "finished", data.get("status")
+            host.open_step = host.next_step = None
+    return JobProgress(hosts, started_batches, job_started)
+
+
+def _close_step(host: HostProgress, data: dict[str, Any],
+                captures: dict[str, list[str | None]],
+                step_names: dict[str, list[str]]) -> None:
+    step = host.open_step
+    assert step is not None
+    position = step.position
+    host.open_step, host.state = None, "between"
+    ok = data.get("status") == "ok"
+    if position.phase == STEPS:
+        if ok:
+            names = captures.get(STEPS, [])
+            capture = names[position.index] if position.index < len(names) else None
+            if capture and step.last_stdout_line is not None:
+                host.facts[capture] = step.last_stdout_line
+            host.next_step = StepPosition(STEPS, position.index + 1)
+            if position.index + 1 >= len(step_names.get(STEPS, [])):
+                host.next_step = None
+            return
+        host.failure = {
+            "status": "cancelled" if data.get("status") == "cancelled" else "failed",
+            "failed_step": data.get("step"), "exit_code": data.get("exit_code"),
+            "reason": data.get("reason"), "lost": bool(data.get("lost")),
+        }
+        runs_rollback = (host.failure["status"] == "failed" and not host.failure["lost"]
+                         and step_names.get(ON_FAILURE))
+        host.next_step = StepPosition(ON_FAILURE, 0) if runs_rollback else None
+        return
+    if not ok:
+        if host.failure is not None:
+            host.failure["reason"] = (f"{host.failure.get('reason')}; on_failure step "
+                                      f"{data.get('step')!r} also failed")
+        host.next_step = None
+        return
+    following = position.index + 1
+    has_more = following < len(step_names.get(ON_FAILURE, []))
+    host.next_step = StepPosition(ON_FAILURE, following) if has_more else None

@@ -1,0 +1,478 @@
+"""Running: one :class:`JobRun` per running job, fresh or resumed.
+
+A run walks the plan's batches; each batch is worked by up to ``parallel`` worker tasks,
+each taking the next server and running its steps over one transport session. A step
+runs detached on its server (see :mod:`tasks.transport`), so when the connection drops
+mid-step the run reconnects with backoff and reads on from the stored byte offsets, and
+a run resumed after a console restart picks every server up where its log ends:
+re-attaching to a step still running, collecting one that ended meanwhile, or going on
+with the next step, the next server and the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.events import EventLog
+from tasks.output import HostOutput
+from tasks.planning import HostPlan, JobPlan
+from tasks.resume import ON_FAILURE, STEPS, HostProgress, JobProgress, OpenStep, StepPosition
+from tasks.runbooks import RenderedStep
+from tasks.strategy import (
+    canary_stop,
+    count_statuses,
+    failure_stop,
+    final_status,
+    not_started_outcome,
+)
+from tasks.transport import (
+    HostSession,
+    StepLocation,
+    StepResult,
+    Transport,
+    TransportError,
+)
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_SECONDS = 1.0  # how soon a cancel requested by another process is seen
+RECONNECT_FIRST_DELAY = 0.5
+RECONNECT_MAX_DELAY = 10.0
+
+
+@dataclass
+class RunSettings:
+    """What every run of this process shares (from ``config.DEFAULTS``)."""
+
+    step_timeout: float = 3600
+    flush_interval: float = 0.1
+    flush_lines: int = 500
+    remote_run_dir: str = "~/.patchbay/runs"
+    reattach_timeout: float = 120
+    remote_run_retention: float = 7 * 86_400
+    max_step_output: int = 1 << 30
+
+
+@dataclass
+class JobWorld:
+    """The engine's world, as a run needs it."""
+
+    events: EventLog
+    transport: Transport
+    start_task: Callable[..., Any]
+    host_slots: threading.BoundedSemaphore
+    is_cancel_requested: Callable[[int], bool]
+    settings: RunSettings
+
+
+@dataclass
+class _StepOutcome:
+    status: str  # "ok", "failed" or "cancelled"
+    exit_code: int | None = None
+    reason: str | None = None
+    lost: bool = False
+    last_line: str | None = None
+
+
+class _StepControl:
+    """Answers a transport's questions while one step runs: stop it? flush output?"""
+
+    def __init__(self, cancel: threading.Event | None, deadline: float | None,
+                 output: HostOutput, max_output: int) -> None:
+        self.cancel = cancel
+        self.deadline = deadline
+        self.output = output
+        self.max_output = max_output
+
+    def stop_reason(self) -> str | None:
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancel"
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "timeout"
+        if self.output.total_bytes > self.max_output:
+            return "output_limit"
+        return None
+
+    def tick(self) -> float | None:
+        return self.output.tick()
+
+
+@dataclass
+class JobRun:
+    """One running job: its plan, its cancel flag and what its servers have done."""
+
+    job_id: int
+    job_uid: str
+    owner_id: int | None
+    plan: JobPlan
+    world: JobWorld
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    results: dict[str, str] = field(default_factory=dict)
+    failures: int = 0
+    stop_reason: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def events(self) -> EventLog:
+        return self.world.events
+
+    # -- the rollout --------------------------------------------------------------------
+
+    def run(self, progress: JobProgress | None = None) -> None:
+        """Run the job to its end; ``progress`` resumes it where its log stops."""
+        self.world.start_task(self._watch_cancel_requests)
+        started = time.monotonic()
+        batches = self.plan.batches()
+        hosts_progress = progress.hosts if progress else {}
+        started_batches = progress.started_batches if progress else set()
+        if progress is None or not progress.job_started:
+            self._append("job_started", None, {
+                "runbook": self.plan.runbook_name, "kind": self.plan.kind,
+                "params": self.plan.params, "strategy": self.plan.strategy.model_dump(),
+                "servers": [h.name for h in self.plan.hosts],
+                "batches": [[h.name for h in batch] for batch in batches],
+                "steps": self.plan.step_names,
+            })
+        limit = self.plan.strategy.failure_limit(len(self.plan.hosts))
+        self._take_finished(hosts_progress, batches, limit)
+        try:
+            for index, batch in enumerate(batches):
+                todo = [h for h in batch if h.name not in self.results]
+                if not todo:
+                    continue
+                if self.cancel.is_set() or self.stop_reason:
+                    break
+                if index not in started_batches:
+                    self._append("batch_started", None,
+                                 {"batch": index, "servers": [h.name for h in batch]})
+                self._run_batch(todo, hosts_progress, limit)
+                with self.lock:
+                    failed = sum(1 for h in batch if self.results.get(h.name) == "failed")
+                    self.stop_reason = self.stop_reason or canary_stop(index, len(batches),
+                                                                       failed)
+            for host in self.plan.hosts:
+                if host.name not in self.results:
+                    status, reason = not_started_outcome(self.cancel.is_set(),
+                                                         self.stop_reason)
+                    self._append("host_finished", host.name,
+                                 {"status": status, "reason": reason})
+                    self.results[host.name] = status
+        except Exception as exc:  # noqa: BLE001 - a bug must still end the job visibly
+            log.exception("job %s crashed", self.job_id)
+            for host in self.plan.hosts:
+                if host.name not in self.results:
+                    self._append("host_finished", host.name,
+                                 {"status": "failed", "reason": f"internal error: {exc}"})
+                    self.results[host.name] = "failed"
+        counts = count_statuses(list(self.results.values()))
+        finished: dict[str, Any] = {
+            "status": final_status(counts, len(self.plan.hosts), self.cancel.is_set()),
+            "counts": counts, "duration": round(time.monotonic() - started, 3)}
+        if self.stop_reason:
+            finished["reason"] = self.stop_reason
+        self._append("job_finished", None, finished)
+        self.events.wait_written()
+        self.finished.set()
+
+    def _take_finished(self, progress: dict[str, HostProgress],
+                       batches: list[list[HostPlan]], limit: int | None) -> None:
+        """Servers a resumed job had already finished count as before the restart."""
+        for host in self.plan.hosts:
+            known = progress.get(host.name)
+            if known is not None and known.state == "finished":
+                self.results[host.name] = known.status or "failed"
+        self.failures = sum(1 for status in self.results.values() if status == "failed")
+        self.stop_reason = failure_stop(self.failures, limit, self.plan.strategy.max_failures)
+        if batches and all(h.name in self.results for h in batches[0]):
+            failed = sum(1 for h in batches[0] if self.results[h.name] == "failed")
+            self.stop_reason = self.stop_reason or canary_stop(0, len(batches), failed)
+
+    def _watch_cancel_requests(self) -> None:
+        """Let a cancel requested through the database (by any console process that
+        shares it) reach this run."""
+        while not self.finished.wait(CANCEL_POLL_SECONDS):
+            if self.cancel.is_set():
+                return
+            if self.world.is_cancel_requested(self.job_id):
+                self.cancel.set()
+                return
+
+    def _run_batch(self, batch: list[HostPlan], progress: dict[str, HostProgress],
+                   limit: int | None) -> None:
+        # Servers under way come first, so a stop lets them finish and skips the rest.
+        batch = sorted(batch, key=lambda h: 0 if h.name in progress
+                       and progress[h.name].state != "pending" else 1)
+        queue = deque(batch)
+        workers = min(self.plan.strategy.parallel, len(batch))
+        done = threading.Semaphore(0)
+
+        def worker() -> None:
+            try:
+                while True:
+                    with self.lock:
+                        if not queue:
+                            return
+                        resuming = queue[0].name in progress and \
+                            progress[queue[0].name].state != "pending"
+                        # A server already under way goes on even after a stop: its
+                        # step is running, and it must reach a known state.
+                        if not resuming and (self.cancel.is_set() or self.stop_reason):
+                            return
+                        host = queue.popleft()
+                    with self.world.host_slots:
+                        status = self._run_host_safely(host, progress.get(host.name))
+                    with self.lock:
+                        self.results[host.name] = status
+                        if status == "failed":
+                            self.failures += 1
+                            self.stop_reason = self.stop_reason or failure_stop(
+                                self.failures, limit, self.plan.strategy.max_failures)
+            finally:
+                done.release()
+
+        for _ in range(workers):
+            self.world.start_task(worker)
+        for _ in range(workers):
+            done.acquire()
+
+    # -- one server -------------------------------------------------------------------
+
+    def _run_host_safely(self, host: HostPlan, progress: HostProgress | None) -> str:
+        """A bug in running one server fails that server visibly, never the job."""
+        try:
+            return self._run_host(host, progress)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("job %s: server %s crashed", self.job_id, host.name)
+            self._append("host_finished", host.name, {
+                "status": "failed", "reason": f"internal error: {type(exc).__name__}: {exc}"})
+            return "failed"
+
+    def _run_host(self, host: HostPlan, progress: HostProgress | None) -> str:
+        """Run (or go on with) one server's steps over one session; its final status."""
+        resuming = progress is not None and progress.state != "pending"
+        started = time.monotonic()
+        if not resuming:
+            self._append("host_started", host.name, {"address": host.target.address})
+        session = self.world.transport(host.target)
+        try:
+            session.connect()
+        except TransportError as exc:
+            session.close()
+            if not resuming:
+                return self._finish_host(host, {"status": "failed", "failed_step": "connect",
+                                                "reason": str(exc)}, started)
+            reconnected = self._reconnect(host, str(exc))
+            if reconnected is None:
+                open_step = progress.open_step if progress else None
+                return self._finish_host(host, self._lost_outcome(host, open_step), started)
+            session = reconnected
+        holder = [session]
+        try:
+            outcome = self._run_steps(host, holder, progress if resuming else None)
+            if not outcome.get("lost"):
+                self.events.wait_written()  # the output is stored: its files may go
+                holder[0].clean(self._host_dir(host), self.world.settings.remote_run_dir,
+                                self.world.settings.remote_run_retention)
+        finally:
+            holder[0].close()
+        return self._finish_host(host, outcome, started)
+
+    def _finish_host(self, host: HostPlan, outcome: dict[str, Any], started: float) -> str:
+        outcome["duration"] = round(time.monotonic() - started, 3)
+        self._append("host_finished", host.name, outcome)
+        return outcome["status"]
+
+    def _run_steps(self, host: HostPlan, holder: list[HostSession],
+                   progress: HostProgress | None) -> dict[str, Any]:
+        facts: dict[str, str] = dict(progress.facts) if progress else {}
+        failure = progress.failure if progress else None
+        position: StepPosition | None = StepPosition(STEPS, 0)
+        open_step: OpenStep | None = None
+        if progress is not None:
+            open_step = progress.open_step
+            position = open_step.position if open_step else progress.next_step
+        while position is not None:
+            steps = host.steps if position.phase == STEPS else host.on_failure
+            if position.index >= len(steps):
+                break
+            step = steps[position.index]
+            if position.phase == STEPS and open_step is None and self.cancel.is_set():
+                return {"status": "cancelled", "reason": "job cancelled", "facts": facts}
+            result = self._run_step(host, holder, step, position, open_step)
+            open_step = None
+            if result.status == "ok":
+                if position.phase == STEPS and step.capture and result.last_line is not None:
+                    facts[step.capture] = result.last_line
+                position = StepPosition(position.phase, position.index + 1)
+                continue
+            if position.phase == ON_FAILURE:
+                if failure is not None:
+                    failure["reason"] = (f"{failure['reason']}; on_failure step "
+                                         f"{step.name!r} also failed")
+                break
+            failure = {"status": "cancelled" if result.status == "cancelled" else "failed",
+                       "failed_step": step.name, "exit_code": result.exit_code,
+                       "reason": result.reason, "lost": result.lost}
+            if failure["status"] == "failed" and host.on_failure and not result.lost:
+                position = StepPosition(ON_FAILURE, 0)
+                continue
+            break
+        if failure is None:
+            return {"status": "succeeded", "facts": facts}
+        outcome = {key: value for key, value in failure.items() if key != "lost" or value}
+        return {**outcome, "facts": facts}
+
+    def _run_step(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
+                  position: StepPosition, resumed: OpenStep | None) -> _StepOutcome:
+        settings = self.world.settings
+        timeout = step.timeout or self.plan.strategy.timeout or settings.step_timeout
+        where = self._location(host, position)
+        if resumed is None:
+            started_wall = time.time()
+            self._append("step_started", host.name, {
+                "step": step.name, "index": position.index, "phase": position.phase,
+                "command": step.command, "timeout": timeout})
+        else:
+            started_wall = resumed.started_ts or time.time()
+        output = HostOutput(self.events, self.job_id, host.name, step.name,
+                            settings.flush_interval, settings.flush_lines,
+                            offsets=resumed.offsets if resumed else None)
+        if resumed is not None:
+            output.last_stdout_line = resumed.last_stdout_line
+        control = _StepControl(None if position.phase == ON_FAILURE else self.cancel,
+                               started_wall + timeout, output, settings.max_step_output)
+        started = time.monotonic()
+        attach = resumed is not None
+        result = self._drive_step(host, holder, step, where, output, control, attach)
+        output.flush()
+        outcome = self._judge(step, timeout, result)
+        outcome.last_line = output.last_stdout_line
+        finished: dict[str, Any] = {
+            "step": step.name, "index": position.index, "phase": position.phase,
+            "status": outcome.status, "exit_code": outcome.exit_code,
+            "duration": round(time.monotonic() - started, 3), "reason": outcome.reason}
+        if outcome.lost:
+            finished["lost"] = True
+        self._append("step_finished", host.name, finished)
+        return outcome
+
+    def _drive_step(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
+                    where: StepLocation, output: HostOutput, control: _StepControl,
+                    attach: bool) -> StepResult:
+        """Start (or re-attach to) a step and read it to its end, reconnecting while
+        the connection drops, for up to ``reattach_timeout`` each time."""
+        while True:
+            try:
+                if attach:
+                    status = holder[0].step_status(where)
+                    if status.state == "missing":  # the step never got to start
+                        attach = False
+                        continue
+                    result = holder[0].attach_step(where, dict(output.offsets), output.line,
+                                                   control)
+                else:
+                    prepare = [self._location(host, StepPosition(STEPS, i))
+                               for i in range(len(host.steps))] if where.key == "0" else None
+                    result = holder[0].start_step(where, step.command, output.line, control,
+                                                  prepare=prepare)
+            except TransportError as exc:
+                result = StepResult(None, lost=True, reason=str(exc))
+            if not result.lost:
+                return result
+            output.flush()
+            holder[0].close()
+            session = self._reconnect(host, result.reason or "SSH connection dropped")
+            if session is None:
+                return StepResult(None, control.stop_reason(), lost=True,
+                                  reason=self._lost_reason(host, step))
+            holder[0] = session
+            attach = True
+
+    def _reconnect(self, host: HostPlan, reason: str) -> HostSession | None:
+        """Reconnect with backoff for up to ``reattach_timeout``; None when that runs
+        out (or the job is cancelled meanwhile)."""
+        timeout = self.world.settings.reattach_timeout
+        self._append("host_reconnecting", host.name, {"reason": reason, "timeout": timeout})
+        deadline = time.monotonic() + timeout
+        delay = RECONNECT_FIRST_DELAY
+        attempts = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.cancel.wait(min(delay, remaining)):
+                return None
+            attempts += 1
+            session = self.world.transport(host.target)
+            try:
+                session.connect()
+            except TransportError as exc:
+                session.close()
+                log.info("job %s: %s still unreachable (%s)", self.job_id, host.name, exc)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            self._append("host_reconnected", host.name, {"attempts": attempts})
+            return session
+
+    def _lost_reason(self, host: HostPlan, step: RenderedStep | None) -> str:
+        timeout = self.world.settings.reattach_timeout
+        if self.cancel.is_set():
+            lead = f"lost: job cancelled while {host.name} was unreachable"
+        else:
+            lead = f"lost: no SSH connection to {host.name} for {timeout:g} s"
+        if step is None:
+            return lead
+        return (f"{lead}; step {step.name!r} was left running on the server "
+                "(not killed), its output so far is kept")
+
+    def _lost_outcome(self, host: HostPlan, open_step: OpenStep | None) -> dict[str, Any]:
+        step = None
+        if open_step is not None:
+            steps = host.steps if open_step.position.phase == STEPS else host.on_failure
+            step = steps[open_step.position.index]
+        outcome: dict[str, Any] = {"status": "failed", "reason": self._lost_reason(host, step),
+                                   "lost": True}
+        if step is not None:
+            outcome["failed_step"] = step.name
+        return outcome
+
+    @staticmethod
+    def _judge(step: RenderedStep, timeout: float, result: StepResult) -> _StepOutcome:
+        code = result.exit_code
+        if result.lost:
+            status = "cancelled" if result.stopped == "cancel" else "failed"
+            return _StepOutcome(status, None, result.reason or "SSH connection dropped",
+                                lost=True)
+        if result.stopped == "timeout":
+            return _StepOutcome("failed", code, f"timed out after {timeout:g} s")
+        if result.stopped == "cancel":
+            return _StepOutcome("cancelled", code, "stopped: job cancelled")
+        if result.stopped == "output_limit":
+            return _StepOutcome("failed", code, "stopped: its output passed the limit "
+                                "(PATCHBAY_MAX_STEP_OUTPUT)")
+        if result.reason and code is None:
+            return _StepOutcome("failed", None, result.reason)
+        if code == 0:
+            return _StepOutcome("ok", 0)
+        if result.reason:
+            return _StepOutcome("failed", code, result.reason)
+        if code is None or code == -1:
+            return _StepOutcome("failed", code, f"step {step.name!r} was killed by a signal")
+        return _StepOutcome("failed", code, f"step {step.name!r} exited with code {code}")
+
+    # -- names ------------------------------------------------------------------------
+
+    def _host_dir(self, host: HostPlan) -> str:
+        return self._location(host, StepPosition(STEPS, 0)).host_dir
+
+    def _location(self, host: HostPlan, position: StepPosition) -> StepLocation:
+        key = str(position.index) if position.phase == STEPS else f"f{position.index}"
+        return StepLocation(self.world.settings.remote_run_dir, self.job_uid, host.name, key)
+
+    def _append(self, type_: str, host: str | None, data: dict[str, Any]) -> int:
+        return self.events.append(self.job_id, type_, host, data)

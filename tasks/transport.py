@@ -1,0 +1,135 @@
+"""The boundary between the engine and the servers: the ``Transport`` protocol.
+
+A transport opens one :class:`HostSession` per server per job. Through it the engine
+starts a step, reads a step's output from given byte offsets, asks a step's status,
+signals a step's process group and tidies the run directories. Every step runs on the
+server detached from the connection, writing its output to files in its run directory
+(see ``docs/remote-steps.md``), so a session may break and a later one, in this process
+or another, re-attaches to the same step and goes on at the next byte.
+
+:mod:`tasks.ssh` implements this over SSH; ``tests/fake_transport.py`` implements it in
+memory for the engine's unit tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+STREAMS = ("stdout", "stderr")
+
+
+class TransportError(Exception):
+    """A connection-level failure, with a one-line reason fit for the job page."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to connect. ``key_path`` is a path, never key material."""
+
+    name: str
+    address: str
+    port: int
+    user: str
+    key_path: str | None = None
+    known_hosts: str | None = None
+    accept_new_host_keys: bool = False
+
+
+# (stream, line, byte offset in that stream just after the line) -> None
+OutputSink = Callable[[str, str, int], None]
+
+
+class StepControl(Protocol):
+    """What a running step asks its owner while it reads output."""
+
+    def stop_reason(self) -> str | None:
+        """``"cancel"``, ``"timeout"`` or ``"output_limit"`` once the step must stop."""
+
+    def tick(self) -> float | None:
+        """Called at least every 100 ms; may return the seconds until it is due again."""
+
+
+@dataclass
+class StepResult:
+    """How reading a step ended.
+
+    ``lost``: the connection broke before the step ended (the step goes on remotely).
+    ``exit_code``: the step's own exit status, ``None`` when it has none (killed).
+    ``stopped``: why we stopped it, if we did.
+    ``offsets``: bytes of each stream read so far.
+    """
+
+    exit_code: int | None
+    stopped: str | None = None
+    lost: bool = False
+    offsets: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None
+
+
+@dataclass
+class RemoteStatus:
+    """What a step's run directory says.
+
+    ``state``: ``"missing"`` (no run directory or never launched), ``"running"``,
+    ``"exited"`` (an exit status was written) or ``"vanished"`` (its processes are gone
+    without an exit status: killed, or the server restarted).
+    """
+
+    state: str
+    pgid: int | None = None
+    exit_code: int | None = None
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepLocation:
+    """Where a step keeps its files: ``<root>/<job uid>/<host>/<step key>``."""
+
+    root: str
+    job_uid: str
+    host: str
+    key: str
+
+    @property
+    def host_dir(self) -> str:
+        return f"{self.root.rstrip('/')}/{self.job_uid}/{self.host}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.host_dir}/{self.key}"
+
+
+class HostSession(Protocol):
+    """One connection to one server, reused for all of a job's steps there."""
+
+    def connect(self) -> None:
+        """Open the connection; raise :class:`TransportError` with a one-line reason."""
+
+    def start_step(self, where: StepLocation, command: str, sink: OutputSink,
+                   control: StepControl, *, prepare: list[StepLocation] | None = None
+                   ) -> StepResult:
+        """Start ``command`` detached in ``where`` and stream its output until it ends,
+        it is stopped, or the connection breaks. ``prepare`` lists run directories to
+        create first (the host's later steps), saving them a round trip each."""
+
+    def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
+                    control: StepControl) -> StepResult:
+        """Read a started step's output from ``offsets`` on, until it ends."""
+
+    def step_status(self, where: StepLocation) -> RemoteStatus:
+        """The step's state as its run directory shows it."""
+
+    def signal(self, where: StepLocation, signal_name: str) -> bool:
+        """Send ``TERM`` or ``KILL`` to the step's process group; False if none."""
+
+    def clean(self, host_dir: str, root: str, retention_seconds: float) -> None:
+        """Remove a finished host's run directory, and any job directory under ``root``
+        older than ``retention_seconds``."""
+
+    def close(self) -> None:
+        """Close the connection (steps keep running on the server)."""
+
+
+Transport = Callable[[Target], HostSession]
