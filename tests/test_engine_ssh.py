@@ -306,21 +306,70 @@ def sshd_session_processes(fleet) -> list[int]:
     return children
 
 
-def test_connection_dropped_mid_command_fails_that_server(world, sshd_fleet):
+def host_lines(events, host: str, stream: str) -> list[str]:
+    return [line for e in events if e["type"] == "output" and e["host"] == host
+            and e["data"]["stream"] == stream for line in e["data"]["lines"]]
+
+
+def test_ssh_drop_mid_step_reattaches_and_the_log_equals_the_server_output(
+        world, sshd_fleet):
     import os
     import signal
 
-    job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "305"}, ["h04"]), None)
-    world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
+    job_id = world.engine.start(world.engine.plan("ticker", {"ticks": "60"}, ["h04"]), None)
+    world.wait_for(job_id, lambda ev: len(host_lines(ev, "h04", "stdout")) >= 5)
 
     for pid in sshd_session_processes(sshd_fleet):
         os.kill(pid, signal.SIGKILL)
-    job = world.wait_finished(job_id, timeout=30)
-    subprocess.run(["pkill", "-f", "^sleep 305$"], check=False)  # orphaned by the drop
+    job = world.wait_finished(job_id, timeout=60)
+
+    events = world.events(job_id)
+    host = job.hosts[0]
+    assert (job.status, host.status) == ("succeeded", "succeeded")
+    assert "host_reconnecting" in [e["type"] for e in events]
+    assert "host_reconnected" in [e["type"] for e in events]
+    assert host_lines(events, "h04", "stdout") == \
+        [f"tick {i}" for i in range(1, 61)] + ["finished"]
+    assert host_lines(events, "h04", "stderr") == [f"tock {i}" for i in range(1, 61)]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_a_server_unreachable_past_the_reattach_timeout_is_lost_and_its_step_left_running(
+        app, tmp_path):
+    import os
+    import signal
+
+    from extensions import db
+    from tasks.inventory import apply_inventory, parse_inventory
+    from tests.sshd_fleet import start_fleet
+
+    lonely = start_fleet(tmp_path / "lonely", 1, first_address="127.0.0.121", name_prefix="l")
+    write_inventory(tmp_path / "inventory.yml", lonely.inventory_entries())
+    with app.app_context():
+        apply_inventory(db.session, parse_inventory((tmp_path / "inventory.yml").read_text()))
+        db.session.commit()
+    world = build_world(app, TEST_RUNBOOKS, reattach_timeout=2)
+    try:
+        job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "307"}, ["l01"]),
+                                    None)
+        world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
+        sessions = sshd_session_processes(lonely)
+        for process in lonely.processes:  # the listener first: no reconnect can succeed
+            process.send_signal(signal.SIGKILL)
+        for pid in sessions:
+            os.kill(pid, signal.SIGKILL)
+        job = world.wait_finished(job_id, timeout=60)
+        still_running = subprocess.run(["pgrep", "-f", "^sleep 307$"], capture_output=True,
+                                       text=True, check=False).stdout.split()
+    finally:
+        subprocess.run(["pkill", "-f", "^sleep 307$"], check=False)
+        lonely.stop()
 
     host = job.hosts[0]
     assert (job.status, host.status, host.failed_step) == ("failed", "failed", "nap")
-    assert host.reason == "SSH connection dropped during the command"
+    assert host.reason.startswith("lost: no SSH connection to l01 for 2 s")
+    assert "left running on the server (not killed)" in host.reason
+    assert still_running, "the remote step must be left running, not killed"
 
 
 def test_accept_new_records_an_unknown_host_key_but_still_refuses_a_changed_one(

@@ -128,7 +128,7 @@ def test_malformed_job_start_gets_an_error_ack_and_creates_no_job(
     assert http.get(f"{server.url}/api/jobs").json()["jobs"] == []
 
 
-def test_killed_console_marks_the_job_interrupted_and_rerun_completes_it(
+def test_killed_console_resumes_the_job_and_a_new_socket_gets_the_whole_log(
         fleet_server, sshd_fleet):
     http = fleet_server.login()
     client = fleet_server.socket(http)
@@ -144,28 +144,19 @@ def test_killed_console_marks_the_job_interrupted_and_rerun_completes_it(
     fleet_server.start()
 
     http = fleet_server.login()
-    job = http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()["job"]
-    stored = http.get(f"{fleet_server.url}/api/jobs/{job_id}/events",
-                      params={"limit": 5000}).json()["events"]
-    assert job["status"] == "interrupted"
-    assert {h["status"] for h in job["hosts"]} == {"interrupted"}
-    assert {h["failed_step"] for h in job["hosts"]} == {"tick"}
-    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
-    assert stored[-1]["type"] == "job_finished"
-    assert stored[-1]["data"]["status"] == "interrupted"
-    assert {e["seq"] for e in seen.events} <= {e["seq"] for e in stored}
-
     client = fleet_server.socket(http)
-    seen_rerun = EventCollector(client)
-    rerun = client.call("job:rerun", {"job_id": job_id}, timeout=10)
-    assert rerun["ok"], rerun
-    wait_until(seen_rerun.finished, timeout=60, what="re-run finished")
+    seen_after = EventCollector(client)
+    subscribed = client.call("job:subscribe", {"job_id": job_id, "after_seq": 0}, timeout=10)
+    assert subscribed["ok"], subscribed
+    wait_until(seen_after.finished, timeout=60, what="the resumed job to finish")
     client.disconnect()
-    again = http.get(f"{fleet_server.url}/api/jobs/{rerun['job_id']}").json()["job"]
-    assert (again["status"], again["rerun_of"]) == ("succeeded", job_id)
-    assert [h["name"] for h in again["hosts"]] == ["h01", "h02", "h03"]
-    assert http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()["job"]["reruns"] == \
-        [rerun["job_id"]]
+    job = http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()["job"]
+    assert job["status"] == "succeeded"
+    assert {h["status"] for h in job["hosts"]} == {"succeeded"}
+    by_seq = {e["seq"]: e for e in seen_after.events}
+    assert sorted(by_seq) == list(range(1, max(by_seq) + 1))
+    assert {e["seq"] for e in seen.events} <= set(by_seq)
+    assert any(e["type"] == "job_recovered" for e in by_seq.values())
 
 
 def test_socket_from_a_foreign_origin_is_refused(fleet_server):
