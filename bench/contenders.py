@@ -23,7 +23,6 @@ library differently and must not meet.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 
 TOOLS = ("floor", "floor-wrapped", "pssh", "threading")
@@ -53,20 +52,13 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
     def steps_for(host: dict) -> list[str]:
         if not wrapped:
             return commands
-        import os
-        v = os.environ.get("VARIANT", "full")
         host_dir = f"{root}/floor-{wall0:.0f}/{host['name']}"
-        if v == "old":
-            return ["exec setsid -w /bin/sh -c " + shlex.quote('printf "@@m %s\\n" "$$"; ' + c) for c in commands]
-        if v == "exec":
-            return [remote_script("eval \"$1\"", c) for c in commands]
-        if v == "tee1":
-            return [remote_script("{ eval \"$1\"; } | tee -p /dev/null", c) for c in commands]
-        steps = [remote_script(START_SCRIPT, command, f"{host_dir}/{index}")
-                for index, command in enumerate(commands)]
-        if v == "noclean":
-            return steps
-        return steps + [remote_script(CLEAN_SCRIPT, host_dir, root, "10080")]
+        dirs = [f"{host_dir}/{index}" for index in range(len(commands))]
+        return [remote_script(START_SCRIPT, command, *dirs[index:index + 1],
+                              *(dirs[1:] if index == 0 else []))
+                for index, command in enumerate(commands)] + [
+            remote_script(CLEAN_SCRIPT, host_dir, root, "10080")]
+
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     known = paramiko.HostKeys(hosts[0]["known_hosts"])
     config = Config(overrides={"load_ssh_configs": False})

@@ -82,6 +82,13 @@ def log_lines(event: dict[str, Any]) -> list[str]:
         text = f"finished: {data.get('status')}" + _details(data)
         if data.get("counts"):
             text += " (" + ", ".join(f"{n} {s}" for s, n in data["counts"].items()) + ")"
+    elif kind == "host_reconnecting":
+        text = f"connection lost ({data.get('reason')}); reconnecting for up to " \
+               f"{data.get('timeout')} s"
+    elif kind == "host_reconnected":
+        text = f"reconnected after {data.get('attempts')} attempt(s)"
+    elif kind == "job_recovered":
+        text = f"console restarted: resumed on {data.get('node')}"
     else:
         text = kind
     return [f"{where}] {text}\n"]

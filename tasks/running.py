@@ -145,10 +145,12 @@ class JobRun:
         try:
             for index, batch in enumerate(batches):
                 todo = [h for h in batch if h.name not in self.results]
+                if self.cancel.is_set() or self.stop_reason:
+                    # Servers already under way go on to a known state; no new ones start.
+                    todo = [h for h in todo if h.name in hosts_progress
+                            and hosts_progress[h.name].state != "pending"]
                 if not todo:
                     continue
-                if self.cancel.is_set() or self.stop_reason:
-                    break
                 if index not in started_batches:
                     self._append("batch_started", None,
                                  {"batch": index, "servers": [h.name for h in batch]})
@@ -276,8 +278,8 @@ class JobRun:
         holder = [session]
         try:
             outcome = self._run_steps(host, holder, progress if resuming else None)
-            if not outcome.get("lost"):
-                self.events.wait_written()  # the output is stored: its files may go
+            # Only once the output is stored may its files go.
+            if not outcome.get("lost") and self.events.wait_written():
                 holder[0].clean(self._host_dir(host), self.world.settings.remote_run_dir,
                                 self.world.settings.remote_run_retention)
         finally:

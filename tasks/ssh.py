@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 PGID_MARKER = b"@@patchbay-pgid "
 MAX_LINE_BYTES = 16_384  # longer lines are cut into pieces rather than buffered whole
 READ_CHUNK = 65_536
+CHUNKS_PER_ROUND = 16
 TICK_SECONDS = 0.1
 EOF_GRACE = 2.0  # seconds to wait for end of output after the exit status
 NO_RUN_DIR = 125  # START_SCRIPT's exit status when it cannot make the run directory
@@ -438,11 +439,17 @@ class SSHHostSession:
         while True:
             data_ready.wait(wait)
             data_ready.clear()
-            while channel.recv_ready():
+            # A bounded read per round: a command printing without pause must still
+            # let the stop checks below run.
+            for _ in range(CHUNKS_PER_ROUND):
+                if not channel.recv_ready():
+                    break
                 stdout_in.feed(channel.recv(READ_CHUNK))
-            while channel.recv_stderr_ready():
+            for _ in range(CHUNKS_PER_ROUND):
+                if not channel.recv_stderr_ready():
+                    break
                 stderr.feed(channel.recv_stderr(READ_CHUNK))
-            wait = TICK_SECONDS
+            wait = 0 if channel.recv_ready() or channel.recv_stderr_ready() else TICK_SECONDS
             due = control.tick()
             if due is not None:
                 wait = min(wait, due)

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import TEST_RUNBOOKS, write_inventory
 from tests.engine_world import build_world
 from tests.remote import remote_commands as commands_on
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
 
@@ -391,3 +392,63 @@ def test_accept_new_records_an_unknown_host_key_but_still_refuses_a_changed_one(
     assert first.status == "succeeded"
     assert recorded.startswith(f"[127.0.0.105]:{sshd_fleet.port} ssh-ed25519 ")
     assert second.hosts[0].reason.startswith("host key mismatch for 127.0.0.105:")
+
+
+def test_cancel_reaches_a_reattached_step_through_its_stored_process_group(world, sshd_fleet):
+    import os
+    import signal
+
+    job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "308"}, ["h06"]), None)
+    world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
+    for pid in sshd_session_processes(sshd_fleet):
+        os.kill(pid, signal.SIGKILL)
+    world.wait_for(job_id, lambda ev: any(e["type"] == "host_reconnected" for e in ev))
+
+    world.engine.cancel(job_id)
+    job = world.wait_finished(job_id, timeout=30)
+
+    assert (job.status, job.hosts[0].status) == ("cancelled", "cancelled")
+    wait_until(lambda: subprocess.run(["pgrep", "-f", "^sleep 308$"],
+                                      check=False).returncode == 1,
+               timeout=10, what="the remote command to be gone")
+
+
+def test_a_step_whose_output_passes_the_limit_is_stopped(app, sshd_fleet, tmp_path):
+    from extensions import db
+    from tasks.adhoc import CommandRunbook
+    from tasks.inventory import apply_inventory, parse_inventory
+
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    with app.app_context():
+        apply_inventory(db.session, parse_inventory(inventory.read_text()))
+        db.session.commit()
+    world = build_world(app, TEST_RUNBOOKS, max_step_output=200_000)
+
+    job = world.wait_finished(world.engine.start(world.engine.plan(
+        CommandRunbook(), {"command": "yes 'a chatty line'"}, ["h07"]), None))
+
+    host = job.hosts[0]
+    assert (job.status, host.status, host.failed_step) == ("failed", "failed", "command")
+    assert "PATCHBAY_MAX_STEP_OUTPUT" in host.reason
+    wait_until(lambda: subprocess.run(["pgrep", "-x", "yes"], check=False).returncode == 1,
+               timeout=10, what="the remote command to be gone")
+
+
+def test_a_job_removes_its_run_directories_and_leftovers_past_retention(world, sshd_fleet):
+    import os
+    import time
+
+    runs = sshd_fleet.directory / "home" / ".patchbay" / "runs"
+    old, recent = runs / "an-old-job" / "h08" / "0", runs / "a-recent-job" / "h08" / "0"
+    for leftover in (old, recent):
+        leftover.mkdir(parents=True, exist_ok=True)
+    eight_days_ago = time.time() - 8 * 86_400
+    os.utime(runs / "an-old-job", (eight_days_ago, eight_days_ago))
+
+    job = world.wait_finished(world.engine.start(
+        world.engine.plan("basic", {"message": "x"}, ["h08"]), None))
+
+    assert job.status == "succeeded"
+    assert not (runs / job.uid).exists()
+    assert not (runs / "an-old-job").exists()
+    assert recent.exists()

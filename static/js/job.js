@@ -9,6 +9,12 @@
  * (PatchbayLogs.LogSet) index and fetch by seq only when their rows are on screen.
  * The view model is updated synchronously and the DOM once per animation frame.
  *
+ * Steps run detached on the servers, so a server whose SSH connection drops shows
+ * "reconnecting to <server>…" (host_reconnecting) until the console is back
+ * (host_reconnected) or the server moves on (output, a step, its end); a job a
+ * restarted console resumed (job_recovered) says so above the server table and in the
+ * logs of the servers it picked up. Unknown event types are skipped.
+ *
  * For tests: window.patchbay = {store, appliedSeq(), select(name), logStats(), ...} and
  * document.body.dataset.appliedSeq (the seq the DOM shows), .pendingRows (rows on screen
  * still being fetched) and .logRows (rows of all logs).
@@ -51,6 +57,13 @@
     follow: document.getElementById("follow-logs"),
   };
 
+  // Notices of console restarts that resumed this job (job_recovered), above the summary.
+  const notices = el("ul", "job-notices");
+  notices.hidden = true;
+  notices.setAttribute("aria-label", "Console restarts");
+  if (els.summary) els.summary.before(notices);
+  else page.append(notices);
+
   // --- view model ----------------------------------------------------------------------
 
   const hosts = new Map(); // name -> host view (model + its elements)
@@ -62,6 +75,7 @@
     batch: null,
     finished: null, // job_finished data
     stepTotals: new Map(), // step name -> {seconds, count} of finished ok steps (this job)
+    recoveries: [], // job_recovered: {node, servers, ts, reason}, oldest first
   };
   let selected = null;
   let appliedUpTo = 0;
@@ -122,6 +136,7 @@
       startTs: null,
       timeline: [], // {step, phase, status, duration}
       headers: new Map(), // "phase:index:step" -> step-header note
+      reconnecting: null, // {reason, timeout} while the console reconnects to it
     };
 
     const row = el("tr");
@@ -139,7 +154,9 @@
       reason: el("td", "host-reason"),
     };
     host.statusBadge = el("span", "badge status-pending", "pending");
-    host.cells.status.append(host.statusBadge);
+    host.reconnectBadge = el("span", "badge status-reconnecting host-reconnecting");
+    host.reconnectBadge.hidden = true;
+    host.cells.status.append(host.statusBadge, host.reconnectBadge);
     host.bar = el("div", "timeline-bar");
     host.cells.timeline.append(host.bar);
     const logCell = el("td", "host-actions");
@@ -160,6 +177,8 @@
     section.dataset.host = name;
     const heading = el("div", "log-title");
     host.logBadge = el("span", "badge status-pending", "pending");
+    host.logReconnect = el("span", "badge status-reconnecting host-reconnecting");
+    host.logReconnect.hidden = true;
     const title = el("h3", "log-host", name);
     host.chips = el("ol", "step-chips");
     host.chips.setAttribute("aria-label", "Steps of " + name);
@@ -171,7 +190,7 @@
     host.jump.type = "button";
     host.jump.hidden = true;
     host.jump.setAttribute("aria-label", "Follow the latest output of " + name);
-    heading.append(title, host.logBadge, host.chips, host.jump, download);
+    heading.append(title, host.logBadge, host.logReconnect, host.chips, host.jump, download);
     const log = el("div", "host-log");
     log.dataset.host = name;
     log.setAttribute("role", "log");
@@ -196,6 +215,14 @@
 
   function stepKey(data) {
     return (data.phase || "steps") + ":" + data.index + ":" + data.step;
+  }
+
+  /** The console is connected to `host` again, or `host` moved on (output, a step, its
+   * end: a later event of it means the drop is over). */
+  function clearReconnecting(host) {
+    if (!host.reconnecting) return;
+    host.reconnecting = null;
+    dirtyHosts.add(host);
   }
 
   function setStatus(host, status) {
@@ -232,6 +259,7 @@
 
     step_started(event, data) {
       const host = ensureHost(event.host);
+      clearReconnecting(host);
       host.step = data.step || "";
       host.phase = data.phase || "steps";
       host.stepIndex = Number.isInteger(data.index) ? data.index : -1;
@@ -251,6 +279,7 @@
 
     output(event, data) {
       const host = ensureHost(event.host);
+      clearReconnecting(host);
       const stream = data.stream === "stderr" ? "stderr" : "stdout";
       const lines = Array.isArray(data.lines) ? data.lines : null;
       host.log.output(event.seq, stream, lines, lines ? lines.length : Number(data.count) || 0);
@@ -258,6 +287,7 @@
 
     step_finished(event, data) {
       const host = ensureHost(event.host);
+      clearReconnecting(host);
       const status = data.status || "failed";
       const parts = [status];
       if (data.exit_code !== null && data.exit_code !== undefined) {
@@ -296,6 +326,7 @@
 
     host_finished(event, data) {
       const host = ensureHost(event.host);
+      clearReconnecting(host);
       host.failedStep = data.failed_step || null;
       host.exitCode = data.exit_code ?? null;
       host.reason = data.reason || "";
@@ -310,6 +341,48 @@
       const duration = formatDuration(host.duration);
       if (duration) text += " (" + duration + ")";
       host.log.note(event.seq, { kind: "end", text, status });
+    },
+
+    /** The SSH connection dropped mid-step; the step runs on, the console reconnects
+     * for up to `timeout` seconds. */
+    host_reconnecting(event, data) {
+      const host = ensureHost(event.host);
+      const timeout = typeof data.timeout === "number" ? data.timeout : null;
+      host.reconnecting = { reason: data.reason ? String(data.reason) : "", timeout };
+      dirtyHosts.add(host);
+      const detail = [];
+      if (host.reconnecting.reason) detail.push(host.reconnecting.reason);
+      if (timeout !== null) detail.push("trying for up to " + formatDuration(timeout));
+      const text = "reconnecting to " + host.name + "…" +
+        (detail.length ? " (" + detail.join("; ") + ")" : "");
+      host.log.note(event.seq, { kind: "note", text, status: "reconnecting" });
+    },
+
+    /** Connected again: reading goes on from the stored byte offsets. */
+    host_reconnected(event, data) {
+      const host = ensureHost(event.host);
+      clearReconnecting(host);
+      const attempts = Number(data.attempts);
+      let text = "reconnected to " + host.name;
+      if (attempts > 0) text += " after " + attempts + " attempt" + (attempts === 1 ? "" : "s");
+      host.log.note(event.seq, { kind: "note", text: text + "; output goes on where it stopped",
+        status: "reconnected" });
+    },
+
+    /** A console restarted and resumed this job, carrying on the same seq. */
+    job_recovered(event, data) {
+      const node = data.node ? String(data.node) : "another console";
+      const servers = Array.isArray(data.servers) ? data.servers.map(String) : [];
+      view.recoveries.push({ node, servers, ts: event.ts,
+        reason: data.reason ? String(data.reason) : "" });
+      headerDirty = true;
+      // The console that was reconnecting is gone; the new one says so if it must.
+      for (const host of hosts.values()) clearReconnecting(host);
+      for (const name of servers) {
+        ensureHost(name).log.note(event.seq, {
+          kind: "note", text: "console restarted: resumed on " + node, status: "recovered",
+        });
+      }
     },
 
     job_finished(event, data) {
@@ -364,6 +437,7 @@
     host.statusBadge.textContent = status;
     host.logBadge.className = "badge status-" + status;
     host.logBadge.textContent = status;
+    renderReconnecting(host);
     host.cells.batch.textContent = host.batch === null ? "" : String(host.batch + 1);
     let step = "";
     if (status === "running") {
@@ -377,6 +451,24 @@
     host.cells.reason.textContent = status === "succeeded" ? ""
       : reasonText(host.reason, host.exitCode);
     renderTimeline(host);
+  }
+
+  /** "reconnecting to <server>…" next to the server's status, in its row and log title. */
+  function renderReconnecting(host) {
+    const state = host.reconnecting;
+    host.row.dataset.reconnecting = state ? "true" : "false";
+    let title = "";
+    if (state) {
+      title = "The SSH connection to " + host.name + " dropped" +
+        (state.reason ? " (" + state.reason + ")" : "") + "; its step goes on running on " +
+        "the server while the console reconnects" +
+        (state.timeout !== null ? " for up to " + formatDuration(state.timeout) : "") + ".";
+    }
+    for (const badge of [host.reconnectBadge, host.logReconnect]) {
+      badge.hidden = !state;
+      badge.textContent = state ? "reconnecting to " + host.name + "…" : "";
+      badge.title = title;
+    }
   }
 
   /** The server's steps as a bar (widths by duration, the running step by its time so
@@ -438,7 +530,30 @@
     }
   }
 
+  /** One line per console restart that resumed this job, above the summary. */
+  function renderRecoveries() {
+    if (notices.childElementCount === view.recoveries.length) return;
+    const items = view.recoveries.map((recovery) => {
+      const item = el("li", "job-notice");
+      let text = "Console restarted: resumed on " + recovery.node;
+      if (typeof recovery.ts === "number") {
+        text += " at " + new Date(recovery.ts * 1000).toLocaleString();
+      }
+      const names = recovery.servers;
+      if (names.length) {
+        text += " (" + names.length + " server" + (names.length === 1 ? " was" : "s were") +
+          " under way: " + names.slice(0, 8).join(", ") + (names.length > 8 ? ", …" : "") + ")";
+      }
+      item.textContent = text;
+      if (recovery.reason) item.title = recovery.reason;
+      return item;
+    });
+    notices.replaceChildren(...items);
+    notices.hidden = items.length === 0;
+  }
+
   function renderHeader() {
+    renderRecoveries();
     const status = view.status || "loading…";
     els.status.textContent = status;
     els.status.className = "badge badge-large status-" + (view.status || "loading");
