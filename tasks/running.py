@@ -437,8 +437,8 @@ class JobRun:
         if open_step is not None:
             steps = host.steps if open_step.position.phase == STEPS else host.on_failure
             step = steps[open_step.position.index]
-        outcome: dict[str, Any] = {"status": "failed", "reason": self._lost_reason(host, step),
-                                   "lost": True}
+        outcome: dict[str, Any] = {"status": "cancelled" if self.cancel.is_set() else "failed",
+                                   "reason": self._lost_reason(host, step), "lost": True}
         if step is not None:
             outcome["failed_step"] = step.name
         return outcome

@@ -73,11 +73,10 @@ __pb_c=$1; shift; __pb_d=$1
 [ -d "$__pb_d" ] || mkdir -p -- "$@" || exit 125
 echo $$ > "$__pb_d/pgid"
 printf '@@patchbay-pgid %s\n' $$
-{ { ( set -- "$__pb_c"; unset __pb_c __pb_d; eval "shift; $1" ) </dev/null
-    echo $? > "$__pb_d/status.tmp"; } 2>&1 >&3 3>&- |
-  tee -p "$__pb_d/err" >&2 3>&-; } 3>&1 | tee -p "$__pb_d/out"
-mv -f "$__pb_d/status.tmp" "$__pb_d/status"
-read __pb_c < "$__pb_d/status"; exit "${__pb_c:-125}"
+{ { ( set -- "$__pb_c"; unset __pb_c __pb_d; eval "shift; $1" ) </dev/null 4>&-
+    echo $? >&4; } 2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 3>&- 4>&-
+  } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out"
+read __pb_c < "$__pb_d/exit"; echo "${__pb_c:=125}" > "$__pb_d/status"; exit "$__pb_c"
 """
 
 # $1: run directory; $2, $3: first byte of stdout / stderr to send (1-based).
@@ -105,10 +104,15 @@ read p < "$2/pgid" 2>/dev/null || exit 3
 kill -s "$1" -- -"$p"
 """
 
-# $1: host run directory; $2: run root; $3: minutes a job directory is kept.
+# $1: host run directory; $2: run root; $3: minutes a job directory is kept. One find
+# (and the rm it starts) removes both: the host's directory, and every job directory
+# directly under the root that is older than that (`-path "$2/*/*"` is any deeper one).
+# Other hosts of the same account may be removing theirs at the same moment: what
+# vanished under find is no error.
 CLEAN_SCRIPT = r"""
-rm -rf -- "$1"; rmdir -- "${1%/*}" 2>/dev/null
-[ -d "$2" ] && find "$2" -mindepth 1 -maxdepth 1 -mmin +"$3" -exec rm -rf -- {} +
+[ -d "$2" ] || exit 0
+find "$2" -mindepth 1 -maxdepth 2 \( -path "$1" -o ! -path "$2/*/*" -mmin +"$3" \) \
+  -prune -exec rm -rf -- {} + 2>/dev/null
 exit 0
 """
 

@@ -449,6 +449,6 @@ def test_a_job_removes_its_run_directories_and_leftovers_past_retention(world, s
         world.engine.plan("basic", {"message": "x"}, ["h08"]), None))
 
     assert job.status == "succeeded"
-    assert not (runs / job.uid).exists()
+    assert not (runs / job.uid / "h08").exists()
     assert not (runs / "an-old-job").exists()
     assert recent.exists()

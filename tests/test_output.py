@@ -302,7 +302,7 @@ def test_a_step_writes_its_output_pgid_and_status_to_its_run_directory(tmp_path)
     assert (run / "err").read_bytes() == b"err\n"
     assert (run / "status").read_text() == "3\n"
     assert (run / "pgid").read_text() == pgid + "\n"
-    assert not (run / "status.tmp").exists()
+    assert (run / "exit").read_text() == "3\n"
 
 
 def test_the_step_runs_in_the_shell_session_and_group_and_in_its_working_directory(
