@@ -101,8 +101,6 @@ def start_fleet(directory: Path, count: int, first_address: str = "127.0.0.101",
     _keygen(host_key)
     _keygen(client_key)
     (directory / "authorized_keys").write_text((directory / "client_key.pub").read_text())
-    home = directory / "home"
-    home.mkdir(exist_ok=True)
     port = free_port()
     base = [int(part) for part in first_address.split(".")]
     addresses = [f"{base[0]}.{base[1]}.{base[2] + (base[3] + i) // 256}.{(base[3] + i) % 256}"
@@ -132,8 +130,12 @@ def start_fleet(directory: Path, count: int, first_address: str = "127.0.0.101",
             "StrictModes no",
             "MaxStartups 1000:30:1000",
             "MaxSessions 20",
-            f"SetEnv HOME={home}",
             "LogLevel VERBOSE",
+            # Each address is a server with a home of its own, as on a real fleet (run
+            # directories and shell start-up files are per server, not shared).
+            *[line for index, address in enumerate(group, start=group_start)
+              for line in (f"Match LocalAddress {address}",
+                           f"    SetEnv HOME={fleet.hosts[index].root}")],
             "",
         ]))
         process = subprocess.Popen([SSHD, "-f", str(config), "-D", "-E", str(log)],

@@ -86,7 +86,6 @@ def test_steps_that_ended_while_the_console_was_down_are_collected(console, sshd
     database = Database(console.env["DATABASE_URL"])
     ok_host, failing_host = sshd_fleet.hosts[0], sshd_fleet.hosts[1]
     releases = [host.root / "release" for host in (ok_host, failing_host)]
-    runs = sshd_fleet.directory / "home" / ".patchbay" / "runs"
     job_id = start_job(console, {"runbook": "handoff", "params": {"fail_on": failing_host.name},
                                  "servers": [ok_host.name, failing_host.name]})
     try:
@@ -96,7 +95,8 @@ def test_steps_that_ended_while_the_console_was_down_are_collected(console, sshd
         console.kill9()
         for release in releases:
             release.touch()
-        wait_until(lambda: len(list(runs.glob("*/*/0/status"))) >= 2,
+        wait_until(lambda: all(list((host.root / ".patchbay" / "runs").glob(
+            f"*/{host.name}/0/status")) for host in (ok_host, failing_host)),
                    what="both steps ended on their servers")
         console.start()
         wait_until(lambda: database.job(job_id)[0].status != "running", timeout=60,
@@ -116,4 +116,6 @@ def test_steps_that_ended_while_the_console_was_down_are_collected(console, sshd
     assert lines_of(events, failing_host.name, "stderr") == ["failing on purpose"]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert any(e["type"] == "job_recovered" for e in events)
-    assert not list(runs.glob(f"{job.uid}/*")), "finished hosts' run directories are removed"
+    for host in (ok_host, failing_host):
+        assert not (host.root / ".patchbay" / "runs" / job.uid / host.name).exists(), \
+            "a finished server's run directory is removed"

@@ -438,7 +438,7 @@ def test_a_job_removes_its_run_directories_and_leftovers_past_retention(world, s
     import os
     import time
 
-    runs = sshd_fleet.directory / "home" / ".patchbay" / "runs"
+    runs = sshd_fleet.hosts[7].root / ".patchbay" / "runs"
     old, recent = runs / "an-old-job" / "h08" / "0", runs / "a-recent-job" / "h08" / "0"
     for leftover in (old, recent):
         leftover.mkdir(parents=True, exist_ok=True)
