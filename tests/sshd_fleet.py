@@ -81,6 +81,21 @@ class SshdFleet:
                    for line in log.read_text(errors="replace").splitlines()
                    if "Connection from" in line)
 
+    def session_processes(self) -> list[int]:
+        """PIDs of the per-connection sshd children of this fleet's sshd processes
+        (killing one drops that SSH connection, as a network failure would)."""
+        parents = {process.pid for process in self.processes}
+        children = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) in parents:
+                    children.append(int(entry))
+        return children
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:

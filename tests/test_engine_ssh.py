@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import paramiko
 import pytest
@@ -290,23 +289,6 @@ def test_dns_failure_fails_only_that_server(world, sshd_fleet, app):
     assert by_name["h02"].status == "succeeded"
 
 
-def sshd_session_processes(fleet) -> list[int]:
-    """PIDs of the per-connection sshd children of the fleet's sshd processes."""
-    import os
-
-    parents = {process.pid for process in fleet.processes}
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) in parents:
-                children.append(int(entry))
-    return children
-
-
 def host_lines(events, host: str, stream: str) -> list[str]:
     return [line for e in events if e["type"] == "output" and e["host"] == host
             and e["data"]["stream"] == stream for line in e["data"]["lines"]]
@@ -320,7 +302,7 @@ def test_ssh_drop_mid_step_reattaches_and_the_log_equals_the_server_output(
     job_id = world.engine.start(world.engine.plan("ticker", {"ticks": "60"}, ["h04"]), None)
     world.wait_for(job_id, lambda ev: len(host_lines(ev, "h04", "stdout")) >= 5)
 
-    for pid in sshd_session_processes(sshd_fleet):
+    for pid in sshd_fleet.session_processes():
         os.kill(pid, signal.SIGKILL)
     job = world.wait_finished(job_id, timeout=60)
 
@@ -354,7 +336,7 @@ def test_a_server_unreachable_past_the_reattach_timeout_is_lost_and_its_step_lef
         job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "307"}, ["l01"]),
                                     None)
         world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
-        sessions = sshd_session_processes(lonely)
+        sessions = lonely.session_processes()
         for process in lonely.processes:  # the listener first: no reconnect can succeed
             process.send_signal(signal.SIGKILL)
         for pid in sessions:
@@ -400,7 +382,7 @@ def test_cancel_reaches_a_reattached_step_through_its_stored_process_group(world
 
     job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "308"}, ["h06"]), None)
     world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
-    for pid in sshd_session_processes(sshd_fleet):
+    for pid in sshd_fleet.session_processes():
         os.kill(pid, signal.SIGKILL)
     world.wait_for(job_id, lambda ev: any(e["type"] == "host_reconnected" for e in ev))
 
