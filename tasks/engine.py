@@ -25,6 +25,7 @@ from tasks.resume import ON_FAILURE, STEPS, read_progress
 from tasks.runbooks import Runbook
 from tasks.running import JobRun, JobWorld, RunSettings
 from tasks.ssh import SSHHostSession
+from tasks.strategy import count_statuses
 from tasks.transport import HostSession, Target, Transport
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,16 @@ class JobEngine:
         with self.db_sessions() as session:
             job = session.get(Job, job_id)
             assert job is not None
+            if any(host.plan is None for host in job.hosts):
+                # Recorded before plans were stored with jobs: it cannot be resumed.
+                unfinished = [(h.name, h.current_step) for h in job.hosts
+                              if h.status in ("pending", "running")]
+                finished = [h.status for h in job.hosts
+                            if h.status not in ("pending", "running")]
+                owner_id, last_seq = job.created_by_id, job.last_seq
+                session.rollback()
+                self._interrupt(job_id, owner_id, last_seq, unfinished, finished)
+                return
             plan = stored_plan(job)
             last_seq = session.scalar(select(func.max(JobEvent.seq))
                                       .where(JobEvent.job_id == job_id)) or 0
@@ -193,6 +204,22 @@ class JobEngine:
         if cancel_requested:
             run.cancel.set()
         self._launch(run, progress)
+
+    def _interrupt(self, job_id: int, owner_id: int | None, last_seq: int,
+                   unfinished: list[tuple[str, str | None]], finished: list[str]) -> None:
+        """End a job that cannot be resumed: its unfinished servers and the job itself
+        become ``interrupted`` (they can be re-run), and its server locks go."""
+        self.events.open_job(job_id, owner_id, last_seq)
+        counts = count_statuses(finished + ["interrupted"] * len(unfinished))
+        for name, step in unfinished:
+            self.events.append(job_id, "host_finished", name, {
+                "status": "interrupted", "failed_step": step,
+                "reason": "the console stopped while this server was in progress, and "
+                          "the job was recorded by a version that cannot resume it"})
+        self.events.append(job_id, "job_finished", None, {
+            "status": "interrupted", "counts": counts,
+            "reason": "the console process stopped before the job finished"})
+        self.events.wait_written()
 
     def _ssh_session(self, target: Target) -> HostSession:
         return SSHHostSession(target, self.settings.connect_timeout, self.settings.kill_grace)

@@ -727,3 +727,35 @@ def test_servers_never_reached_are_cancelled_or_skipped():
         ("cancelled", "job cancelled before this server started")
     assert not_started_outcome(False, CANARY_FAILED) == \
         ("skipped", f"not started: {CANARY_FAILED}")
+
+
+def test_a_running_job_recorded_without_stored_plans_is_marked_interrupted(make_world):
+    """Jobs recorded by a version that did not store each server's plan cannot be
+    resumed: after a restart they end ``interrupted`` (re-runnable) and free their
+    servers, as before."""
+    from models import Job, JobHost, ServerLock
+
+    world = make_world()
+    with world.sessions() as session:
+        job = Job(runbook="deploy", params={"build": "1.2"}, strategy={}, status="running",
+                  node_id=world.engine.settings.node_id)
+        session.add(job)
+        session.flush()
+        session.add_all([
+            JobHost(job_id=job.id, server_id=1, name="h1", status="succeeded", position=0),
+            JobHost(job_id=job.id, server_id=2, name="h2", status="running", position=1,
+                    current_step="install"),
+            ServerLock(server_id=2, job_id=job.id)])
+        session.commit()
+        job_id = job.id
+
+    assert world.engine.resume_owned_jobs() == [job_id]
+
+    with world.sessions() as session:
+        job = session.get(Job, job_id)
+        hosts = {host.name: (host.status, host.failed_step) for host in job.hosts}
+        locks = session.query(ServerLock).count()
+    assert job.status == "interrupted"
+    assert hosts == {"h1": ("succeeded", None), "h2": ("interrupted", "install")}
+    assert locks == 0
+    assert world.events(job_id)[-1]["data"]["counts"] == {"succeeded": 1, "interrupted": 1}
