@@ -340,7 +340,7 @@ class JobRun:
             started_wall = time.time()
             self._append("step_started", host.name, {
                 "step": step.name, "index": position.index, "phase": position.phase,
-                "command": step.command, "timeout": timeout})
+                "command": step.command, "timeout": timeout, "run_dir": where.path})
         else:
             started_wall = resumed.started_ts or time.time()
         output = HostOutput(self.events, self.job_id, host.name, step.name,
@@ -393,7 +393,7 @@ class JobRun:
             session = self._reconnect(host, result.reason or "SSH connection dropped")
             if session is None:
                 return StepResult(None, control.stop_reason(), lost=True,
-                                  reason=self._lost_reason(host, step))
+                                  reason=self._lost_reason(host, step, where))
             holder[0] = session
             attach = True
 
@@ -421,24 +421,27 @@ class JobRun:
             self._append("host_reconnected", host.name, {"attempts": attempts})
             return session
 
-    def _lost_reason(self, host: HostPlan, step: RenderedStep | None) -> str:
+    def _lost_reason(self, host: HostPlan, step: RenderedStep | None,
+                     where: StepLocation | None) -> str:
         timeout = self.world.settings.reattach_timeout
         if self.cancel.is_set():
             lead = f"lost: job cancelled while {host.name} was unreachable"
         else:
             lead = f"lost: no SSH connection to {host.name} for {timeout:g} s"
-        if step is None:
+        if step is None or where is None:
             return lead
         return (f"{lead}; step {step.name!r} was left running on the server "
-                "(not killed), its output so far is kept")
+                f"(not killed), its output so far is kept there in {where.path}")
 
     def _lost_outcome(self, host: HostPlan, open_step: OpenStep | None) -> dict[str, Any]:
-        step = None
+        step, where = None, None
         if open_step is not None:
             steps = host.steps if open_step.position.phase == STEPS else host.on_failure
             step = steps[open_step.position.index]
+            where = self._location(host, open_step.position)
         outcome: dict[str, Any] = {"status": "cancelled" if self.cancel.is_set() else "failed",
-                                   "reason": self._lost_reason(host, step), "lost": True}
+                                   "reason": self._lost_reason(host, step, where),
+                                   "lost": True}
         if step is not None:
             outcome["failed_step"] = step.name
         return outcome
