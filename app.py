@@ -51,7 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     load_config(app, config)
     # Eventlet warns on import that it is in maintenance mode (see async_mode.py).
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     db.init_app(app)
@@ -66,8 +66,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app,
         async_mode=app.config["ASYNC_MODE"],
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],  # None: same origin only
-        message_queue=app.config.get("MESSAGE_QUEUE"),
-        max_http_buffer_size=app.config.get("MAX_SOCKET_PAYLOAD", 64 * 1024),
+        message_queue=app.config["MESSAGE_QUEUE"],
+        max_http_buffer_size=int(app.config["MAX_SOCKET_PAYLOAD"]),
     )
 
     for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp):

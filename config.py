@@ -44,8 +44,16 @@ DEFAULTS: dict[str, Any] = {
     "REATTACH_TIMEOUT": 120,  # seconds to keep reconnecting to a server lost mid-step
     "REMOTE_RUN_RETENTION": 7 * 86_400,  # seconds before a leftover run directory goes
     "MAX_STEP_OUTPUT": 1 << 30,  # bytes of output (both streams) that stop a step
+    # Servers page: how often and how the SSH ports are probed while someone watches
+    "FLEET_PROBE_INTERVAL": 30,  # seconds between rounds
+    "FLEET_PROBE_TIMEOUT": 3,  # seconds per TCP connect
+    "FLEET_PROBE_CONCURRENCY": 50,  # connects at once
+    # Logging
+    "LOG_LEVEL": "INFO",
     # Socket.IO
     "ASYNC_MODE": "eventlet",
+    "MESSAGE_QUEUE": None,  # e.g. redis://...: Socket.IO rooms shared by several processes
+    "MAX_SOCKET_PAYLOAD": 64 * 1024,  # bytes a client may send in one message
     "CORS_ALLOWED_ORIGINS": None,  # None = same origin only
     "PORT": 5000,
     "HOST": "127.0.0.1",

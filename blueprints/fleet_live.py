@@ -52,9 +52,9 @@ def probe(app: Flask) -> ReachabilityProbe:
             start_task=socketio.start_background_task,
             wanted=_watched,
             settings=ProbeSettings(
-                interval=float(config.get("FLEET_PROBE_INTERVAL", 30)),
-                timeout=float(config.get("FLEET_PROBE_TIMEOUT", 3)),
-                concurrency=int(config.get("FLEET_PROBE_CONCURRENCY", 50))))
+                interval=float(config["FLEET_PROBE_INTERVAL"]),
+                timeout=float(config["FLEET_PROBE_TIMEOUT"]),
+                concurrency=int(config["FLEET_PROBE_CONCURRENCY"])))
         app.extensions[EXTENSION] = found
     return found
 
