@@ -16,7 +16,9 @@ extra ``setsid`` process is needed), with stdin from ``/dev/null`` and
 each stream piped through ``tee -p`` into ``out``/``err`` in the step's run directory
 and on to the channel. When the connection breaks, ``tee -p`` ignores the broken pipe
 and keeps writing the file, and the command never notices. The step's exit status goes
-to ``status`` by atomic rename once both files are complete. A later session re-attaches
+to ``status`` once both files are complete, in one write of one line (readers accept
+only a whole line: what a rename would give, without an ``mv`` process per step). A
+later session re-attaches
 with :data:`ATTACH_SCRIPT` (``tail`` from byte offsets, following until the PGID's
 leader exits) and reads the status with :data:`STATUS_SCRIPT`. Stopping a step is
 ``kill -s TERM -- -PGID`` (a form dash's builtin accepts) over a second channel, PGID
