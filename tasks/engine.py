@@ -91,7 +91,7 @@ class JobEngine:
     def start(self, plan: JobPlan, user_id: int | None, rerun_of: int | None = None) -> int:
         """Lock the plan's servers, record the job and start running it; returns its id."""
         job = self.planner.record(plan, user_id, rerun_of)
-        run = JobRun(job.id, job.uid, user_id, plan, self.world)
+        run = JobRun(job.id, job.uid, plan, self.world)
         self.events.open_job(job.id, user_id)
         self._launch(run)
         return job.id
@@ -200,7 +200,7 @@ class JobEngine:
         self.events.append(job_id, "job_recovered", None, {
             "node": self.settings.node_id, "servers": under_way,
             "reason": "the console restarted while the job was running"})
-        run = JobRun(job_id, uid, owner_id, plan, self.world)
+        run = JobRun(job_id, uid, plan, self.world)
         if cancel_requested:
             run.cancel.set()
         self._launch(run, progress)

@@ -109,7 +109,6 @@ class JobRun:
 
     job_id: int
     job_uid: str
-    owner_id: int | None
     plan: JobPlan
     world: JobWorld
     cancel: threading.Event = field(default_factory=threading.Event)
