@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from tasks.ssh import LineSplitter
 from tasks.transport import (
     STREAMS,
     OutputSink,
@@ -328,31 +329,6 @@ class FakeConsole:
         threading.Event().wait()  # this process is dead: its thread never goes on
 
 
-class _Lines:
-    """One stream cut into lines for a sink, each with the byte offset just after it;
-    a partial last line waits for its newline or for the end of the step."""
-
-    def __init__(self, stream: str, sink: OutputSink, offset: int) -> None:
-        self.stream = stream
-        self.sink = sink
-        self.offset = offset  # end of the last line handed on
-        self.read = offset  # bytes of the stream taken in
-        self.pending = b""
-
-    def feed(self, data: bytes) -> None:
-        self.read += len(data)
-        *whole, self.pending = (self.pending + data).split(b"\n")
-        for line in whole:
-            self.offset += len(line) + 1
-            self.sink(self.stream, line.decode("utf-8", "replace"), self.offset)
-
-    def close(self) -> None:
-        if self.pending:
-            self.offset += len(self.pending)
-            self.sink(self.stream, self.pending.decode("utf-8", "replace"), self.offset)
-            self.pending = b""
-
-
 class FakeHostSession:
     """One connection to one fake server (a :class:`~tasks.transport.HostSession`)."""
 
@@ -470,7 +446,8 @@ class FakeHostSession:
                 control: StepControl) -> StepResult:
         """Hand the step's output to ``sink`` from ``offsets`` on until it ends, the
         connection breaks, or ``control`` stops it (TERM, then KILL after the grace)."""
-        readers = {stream: _Lines(stream, sink, offsets.get(stream, 0)) for stream in STREAMS}
+        readers = {stream: LineSplitter(stream, sink, offsets.get(stream, 0))
+                   for stream in STREAMS}
         stopped: str | None = None
         term_at = 0.0
         killed = False
@@ -482,7 +459,8 @@ class FakeHostSession:
             self.console.park_if_crashed()
             with self.fleet.cond:
                 alive = self._alive()
-                fresh = {s: bytes(step.data[s][r.read:]) for s, r in readers.items()}
+                fresh = {s: bytes(step.data[s][r.offset + len(r.pending):])
+                         for s, r in readers.items()}
                 ended = not step.running
                 seen = self.fleet.version
             if not alive:
