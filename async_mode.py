@@ -19,6 +19,10 @@ def monkey_patch() -> str:
     if mode == "eventlet":
         import eventlet
 
+        # psycopg waits for PostgreSQL in C unless it sees gevent's patches: under
+        # eventlet that wait would freeze every greenlet. Its select() wait is green.
+        os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
         eventlet.monkey_patch()
     elif mode == "gevent":
         from gevent import monkey
