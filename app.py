@@ -20,6 +20,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
 from blueprints import (
@@ -36,11 +37,13 @@ from blueprints import (
     permissions,
 )
 from blueprints.audit import record
-from config import PROJECT_DIR, load_config
+from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from models import User
+from socket_queue import client_manager
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
+from tasks.nodes import Membership, NodeIdentity
 from tasks.runbook_store import RunbookStore
 
 
@@ -66,9 +69,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app,
         async_mode=app.config["ASYNC_MODE"],
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],  # None: same origin only
-        message_queue=app.config["MESSAGE_QUEUE"],
+        # Always given (None = in memory): Flask-SocketIO would otherwise keep the
+        # manager of an earlier app built in this process.
+        client_manager=client_manager(app.config["MESSAGE_QUEUE"]),
         max_http_buffer_size=int(app.config["MAX_SOCKET_PAYLOAD"]),
     )
+    _trust_proxies(app, int(app.config["TRUSTED_PROXIES"]))
 
     for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp):
         app.register_blueprint(blueprint)
@@ -80,9 +86,27 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     with app.app_context():
         _tune_sqlite(db.engine)
-        app.extensions["patchbay"] = _build_engine(app, sessionmaker(
-            bind=db.engine, expire_on_commit=False))
+        sessions = sessionmaker(bind=db.engine, expire_on_commit=False)
+        engine = app.extensions["patchbay"] = _build_engine(app, sessions)
+        app.extensions["patchbay_nodes"] = Membership(
+            sessions, NodeIdentity(str(app.config["NODE_ID"]), app.config["NODE_ADDRESS"],
+                                   VERSION),
+            heartbeat=float(app.config["NODE_HEARTBEAT"]),
+            timeout=float(app.config["NODE_TIMEOUT"]),
+            take_over=engine.take_over, start_task=socketio.start_background_task)
     return app
+
+
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Behind ``hops`` proxies (nginx: 1), take the client address, scheme and host
+    from their X-Forwarded-* headers, so the login limit and the audit log see the real
+    client. With 0 those headers are ignored: anyone could send them. Wraps the
+    Socket.IO middleware too, so socket connections see the same address."""
+    if hops < 0:
+        raise RuntimeError("PATCHBAY_TRUSTED_PROXIES must be 0 or more")
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,
+                                x_port=hops)
 
 
 def _load_active_user(user_id: str) -> User | None:
@@ -99,10 +123,14 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
         socketio.emit("job:events", {"job_id": job_id, "events": events}, to=rooms)
         fleet_live.publish_job_changes(sessions, job_id, events)  # servers page rows
 
+    def abandon(job_id: int) -> None:
+        app.extensions["patchbay"].abandon(job_id)
+
     config = app.config
     return JobEngine(
         db_sessions=sessions,
-        events=EventLog(sessions, publish, socketio.start_background_task),
+        events=EventLog(sessions, publish, socketio.start_background_task,
+                        node_id=str(config["NODE_ID"]), on_fenced=abandon),
         runbooks=RunbookStore(config["RUNBOOK_DIR"], on_change=_audit_runbook_change).load,
         start_task=socketio.start_background_task,
         settings=EngineSettings(
@@ -143,12 +171,18 @@ def _tune_sqlite(engine: Any) -> None:
         cursor.close()
 
 
-def serve(app: Flask) -> None:
-    """Serve the console: resume the jobs a dead process of this node left running,
-    then run the server."""
+def start_node(app: Flask) -> None:
+    """Join the nodes (heartbeat, takeover watch), then resume the jobs a dead process
+    of this node left running. Called by ``serve`` and ``wsgi.py``, not by tests' apps."""
+    app.extensions["patchbay_nodes"].start()
     resumed = app.extensions["patchbay"].resume_owned_jobs()
     if resumed:
         app.logger.warning("resuming jobs left running: %s", resumed)
+
+
+def serve(app: Flask) -> None:
+    """Serve the console as one node (see :func:`start_node`)."""
+    start_node(app)
     socketio.run(app, host=app.config["HOST"], port=int(app.config["PORT"]),
                  allow_unsafe_werkzeug=app.config["ASYNC_MODE"] == "threading")
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 PROJECT_DIR = Path(__file__).resolve().parent
+VERSION = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["version"]
 
 DEFAULTS: dict[str, Any] = {
     # Sessions
@@ -38,7 +40,12 @@ DEFAULTS: dict[str, Any] = {
     "KNOWN_HOSTS": None,  # path; defaults to ~/.ssh/known_hosts
     "OUTPUT_FLUSH_INTERVAL": 0.1,  # seconds: output coalescing window per host
     "OUTPUT_FLUSH_LINES": 500,  # ... or this many lines, whichever comes first
+    # Nodes (docs/architecture.md)
     "NODE_ID": None,  # names this process as the owner of the jobs it runs
+    "NODE_ADDRESS": None,  # how people reach this node; default http://HOST:PORT
+    "NODE_HEARTBEAT": 5,  # seconds between heartbeats (and takeover checks)
+    "NODE_TIMEOUT": 20,  # seconds without a heartbeat before a node counts as dead
+    "TRUSTED_PROXIES": 0,  # proxy hops (nginx = 1) whose X-Forwarded-* are believed
     # Remote steps (docs/remote-steps.md)
     "REMOTE_RUN_DIR": "~/.patchbay/runs",  # on each server: <dir>/<job uid>/<host>/<step>
     "REATTACH_TIMEOUT": 120,  # seconds to keep reconnecting to a server lost mid-step
@@ -89,6 +96,8 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         # Host and port: two consoles on one host must not take each other's jobs for
         # their own when they recover after a crash.
         app.config["NODE_ID"] = f"{os.uname().nodename}:{app.config['PORT']}"
+    if not app.config["NODE_ADDRESS"]:
+        app.config["NODE_ADDRESS"] = f"http://{app.config['HOST']}:{app.config['PORT']}"
 
 
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "patchbay"}

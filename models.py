@@ -239,6 +239,24 @@ class AuditEntry(Base):
                 "remote_addr": self.remote_addr}
 
 
+class Node(Base):
+    """A console process sharing this database: its heartbeat says it is alive.
+
+    ``Job.node_id`` names the node that owns (runs, and alone writes the events of) a
+    running job; a node whose ``last_seen`` is older than ``PATCHBAY_NODE_TIMEOUT`` is
+    dead, and a live one takes its running jobs over (see :mod:`tasks.nodes`).
+    """
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 Index("ix_jobs_status", Job.status)
 Index("ix_jobs_created_at", Job.created_at)
+Index("ix_jobs_node_status", Job.node_id, Job.status)
 Index("ix_job_events_job_host_seq", JobEvent.job_id, JobEvent.host, JobEvent.seq)

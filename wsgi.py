@@ -5,7 +5,7 @@ import async_mode
 
 async_mode.monkey_patch()
 
-from app import create_app  # noqa: E402 - must come after monkey-patching
+from app import create_app, start_node  # noqa: E402 - must come after monkey-patching
 
 app = create_app()
-app.extensions["patchbay"].resume_owned_jobs()
+start_node(app)

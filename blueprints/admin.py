@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -87,6 +87,14 @@ def audit() -> str:
     return render_template("admin/audit.html", entries=entries[:AUDIT_PAGE],
                            filters=filters, page=page_number, error=error,
                            has_next=len(entries) > AUDIT_PAGE)
+
+
+@bp.get("/nodes")
+def nodes() -> str:
+    """Every console node sharing the database: alive or dead, and the jobs it runs."""
+    membership = current_app.extensions["patchbay_nodes"]
+    return render_template("admin/nodes.html", nodes=membership.states(),
+                           this_node=membership.me.id, timeout=membership.timeout)
 
 
 def _render_users(create_form: CreateUserForm, error: str | None = None) -> str:

@@ -23,6 +23,7 @@ from blueprints.job_access import job_snapshot, plan_from, replay_events
 from blueprints.permissions import check_socket_event
 from blueprints.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from extensions import socketio
+from socket_queue import disconnect_room
 from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
 
@@ -149,10 +150,10 @@ def cancel_job(data: JobRef) -> dict[str, Any]:
 
 
 def disconnect_user(user_id: int) -> None:
-    """Disconnect every socket of a user (on logout or when the user is disabled)."""
-    room = f"user:{user_id}"
-    for sid, _ in list(socketio.server.manager.get_participants("/", room)):
-        socketio.server.disconnect(sid, namespace="/")
+    """Disconnect every socket of a user (on logout, or when the user is disabled, gets
+    a new role or password): on every node that shares the message queue, also when
+    called from a ``flask`` command that holds no sockets itself."""
+    disconnect_room(socketio.server, f"user:{user_id}")
 
 
 def register(sio: SocketIO) -> None:

@@ -41,6 +41,7 @@ HTTP_RULES: dict[str, str] = {
     "admin.create_user": "admin",
     "admin.update_user": "admin",
     "admin.audit": "admin",
+    "admin.nodes": "admin",
 }
 
 SOCKET_RULES: dict[str, str] = {

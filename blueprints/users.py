@@ -58,6 +58,7 @@ def reset_password(user: User, password: str, *, by: str | None = None) -> None:
     user.set_password(password)
     record("user.password", user.username, username=by, commit=False)
     db.session.commit()
+    disconnect_user(user.id)
 
 
 def set_active(user: User, active: bool, *, by: str | None = None) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Job, JobEvent
 from tasks.errors import PatchbayError
 from tasks.events import EventLog
+from tasks.nodes import claim_job
 from tasks.planning import HostPlan, JobPlan, Planner, stored_plan
 from tasks.resume import ON_FAILURE, STEPS, read_progress
 from tasks.runbooks import Runbook
@@ -144,6 +145,26 @@ class JobEngine:
 
     # -- resuming -----------------------------------------------------------------
 
+    def take_over(self, job_id: int, dead_node: str, why: str) -> bool:
+        """Claim a running job of a dead node and resume it here. Of several nodes
+        racing for the same job exactly one gets True (see :func:`claim_job`)."""
+        if job_id in self._running:
+            return False
+        with self.db_sessions() as session, session.begin():
+            claimed = claim_job(session, job_id, dead_node, self.settings.node_id)
+        if not claimed:
+            return False
+        log.warning("job %s: %s", job_id, why)
+        self._resume(job_id, why)
+        return True
+
+    def abandon(self, job_id: int) -> None:
+        """Another node took the job over: this node's run of it stops (the event log
+        calls this when it finds the job's owner changed)."""
+        run = self._running.get(job_id)
+        if run is not None:
+            run.abandon()
+
     def resume_owned_jobs(self, node_id: str | None = None) -> list[int]:
         """Resume the jobs a dead process of ``node_id`` (this node by default) left
         running: re-attach to their steps and carry their rollouts on."""
@@ -156,14 +177,14 @@ class JobEngine:
             if job_id in self._running:
                 continue
             try:
-                self._resume(job_id)
+                self._resume(job_id, "the console restarted while the job was running")
             except Exception:  # noqa: BLE001 - one broken job must not stop the others
                 log.exception("resuming job %s failed", job_id)
                 continue
             resumed.append(job_id)
         return resumed
 
-    def _resume(self, job_id: int) -> None:
+    def _resume(self, job_id: int, why: str) -> None:
         with self.db_sessions() as session:
             job = session.get(Job, job_id)
             assert job is not None
@@ -198,8 +219,7 @@ class JobEngine:
         under_way = sorted(name for name, host in progress.hosts.items()
                            if host.state in ("between", "in_step"))
         self.events.append(job_id, "job_recovered", None, {
-            "node": self.settings.node_id, "servers": under_way,
-            "reason": "the console restarted while the job was running"})
+            "node": self.settings.node_id, "servers": under_way, "reason": why})
         run = JobRun(job_id, uid, plan, self.world)
         if cancel_requested:
             run.cancel.set()

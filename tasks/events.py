@@ -8,6 +8,12 @@ committed, so whatever any client has seen can be fetched again from the databas
 
 The writer also applies each event to the derived state (``Job``, ``JobHost``, ``Server``,
 ``ServerLock``) in the same transaction, so state and log never disagree.
+
+Only a job's owner node writes its events (so ``seq`` needs no lock across nodes). Each
+batch re-reads the owner of its jobs under a row lock; events of a job that another node
+has taken over meanwhile are dropped, never written, and from then on appending to that
+job raises :class:`JobFenced`, which stops this node's run of it without touching the
+servers (the new owner has re-attached to them).
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ MAX_QUEUED_LINES = 50_000
 OUTPUT_WAIT_SECONDS = 10.0
 
 
+class JobFenced(BaseException):  # noqa: N818 - not an error: the job moved on
+    """This node no longer owns the job (another node took it over): stop running it.
+
+    A ``BaseException``, so the "fail visibly" handlers of a run (``except Exception``)
+    let it through instead of trying to record a failure they may not write."""
+
+
 @dataclass
 class _Pending:
     job_id: int
@@ -50,10 +63,14 @@ class EventLog:
     """Per-job sequence numbers, one batching writer, publish after commit."""
 
     def __init__(self, session_factory: sessionmaker[Session], publisher: Publisher,
-                 start_task: TaskStarter) -> None:
+                 start_task: TaskStarter, node_id: str | None = None,
+                 on_fenced: Callable[[int], None] | None = None) -> None:
         self.session_factory = session_factory
         self.publisher = publisher
         self.start_task = start_task
+        self.node_id = node_id  # None: one process, no ownership to check
+        self.on_fenced = on_fenced
+        self._fenced: set[int] = set()
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: list[_Pending] = []
@@ -69,12 +86,16 @@ class EventLog:
         with self._lock:
             self._next_seq[job_id] = last_seq + 1
             self._owners[job_id] = owner_id
+            self._fenced.discard(job_id)
 
     def append(self, job_id: int, type_: str, host: str | None = None,
                data: dict[str, Any] | None = None) -> int:
-        """Queue one event; returns its ``seq``. It is published once it is on disk."""
+        """Queue one event; returns its ``seq``. It is published once it is on disk.
+        Raises :class:`JobFenced` once another node has taken the job over."""
         lines = len(data["lines"]) if type_ == "output" and data else 0
         with self._lock:
+            if job_id in self._fenced:
+                raise JobFenced(job_id)
             if lines and self._writer_started:
                 deadline = time.monotonic() + OUTPUT_WAIT_SECONDS
                 while self._queued_lines >= MAX_QUEUED_LINES \
@@ -119,8 +140,10 @@ class EventLog:
                         break
                 batch = self._queue[:size]
                 del self._queue[:size]
-            self._write_with_retry(batch)
-            self._publish(batch)
+            written, fenced = self._write_with_retry(batch)
+            self._publish(written)
+            for job_id in fenced:
+                self._fence(job_id)
             with self._lock:
                 self._written += len(batch)
                 self._queued_lines -= lines
@@ -130,7 +153,9 @@ class EventLog:
                         self._owners.pop(item.job_id, None)
                 self._wakeup.notify_all()
 
-    def _write_with_retry(self, batch: list[_Pending]) -> None:
+    def _write_with_retry(self, batch: list[_Pending]) -> tuple[list[_Pending], set[int]]:
+        """Write the batch's events of the jobs this node still owns; returns those
+        written and the ids of the jobs found taken over by another node."""
         delay = 0.05
         while True:
             try:
@@ -138,15 +163,39 @@ class EventLog:
                 # updates are flushed once at commit instead of before every lookup.
                 with self.session_factory() as session, session.begin(), \
                         session.no_autoflush:
-                    session.execute(insert(JobEvent),
-                                    [{"job_id": item.job_id, **item.event} for item in batch])
-                    for item in batch:
+                    fenced = self._lost_jobs(session, {item.job_id for item in batch})
+                    written = [item for item in batch if item.job_id not in fenced]
+                    if written:
+                        session.execute(insert(JobEvent), [{"job_id": item.job_id,
+                                                            **item.event} for item in written])
+                    for item in written:
                         apply_event(session, item.job_id, item.event)
-                return
+                return written, fenced
             except Exception:  # noqa: BLE001 - never drop events: retry until the DB answers
                 log.exception("writing %d events failed; retrying in %.2f s", len(batch), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _lost_jobs(self, session: Session, job_ids: set[int]) -> set[int]:
+        """Jobs of ``job_ids`` another node owns now. Their rows stay locked until the
+        batch commits, so a takeover (an UPDATE of the owner) waits for the batch, or
+        the batch sees the new owner: never both writing."""
+        if self.node_id is None:
+            return set()
+        jobs = session.scalars(select(Job).where(Job.id.in_(job_ids)).with_for_update())
+        return {job.id for job in jobs if job.node_id not in (None, self.node_id)}
+
+    def _fence(self, job_id: int) -> None:
+        with self._lock:
+            if job_id in self._fenced:
+                return
+            self._fenced.add(job_id)
+            self._next_seq.pop(job_id, None)
+            self._owners.pop(job_id, None)
+        log.warning("job %s is owned by another node now: this node stops writing it",
+                    job_id)
+        if self.on_fenced is not None:
+            self.on_fenced(job_id)
 
     def _publish(self, batch: list[_Pending]) -> None:
         by_job: dict[int, list[dict[str, Any]]] = {}

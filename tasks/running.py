@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.events import EventLog
+from tasks.events import EventLog, JobFenced
 from tasks.output import HostOutput
 from tasks.planning import HostPlan, JobPlan
 from tasks.resume import ON_FAILURE, STEPS, HostProgress, JobProgress, OpenStep, StepPosition
@@ -84,13 +84,17 @@ class _StepControl:
     """Answers a transport's questions while one step runs: stop it? flush output?"""
 
     def __init__(self, cancel: threading.Event | None, deadline: float | None,
-                 output: HostOutput, max_output: int) -> None:
+                 output: HostOutput, max_output: int,
+                 abandoned: threading.Event | None = None) -> None:
         self.cancel = cancel
+        self.abandoned = abandoned
         self.deadline = deadline
         self.output = output
         self.max_output = max_output
 
     def stop_reason(self) -> str | None:
+        if self.abandoned is not None and self.abandoned.is_set():
+            raise JobFenced  # leave the step running: its new owner reads it now
         if self.cancel is not None and self.cancel.is_set():
             return "cancel"
         if self.deadline is not None and time.time() >= self.deadline:
@@ -112,6 +116,8 @@ class JobRun:
     plan: JobPlan
     world: JobWorld
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Set when another node took the job over: stop at once, touching no server.
+    abandoned: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     results: dict[str, str] = field(default_factory=dict)
     failures: int = 0
@@ -126,6 +132,20 @@ class JobRun:
 
     def run(self, progress: JobProgress | None = None) -> None:
         """Run the job to its end; ``progress`` resumes it where its log stops."""
+        try:
+            self._run(progress)
+        except JobFenced:
+            self.abandoned.set()
+            log.warning("job %s was taken over by another node; stopped running it here",
+                        self.job_id)
+        finally:
+            self.finished.set()
+
+    def abandon(self) -> None:
+        """Another node owns the job now: stop without touching its servers."""
+        self.abandoned.set()
+
+    def _run(self, progress: JobProgress | None) -> None:
         self.world.start_task(self._watch_cancel_requests)
         started = time.monotonic()
         batches = self.plan.batches()
@@ -180,7 +200,6 @@ class JobRun:
             finished["reason"] = self.stop_reason
         self._append("job_finished", None, finished)
         self.events.wait_written()
-        self.finished.set()
 
     def _take_finished(self, progress: dict[str, HostProgress],
                        batches: list[list[HostPlan]], limit: int | None) -> None:
@@ -216,7 +235,7 @@ class JobRun:
 
         def worker() -> None:
             try:
-                while True:
+                while not self.abandoned.is_set():
                     with self.lock:
                         if not queue:
                             return
@@ -235,6 +254,8 @@ class JobRun:
                             self.failures += 1
                             self.stop_reason = self.stop_reason or failure_stop(
                                 self.failures, limit, self.plan.strategy.max_failures)
+            except JobFenced:
+                self.abandoned.set()
             finally:
                 done.release()
 
@@ -242,6 +263,8 @@ class JobRun:
             self.world.start_task(worker)
         for _ in range(workers):
             done.acquire()
+        if self.abandoned.is_set():
+            raise JobFenced(self.job_id)
 
     # -- one server -------------------------------------------------------------------
 
@@ -348,7 +371,8 @@ class JobRun:
         if resumed is not None:
             output.last_stdout_line = resumed.last_stdout_line
         control = _StepControl(None if position.phase == ON_FAILURE else self.cancel,
-                               started_wall + timeout, output, settings.max_step_output)
+                               started_wall + timeout, output, settings.max_step_output,
+                               self.abandoned)
         started = time.monotonic()
         attach = resumed is not None
         result = self._drive_step(host, holder, step, where, output, control, attach)
@@ -408,6 +432,8 @@ class JobRun:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.cancel.wait(min(delay, remaining)):
                 return None
+            if self.abandoned.is_set():
+                raise JobFenced(self.job_id)
             attempts += 1
             session = self.world.transport(host.target)
             try:
@@ -479,4 +505,6 @@ class JobRun:
         return StepLocation(self.world.settings.remote_run_dir, self.job_uid, host.name, key)
 
     def _append(self, type_: str, host: str | None, data: dict[str, Any]) -> int:
+        if self.abandoned.is_set():
+            raise JobFenced(self.job_id)
         return self.events.append(self.job_id, type_, host, data)
