@@ -1,4 +1,6 @@
-"""Security headers on every response: no inline script, no framing, no sniffing."""
+"""Headers on every response: security (no inline script, no framing, no sniffing), and
+``X-Patchbay-Node`` naming the node that answered (behind a load balancer, the one to
+look at)."""
 
 from __future__ import annotations
 
@@ -28,3 +30,10 @@ def add_security_headers(response: Response) -> Response:
 
 def register(app: Flask) -> None:
     app.after_request(add_security_headers)
+    node_id = str(app.config["NODE_ID"])
+
+    def name_the_node(response: Response) -> Response:
+        response.headers["X-Patchbay-Node"] = node_id
+        return response
+
+    app.after_request(name_the_node)
