@@ -26,7 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "ENV": "development",  # "production" refuses a missing or weak SECRET_KEY
     "TLS": False,  # served over HTTPS: cookies get the Secure flag
     "LOGIN_RATE_LIMIT": "10 per minute",
-    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_STORAGE_URI": "memory://",  # redis://...: one limit across nodes
+    # Storage unreachable (Redis down): count in this process's memory meanwhile.
+    "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     # Storage
     "SQLALCHEMY_DATABASE_URI": None,
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
