@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, PROJECT
 
 
 def token_from(page: str) -> str:
@@ -137,6 +137,28 @@ def test_login_attempts_are_rate_limited_with_a_clear_message(app, auth, client)
     assert statuses == [401] * 10
     assert blocked.status_code == 429
     assert "Too many login attempts" in blocked.get_data(as_text=True)
+
+
+def test_the_login_limit_holds_while_its_shared_storage_is_down(tmp_path):
+    """Redis (the limit's storage on several nodes) unreachable: logins still work,
+    and the limit is counted in the process meanwhile."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from stack.processes import free_port
+    from tests.conftest import AuthActions
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                      "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{free_port()}/0",
+                      "LOGIN_RATE_LIMIT": "3 per minute", "ASYNC_MODE": "threading"})
+    with app.app_context():
+        upgrade(directory=str(PROJECT / "migrations"))
+    auth = AuthActions(app, app.test_client())
+    auth.create("gina")
+    statuses = [auth.login("gina", f"guess {i}").status_code for i in range(3)]
+    assert statuses == [401] * 3
+    assert auth.login("gina", PASSWORD).status_code == 429
 
 
 def test_session_cookie_is_httponly_and_lax(app, auth, client):
