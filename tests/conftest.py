@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.databases import drop_created, fresh_database_url, postgres_server
 from tests.live_server import LiveServer, start_live_server
 from tests.sshd_fleet import SshdFleet, sshd_available, start_fleet
 
@@ -53,9 +54,41 @@ def write_inventory(path: Path, entries: list[dict]) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """PostgreSQL pass: the databases a test made (``tests/databases.py``) go after it."""
+    yield
+    if postgres_server():
+        drop_created()
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator:
+    """A private PostgreSQL server for the session (``stack.postgres``), fsync off.
+
+    Its folder is a ``tempfile.mkdtemp()`` under the system temp dir, not pytest's
+    (``/tmp/pytest-of-root`` is mode 700: the postgres user could not reach it)."""
+    import shutil
+    import tempfile
+
+    from stack import postgres
+    from stack.processes import free_port
+
+    require_tool(postgres.available(), "PostgreSQL (postgresql)")
+    directory = Path(tempfile.mkdtemp(prefix="patchbay-test-postgres-"))
+    server = postgres.PrivatePostgres(directory, free_port(), settings=postgres.THROWAWAY)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
 def app(tmp_path: Path):
-    """A fresh app on its own database file, migrated like production."""
+    """A fresh app on its own database (a file, or a PostgreSQL database in the
+    PostgreSQL pass), migrated like production."""
     from flask_migrate import upgrade
 
     from app import create_app
@@ -63,7 +96,7 @@ def app(tmp_path: Path):
     application = create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'patchbay.db'}",
+        "SQLALCHEMY_DATABASE_URI": fresh_database_url(tmp_path),
         "SECRET_KEY": "test-secret",
         "ASYNC_MODE": "threading",
         "RUNBOOK_DIR": str(TEST_RUNBOOKS),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
@@ -105,7 +104,29 @@ def rendered_logs(page: Page, hosts: list[str]) -> dict[str, list[str]]:
 
 
 def query_db(server: LiveServer, sql: str, *args) -> list[tuple]:
-    """Read the console's database directly (read-only), as the ground truth."""
-    path = server.directory / "patchbay.db"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-        return connection.execute(sql, args).fetchall()
+    """Read the console's database directly (SQLite or PostgreSQL), as the ground truth.
+
+    ``?`` placeholders; rows come back as stored: JSON as its text, booleans as
+    0/1 on SQLite (True/False, equal to those, on PostgreSQL)."""
+    from sqlalchemy import create_engine, event, text
+
+    url = server.env["DATABASE_URL"]
+    engine = create_engine(url)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _json_as_text)
+    names = iter(range(len(args)))
+    statement = text(re.sub(r"\?", lambda _: f":p{next(names)}", sql))
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(
+                statement, {f"p{index}": value for index, value in enumerate(args)})]
+    finally:
+        engine.dispose()
+
+
+def _json_as_text(dbapi_connection, _record) -> None:
+    """psycopg parses json columns; SQLite hands back their text, which tests compare."""
+    from psycopg.types.string import TextLoader
+
+    for name in ("json", "jsonb"):
+        dbapi_connection.adapters.register_loader(name, TextLoader)

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 import socketio
 
+from tests.databases import fresh_database_url
 from tests.sshd_fleet import free_port, wait_for_port
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def prepare_database(directory: Path, *, inventory: Path | None, runbook_dir: Pa
     from models import User
     from tasks.inventory import apply_inventory, parse_inventory
 
-    url = f"sqlite:///{directory / 'patchbay.db'}"
+    url = fresh_database_url(directory)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(directory),
                       "SECRET_KEY": "x", "ASYNC_MODE": "threading",
                       "RUNBOOK_DIR": str(runbook_dir)})

@@ -32,7 +32,7 @@ def add_old_jobs(server, count: int) -> None:
 
     from models import Job, JobHost, User
 
-    engine = create_engine(f"sqlite:///{server.directory / 'patchbay.db'}")
+    engine = create_engine(server.env["DATABASE_URL"])
     now = datetime.now(UTC).replace(tzinfo=None)
     with Session(engine) as session:
         users = {u.username: u.id for u in session.scalars(select(User))}
@@ -116,7 +116,7 @@ def test_history_filters_pages_and_downloaded_logs_match_the_database(
     filter_history(page, since=since, until=until, kind="runbook")
     dated = shown_ids(page)
 
-    def ids(where: str = "1", *args) -> list[int]:
+    def ids(where: str = "1 = 1", *args) -> list[int]:
         return [row[0] for row in query_db(
             console, f"SELECT jobs.id FROM jobs LEFT JOIN users ON users.id = created_by_id "
                      f"WHERE {where} ORDER BY jobs.id DESC", *args)]

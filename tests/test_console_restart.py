@@ -11,7 +11,8 @@ from models import Job, JobEvent, JobHost
 from tests.conftest import write_inventory
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
+# `make test` runs these again under gevent, and again on PostgreSQL
+pytestmark = [pytest.mark.asyncmode, pytest.mark.postgres]
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The job engine over the in-memory fleet of ``tests/fake_transport.py``: no sshd, no
-Flask, a real SQLite file. One story per test: rollout rules, cancel, timeouts, the
-output limit, on_failure, SSH drops, and a console restart resumed from the event log.
+Flask, a real database (a SQLite file; PostgreSQL in `make test-postgres`). One story per
+test: rollout rules, cancel, timeouts, the output limit, on_failure, SSH drops, and a
+console restart resumed from the event log.
 Then the pure rules underneath (``tasks.resume``, ``tasks.strategy``)."""
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from tasks.strategy import (
     not_started_outcome,
     split_batches,
 )
+from tests.databases import fresh_database_url
 from tests.engine_world import EngineWorld, start_thread
 from tests.fake_transport import FakeFleet, Script, lines
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.postgres  # `make test` runs these again on PostgreSQL
 PROJECT = Path(__file__).resolve().parent.parent
 HOSTS = [f"h{i}" for i in range(1, 7)]
 
@@ -60,7 +63,7 @@ FETCH, INSTALL, REPORT, ROLL_BACK = ("fetch-build 1.2", "install-build 1.2",
 ALL_STEPS = [FETCH, INSTALL, REPORT]
 
 
-# -- the world: a SQLite file, an engine, the fake fleet --------------------------------
+# -- the world: a database, an engine, the fake fleet -----------------------------------
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def fleet():
 
 @pytest.fixture
 def database(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'patchbay.db'}"
+    url = fresh_database_url(tmp_path)
     db = create_engine(url)
     Base.metadata.create_all(db)
     with Session(db) as session:

@@ -12,7 +12,8 @@ from tests.engine_world import build_world
 from tests.remote import remote_commands as commands_on
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
+# `make test` runs these again under gevent, and again on PostgreSQL
+pytestmark = [pytest.mark.asyncmode, pytest.mark.postgres]
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import socketio
 from tests.conftest import PROJECT, write_inventory
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.asyncmode  # `make test` runs these again under gevent
+# `make test` runs these again under gevent, and again on PostgreSQL
+pytestmark = [pytest.mark.asyncmode, pytest.mark.postgres]
 
 
 

@@ -14,7 +14,8 @@ from blueprints.permissions import SOCKET_RULES
 from tests.conftest import PASSWORD, write_inventory
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.asyncmode
+# `make test` runs these again under gevent, and again on PostgreSQL
+pytestmark = [pytest.mark.asyncmode, pytest.mark.postgres]
 
 USERS = [("alice", PASSWORD, "operator"), ("root", PASSWORD, "admin")]
 
