@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test test-gevent lint bench bench-full clean venv venv-dev
+.PHONY: run test test-gevent test-postgres lint bench bench-full clean venv venv-dev
 
 $(VENV)/.runtime-installed: requirements.txt
 	@scripts/system-deps.sh run
@@ -25,16 +25,23 @@ run: venv
 	@PYTHON=$(PY) scripts/run-demo.sh
 
 ## Set up everything and run the whole test suite (then the async-mode-agnostic part
-## again under gevent). pytest's exit code 5 (no tests ran) fails the build.
+## again under gevent, and the engine and Socket.IO part again on PostgreSQL).
+## pytest's exit code 5 (no tests ran) fails the build.
 test:
 	@scripts/system-deps.sh test
 	@$(MAKE) --no-print-directory venv-dev
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -p no:cacheprovider
 	$(MAKE) --no-print-directory test-gevent
+	$(MAKE) --no-print-directory test-postgres
 
 test-gevent: venv-dev
 	PATCHBAY_ASYNC_MODE=gevent $(PY) -m pytest -p no:cacheprovider -m asyncmode
+
+## The tests marked postgres, each on a fresh database of a private PostgreSQL server
+## (stack/postgres.py) started for the run.
+test-postgres: venv-dev
+	$(PY) -m stack.postgres run -- $(PY) -m pytest -p no:cacheprovider -m postgres
 
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.dev-installed
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-bench.txt

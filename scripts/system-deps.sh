@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a target needs are installed.
 #   scripts/system-deps.sh run    python3 + venv (the demo fleet needs no OpenSSH server)
-#   scripts/system-deps.sh test   + OpenSSH server and client, Chromium
+#   scripts/system-deps.sh test   + OpenSSH server and client, Chromium, PostgreSQL, Redis, nginx
+#   scripts/system-deps.sh cluster + PostgreSQL, Redis, nginx (`make cluster`)
 # As root on Debian it installs what is missing with apt-get; otherwise it prints the
 # exact command to run first and fails.
 set -euo pipefail
@@ -14,12 +15,25 @@ have_python_venv() {
   command -v "$python" >/dev/null 2>&1 && "$python" -c 'import ensurepip, venv' >/dev/null 2>&1
 }
 
+have_postgres_server() {
+  local server
+  for server in /usr/lib/postgresql/*/bin/postgres; do
+    [ -x "$server" ] && return 0
+  done
+  return 1
+}
+
 have_python_venv || missing+=(python3 python3-venv)
 if [ "$target" = test ]; then
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v ps >/dev/null 2>&1 || missing+=(procps)
+fi
+if [ "$target" = test ] || [ "$target" = cluster ]; then
+  have_postgres_server || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
 fi
 command -v setsid >/dev/null 2>&1 || missing+=(util-linux)
 
