@@ -89,8 +89,9 @@ class LiveServer:
 
 
 def prepare_database(directory: Path, *, inventory: Path | None, runbook_dir: Path,
-                     users: list[tuple[str, str, str]]) -> str:
-    """Migrate a fresh database and fill it (in this process, before the server starts)."""
+                     users: list[tuple[str, str, str]], url: str | None = None) -> str:
+    """Migrate a fresh database (``url``, or a new one for this test) and fill it (in
+    this process, before the server starts)."""
     from flask_migrate import upgrade
     from sqlalchemy import select
 
@@ -99,7 +100,7 @@ def prepare_database(directory: Path, *, inventory: Path | None, runbook_dir: Pa
     from models import User
     from tasks.inventory import apply_inventory, parse_inventory
 
-    url = fresh_database_url(directory)
+    url = url or fresh_database_url(directory)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(directory),
                       "SECRET_KEY": "x", "ASYNC_MODE": "threading",
                       "RUNBOOK_DIR": str(runbook_dir)})
