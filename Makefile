@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test test-gevent test-postgres lint bench bench-full clean venv venv-dev
+.PHONY: run cluster test test-gevent test-postgres lint bench bench-full clean venv venv-dev
 
 $(VENV)/.runtime-installed: requirements.txt
 	@scripts/system-deps.sh run
@@ -23,6 +23,12 @@ venv-dev: $(VENV)/.dev-installed
 ## with a demo fleet of 8 local SSH game servers.
 run: venv
 	@PYTHON=$(PY) scripts/run-demo.sh
+
+## The same with several nodes, as deployed: PostgreSQL, Redis, two console nodes behind
+## nginx on http://127.0.0.1:$${PATCHBAY_PORT:-5000}, the demo fleet; data in .cluster/.
+cluster: venv
+	@scripts/system-deps.sh cluster
+	$(PY) -m stack.cluster
 
 ## Set up everything and run the whole test suite (then the async-mode-agnostic part
 ## again under gevent, and the engine and Socket.IO part again on PostgreSQL).
