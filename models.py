@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 ROLES = ("admin", "operator", "viewer")
@@ -177,6 +177,11 @@ class JobHost(Base):
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     job: Mapped[Job] = relationship(back_populates="hosts")
+
+    @validates("reason")
+    def _storable_reason(self, _key: str, reason: str | None) -> str | None:
+        """PostgreSQL text cannot hold NUL, which an error quoting what a server sent can."""
+        return reason.replace("\x00", "\ufffd") if reason else reason
 
     def summary(self) -> dict[str, Any]:
         return {

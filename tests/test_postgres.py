@@ -121,6 +121,49 @@ def test_a_job_event_seq_is_unique_per_job(pg_app, database):
     engine.dispose()
 
 
+def test_a_server_answering_with_nul_bytes_fails_alone_and_the_job_finishes(pg_app, tmp_path):
+    """SSH's error quotes the server's garbled banner, NUL bytes included: PostgreSQL
+    text refuses NUL, and the event writer (which retries until the database takes
+    the events) would retry forever, holding up every job of the console."""
+    import socket
+    import threading
+
+    from flask_migrate import upgrade
+
+    from extensions import db
+    from tasks.inventory import apply_inventory, parse_inventory
+    from tests.conftest import TEST_RUNBOOKS, write_inventory
+    from tests.engine_world import build_world
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+
+    def babble() -> None:
+        with listener, listener.accept()[0] as connection:
+            connection.sendall(b"game\x00server\r\n" * 120)  # paramiko reads 100 lines
+            connection.recv(100)
+
+    threading.Thread(target=babble, daemon=True).start()
+    inventory = write_inventory(tmp_path / "inventory.yml", [
+        {"name": "game1", "host": "127.0.0.1", "port": listener.getsockname()[1],
+         "user": "deploy"}])
+    with pg_app.app_context():
+        upgrade(directory=MIGRATIONS)
+        apply_inventory(db.session, parse_inventory(inventory.read_text()))
+        db.session.commit()
+    world = build_world(pg_app, TEST_RUNBOOKS, connect_timeout=10)
+
+    job = world.wait_finished(world.engine.start(
+        world.engine.plan("basic", {"message": "hi"}, ["game1"]), None), timeout=60)
+
+    assert job.status == "failed"
+    host = job.hosts[0]
+    assert host.status == "failed"
+    assert "game\ufffdserver" in host.reason, host.reason
+    finished = [e for e in world.events(job.id) if e["type"] == "host_finished"]
+    assert "game\x00server" in finished[0]["data"]["reason"]  # the log keeps what was said
+
+
 # A slow query in one greenlet while another ticks every 20 ms; prints the longest
 # pause between ticks and how many ticks happened during the query. ``patchbay`` patches
 # like the console does (async_mode.py); ``bare`` is eventlet alone.
