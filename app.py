@@ -32,6 +32,7 @@ from blueprints import (
     fleet,
     fleet_live,
     headers,
+    input_guard,
     jobs,
     live,
     permissions,
@@ -60,6 +61,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
     permissions.register(app)  # before CSRF: who you are is checked first
+    input_guard.register(app)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)

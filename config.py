@@ -87,6 +87,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         # Short busy timeout: a writer stuck behind another one must fail fast rather
         # than freeze every greenlet (SQLite waits for its lock in C).
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 5}})
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        # A node outlives database restarts: test pooled connections before use.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     if app.config["ENV"] == "production":
         _require_strong_secret(app.config["SECRET_KEY"])
     if not app.config["SECRET_KEY"]:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from blueprints.audit import record
+from blueprints.input_guard import nul_field
 from blueprints.job_access import job_snapshot, plan_from, require_job
 from blueprints.live import validation_error
 from blueprints.query_args import event_query, job_filter
@@ -51,6 +52,9 @@ def _body(schema: type[StartJob]) -> StartJob:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         raise PatchbayError("invalid", "the body must be a JSON object")
+    refused = nul_field(payload)
+    if refused:
+        raise PatchbayError("invalid", f"{refused} contains a NUL character", refused)
     try:
         return schema.model_validate(payload)
     except ValidationError as exc:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from blueprints import fleet_live
 from blueprints.audit import record
+from blueprints.input_guard import nul_field
 from blueprints.job_access import job_snapshot, plan_from, replay_events
 from blueprints.permissions import check_socket_event
 from blueprints.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
@@ -54,6 +55,10 @@ def acknowledged(schema: type[BaseModel]) -> Callable[..., Any]:
                 check_socket_event(request.event["message"])
                 if not isinstance(payload, dict):
                     raise PatchbayError("invalid", "the payload must be a JSON object")
+                refused = nul_field(payload)
+                if refused:
+                    raise PatchbayError("invalid", f"{refused} contains a NUL character",
+                                        refused)
                 try:
                     data = schema.model_validate(payload)
                 except ValidationError as exc:

@@ -141,6 +141,22 @@ def test_a_viewer_cannot_start_a_job(seeded):
     assert client.get("/api/jobs").get_json()["jobs"][0]["id"] == 1  # still only job #1
 
 
+def test_a_socket_payload_with_a_nul_character_is_refused_naming_the_field(seeded):
+    from extensions import socketio
+
+    client = seeded.test_client()
+    log_in(client, "operator")
+    sock = socketio.test_client(seeded, flask_test_client=client)
+
+    ack = sock.emit("job:start", {"runbook": "basic", "params": {"message": "h\x00i"},
+                                  "servers": ["s1"]}, callback=True)
+
+    assert ack == {"ok": False, "error": {
+        "code": "invalid", "message": "params.message contains a NUL character",
+        "field": "params.message"}}
+    assert client.get("/api/jobs").get_json()["jobs"][0]["id"] == 1  # still only job #1
+
+
 def test_anonymous_socket_is_refused_in_process(seeded):
     from extensions import socketio
 

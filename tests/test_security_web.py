@@ -58,6 +58,34 @@ def test_api_post_without_csrf_header_is_refused_and_starts_nothing(app, admin):
     assert count(app, Job) == 0
 
 
+def test_nul_characters_are_refused_at_the_door_with_the_field_named(app, auth, admin):
+    """PostgreSQL refuses NUL in text: every database gets the same clear 400."""
+    from models import Job
+
+    token = token_from(admin.get("/").get_data(as_text=True))
+    cases = [
+        (admin.get("/api/jobs?runbook=ba%00sic"), "runbook"),
+        (admin.get("/jobs?user=x%00"), "user"),
+        (admin.get("/admin/audit?action=lo%00gin"), "action"),
+        (admin.post("/api/jobs", headers={"X-CSRFToken": token}, json={
+            "runbook": "basic", "params": {"message": "x"}, "servers": ["h\x00"]}),
+         "servers.0"),
+        (admin.post("/api/jobs", headers={"X-CSRFToken": token}, json={
+            "runbook": "basic", "params": {"mess\x00age": "x"}, "servers": ["a"]}),
+         "params.mess\x00age"),
+    ]
+    for response, field in cases:
+        assert response.status_code == 400, (field, response.status_code)
+        text = response.get_data(as_text=True)
+        assert "contains a NUL character" in text, field
+        if response.is_json:
+            assert response.get_json()["error"]["field"] == field
+    login = auth.login("root\x00admin")
+    assert login.status_code == 400
+    assert "username contains a NUL character" in login.get_data(as_text=True)
+    assert count(app, Job) == 0
+
+
 def test_admin_creates_disables_and_changes_roles_with_an_audit_trail(app, admin):
     from extensions import db
     from models import AuditEntry, User
