@@ -137,7 +137,9 @@ class ReachabilityProbe:
             servers = session.execute(select(Server.id, Server.name, Server.host,
                                              Server.port, Server.reachable,
                                              Server.reach_error)).all()
-        results = self._check_many([(s.host, s.port) for s in servers])
+        # Stored in a String(255) column (PostgreSQL refuses longer ones).
+        results = [error[:255] if error else error
+                   for error in self._check_many([(s.host, s.port) for s in servers])]
         checked_at = utcnow()
         changed = {s.id: s.name for s, error in zip(servers, results, strict=True)
                    if (s.reachable, s.reach_error) != (error is None, error)}
