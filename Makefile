@@ -69,4 +69,4 @@ lint: venv-dev
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .demo instance
+	rm -rf $(VENV) .demo .cluster instance
