@@ -244,6 +244,36 @@ class AuditEntry(Base):
                 "remote_addr": self.remote_addr}
 
 
+class ApiToken(Base):
+    """A personal API token: ``Authorization: Bearer <token>`` acts as its user, with
+    the user's role or the lower ``role`` it was made with. Only a hash is stored (the
+    token is shown once); ``prefix`` (its first characters) names it on pages."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str | None] = mapped_column(String(16))  # None: the user's own role
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()
+
+    def summary(self) -> dict[str, Any]:
+        def stamp(moment: datetime | None) -> str | None:
+            return moment.isoformat() + "Z" if moment else None
+
+        return {"id": self.id, "name": self.name, "prefix": self.prefix, "role": self.role,
+                "created_at": stamp(self.created_at), "expires_at": stamp(self.expires_at),
+                "last_used_at": stamp(self.last_used_at),
+                "revoked_at": stamp(self.revoked_at)}
+
+
 class Node(Base):
     """A console process sharing this database: its heartbeat says it is alive.
 
