@@ -1,0 +1,133 @@
+"""API tokens: ``/api/tokens`` for scripts, and the user's own page ``/account``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from werkzeug.wrappers import Response
+
+from blueprints.auth_tokens import current_role
+from blueprints.forms import CreateTokenForm
+from extensions import db, socketio
+from models import ApiToken, utcnow
+from services import tokens
+from services.commands import validation_error
+from socket_queue import disconnect_room
+from tasks.errors import PatchbayError
+
+bp = Blueprint("tokens", __name__)
+
+
+class CreateToken(BaseModel):
+    """``POST /api/tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    expires_in_days: StrictInt | None = Field(default=None, ge=1,
+                                              le=tokens.MAX_EXPIRY_DAYS)
+    role: StrictStr | None = None
+
+
+@bp.errorhandler(PatchbayError)
+def _refused(exc: PatchbayError) -> tuple[Response, int]:
+    status = {"not_found": 404, "forbidden": 403}.get(exc.code, 400)
+    return jsonify({"ok": False, "error": exc.to_dict()}), status
+
+
+@bp.get("/api/tokens")
+def list_tokens() -> Response:
+    """The current user's tokens (never their secret part)."""
+    return jsonify({"ok": True, "tokens": [t.summary() for t in
+                                           tokens.user_tokens(current_user.id)]})
+
+
+@bp.post("/api/tokens")
+def create_token() -> tuple[Response, int]:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise PatchbayError("invalid", "the body must be a JSON object")
+    try:
+        data = CreateToken.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    token, raw = tokens.create_token(current_user, data.name, data.expires_in_days,
+                                     data.role, acting_role=current_role())
+    return jsonify({"ok": True, "id": token.id, "name": token.name, "token": raw,
+                    "prefix": token.prefix, "role": token.role or current_user.role,
+                    "expires_at": token.summary()["expires_at"]}), 201
+
+
+@bp.delete("/api/tokens/<int:token_id>")
+def revoke_token(token_id: int) -> Response:
+    token = _revocable(token_id)
+    revoked = tokens.revoke_token(token)
+    disconnect_room(socketio.server, f"token:{token.id}")
+    return jsonify({"ok": True, "revoked": revoked, "token": token.summary()})
+
+
+@bp.get("/account")
+def account() -> str:
+    return _render_account(_token_form())
+
+
+@bp.post("/account/tokens")
+def create_from_page() -> str | tuple[str, int]:
+    form = _token_form()
+    if not form.validate_on_submit():
+        return _render_account(form, _first_error(form)), 400
+    try:
+        token, raw = tokens.create_token(
+            current_user, form.name.data, form.expires_in_days.data,
+            form.role.data or None, acting_role=current_role())
+    except PatchbayError as exc:
+        db.session.rollback()
+        return _render_account(form, exc.message), 400
+    return _render_account(_token_form(formdata=None), new_token=raw,
+                           new_token_name=token.name)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+def revoke_from_page(token_id: int) -> Response:
+    token = _revocable(token_id)
+    tokens.revoke_token(token)
+    disconnect_room(socketio.server, f"token:{token.id}")
+    flash(f"Token {token.name} ({token.prefix}…) revoked.", "info")
+    return redirect(url_for("tokens.account"))
+
+
+def _revocable(token_id: int) -> ApiToken:
+    """A token the current user may revoke: their own; an admin, anyone's."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None or (token.user_id != current_user.id and current_role() != "admin"):
+        raise PatchbayError("not_found", f"no token #{token_id} of yours", "token_id")
+    return token
+
+
+def _token_form(**kwargs: object) -> CreateTokenForm:
+    """The form, offering the roles up to the current one (the default)."""
+    role = current_role() or "viewer"
+    form = CreateTokenForm(**kwargs)
+    form.role.choices = [r for r, rank in tokens.ROLE_RANK.items()
+                         if rank <= tokens.ROLE_RANK[role]]
+    if not form.role.data:
+        form.role.data = role
+    return form
+
+
+def _render_account(form: CreateTokenForm, error: str | None = None,
+                    new_token: str | None = None, new_token_name: str | None = None) -> str:
+    return render_template("account.html", tokens=tokens.user_tokens(current_user.id),
+                           form=form, error=error, new_token=new_token,
+                           new_token_name=new_token_name, role=current_role(), now=utcnow())
+
+
+def _first_error(form: CreateTokenForm) -> str:
+    for name, errors in form.errors.items():
+        if name == "csrf_token":
+            return "The form expired; reload the page and try again."
+        return f"{getattr(form, name).label.text}: {errors[0]}"
+    return "invalid form"

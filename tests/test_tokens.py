@@ -1,0 +1,241 @@
+"""API tokens: made through the API, the account page and ``flask create-token``; stored
+hashed; accepted as ``Authorization: Bearer`` on the API (without CSRF) and by Socket.IO
+(``auth: {"token"}``); refused once expired, revoked, or beyond their role."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from datetime import timedelta
+
+import pytest
+import socketio
+from sqlalchemy import select
+
+from tests.conftest import PASSWORD
+from tests.waiting import wait_until
+
+
+def csrf_token_of(client) -> str:
+    page = client.get("/").get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+@pytest.fixture
+def operator(app, auth, client):
+    auth.create("olga", role="operator")
+    assert auth.login("olga").status_code == 302
+    return client
+
+
+def make_token(client, **body) -> dict:
+    response = client.post("/api/tokens", json={"name": "ci", **body},
+                           headers={"X-CSRFToken": csrf_token_of(client)})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def stored(app, model, **where):
+    from extensions import db
+
+    with app.app_context():
+        query = select(model).filter_by(**where)
+        return db.session.scalars(query).all()
+
+
+def test_a_token_is_shown_once_and_stored_hashed_and_audited(app, operator):
+    from models import ApiToken, AuditEntry
+
+    made = make_token(operator, expires_in_days=30)
+
+    assert made["token"].startswith(made["prefix"]) and made["prefix"].startswith("pbt_")
+    assert made["expires_at"].endswith("Z")
+    [row] = stored(app, ApiToken)
+    assert row.token_hash == hashlib.sha256(made["token"].encode()).hexdigest()
+    columns = [str(getattr(row, c.key)) for c in ApiToken.__table__.columns]
+    assert not any(made["token"] in value for value in columns)
+    listed = operator.get("/api/tokens").get_json()["tokens"]
+    assert [t["prefix"] for t in listed] == [made["prefix"]]
+    assert made["token"] not in str(listed)
+    [entry] = stored(app, AuditEntry, action="token.create")
+    assert entry.username == "olga" and made["token"] not in str(entry.detail)
+
+
+def test_a_bearer_token_works_on_the_api_without_csrf_and_records_its_use(app, operator):
+    from models import ApiToken
+
+    token = make_token(operator)["token"]
+    fresh = app.test_client()  # no cookie at all
+
+    assert fresh.get("/api/jobs", headers=bearer(token)).status_code == 200
+    refused = fresh.post("/api/jobs", headers=bearer(token),
+                         json={"runbook": "no-such-book", "params": {}, "servers": ["x"]})
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["code"] != "csrf"  # judged on its content
+    assert "Set-Cookie" not in refused.headers  # no session is made for a token
+    [row] = stored(app, ApiToken)
+    assert row.last_used_at is not None
+    # A cookie session still needs its CSRF token, as before.
+    assert operator.post("/api/jobs", json={"runbook": "x"}).get_json()["error"]["code"] \
+        == "csrf"
+
+
+@pytest.mark.parametrize("spoil,reason", [
+    ("expire", "this token has expired"),
+    ("revoke", "this token was revoked"),
+    ("disable", "this token's user is disabled"),
+    ("garble", "unknown token"),
+])
+def test_expired_revoked_and_orphaned_tokens_are_refused(app, operator, spoil, reason):
+    from extensions import db
+    from models import ApiToken, User, utcnow
+
+    made = make_token(operator)
+    token = made["token"]
+    if spoil == "revoke":
+        response = operator.delete(f"/api/tokens/{made['id']}",
+                                   headers={"X-CSRFToken": csrf_token_of(operator)})
+        assert response.get_json()["revoked"] is True
+    with app.app_context():
+        if spoil == "expire":
+            db.session.get(ApiToken, made["id"]).expires_at = utcnow() - timedelta(seconds=1)
+        if spoil == "disable":
+            db.session.scalar(select(User).where(User.username == "olga")).active = False
+        db.session.commit()
+    if spoil == "garble":
+        token = token[:-4] + "AAAA"
+
+    response = app.test_client().get("/api/jobs", headers=bearer(token))
+
+    assert response.status_code == 401
+    assert response.get_json()["error"] == {"code": "unauthorized", "message": reason,
+                                            "field": None}
+
+
+def test_revoking_is_audited_and_only_your_own_tokens_can_be_revoked(app, auth, operator):
+    from models import AuditEntry
+
+    made = make_token(operator)
+    auth.create("mallory", role="operator")
+    other = app.test_client()
+    from tests.conftest import AuthActions
+
+    assert AuthActions(app, other).login("mallory").status_code == 302
+    response = other.delete(f"/api/tokens/{made['id']}",
+                            headers={"X-CSRFToken": csrf_token_of(other)})
+    assert response.status_code == 404
+    response = operator.delete(f"/api/tokens/{made['id']}",
+                               headers={"X-CSRFToken": csrf_token_of(operator)})
+    assert response.status_code == 200
+    assert [e.username for e in stored(app, AuditEntry, action="token.revoke")] == ["olga"]
+
+
+def test_a_token_acts_with_a_lower_role_never_a_higher_one(app, operator):
+    viewer_token = make_token(operator, role="viewer")["token"]
+    fresh = app.test_client()
+
+    assert fresh.get("/api/jobs", headers=bearer(viewer_token)).status_code == 200
+    refused = fresh.post("/api/jobs/plan", headers=bearer(viewer_token),
+                         json={"runbook": "basic", "params": {}, "servers": ["x"]})
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["message"] == \
+        "your role (viewer) may not open this page"
+    # Above the user's own role: refused, naming the field.
+    response = operator.post("/api/tokens", json={"name": "x", "role": "admin"},
+                             headers={"X-CSRFToken": csrf_token_of(operator)})
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == "role"
+    # A viewer-capped token cannot mint an operator token.
+    response = fresh.post("/api/tokens", headers=bearer(viewer_token),
+                          json={"name": "escalate", "role": "operator"})
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == "role"
+    minted = fresh.post("/api/tokens", headers=bearer(viewer_token), json={"name": "same"})
+    assert minted.status_code == 201 and minted.get_json()["role"] == "viewer"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"name": ""}, "name"),
+    ({"name": "x", "expires_in_days": 0}, "expires_in_days"),
+    ({"name": "x", "expires_in_days": "7"}, "expires_in_days"),
+    ({"name": "x", "role": "root"}, "role"),
+    ({"name": "x", "colour": "red"}, "colour"),
+])
+def test_bad_token_requests_name_the_field_and_make_nothing(app, operator, body, field):
+    from models import ApiToken
+
+    response = operator.post("/api/tokens", json=body,
+                             headers={"X-CSRFToken": csrf_token_of(operator)})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    assert stored(app, ApiToken) == []
+
+
+def test_the_account_page_makes_shows_once_and_revokes_tokens(app, operator):
+    page = operator.get("/account").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    made = operator.post("/account/tokens", data={"name": "laptop", "expires_in_days": "",
+                                                  "role": "viewer", "csrf_token": token})
+    text = made.get_data(as_text=True)
+    raw = re.search(r'id="new-token-value"[^>]*>(pbt_[^<]+)<', text).group(1)
+    assert app.test_client().get("/api/jobs", headers=bearer(raw)).status_code == 200
+    again = operator.get("/account").get_data(as_text=True)
+    assert raw not in again and raw[:12] in again  # shown once; its prefix stays
+
+    from models import ApiToken
+
+    [row] = stored(app, ApiToken)
+    operator.post(f"/account/tokens/{row.id}/revoke", data={"csrf_token": token})
+    assert app.test_client().get("/api/jobs", headers=bearer(raw)).status_code == 401
+    assert 'class="token-state">revoked' in operator.get("/account").get_data(as_text=True)
+
+
+def test_flask_create_token_prints_the_token_alone_on_its_last_line(app, auth):
+    auth.create("ci-bot", role="operator")
+    result = app.test_cli_runner().invoke(args=["create-token", "ci-bot", "--name", "ci",
+                                                "--expires-in-days", "7"])
+    assert result.exit_code == 0, result.output
+    raw = result.output.strip().splitlines()[-1]
+    assert re.fullmatch(r"pbt_[A-Za-z0-9_-]{43}", raw)
+    assert app.test_client().get("/api/jobs", headers=bearer(raw)).status_code == 200
+    bad = app.test_cli_runner().invoke(args=["create-token", "nobody", "--name", "x"])
+    assert bad.exit_code != 0 and "no user 'nobody'" in bad.output
+
+
+# -- Socket.IO, against a real server process ------------------------------------------------
+
+
+@pytest.mark.live
+def test_a_socket_logs_in_with_a_token_and_is_dropped_when_it_is_revoked(
+        live_server_factory):
+    server = live_server_factory(users=[("olga", PASSWORD, "operator")])
+    http = server.login("olga")
+    made = http.post(f"{server.url}/api/tokens", json={"name": "ci", "role": "viewer"},
+                     timeout=10).json()
+
+    refused = socketio.Client(reconnection=False)
+    reasons: list = []
+    refused.on("connect_error", lambda data: reasons.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(server.url, auth={"token": "pbt_" + "x" * 43},
+                        transports=["websocket"], wait_timeout=10)
+    assert reasons == [{"message": "unauthorized: unknown token"}]
+
+    client = socketio.Client(reconnection=False)
+    dropped = threading.Event()
+    client.on("disconnect", lambda *args: dropped.set())
+    client.connect(server.url, auth={"token": made["token"]}, transports=["websocket"],
+                   wait_timeout=10)
+    ack = client.call("job:subscribe", {"job_id": 999}, timeout=10)
+    assert ack["error"]["code"] == "not_found"  # a viewer may subscribe
+    ack = client.call("job:start", {"runbook": "basic", "params": {}, "servers": ["x"]},
+                      timeout=10)
+    assert ack["error"] == {"code": "forbidden", "field": None,
+                            "message": "your role (viewer) may not use job:start"}
+
+    response = http.delete(f"{server.url}/api/tokens/{made['id']}", timeout=10)
+    assert response.status_code == 200
+    wait_until(dropped.is_set, 10, "the token's socket to be dropped")
