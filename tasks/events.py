@@ -33,6 +33,8 @@ from models import Job, JobEvent, JobHost, Server, ServerLock, utcnow
 log = logging.getLogger(__name__)
 
 Publisher = Callable[[int, int | None, list[dict[str, Any]]], None]
+# Sees each written batch as (job_id, event) pairs, after commit (tasks.metrics counts them).
+Observer = Callable[[list[tuple[int, dict[str, Any]]]], None]
 TaskStarter = Callable[..., Any]
 MAX_BATCH = 2000
 # A batch also ends at this many output lines, so a chatty job's commits and messages
@@ -70,6 +72,7 @@ class EventLog:
         self.start_task = start_task
         self.node_id = node_id  # None: one process, no ownership to check
         self.on_fenced = on_fenced
+        self.observe: Observer | None = None  # set by tasks.metrics.instrument
         self._fenced: set[int] = set()
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -127,6 +130,10 @@ class EventLog:
                 self._wakeup.wait(min(remaining, 0.5))
         return True
 
+    def queue_depth(self) -> int:
+        """Events appended and not yet taken by the writer (read without the lock)."""
+        return len(self._queue)
+
     def _writer_loop(self) -> None:
         while True:
             with self._lock:
@@ -142,6 +149,7 @@ class EventLog:
                 del self._queue[:size]
             written, fenced = self._write_with_retry(batch)
             self._publish(written)
+            self._observe(written)
             for job_id in fenced:
                 self._fence(job_id)
             with self._lock:
@@ -196,6 +204,14 @@ class EventLog:
                     job_id)
         if self.on_fenced is not None:
             self.on_fenced(job_id)
+
+    def _observe(self, batch: list[_Pending]) -> None:
+        if self.observe is None or not batch:
+            return
+        try:
+            self.observe([(item.job_id, item.event) for item in batch])
+        except Exception:  # noqa: BLE001 - counting must never stop the writer
+            log.exception("observing %d written events failed", len(batch))
 
     def _publish(self, batch: list[_Pending]) -> None:
         by_job: dict[int, list[dict[str, Any]]] = {}
