@@ -44,6 +44,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
+from tasks.metrics import SSH_CONNECT_SECONDS, SSH_FAILURES
 from tasks.transport import (
     OutputSink,
     RemoteStatus,
@@ -300,7 +301,17 @@ class SSHHostSession:
             _AcceptNew(str(known_hosts)) if target.accept_new_host_keys else _RejectUnknown())
 
     def connect(self) -> None:
-        """Open the connection; raise :class:`SSHError` with a one-line reason."""
+        """Open the connection; raise :class:`SSHError` with a one-line reason. The time
+        it took, or the kind of failure, goes to this process's metrics."""
+        started = time.monotonic()
+        try:
+            self._open_connection()
+        except SSHError as exc:
+            SSH_FAILURES.labels(connect_failure_kind(exc)).inc()
+            raise
+        SSH_CONNECT_SECONDS.observe(time.monotonic() - started)
+
+    def _open_connection(self) -> None:
         where = f"{self.target.address}:{self.target.port}"
         try:
             self.connection.open()
@@ -399,6 +410,7 @@ class SSHHostSession:
     def _open(self, command: str) -> paramiko.Channel:
         transport = self.connection.transport
         if transport is None or not transport.is_active():
+            SSH_FAILURES.labels("dropped").inc()
             raise SSHError("connection lost")
         try:
             channel = transport.open_session(timeout=self.connect_timeout)
@@ -472,6 +484,7 @@ class SSHHostSession:
                     break
             if not transport.is_active() or (channel.closed and
                                               not channel.exit_status_ready()):
+                SSH_FAILURES.labels("dropped").inc()
                 return StepResult(None, stopped, lost=True, offsets=offsets())
             now = time.monotonic()
             if stopped is None:
@@ -492,6 +505,7 @@ class SSHHostSession:
         code = channel.recv_exit_status() if channel.exit_status_ready() else None
         channel.close()
         if code == -1 and stopped is None and self._connection_dropped(transport):
+            SSH_FAILURES.labels("dropped").inc()
             return StepResult(None, stopped, lost=True, offsets=offsets())
         return StepResult(code, stopped, offsets=offsets())
 
@@ -508,6 +522,32 @@ class SSHHostSession:
         while transport.is_active() and time.monotonic() < deadline:
             time.sleep(0.02)  # bounded wait for paramiko's reader to notice the EOF
         return not transport.is_active()
+
+
+# The kind of a failed connect (tasks.metrics.SSH_FAILURE_REASONS), by the exception
+# that SSHHostSession.connect turned into its SSHError; the first match wins.
+_CONNECT_FAILURE_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (paramiko.BadHostKeyException, "host_key"),
+    (paramiko.AuthenticationException, "auth"),
+    (FileNotFoundError, "auth"),  # the private key file
+    (socket.gaierror, "dns"),
+    (ConnectionRefusedError, "refused"),
+    (TimeoutError, "timeout"),
+    (paramiko.SSHException, "protocol"),
+    (OSError, "unreachable"),
+)
+
+
+def connect_failure_kind(exc: SSHError) -> str:
+    """Why a connect failed, as one word for the metrics."""
+    cause = exc.__context__  # what `raise SSHError(...) from None` was handling
+    if cause is None:
+        return "host_key"  # raised by our own host key policy (_RejectUnknown)
+    if isinstance(cause, paramiko.ssh_exception.NoValidConnectionsError):
+        refused = all(isinstance(e, ConnectionRefusedError) for e in cause.errors.values())
+        return "refused" if refused else "unreachable"
+    return next((kind for kind_of, kind in _CONNECT_FAILURE_KINDS
+                 if isinstance(cause, kind_of)), "other")
 
 
 def _first_line(exc: BaseException) -> str:
