@@ -35,6 +35,7 @@ from blueprints import (
     input_guard,
     jobs,
     live,
+    metrics,
     permissions,
 )
 from blueprints.audit import record
@@ -44,6 +45,7 @@ from models import User
 from socket_queue import client_manager
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
+from tasks.metrics import instrument
 from tasks.nodes import Membership, NodeIdentity
 from tasks.runbook_store import RunbookStore
 
@@ -80,6 +82,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp):
         app.register_blueprint(blueprint)
+    metrics.register(app)
     headers.register(app)
     errors.register(app)
     app.register_error_handler(429, auth.too_many_attempts)
@@ -90,6 +93,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _tune_sqlite(db.engine)
         sessions = sessionmaker(bind=db.engine, expire_on_commit=False)
         engine = app.extensions["patchbay"] = _build_engine(app, sessions)
+        instrument(engine.events, sessions)  # /metrics counts what the event log writes
         app.extensions["patchbay_nodes"] = Membership(
             sessions, NodeIdentity(str(app.config["NODE_ID"]), app.config["NODE_ADDRESS"],
                                    VERSION),

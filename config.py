@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "NODE_HEARTBEAT": 5,  # seconds between heartbeats (and takeover checks)
     "NODE_TIMEOUT": 20,  # seconds without a heartbeat before a node counts as dead
     "TRUSTED_PROXIES": 0,  # proxy hops (nginx = 1) whose X-Forwarded-* are believed
+    # Client addresses or CIDR networks, comma-separated, that may read /metrics
+    # without logging in (docs/metrics.md); admins may always. "" = none.
+    "METRICS_ALLOW": "",
     # Remote steps (docs/remote-steps.md)
     "REMOTE_RUN_DIR": "~/.patchbay/runs",  # on each server: <dir>/<job uid>/<host>/<step>
     "REATTACH_TIMEOUT": 120,  # seconds to keep reconnecting to a server lost mid-step

@@ -27,6 +27,7 @@ from extensions import socketio
 from socket_queue import disconnect_room
 from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
+from tasks.metrics import SOCKET_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,13 @@ def on_connect(auth: Any = None) -> bool:
     if not current_user.is_authenticated:
         raise ConnectionRefusedError("unauthorized: log in first")
     join_room(f"user:{current_user.id}")
+    SOCKET_CONNECTIONS.inc()
     return True
+
+
+def on_disconnect(reason: Any = None) -> None:
+    """Only accepted sockets get here (a refused connect never does)."""
+    SOCKET_CONNECTIONS.dec()
 
 
 @acknowledged(StartJob)
@@ -164,6 +171,7 @@ def disconnect_user(user_id: int) -> None:
 def register(sio: SocketIO) -> None:
     """Bind the handlers to the Socket.IO server (called by ``create_app``)."""
     sio.on_event("connect", on_connect)
+    sio.on_event("disconnect", on_disconnect)
     sio.on_event("job:start", start_job)
     sio.on_event("job:plan", plan_job)
     sio.on_event("job:subscribe", subscribe)

@@ -8,7 +8,9 @@ a rule fails it.
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from collections.abc import Callable
+
+from flask import Flask, current_app, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -42,6 +44,7 @@ HTTP_RULES: dict[str, str] = {
     "admin.update_user": "admin",
     "admin.audit": "admin",
     "admin.nodes": "admin",
+    "metrics.scrape": "admin",  # and PATCHBAY_METRICS_ALLOW's addresses: see open_to
 }
 
 SOCKET_RULES: dict[str, str] = {
@@ -80,7 +83,7 @@ def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None
     if request.endpoint is None:  # 404 / 405: let Flask answer
         return None
     rule = HTTP_RULES.get(request.endpoint)
-    if rule == PUBLIC:
+    if rule == PUBLIC or _opened(request.endpoint):
         return None
     if not current_user.is_authenticated:
         if request.blueprint == "api":
@@ -92,6 +95,18 @@ def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None
     if request.blueprint == "api":
         return _json_error("forbidden", message, 403)
     return render_template("errors/forbidden.html", message=message), 403
+
+
+def open_to(app: Flask, endpoint: str, opens: Callable[[], bool]) -> None:
+    """Let any request through ``endpoint`` while ``opens()`` says so (for machines that
+    cannot log in, such as a Prometheus server at an allowed address); otherwise the
+    endpoint's rule decides, as for every door."""
+    app.extensions.setdefault("patchbay_open_doors", {})[endpoint] = opens
+
+
+def _opened(endpoint: str) -> bool:
+    opens = current_app.extensions.get("patchbay_open_doors", {}).get(endpoint)
+    return opens is not None and opens()
 
 
 def _json_error(code: str, message: str, status: int) -> tuple[Response, int]:
