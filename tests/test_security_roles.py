@@ -12,7 +12,8 @@ from blueprints.permissions import HTTP_RULES, PUBLIC, ROLE_RANK, SOCKET_RULES
 from tests.conftest import PASSWORD
 
 ROLES = ["viewer", "operator", "admin"]
-SAMPLE_ARGS = {"job_id": 1, "user_id": 1, "filename": "css/app.css"}
+SAMPLE_ARGS = {"job_id": 1, "user_id": 1, "filename": "css/app.css",
+               "webhook_id": 1, "token_id": 1}
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_anonymous_gets_login_or_401_everywhere_but_public_doors(seeded):
         if HTTP_RULES[endpoint] == PUBLIC:
             continue
         response = client.open(path, method=method)
-        if path.startswith("/api/"):
+        if path.startswith("/api/") or path == "/metrics":
             assert response.status_code == 401, (endpoint, method)
         elif method == "GET":
             assert response.status_code == 302, (endpoint, method)

@@ -205,6 +205,24 @@ def test_flask_create_token_prints_the_token_alone_on_its_last_line(app, auth):
     assert bad.exit_code != 0 and "no user 'nobody'" in bad.output
 
 
+def test_metrics_are_read_with_an_admin_token_not_a_lower_one(app, auth, client):
+    from tests.conftest import AuthActions
+
+    auth.create("ada", role="admin")
+    assert AuthActions(app, client).login("ada").status_code == 302
+    admin_token = make_token(client)["token"]
+    capped = make_token(client, role="operator")["token"]
+    scraper = app.test_client()
+
+    response = scraper.get("/metrics", headers=bearer(admin_token))
+    assert response.status_code == 200
+    assert "patchbay_events_written_total" in response.get_data(as_text=True)
+    assert scraper.get("/metrics", headers=bearer(capped)).status_code == 403
+    anonymous = scraper.get("/metrics")
+    assert anonymous.status_code == 401
+    assert anonymous.get_json()["error"]["code"] == "unauthorized"
+
+
 # -- Socket.IO, against a real server process ------------------------------------------------
 
 
