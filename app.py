@@ -42,6 +42,7 @@ from blueprints.audit import record
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from models import User
+from services.commands import Commands
 from socket_queue import client_manager
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
@@ -93,6 +94,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _tune_sqlite(db.engine)
         sessions = sessionmaker(bind=db.engine, expire_on_commit=False)
         engine = app.extensions["patchbay"] = _build_engine(app, sessions)
+        app.extensions["patchbay_commands"] = Commands(engine, audit=record)
         instrument(engine.events, sessions)  # /metrics counts what the event log writes
         app.extensions["patchbay_nodes"] = Membership(
             sessions, NodeIdentity(str(app.config["NODE_ID"]), app.config["NODE_ADDRESS"],

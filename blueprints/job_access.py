@@ -8,19 +8,13 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from blueprints.schemas import StartJob
 from extensions import db, socketio
 from models import Job
-from tasks.engine import JobEngine, JobPlan
 from tasks.errors import PatchbayError
 from tasks.event_pages import EventQuery, read_page
 from tasks.events import read_events
 
 REPLAY_PAGE = 1000
-
-
-def plan_from(engine: JobEngine, data: StartJob) -> JobPlan:
-    return engine.plan(data.runbook, data.params, data.servers, data.tags, data.strategy)
 
 
 def require_job(job_id: int) -> None:

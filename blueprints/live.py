@@ -1,6 +1,7 @@
 """Socket.IO handlers: thin and uniform.
 
-Each handler validates its payload with one schema, calls the engine and returns an ack.
+Each handler validates its payload with one schema, calls the command service
+(``services/commands.py``, shared with the JSON API) and returns an ack.
 :func:`acknowledged` is the one place that turns exceptions into error acks:
 ``{"ok": false, "error": {"code", "message", "field"}}``.
 """
@@ -15,67 +16,48 @@ from typing import Any
 from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import SocketIO, join_room, leave_room
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from blueprints import fleet_live
-from blueprints.audit import record
-from blueprints.input_guard import nul_field
-from blueprints.job_access import job_snapshot, plan_from, replay_events
+from blueprints.job_access import job_snapshot, replay_events
 from blueprints.permissions import check_socket_event
 from blueprints.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from extensions import socketio
+from services.commands import Caller, Commands, error_body, internal_error, parse
 from socket_queue import disconnect_room
-from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
 from tasks.metrics import SOCKET_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
 
-def validation_error(exc: ValidationError) -> PatchbayError:
-    """The first problem of a pydantic error, as an error naming its field."""
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
-        message = f"{field} is required"
-    elif first["type"] == "extra_forbidden":
-        message = f"unknown field {field}"
-    else:
-        message = f"{field}: {message}" if field else message
-    return PatchbayError("invalid", message, field)
-
-
 def acknowledged(schema: type[BaseModel]) -> Callable[..., Any]:
-    """Validate the payload with ``schema``; turn any failure into an error ack."""
+    """Check the role, parse the payload with ``schema``; turn any failure into an
+    error ack (shaped by the command service, as the JSON API's errors are)."""
 
-    def decorate(handler: Callable[[BaseModel], dict[str, Any]]) -> Callable[..., Any]:
+    def decorate(handler: Callable[[Any], dict[str, Any]]) -> Callable[..., Any]:
         @functools.wraps(handler)
         def wrapper(payload: Any = None, *extra: Any) -> dict[str, Any]:
             try:
                 check_socket_event(request.event["message"])
-                if not isinstance(payload, dict):
-                    raise PatchbayError("invalid", "the payload must be a JSON object")
-                refused = nul_field(payload)
-                if refused:
-                    raise PatchbayError("invalid", f"{refused} contains a NUL character",
-                                        refused)
-                try:
-                    data = schema.model_validate(payload)
-                except ValidationError as exc:
-                    raise validation_error(exc) from None
-                return {"ok": True, **handler(data)}
+                return {"ok": True, **handler(parse(schema, payload))}
             except PatchbayError as exc:
-                return {"ok": False, "error": exc.to_dict()}
+                return error_body(exc)
             except Exception:  # noqa: BLE001 - one bad request must not break the socket
                 log.exception("socket handler %s failed", handler.__name__)
-                return {"ok": False, "error": {"code": "internal",
-                                               "message": "internal error; see the server log",
-                                               "field": None}}
+                return error_body(internal_error())
 
         return wrapper
 
     return decorate
+
+
+def _commands() -> Commands:
+    return current_app.extensions["patchbay_commands"]
+
+
+def _caller() -> Caller:
+    return Caller(current_user.id, "socket")
 
 
 def on_connect(auth: Any = None) -> bool:
@@ -94,10 +76,7 @@ def on_disconnect(reason: Any = None) -> None:
 
 @acknowledged(StartJob)
 def start_job(data: StartJob) -> dict[str, Any]:
-    engine = current_app.extensions["patchbay"]
-    job_id = engine.start(plan_from(engine, data), current_user.id)
-    record("job.start", f"job #{job_id}", runbook=data.runbook, params=data.params,
-           servers=data.servers, tags=data.tags)
+    job_id = _commands().start(data, _caller())
     join_room(f"job:{job_id}")
     return {"job_id": job_id}
 
@@ -105,17 +84,14 @@ def start_job(data: StartJob) -> dict[str, Any]:
 @acknowledged(JobRef)
 def rerun_job(data: JobRef) -> dict[str, Any]:
     """Start a new job on the servers of ``job_id`` that did not succeed."""
-    engine = current_app.extensions["patchbay"]
-    job_id = engine.start(engine.rerun_plan(data.job_id), current_user.id,
-                          rerun_of=data.job_id)
-    record("job.rerun", f"job #{job_id}", rerun_of=data.job_id)
+    job_id = _commands().rerun(data.job_id, _caller())
     join_room(f"job:{job_id}")
     return {"job_id": job_id}
 
 
 @acknowledged(StartJob)
 def plan_job(data: StartJob) -> dict[str, Any]:
-    return {"plan": plan_from(current_app.extensions["patchbay"], data).preview()}
+    return {"plan": _commands().plan(data)}
 
 
 @acknowledged(Subscribe)
@@ -133,12 +109,7 @@ def subscribe(data: Subscribe) -> dict[str, Any]:
 @acknowledged(AdhocCommand)
 def adhoc_job(data: AdhocCommand) -> dict[str, Any]:
     """Run one shell command, as typed, on the chosen servers: a job of kind "adhoc"."""
-    engine = current_app.extensions["patchbay"]
-    plan = engine.plan(CommandRunbook(), {"command": data.command}, data.servers, data.tags,
-                       data.strategy)
-    job_id = engine.start(plan, current_user.id)
-    record("job.adhoc", f"job #{job_id}", command=data.command, servers=data.servers,
-           tags=data.tags)
+    job_id = _commands().start(data, _caller())
     join_room(f"job:{job_id}")
     return {"job_id": job_id}
 
@@ -156,9 +127,7 @@ def unsubscribe(data: JobRef) -> dict[str, Any]:
 
 @acknowledged(JobRef)
 def cancel_job(data: JobRef) -> dict[str, Any]:
-    result = current_app.extensions["patchbay"].cancel(data.job_id)
-    record("job.cancel", f"job #{data.job_id}", cancelled=result["cancelled"])
-    return result
+    return _commands().cancel(data.job_id, _caller())
 
 
 def disconnect_user(user_id: int) -> None:

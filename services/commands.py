@@ -1,0 +1,145 @@
+"""The one way in for every job action: start, ad-hoc, plan, re-run and cancel.
+
+The JSON API (``blueprints/api.py``) and the Socket.IO handlers (``blueprints/live.py``)
+both parse payloads with :func:`parse` (and :func:`parse_job_request` for
+``POST /api/jobs``), call a :class:`Commands` method, and answer errors with
+:func:`error_body` (plus :func:`http_status` over HTTP). So the same bad input gets the
+same ``{"code", "message", "field"}`` through either door and changes nothing, and every
+action writes the same audit entry (its ``via`` says which door).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from blueprints.input_guard import nul_field
+from blueprints.schemas import AdhocCommand, StartJob
+from tasks.adhoc import CommandRunbook
+from tasks.engine import JobEngine, JobPlan
+from tasks.errors import PatchbayError
+
+Model = TypeVar("Model", bound=BaseModel)
+JobRequest = StartJob | AdhocCommand
+
+STATUS_OF = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "server_busy": 409,
+             "internal": 500}
+
+
+def internal_error() -> PatchbayError:
+    """What a client is told about a failure of ours (the details go to the log)."""
+    return PatchbayError("internal", "internal error; see the server log")
+
+
+def http_status(error: PatchbayError) -> int:
+    """The HTTP status of an error code: 400 unless it is one of :data:`STATUS_OF`."""
+    return STATUS_OF.get(error.code, 400)
+
+
+def error_body(error: PatchbayError) -> dict[str, Any]:
+    """An error ack, and the body of an HTTP error: ``{"ok": false, "error": {...}}``."""
+    return {"ok": False, "error": error.to_dict()}
+
+
+def validation_error(exc: ValidationError) -> PatchbayError:
+    """The first problem of a pydantic error, as an error naming its field."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = f"{field} is required"
+    elif first["type"] == "extra_forbidden":
+        message = f"unknown field {field}"
+    else:
+        message = f"{field}: {message}" if field else message
+    return PatchbayError("invalid", message, field)
+
+
+def parse(schema: type[Model], payload: Any, what: str = "payload") -> Model:
+    """``payload`` checked against ``schema``; ``invalid`` naming the field otherwise.
+
+    ``what`` names the payload in the message ("payload" for a socket event, "body"
+    for an HTTP request)."""
+    if not isinstance(payload, dict):
+        raise PatchbayError("invalid", f"the {what} must be a JSON object")
+    refused = nul_field(payload)
+    if refused:
+        raise PatchbayError("invalid", f"{refused} contains a NUL character", refused)
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def parse_job_request(payload: Any, what: str = "body") -> JobRequest:
+    """A runbook job (``runbook``) or an ad-hoc command (``command``): exactly one."""
+    if isinstance(payload, dict):
+        if "runbook" in payload and "command" in payload:
+            raise PatchbayError("invalid", "give either runbook (a runbook job) or command "
+                                "(an ad-hoc command), not both", "command")
+        if "runbook" not in payload and "command" not in payload:
+            raise PatchbayError("invalid", "runbook (a runbook job) or command (an ad-hoc "
+                                "command) is required", "runbook")
+        if "command" in payload:
+            return parse(AdhocCommand, payload, what)
+    return parse(StartJob, payload, what)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, and through which door (``api``, ``socket``): for the job and the audit."""
+
+    user_id: int | None
+    via: str
+
+
+class Commands:
+    """Job actions on behalf of a user, each with its audit entry.
+
+    ``audit(action, target, **detail)`` records an entry for the current user (the web
+    layer's :func:`blueprints.audit.record`). Every method raises
+    :class:`PatchbayError` for a request it refuses, before anything has changed."""
+
+    def __init__(self, engine: JobEngine, audit: Callable[..., None]) -> None:
+        self.engine = engine
+        self.audit = audit
+
+    def plan(self, request: JobRequest) -> dict[str, Any]:
+        """What the job would run, per server, with parameters quoted as they will be."""
+        return self._plan(request).preview()
+
+    def start(self, request: JobRequest, caller: Caller) -> int:
+        """Start a runbook job or an ad-hoc command; returns the new job's id."""
+        job_id = self.engine.start(self._plan(request), caller.user_id)
+        if isinstance(request, AdhocCommand):
+            self.audit("job.adhoc", f"job #{job_id}", command=request.command,
+                       servers=request.servers, tags=request.tags, via=caller.via)
+        else:
+            self.audit("job.start", f"job #{job_id}", runbook=request.runbook,
+                       params=request.params, servers=request.servers, tags=request.tags,
+                       via=caller.via)
+        return job_id
+
+    def rerun(self, job_id: int, caller: Caller) -> int:
+        """Start job ``job_id`` again on its servers that did not succeed."""
+        new_id = self.engine.start(self.engine.rerun_plan(job_id), caller.user_id,
+                                   rerun_of=job_id)
+        self.audit("job.rerun", f"job #{new_id}", rerun_of=job_id, via=caller.via)
+        return new_id
+
+    def cancel(self, job_id: int, caller: Caller) -> dict[str, Any]:
+        """Ask job ``job_id`` to stop: ``{"cancelled", "status", "message"}``."""
+        result = self.engine.cancel(job_id)
+        self.audit("job.cancel", f"job #{job_id}", cancelled=result["cancelled"],
+                   via=caller.via)
+        return result
+
+    def _plan(self, request: JobRequest) -> JobPlan:
+        if isinstance(request, AdhocCommand):
+            return self.engine.plan(CommandRunbook(), {"command": request.command},
+                                    request.servers, request.tags, request.strategy)
+        return self.engine.plan(request.runbook, request.params, request.servers,
+                                request.tags, request.strategy)
