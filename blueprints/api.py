@@ -3,6 +3,7 @@
 Every job action here is also a Socket.IO event: both doors parse with the same schemas,
 call the same command service (``services/commands.py``) and shape errors the same way,
 ``{"ok": false, "error": {"code", "message", "field"}}`` with a fitting status.
+``/api/openapi.json`` describes every route (``blueprints/openapi.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,25 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from blueprints.job_access import job_snapshot, require_job
+from blueprints.openapi import documented, openapi_document
 from blueprints.query_args import event_query, int_arg, job_filter
-from blueprints.schemas import StartJob
+from blueprints.schemas import (
+    AdhocCommand,
+    CancelAnswer,
+    EventPage,
+    EventPageQuery,
+    JobAnswer,
+    JobList,
+    JobListQuery,
+    JobStarted,
+    PlanAnswer,
+    RunbookList,
+    SearchAnswer,
+    SearchQuery,
+    ServerList,
+    StartJob,
+)
+from config import VERSION
 from extensions import db
 from models import Server
 from services.commands import (
@@ -61,19 +79,29 @@ def _caller() -> Caller:
     return Caller(current_user.id, "api")
 
 
+@bp.get("/openapi.json")
+@documented("This document: OpenAPI 3.1, generated from the routes and their schemas")
+def openapi() -> Response:
+    return jsonify(openapi_document(current_app, VERSION))
+
+
 @bp.get("/servers")
+@documented("Every server of the inventory, by name", answer=ServerList)
 def servers() -> Response:
     servers = db.session.scalars(select(Server).order_by(Server.name))
     return jsonify({"servers": [server.summary() for server in servers]})
 
 
 @bp.get("/runbooks")
+@documented("Every runbook, with its parameters' types and patterns", answer=RunbookList)
 def runbooks() -> Response:
     books = current_app.extensions["patchbay"].runbooks()
     return jsonify({"runbooks": [book.describe() for book in books.values()]})
 
 
 @bp.get("/jobs")
+@documented("The job history, newest first, filtered and paged like the history page",
+            query=JobListQuery, answer=JobList, errors=(400,))
 def jobs() -> Response:
     limit = int_arg(request.args, "limit", 50, 1, 500)
     offset = (int_arg(request.args, "page", 1, 1, 10**6) - 1) * limit
@@ -82,11 +110,15 @@ def jobs() -> Response:
 
 
 @bp.get("/jobs/<int:job_id>")
+@documented("One job: status, counts and servers (the job:subscribe ack's job)",
+            answer=JobAnswer, errors=(404,))
 def job(job_id: int) -> Response:
     return jsonify({"job": job_snapshot(job_id)})
 
 
 @bp.get("/jobs/<int:job_id>/events")
+@documented("A page of the job's event log, by seq", query=EventPageQuery,
+            answer=EventPage, errors=(400, 404))
 def job_events(job_id: int) -> Response:
     require_job(job_id)  # 404 for an unknown job rather than an empty list
     query, max_lines = event_query(job_id, request.args, MAX_PAGE)
@@ -96,6 +128,8 @@ def job_events(job_id: int) -> Response:
 
 
 @bp.get("/jobs/<int:job_id>/search")
+@documented("Output lines containing a text", query=SearchQuery, answer=SearchAnswer,
+            errors=(400, 404))
 def search_output_lines(job_id: int) -> Response:
     require_job(job_id)
     text = request.args.get("q", "")
@@ -109,22 +143,30 @@ def search_output_lines(job_id: int) -> Response:
 
 
 @bp.post("/jobs")
+@documented("Start a runbook job (runbook) or an ad-hoc command (command), as job:start "
+            "and job:adhoc", body=(StartJob, AdhocCommand), answer=JobStarted, status=201,
+            errors=(400, 409))
 def start_job() -> tuple[Response, int]:
     job_id = _commands().start(parse_job_request(request.get_json(silent=True)), _caller())
     return jsonify({"ok": True, "job_id": job_id}), 201
 
 
 @bp.post("/jobs/plan")
+@documented("What a job would run on each server, as job:plan; starts nothing",
+            body=StartJob, answer=PlanAnswer, errors=(400,))
 def plan_job() -> Response:
     plan = _commands().plan(parse(StartJob, request.get_json(silent=True), "body"))
     return jsonify({"ok": True, "plan": plan})
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
+@documented("Cancel a running job, as job:cancel", answer=CancelAnswer, errors=(404,))
 def cancel_job(job_id: int) -> Response:
     return jsonify({"ok": True, **_commands().cancel(job_id, _caller())})
 
 
 @bp.post("/jobs/<int:job_id>/rerun")
+@documented("Start a finished job again on its servers that did not succeed, as job:rerun",
+            answer=JobStarted, status=201, errors=(400, 404, 409))
 def rerun_job(job_id: int) -> tuple[Response, int]:
     return jsonify({"ok": True, "job_id": _commands().rerun(job_id, _caller())}), 201

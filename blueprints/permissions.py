@@ -34,6 +34,7 @@ HTTP_RULES: dict[str, str] = {
     "api.job": "viewer",
     "api.job_events": "viewer",
     "api.search_output_lines": "viewer",
+    "api.openapi": "viewer",
     "downloads.job_log": "viewer",
     "api.start_job": "operator",
     "api.plan_job": "operator",

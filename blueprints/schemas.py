@@ -1,12 +1,31 @@
-"""One pydantic schema per client payload (Socket.IO events and JSON API bodies)."""
+"""One pydantic schema per client payload (Socket.IO events and JSON API bodies), and
+the shapes of the JSON API's answers and query strings.
+
+The payload schemas validate (``services.commands.parse``). The answer and query models
+document: ``/api/openapi.json`` is generated from them, and the tests check every route's
+answers against that document.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from models import HOST_STATUSES, JOB_STATUSES
+
 Name = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Timestamp = Annotated[str, Field(description="UTC, ISO 8601, e.g. 2026-11-25T12:00:00Z")]
+JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
+HostStatus = Literal[HOST_STATUSES]  # type: ignore[valid-type]
+Servers = Annotated[list[Name] | None, Field(
+    max_length=5000, description="server names; give servers or tags, not both")]
+Tags = Annotated[list[Name] | None, Field(
+    max_length=100, description="every server carrying one of these tags")]
+StrategyField = Annotated[dict[str, Any] | None, Field(
+    description="parallel (servers at once), batches (sizes or percentages, the first "
+    "a canary), max_failures (count or percentage), timeout (seconds per step); "
+    "missing values come from the runbook, then the defaults")]
 
 
 class StartJob(BaseModel):
@@ -16,9 +35,9 @@ class StartJob(BaseModel):
 
     runbook: Name
     params: dict[Name, StrictStr | StrictInt] = Field(default_factory=dict, max_length=50)
-    servers: list[Name] | None = Field(default=None, max_length=5000)
-    tags: list[Name] | None = Field(default=None, max_length=100)
-    strategy: dict[str, Any] | None = None
+    servers: Servers = None
+    tags: Tags = None
+    strategy: StrategyField = None
 
 
 class Subscribe(BaseModel):
@@ -42,10 +61,11 @@ class AdhocCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: StrictStr = Field(min_length=1, max_length=4096)
-    servers: list[Name] | None = Field(default=None, max_length=5000)
-    tags: list[Name] | None = Field(default=None, max_length=100)
-    strategy: dict[str, Any] | None = None
+    command: StrictStr = Field(min_length=1, max_length=4096,
+                               description="shell text, run as typed (no placeholders)")
+    servers: Servers = None
+    tags: Tags = None
+    strategy: StrategyField = None
 
 
 class FleetSubscribe(BaseModel):
@@ -54,3 +74,195 @@ class FleetSubscribe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     probe: StrictBool
+
+
+# -- Answers of the JSON API (documentation: the routes build them as dicts) ----------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="invalid, csrf, unknown_runbook, runbook_invalid, "
+                      "unknown_server, server_busy, not_found, unauthorized, forbidden, "
+                      "internal")
+    message: str
+    field: str | None = Field(description="the field at fault, dotted (params.version)")
+
+
+class ErrorAnswer(BaseModel):
+    """Any refused request: status 400, 401, 403, 404 or 409 (500 for ``internal``)."""
+
+    ok: Literal[False]
+    error: ErrorDetail
+
+
+class JobStarted(BaseModel):
+    ok: Literal[True]
+    job_id: int
+
+
+class PlannedStep(BaseModel):
+    name: str
+    command: str = Field(description="exactly what will run, parameters shell-quoted")
+
+
+class PlannedHost(BaseModel):
+    name: str
+    steps: list[PlannedStep]
+    on_failure: list[PlannedStep]
+
+
+class Plan(BaseModel):
+    runbook: str
+    params: dict[str, str]
+    strategy: dict[str, Any]
+    batches: list[list[str]] = Field(description="server names per batch, in order")
+    hosts: list[PlannedHost]
+
+
+class PlanAnswer(BaseModel):
+    ok: Literal[True]
+    plan: Plan
+
+
+class CancelAnswer(BaseModel):
+    ok: Literal[True]
+    cancelled: bool = Field(description="false when the job had finished or was "
+                            "already being cancelled")
+    status: JobStatus
+    message: str
+
+
+class HostState(BaseModel):
+    name: str
+    batch: int
+    status: HostStatus
+    current_step: str | None
+    failed_step: str | None
+    exit_code: int | None
+    reason: str | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+
+class JobState(BaseModel):
+    id: int
+    runbook: str = Field(description="the runbook's name; adhoc for an ad-hoc command")
+    kind: Literal["runbook", "adhoc"]
+    params: dict[str, Any]
+    strategy: dict[str, Any]
+    status: JobStatus
+    created_by: str | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
+    last_seq: int
+    rerun_of: int | None
+    reruns: list[int]
+    hosts: list[HostState]
+
+
+class JobAnswer(BaseModel):
+    job: JobState
+
+
+class JobList(BaseModel):
+    jobs: list[JobState] = Field(description="newest first")
+
+
+class ServerRow(BaseModel):
+    name: str
+    host: str
+    port: int
+    tags: list[str]
+    version: str | None
+    last_job_id: int | None
+    last_status: str | None
+    reachable: bool | None = Field(description="null until probed")
+    last_checked: Timestamp | None
+
+
+class ServerList(BaseModel):
+    servers: list[ServerRow]
+
+
+class RunbookParam(BaseModel):
+    type: Literal["string", "integer"]
+    pattern: str | None = Field(description="a regular expression the whole value must "
+                                "match (Python re.fullmatch)")
+    required: bool
+    default: str | int | None
+    description: str
+
+
+class RunbookInfo(BaseModel):
+    name: str
+    description: str
+    params: dict[str, RunbookParam]
+    steps: list[str] = Field(description="step names, in order")
+    on_failure: list[str]
+    strategy: dict[str, Any] = Field(description="the runbook's default strategy")
+
+
+class RunbookList(BaseModel):
+    runbooks: list[RunbookInfo]
+
+
+class JobEvent(BaseModel):
+    seq: int
+    ts: float
+    type: str = Field(description="see the table of event types in docs/live-api.md")
+    host: str | None
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    job_id: int
+    events: list[JobEvent] = Field(description="oldest first")
+    last_seq: int = Field(description="the highest seq returned, or after_seq")
+
+
+class SearchMatch(BaseModel):
+    seq: int
+    host: str | None
+    stream: str
+    step: str | None
+    index: int = Field(description="the line's place in its event")
+    line: str
+
+
+class SearchAnswer(BaseModel):
+    job_id: int
+    matches: list[SearchMatch] = Field(description="oldest first")
+    more: bool
+
+
+# -- Query strings (documentation: blueprints/query_args.py parses them) -------------
+
+
+class JobListQuery(BaseModel):
+    limit: int = Field(default=50, ge=1, le=500)
+    page: int = Field(default=1, ge=1)
+    status: JobStatus | None = None
+    runbook: str | None = None
+    kind: Literal["runbook", "adhoc"] | None = None
+    user: str | None = Field(default=None, description="the starter's user name")
+    since: str | None = Field(default=None, description="UTC date (2026-11-25) or time "
+                              "(2026-11-25T12:00)")
+    until: str | None = Field(default=None, description="UTC date or time; a date "
+                              "includes that day")
+
+
+class EventPageQuery(BaseModel):
+    after_seq: int = Field(default=0, ge=0)
+    before_seq: int | None = Field(default=None, ge=1, description="only seq below it; "
+                                   "the page is then the newest limit events below it")
+    limit: int = Field(default=1000, ge=1, le=5000)
+    host: str | None = Field(default=None, description="one server's events")
+    type: str | None = Field(default=None, description="comma-separated event types")
+    max_lines: int | None = Field(default=None, ge=0, le=1_000_000,
+                                  description="output beyond each server's first N lines "
+                                  "as stubs ({stream, step, count})")
+
+
+class SearchQuery(BaseModel):
+    q: str = Field(min_length=1, max_length=200, description="case-insensitive text")
+    host: str | None = None
+    limit: int = Field(default=100, ge=1, le=500)
