@@ -94,12 +94,19 @@ def openapi_document(app: Flask, version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"session": {
-                "type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"],
-                "description": "log in at /login; POST requests also send the CSRF token "
-                "in an X-CSRFToken header"}},
+            "securitySchemes": {
+                "session": {
+                    "type": "apiKey", "in": "cookie",
+                    "name": app.config["SESSION_COOKIE_NAME"],
+                    "description": "log in at /login; POST requests also send the CSRF "
+                    "token in an X-CSRFToken header"},
+                "token": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "a personal API token (/account, POST /api/tokens): "
+                    "Authorization: Bearer <token>, no CSRF token needed"},
+            },
         },
-        "security": [{"session": []}],
+        "security": [{"session": []}, {"token": []}],
     }
 
 

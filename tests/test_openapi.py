@@ -74,6 +74,7 @@ def test_the_document_is_valid_openapi_3_1_and_lists_every_api_route(seeded, cli
     assert document["openapi"] == "3.1.0"
     assert listed == wanted
     assert ("/api/jobs", "post") in listed and ("/api/openapi.json", "get") in listed
+    assert document["security"] == [{"session": []}, {"token": []}]
 
 
 def test_declared_routes_carry_their_schemas(seeded, client):
