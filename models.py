@@ -291,6 +291,73 @@ class Node(Base):
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Webhook(Base):
+    """An admin's webhook: a URL that receives a signed JSON POST for each of ``events``
+    (see docs/webhooks.md). ``secret`` signs the deliveries; it is stored because it
+    must be, and never shown again (``summary`` says only whether one is set)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str | None] = mapped_column(String(256))
+    format: Mapped[str] = mapped_column(String(16), default="json")  # or "slack"
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    created_by: Mapped[User | None] = relationship()
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "url": self.url, "events": list(self.events),
+                "format": self.format, "has_secret": bool(self.secret),
+                "created_by": self.created_by.username if self.created_by else None,
+                "created_at": self.created_at.isoformat() + "Z"}
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: its body, built when the event was written (in the
+    same transaction), and where its sending stands. ``status`` is ``pending`` (due at
+    ``next_attempt_at``), ``sending`` (claimed by ``claimed_by`` until
+    ``next_attempt_at``; ``claim`` fences the result), ``delivered`` or ``given_up``."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook_id", "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: uuid.uuid4().hex)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    seq: Mapped[int | None] = mapped_column()
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_status_code: Mapped[int | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claim: Mapped[str | None] = mapped_column(String(32))
+
+    def summary(self) -> dict[str, Any]:
+        def stamp(moment: datetime | None) -> str | None:
+            return moment.isoformat() + "Z" if moment else None
+
+        return {"id": self.id, "delivery": self.uid, "event": self.event,
+                "job_id": self.job_id, "seq": self.seq, "status": self.status,
+                "attempts": self.attempts, "status_code": self.last_status_code,
+                "error": self.last_error, "created_at": stamp(self.created_at),
+                "last_attempt_at": stamp(self.last_attempt_at),
+                "next_attempt_at": stamp(self.next_attempt_at),
+                "delivered_at": stamp(self.delivered_at)}
+
+
 Index("ix_jobs_status", Job.status)
 Index("ix_jobs_created_at", Job.created_at)
 Index("ix_jobs_node_status", Job.node_id, Job.status)
