@@ -49,6 +49,7 @@ from tasks.events import EventLog
 from tasks.metrics import instrument
 from tasks.nodes import Membership, NodeIdentity
 from tasks.runbook_store import RunbookStore
+from tasks.webhooks import DeliveryWorker, Outbox, WebhookSettings
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -102,6 +103,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             heartbeat=float(app.config["NODE_HEARTBEAT"]),
             timeout=float(app.config["NODE_TIMEOUT"]),
             take_over=engine.take_over, start_task=socketio.start_background_task)
+        app.extensions["patchbay_webhooks"] = _build_webhook_sender(app, sessions)
     return app
 
 
@@ -138,7 +140,8 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
     return JobEngine(
         db_sessions=sessions,
         events=EventLog(sessions, publish, socketio.start_background_task,
-                        node_id=str(config["NODE_ID"]), on_fenced=abandon),
+                        node_id=str(config["NODE_ID"]), on_fenced=abandon,
+                        on_event=Outbox(config["PUBLIC_URL"])),
         runbooks=RunbookStore(config["RUNBOOK_DIR"], on_change=_audit_runbook_change).load,
         start_task=socketio.start_background_task,
         settings=EngineSettings(
@@ -157,6 +160,21 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
             max_step_output=int(config["MAX_STEP_OUTPUT"]),
         ),
     )
+
+
+def _build_webhook_sender(app: Flask, sessions: sessionmaker) -> DeliveryWorker:
+    """This node's webhook sender (docs/webhooks.md); ``start_node`` starts it."""
+    config = app.config
+    return DeliveryWorker(sessions, str(config["NODE_ID"]), WebhookSettings(
+        timeout=float(config["WEBHOOK_TIMEOUT"]),
+        retry_base=float(config["WEBHOOK_RETRY_BASE"]),
+        retry_max=float(config["WEBHOOK_RETRY_MAX"]),
+        give_up_after=float(config["WEBHOOK_GIVE_UP_AFTER"]),
+        concurrency=int(config["WEBHOOK_CONCURRENCY"]),
+        poll_interval=float(config["WEBHOOK_POLL_INTERVAL"]),
+        retention=float(config["WEBHOOK_RETENTION"]),
+        user_agent=f"Patchbay-Webhook/{VERSION}",
+    ), start_task=socketio.start_background_task)
 
 
 def _audit_runbook_change(changes: dict[str, list[str]]) -> None:
@@ -180,9 +198,11 @@ def _tune_sqlite(engine: Any) -> None:
 
 
 def start_node(app: Flask) -> None:
-    """Join the nodes (heartbeat, takeover watch), then resume the jobs a dead process
-    of this node left running. Called by ``serve`` and ``wsgi.py``, not by tests' apps."""
+    """Join the nodes (heartbeat, takeover watch), start sending webhooks, then resume
+    the jobs a dead process of this node left running. Called by ``serve`` and
+    ``wsgi.py``, not by tests' apps."""
     app.extensions["patchbay_nodes"].start()
+    app.extensions["patchbay_webhooks"].start()
     resumed = app.extensions["patchbay"].resume_owned_jobs()
     if resumed:
         app.logger.warning("resuming jobs left running: %s", resumed)

@@ -60,6 +60,15 @@ DEFAULTS: dict[str, Any] = {
     "FLEET_PROBE_INTERVAL": 30,  # seconds between rounds
     "FLEET_PROBE_TIMEOUT": 3,  # seconds per TCP connect
     "FLEET_PROBE_CONCURRENCY": 50,  # connects at once
+    # Webhooks (docs/webhooks.md)
+    "PUBLIC_URL": None,  # how people reach the console, e.g. https://patchbay.example.com
+    "WEBHOOK_TIMEOUT": 10,  # seconds per connect and per read of one delivery attempt
+    "WEBHOOK_RETRY_BASE": 10,  # seconds before the first retry; doubles after each failure
+    "WEBHOOK_RETRY_MAX": 900,  # seconds: the longest wait between two attempts
+    "WEBHOOK_GIVE_UP_AFTER": 3600,  # seconds after the event: no attempt after that
+    "WEBHOOK_CONCURRENCY": 20,  # deliveries in flight at once per node
+    "WEBHOOK_POLL_INTERVAL": 1,  # seconds between looks for due deliveries
+    "WEBHOOK_RETENTION": 30 * 86_400,  # seconds a finished delivery stays in the log
     # Logging
     "LOG_LEVEL": "INFO",
     # Socket.IO

@@ -33,6 +33,9 @@ from models import Job, JobEvent, JobHost, Server, ServerLock, utcnow
 log = logging.getLogger(__name__)
 
 Publisher = Callable[[int, int | None, list[dict[str, Any]]], None]
+# Called for each event written, inside the writer's transaction (after the derived
+# state is applied), so what it adds commits with the event or not at all (webhooks).
+EventHook = Callable[[Session, int, dict[str, Any]], None]
 # Sees each written batch as (job_id, event) pairs, after commit (tasks.metrics counts them).
 Observer = Callable[[list[tuple[int, dict[str, Any]]]], None]
 TaskStarter = Callable[..., Any]
@@ -66,12 +69,14 @@ class EventLog:
 
     def __init__(self, session_factory: sessionmaker[Session], publisher: Publisher,
                  start_task: TaskStarter, node_id: str | None = None,
-                 on_fenced: Callable[[int], None] | None = None) -> None:
+                 on_fenced: Callable[[int], None] | None = None,
+                 on_event: EventHook | None = None) -> None:
         self.session_factory = session_factory
         self.publisher = publisher
         self.start_task = start_task
         self.node_id = node_id  # None: one process, no ownership to check
         self.on_fenced = on_fenced
+        self.on_event = on_event
         self.observe: Observer | None = None  # set by tasks.metrics.instrument
         self._fenced: set[int] = set()
         self._lock = threading.Lock()
@@ -178,6 +183,8 @@ class EventLog:
                                                             **item.event} for item in written])
                     for item in written:
                         apply_event(session, item.job_id, item.event)
+                        if self.on_event is not None:
+                            self.on_event(session, item.job_id, item.event)
                 return written, fenced
             except Exception:  # noqa: BLE001 - never drop events: retry until the DB answers
                 log.exception("writing %d events failed; retrying in %.2f s", len(batch), delay)
