@@ -37,6 +37,7 @@ from blueprints import (
     live,
     metrics,
     permissions,
+    webhooks,
 )
 from blueprints.audit import record
 from config import PROJECT_DIR, VERSION, load_config
@@ -82,7 +83,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     _trust_proxies(app, int(app.config["TRUSTED_PROXIES"]))
 
-    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp):
+    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     metrics.register(app)
     headers.register(app)

@@ -45,6 +45,14 @@ HTTP_RULES: dict[str, str] = {
     "admin.update_user": "admin",
     "admin.audit": "admin",
     "admin.nodes": "admin",
+    "webhooks.list_page": "admin",
+    "webhooks.create_from_page": "admin",
+    "webhooks.hook_page": "admin",
+    "webhooks.delete_from_page": "admin",
+    "webhooks.list_hooks": "admin",
+    "webhooks.create_hook": "admin",
+    "webhooks.delete_hook": "admin",
+    "webhooks.deliveries": "admin",
     "metrics.scrape": "admin",  # and PATCHBAY_METRICS_ALLOW's addresses: see open_to
 }
 
@@ -87,13 +95,13 @@ def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None
     if rule == PUBLIC or _opened(request.endpoint):
         return None
     if not current_user.is_authenticated:
-        if request.blueprint == "api":
+        if _is_api():
             return _json_error("unauthorized", "log in first", 401)
         return login_manager.unauthorized()
     if rule is not None and has_role(rule):
         return None
     message = f"your role ({current_user.role}) may not open this page"
-    if request.blueprint == "api":
+    if _is_api():
         return _json_error("forbidden", message, 403)
     return render_template("errors/forbidden.html", message=message), 403
 
@@ -108,6 +116,11 @@ def open_to(app: Flask, endpoint: str, opens: Callable[[], bool]) -> None:
 def _opened(endpoint: str) -> bool:
     opens = current_app.extensions.get("patchbay_open_doors", {}).get(endpoint)
     return opens is not None and opens()
+
+
+def _is_api() -> bool:
+    """JSON answers for every ``/api/`` route, whichever blueprint serves it."""
+    return request.blueprint == "api" or request.path.startswith("/api/")
 
 
 def _json_error(code: str, message: str, status: int) -> tuple[Response, int]:
