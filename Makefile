@@ -6,10 +6,11 @@ PIP := $(VENV)/bin/pip
 
 .PHONY: run cluster test test-gevent test-postgres lint bench bench-full clean venv venv-dev
 
-$(VENV)/.runtime-installed: requirements.txt
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	@scripts/system-deps.sh run
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 $(VENV)/.dev-installed: requirements.txt requirements-dev.txt $(VENV)/.runtime-installed
