@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from blueprints.auth_tokens import current_role
 from blueprints.forms import CreateTokenForm
+from blueprints.openapi import documented
 from extensions import db, socketio
 from models import ApiToken, utcnow
 from services import tokens
@@ -19,6 +20,38 @@ from socket_queue import disconnect_room
 from tasks.errors import PatchbayError
 
 bp = Blueprint("tokens", __name__)
+
+
+class TokenSummary(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    role: str | None
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class TokenList(BaseModel):
+    ok: bool
+    tokens: list[TokenSummary]
+
+
+class MadeToken(BaseModel):
+    ok: bool
+    id: int
+    name: str
+    token: str = Field(description="the token itself: shown this once")
+    prefix: str
+    role: str
+    expires_at: str | None
+
+
+class RevokedToken(BaseModel):
+    ok: bool
+    revoked: bool = Field(description="false when it already was")
+    token: TokenSummary
 
 
 class CreateToken(BaseModel):
@@ -39,6 +72,7 @@ def _refused(exc: PatchbayError) -> tuple[Response, int]:
 
 
 @bp.get("/api/tokens")
+@documented("Your API tokens (never their secret part)", answer=TokenList)
 def list_tokens() -> Response:
     """The current user's tokens (never their secret part)."""
     return jsonify({"ok": True, "tokens": [t.summary() for t in
@@ -46,6 +80,8 @@ def list_tokens() -> Response:
 
 
 @bp.post("/api/tokens")
+@documented("Make an API token for yourself; the answer holds it, shown this once",
+            body=CreateToken, answer=MadeToken, status=201, errors=(400,))
 def create_token() -> tuple[Response, int]:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
@@ -62,6 +98,8 @@ def create_token() -> tuple[Response, int]:
 
 
 @bp.delete("/api/tokens/<int:token_id>")
+@documented("Revoke one of your tokens (an admin: anyone's); its sockets are dropped",
+            answer=RevokedToken, errors=(404,))
 def revoke_token(token_id: int) -> Response:
     token = _revocable(token_id)
     revoked = tokens.revoke_token(token)
