@@ -27,6 +27,7 @@ from blueprints import (
     admin,
     api,
     auth,
+    auth_tokens,
     downloads,
     errors,
     fleet,
@@ -37,6 +38,7 @@ from blueprints import (
     live,
     metrics,
     permissions,
+    tokens,
     webhooks,
 )
 from blueprints.audit import record
@@ -65,7 +67,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
-    permissions.register(app)  # before CSRF: who you are is checked first
+    auth_tokens.register_before_guard(app)  # a bearer token says who you are ...
+    permissions.register(app)  # ... before what you may do is checked ...
+    auth_tokens.register_after_guard(app)  # ... and before CSRF (cookie sessions only)
     input_guard.register(app)
     csrf.init_app(app)
     limiter.init_app(app)
@@ -83,7 +87,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     _trust_proxies(app, int(app.config["TRUSTED_PROXIES"]))
 
-    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp, webhooks.bp):
+    for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp, tokens.bp,
+                      webhooks.bp):
         app.register_blueprint(blueprint)
     metrics.register(app)
     headers.register(app)

@@ -17,6 +17,7 @@ from blueprints import users
 from blueprints.audit import record
 from extensions import db
 from models import ROLES, User
+from services import tokens
 from tasks.errors import PatchbayError
 from tasks.inventory import InventoryError, apply_inventory, parse_inventory
 from tasks.runbooks import RunbookError
@@ -87,6 +88,29 @@ def enable_user(username: str) -> None:
     click.echo(f"user {username} enabled")
 
 
+@click.command("create-token")
+@with_appcontext
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for, e.g. ci-deploy.")
+@click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None,
+              help="Days until it stops working (default: never).")
+@click.option("--role", type=click.Choice(ROLES), default=None,
+              help="Act with this role, at most the user's (default: the user's role).")
+def create_token(username: str, name: str, expires_in_days: int | None,
+                 role: str | None) -> None:
+    """Make an API token for a user; the token is printed alone on the last line."""
+    with _clean_errors():
+        user = users.find_user(username)
+        if not user.active:
+            raise PatchbayError("invalid", f"user {username} is disabled", "username")
+        token, raw = tokens.create_token(user, name, expires_in_days, role, by=_cli_user())
+    expiry = token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if token.expires_at else "never"
+    click.echo(f"token {token.name!r} ({token.prefix}…) for {username}, role "
+               f"{token.role or user.role}, expires {expiry}; it is shown this once:",
+               err=True)
+    click.echo(raw)
+
+
 @contextmanager
 def _clean_errors() -> Iterator[None]:
     """Turn a refused change into a one-line CLI error; nothing is changed."""
@@ -147,5 +171,5 @@ def ensure_admin(username: str) -> None:
 
 def register(app: Flask) -> None:
     for command in (create_user, set_role, reset_password, disable_user, enable_user,
-                    import_inventory, check_runbooks, ensure_admin):
+                    import_inventory, check_runbooks, ensure_admin, create_token):
         app.cli.add_command(command)

@@ -1,8 +1,8 @@
 """Flask-WTF forms (CSRF-protected)."""
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from models import ROLES
 
@@ -27,3 +27,13 @@ class UpdateUserForm(FlaskForm):
     role = SelectField("Role", choices=list(ROLES))
     password = PasswordField("New password", validators=[Optional(), Length(min=8, max=256)])
     submit = SubmitField("Apply")
+
+
+class CreateTokenForm(FlaskForm):
+    """A personal API token; the role choices (up to the user's own) are set per page."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=64)])
+    expires_in_days = IntegerField("Expires in (days)",
+                                   validators=[Optional(), NumberRange(min=1, max=3650)])
+    role = SelectField("Role (yours or lower)", choices=list(ROLES))
+    submit = SubmitField("Create token")

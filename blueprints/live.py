@@ -19,6 +19,7 @@ from flask_socketio import SocketIO, join_room, leave_room
 from pydantic import BaseModel
 
 from blueprints import fleet_live
+from blueprints.auth_tokens import log_socket_in
 from blueprints.job_access import job_snapshot, replay_events
 from blueprints.permissions import check_socket_event
 from blueprints.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
@@ -61,9 +62,10 @@ def _caller() -> Caller:
 
 
 def on_connect(auth: Any = None) -> bool:
-    """Anonymous sockets are refused; a user's sockets share the room ``user:<id>``."""
+    """Anonymous sockets are refused; a user's sockets share the room ``user:<id>``.
+    A client without a browser session may log in with ``auth: {"token": ...}``."""
     if not current_user.is_authenticated:
-        raise ConnectionRefusedError("unauthorized: log in first")
+        join_room(f"token:{log_socket_in(auth)}")  # raises ConnectionRefusedError
     join_room(f"user:{current_user.id}")
     SOCKET_CONNECTIONS.inc()
     return True

@@ -14,6 +14,7 @@ from flask import Flask, current_app, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from blueprints.auth_tokens import check_socket_token, current_role
 from extensions import login_manager
 from tasks.errors import PatchbayError
 
@@ -54,6 +55,12 @@ HTTP_RULES: dict[str, str] = {
     "webhooks.delete_hook": "admin",
     "webhooks.deliveries": "admin",
     "metrics.scrape": "admin",  # and PATCHBAY_METRICS_ALLOW's addresses: see open_to
+    "tokens.list_tokens": "viewer",
+    "tokens.create_token": "viewer",
+    "tokens.revoke_token": "viewer",
+    "tokens.account": "viewer",
+    "tokens.create_from_page": "viewer",
+    "tokens.revoke_from_page": "viewer",
 }
 
 SOCKET_RULES: dict[str, str] = {
@@ -73,19 +80,21 @@ def has_role(minimum: str) -> bool:
     """Whether the current user holds ``minimum`` or a higher role."""
     if minimum == PUBLIC:
         return True
-    if not current_user.is_authenticated:
+    role = current_role()
+    if role is None:
         return False
-    return ROLE_RANK.get(current_user.role, -1) >= ROLE_RANK[minimum]
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[minimum]
 
 
 def check_socket_event(event: str) -> None:
     """Raise ``unauthorized``/``forbidden`` unless the current user may send ``event``."""
     if not current_user.is_authenticated:
         raise PatchbayError("unauthorized", "log in first")
+    check_socket_token()
     rule = SOCKET_RULES.get(event)
     if rule is None or not has_role(rule):
         raise PatchbayError(
-            "forbidden", f"your role ({current_user.role}) may not use {event}")
+            "forbidden", f"your role ({current_role()}) may not use {event}")
 
 
 def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None:
@@ -100,7 +109,7 @@ def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None
         return login_manager.unauthorized()
     if rule is not None and has_role(rule):
         return None
-    message = f"your role ({current_user.role}) may not open this page"
+    message = f"your role ({current_role()}) may not open this page"
     if _is_api():
         return _json_error("forbidden", message, 403)
     return render_template("errors/forbidden.html", message=message), 403
@@ -119,8 +128,9 @@ def _opened(endpoint: str) -> bool:
 
 
 def _is_api() -> bool:
-    """JSON answers for every ``/api/`` route, whichever blueprint serves it."""
-    return request.blueprint == "api" or request.path.startswith("/api/")
+    """JSON answers (401, not a login redirect) for every ``/api/`` route, whichever
+    blueprint serves it, and for ``/metrics``: machines read them."""
+    return request.blueprint in ("api", "metrics") or request.path.startswith("/api/")
 
 
 def _json_error(code: str, message: str, status: int) -> tuple[Response, int]:
