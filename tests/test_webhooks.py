@@ -585,11 +585,12 @@ def test_a_hanging_receiver_blocks_neither_the_engine_nor_other_webhooks(
     run_job(engine, [f"h{i}" for i in range(1, 7)])  # 1 + 6 failed servers + 1 = 8 each
     wait_until(all_delivered(sessions, healthy, 8), 30, "the healthy webhook's deliveries")
 
-    with receiver.cond:
-        assert receiver.hanging == PER_HOOK_IN_FLIGHT  # only its own slots are held
+    wait_until(lambda: receiver.hanging == PER_HOOK_IN_FLIGHT, 10, "its requests held")
     stuck = deliveries(sessions, hanging)
     assert len(stuck) == 8
     assert sorted(row.status for row in stuck) == ["pending"] * 4 + ["sending"] * 4
+    with receiver.cond:
+        assert receiver.hanging == PER_HOOK_IN_FLIGHT  # only its own slots are held
     receiver.release()
     wait_until(all_delivered(sessions, hanging, 8), 30, "the hanging webhook, once released")
 
