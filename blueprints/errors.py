@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 def csrf_refused(error: CSRFError) -> tuple[Response | str, int]:
     """A missing or wrong CSRF token: 400 with the reason, and nothing changed."""
     message = f"Request refused: {error.description} Reload the page and try again."
-    if request.blueprint == "api":
+    if request.blueprint == "api" or request.path.startswith("/api/"):
         return jsonify({"ok": False, "error": {"code": "csrf", "message": message,
                                                "field": "csrf_token"}}), 400
     return render_template("errors/forbidden.html", message=message), 400
