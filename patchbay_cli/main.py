@@ -364,10 +364,15 @@ def jobs(settings: Settings, limit: int, status: str | None, runbook: str | None
     if as_json:
         _json(listed)
         return EXIT_SUCCEEDED
-    _table(["JOB", "STATUS", "RUNBOOK", "PARAMS", "SERVERS", "BY", "CREATED"], [
+    _table(["JOB", "STATUS", "RUNBOOK", "PARAMS", "SERVERS", "BY", "CREATED (UTC)"], [
         [j["id"], j["status"], j["runbook"], _params(j), len(j["hosts"]), j["created_by"],
-         j["created_at"]] for j in listed])
+         _when(j["created_at"])] for j in listed])
     return EXIT_SUCCEEDED
+
+
+def _when(timestamp: str | None) -> str:
+    """``2026-11-25T12:00:00.123456Z`` as ``2026-11-25 12:00:00`` (UTC)."""
+    return timestamp[:19].replace("T", " ") if timestamp else ""
 
 
 def _params(job: dict[str, Any]) -> str:
@@ -388,11 +393,12 @@ def show(settings: Settings, job_id: int, as_json: bool) -> int:
         _json(job)
         return EXIT_SUCCEEDED
     click.echo(f"job #{job['id']} {job['runbook']} ({job['kind']}): {job['status']}")
-    for label, value in [("params", _params(job)), ("strategy", json.dumps(job["strategy"])),
-                         ("created", f"{job['created_at']} by {job['created_by']}"),
-                         ("finished", job["finished_at"]), ("rerun of", job["rerun_of"]),
-                         ("reruns", ", ".join(map(str, job["reruns"]))),
-                         ("page", f"{api.url}/jobs/{job['id']}")]:
+    about = [("params", _params(job)), ("strategy", json.dumps(job["strategy"])),
+             ("created", f"{_when(job['created_at'])} UTC by {job['created_by']}"),
+             ("finished", job["finished_at"] and f"{_when(job['finished_at'])} UTC"),
+             ("rerun of", job["rerun_of"]), ("reruns", ", ".join(map(str, job["reruns"]))),
+             ("page", f"{api.url}/jobs/{job['id']}")]
+    for label, value in about:
         if value:
             click.echo(f"  {label}: {value}")
     click.echo()

@@ -215,6 +215,7 @@ class RichRenderer:
             MofNCompleteColumn(), TextColumn("{task.fields[state]}"),
             console=self.console, transient=False)
         self.tasks: dict[str, Any] = {}
+        self.ending: Any = None  # the summary, shown once the bars are final
 
     def begin(self, job: dict[str, Any], link: str) -> None:
         from rich.text import Text
@@ -254,8 +255,8 @@ class RichRenderer:
             self._advance(kind, host, data)
             if text is None:
                 continue
-            if kind == "job_finished":
-                lines.append(Text(text, style=f"bold {_status_style(data.get('status'))}"))
+            if kind == "job_finished":  # the last line, below the bars
+                self.ending = Text(text, style=f"bold {_status_style(data.get('status'))}")
             elif kind in LOUD_EVENTS or (kind == "step_finished" and data.get("status")
                                          != "ok"):
                 who = host if host is not None else f"job #{self.story.job_id}"
@@ -290,6 +291,9 @@ class RichRenderer:
 
     def close(self) -> None:
         self.progress.stop()
+        if self.ending is not None:
+            self.console.print(self.ending)
+            self.ending = None
 
 
 def _status_style(status: Any) -> str:
