@@ -10,7 +10,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from blueprints import users
-from blueprints.forms import CreateUserForm, UpdateUserForm
+from blueprints.forms import CreateUserForm, UpdateUserForm, first_error
 from extensions import db
 from models import AuditEntry, User
 from tasks.errors import PatchbayError
@@ -28,7 +28,7 @@ def users_page() -> str:
 def create_user() -> str | Response:
     form = CreateUserForm()
     if not form.validate_on_submit():
-        return _render_users(form, _first_error(form)), 400
+        return _render_users(form, first_error(form)), 400
     try:
         users.create_user(form.username.data, form.password.data, form.role.data)
     except PatchbayError as exc:
@@ -45,7 +45,7 @@ def update_user(user_id: int) -> str | Response:
     if user is None:
         return _render_users(CreateUserForm(), f"no user #{user_id}"), 404
     if not form.validate_on_submit():
-        return _render_users(CreateUserForm(), _first_error(form)), 400
+        return _render_users(CreateUserForm(), first_error(form)), 400
     try:
         if form.action.data in ("role", "disable") and user.id == current_user.id:
             raise PatchbayError("invalid", "you cannot demote or disable yourself")
@@ -101,11 +101,3 @@ def _render_users(create_form: CreateUserForm, error: str | None = None) -> str:
     rows = db.session.scalars(select(User).order_by(User.username)).all()
     return render_template("admin/users.html", users=rows, create_form=create_form,
                            update_form=UpdateUserForm(), error=error)
-
-
-def _first_error(form: CreateUserForm | UpdateUserForm) -> str:
-    for name, errors in form.errors.items():
-        if name == "csrf_token":
-            return "The form expired; reload the page and try again."
-        return f"{getattr(form, name).label.text}: {errors[0]}"
-    return "invalid form"

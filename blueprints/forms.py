@@ -7,6 +7,15 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from models import ROLES
 
 
+def first_error(form: FlaskForm) -> str:
+    """The first problem of a submitted form, as one line naming its field."""
+    for name, errors in form.errors.items():
+        if name == "csrf_token":
+            return "The form expired; reload the page and try again."
+        return f"{getattr(form, name).label.text}: {errors[0]}"
+    return "invalid form"
+
+
 class LoginForm(FlaskForm):
     username = StringField("User name", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])

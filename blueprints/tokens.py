@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from werkzeug.wrappers import Response
 
 from blueprints.auth_tokens import current_role
-from blueprints.forms import CreateTokenForm
+from blueprints.forms import CreateTokenForm, first_error
 from blueprints.openapi import documented
 from extensions import db, socketio
 from models import ApiToken, utcnow
@@ -116,7 +116,7 @@ def account() -> str:
 def create_from_page() -> str | tuple[str, int]:
     form = _token_form()
     if not form.validate_on_submit():
-        return _render_account(form, _first_error(form)), 400
+        return _render_account(form, first_error(form)), 400
     try:
         token, raw = tokens.create_token(
             current_user, form.name.data, form.expires_in_days.data,
@@ -161,11 +161,3 @@ def _render_account(form: CreateTokenForm, error: str | None = None,
     return render_template("account.html", tokens=tokens.user_tokens(current_user.id),
                            form=form, error=error, new_token=new_token,
                            new_token_name=new_token_name, role=current_role(), now=utcnow())
-
-
-def _first_error(form: CreateTokenForm) -> str:
-    for name, errors in form.errors.items():
-        if name == "csrf_token":
-            return "The form expired; reload the page and try again."
-        return f"{getattr(form, name).label.text}: {errors[0]}"
-    return "invalid form"

@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from blueprints.audit import record
 from blueprints.errors import csrf_refused
+from blueprints.forms import first_error
 from blueprints.input_guard import nul_field
 from blueprints.openapi import documented
 from blueprints.query_args import int_arg
@@ -98,7 +99,7 @@ def list_page() -> str:
 def create_from_page() -> Response | tuple[str, int]:
     form = WebhookForm()
     if not form.validate_on_submit():
-        return _render_list(form, _first_error(form)), 400
+        return _render_list(form, first_error(form)), 400
     try:
         hook = _create(webhooks.parse_hook({
             "url": form.url.data, "events": form.events.data or [],
@@ -155,11 +156,3 @@ def _render_list(form: WebhookForm, error: str | None = None) -> str:
         hook.summary() for hook in webhooks.list_webhooks(db.session)],
         counts=webhooks.delivery_counts(db.session), form=form, error=error,
         event_labels=EVENT_LABELS)
-
-
-def _first_error(form: WebhookForm) -> str:
-    for name, errors in form.errors.items():
-        if name == "csrf_token":
-            return "The form expired; reload the page and try again."
-        return f"{getattr(form, name).label.text}: {errors[0]}"
-    return "invalid form"
