@@ -16,6 +16,26 @@ from tasks.events import EventLog
 from tasks.runbook_store import RunbookStore
 
 
+def engine_database(directory, hosts: list[str]) -> str:
+    """A fresh database (``tests/databases.py``) with the engine's tables and one
+    inventory server per name of ``hosts`` (10.0.0.1, .2, ...); returns its URL."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from models import Base, Server
+    from tests.databases import fresh_database_url
+
+    url = fresh_database_url(directory)
+    db = create_engine(url)
+    Base.metadata.create_all(db)
+    with Session(db) as session:
+        session.add_all(Server(name=name, host=f"10.0.0.{i}", port=22, user="deploy")
+                        for i, name in enumerate(hosts, start=1))
+        session.commit()
+    db.dispose()
+    return url
+
+
 def start_thread(target, *args) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, daemon=True)
     thread.start()

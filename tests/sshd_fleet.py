@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from stack.processes import free_port, wait_for_port  # noqa: F401 - tests import them from here
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 ADDRESSES_PER_SSHD = 16
@@ -22,24 +22,6 @@ ADDRESSES_PER_SSHD = 16
 
 def sshd_available() -> bool:
     return Path(SSHD).exists() and shutil.which("ssh-keygen") is not None
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(address: str, port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {address}:{port}") from None
-            time.sleep(0.05)  # polling interval of a deadline loop
 
 
 def _keygen(path: Path) -> None:

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-from models import Base, Server
 from tasks import running
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
@@ -32,8 +31,7 @@ from tasks.strategy import (
     not_started_outcome,
     split_batches,
 )
-from tests.databases import fresh_database_url
-from tests.engine_world import EngineWorld, start_thread
+from tests.engine_world import EngineWorld, engine_database, start_thread
 from tests.fake_transport import FakeFleet, Script, lines
 from tests.waiting import wait_until
 
@@ -76,15 +74,7 @@ def fleet():
 
 @pytest.fixture
 def database(tmp_path: Path) -> str:
-    url = fresh_database_url(tmp_path)
-    db = create_engine(url)
-    Base.metadata.create_all(db)
-    with Session(db) as session:
-        session.add_all(Server(name=name, host=f"10.0.0.{i}", port=22, user="deploy")
-                        for i, name in enumerate(HOSTS, start=1))
-        session.commit()
-    db.dispose()
-    return url
+    return engine_database(tmp_path, HOSTS)
 
 
 @pytest.fixture

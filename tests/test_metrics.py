@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-from models import Base, JobEvent, Server
+from models import JobEvent
 from tasks import running
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
@@ -28,7 +28,7 @@ from tasks.ssh import SSHError, SSHHostSession
 from tasks.transport import Target
 from tests.conftest import AuthActions, write_inventory
 from tests.databases import fresh_database_url
-from tests.engine_world import EngineWorld, start_thread
+from tests.engine_world import EngineWorld, engine_database, start_thread
 from tests.fake_transport import FakeFleet, Script, lines
 from tests.sshd_fleet import free_port
 from tests.waiting import wait_until
@@ -160,14 +160,8 @@ def fleet():
 def fake_world(tmp_path: Path, fleet, monkeypatch):
     """An engine over the fake fleet whose event log counts into the metrics."""
     monkeypatch.setattr(running, "RECONNECT_FIRST_DELAY", 0.05)
-    url = fresh_database_url(tmp_path)
-    db = create_engine(url)
-    Base.metadata.create_all(db)
+    db = create_engine(engine_database(tmp_path, [f"h{i}" for i in range(1, 7)]))
     sessions = sessionmaker(bind=db, expire_on_commit=False)
-    with Session(db) as session:
-        session.add_all(Server(name=f"h{i}", host=f"10.0.0.{i}", port=22, user="deploy")
-                        for i in range(1, 7))
-        session.commit()
     events = EventLog(sessions, lambda *args: None, start_thread)
     instrument(events, sessions)
     engine = JobEngine(

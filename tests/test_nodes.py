@@ -14,16 +14,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-from models import Base, Job, Node, Server, ServerLock, utcnow
+from models import Job, Node, ServerLock, utcnow
 from tasks import running
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
 from tasks.nodes import Membership, NodeIdentity
 from tasks.runbooks import parse_runbook
-from tests.databases import fresh_database_url
-from tests.engine_world import EngineWorld, start_thread
+from tests.engine_world import EngineWorld, engine_database, start_thread
 from tests.fake_transport import FakeFleet, Script, lines
 from tests.waiting import wait_until
 
@@ -54,15 +53,7 @@ def fleet():
 
 @pytest.fixture
 def database(tmp_path: Path) -> str:
-    url = fresh_database_url(tmp_path)
-    db = create_engine(url)
-    Base.metadata.create_all(db)
-    with Session(db) as session:
-        session.add_all(Server(name=name, host=f"10.0.0.{i}", port=22, user="deploy")
-                        for i, name in enumerate(HOSTS, start=1))
-        session.commit()
-    db.dispose()
-    return url
+    return engine_database(tmp_path, HOSTS)
 
 
 @pytest.fixture
