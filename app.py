@@ -41,10 +41,10 @@ from blueprints import (
     tokens,
     webhooks,
 )
-from blueprints.audit import record
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from models import User
+from services.audit import record
 from services.commands import Commands
 from socket_queue import client_manager
 from tasks.engine import EngineSettings, JobEngine

@@ -14,10 +14,10 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from blueprints import users
-from blueprints.audit import record
 from extensions import db
 from models import ROLES, User
 from services import tokens
+from services.audit import record
 from tasks.errors import PatchbayError
 from tasks.inventory import InventoryError, apply_inventory, parse_inventory
 from tasks.runbooks import RunbookError

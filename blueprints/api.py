@@ -19,7 +19,19 @@ from werkzeug.wrappers import Response
 from blueprints.job_access import job_snapshot, require_job
 from blueprints.openapi import documented, openapi_document
 from blueprints.query_args import event_query, int_arg, job_filter
-from blueprints.schemas import (
+from config import VERSION
+from extensions import db
+from models import Server
+from services.commands import (
+    Caller,
+    Commands,
+    error_body,
+    http_status,
+    internal_error,
+    parse,
+    parse_job_request,
+)
+from services.schemas import (
     AdhocCommand,
     CancelAnswer,
     EventPage,
@@ -34,18 +46,6 @@ from blueprints.schemas import (
     SearchQuery,
     ServerList,
     StartJob,
-)
-from config import VERSION
-from extensions import db
-from models import Server
-from services.commands import (
-    Caller,
-    Commands,
-    error_body,
-    http_status,
-    internal_error,
-    parse,
-    parse_job_request,
 )
 from tasks.errors import PatchbayError
 from tasks.event_pages import read_page, search_output

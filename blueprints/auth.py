@@ -9,11 +9,11 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from blueprints.audit import record
 from blueprints.forms import LoginForm
 from blueprints.live import disconnect_user
 from extensions import db, limiter, socketio
 from models import User
+from services.audit import record
 
 bp = Blueprint("auth", __name__)
 

@@ -22,9 +22,9 @@ from blueprints import fleet_live
 from blueprints.auth_tokens import log_socket_in
 from blueprints.job_access import job_snapshot, replay_events
 from blueprints.permissions import check_socket_event
-from blueprints.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from extensions import socketio
 from services.commands import Caller, Commands, error_body, internal_error, parse
+from services.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from socket_queue import disconnect_room
 from tasks.errors import PatchbayError
 from tasks.metrics import SOCKET_CONNECTIONS

@@ -6,10 +6,10 @@ import re
 
 from sqlalchemy import func, select
 
-from blueprints.audit import record
 from blueprints.live import disconnect_user
 from extensions import db
 from models import ROLES, User
+from services.audit import record
 from tasks.errors import PatchbayError
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

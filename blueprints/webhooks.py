@@ -15,15 +15,15 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
-from blueprints.audit import record
 from blueprints.errors import csrf_refused
 from blueprints.forms import first_error
-from blueprints.input_guard import nul_field
 from blueprints.openapi import documented
 from blueprints.query_args import int_arg
 from blueprints.webhook_forms import EVENT_LABELS, WebhookForm
 from extensions import db
 from models import Webhook
+from services.audit import record
+from services.schemas import nul_field
 from tasks import webhooks
 from tasks.errors import PatchbayError
 

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from blueprints.input_guard import nul_field
-from blueprints.schemas import AdhocCommand, StartJob
+from services.schemas import AdhocCommand, StartJob, nul_field
 from tasks.adhoc import CommandRunbook
 from tasks.engine import JobEngine, JobPlan
 from tasks.errors import PatchbayError
@@ -100,7 +99,7 @@ class Commands:
     """Job actions on behalf of a user, each with its audit entry.
 
     ``audit(action, target, **detail)`` records an entry for the current user (the web
-    layer's :func:`blueprints.audit.record`). Every method raises
+    layer's :func:`services.audit.record`). Every method raises
     :class:`PatchbayError` for a request it refuses, before anything has changed."""
 
     def __init__(self, engine: JobEngine, audit: Callable[..., None]) -> None:

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from blueprints.audit import record
 from extensions import db
 from models import ROLES, ApiToken, User, utcnow
+from services.audit import record
 from tasks.errors import PatchbayError
 
 TOKEN_PREFIX = "pbt_"  # noqa: S105 - marks a string as a Patchbay token
