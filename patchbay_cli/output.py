@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Protocol, TextIO
 
+HOST_END_STATUSES = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
 STREAM_MARK = {"stdout": "|", "stderr": "!"}
 # Events the terminal shows as a line; the bars show the others (steps starting, ok).
 LOUD_EVENTS = frozenset({"job_started", "job_recovered", "batch_started", "host_finished",
@@ -143,8 +144,10 @@ def _name_width(job: dict[str, Any]) -> int:
 
 def summary(job_id: int, data: dict[str, Any]) -> str:
     """The last line: ``job #12 failed in 3.1 s: 7 succeeded, 1 failed (reason)``."""
-    counts = ", ".join(f"{n} {status}" for status, n in (data.get("counts") or {}).items()
-                       if n)
+    given = data.get("counts") or {}
+    order = [s for s in HOST_END_STATUSES if s in given] + \
+        sorted(s for s in given if s not in HOST_END_STATUSES)
+    counts = ", ".join(f"{given[status]} {status}" for status in order if given[status])
     text = f"job #{job_id} {data.get('status')}"
     if data.get("duration") is not None:
         text += f" in {duration(data['duration'])}"

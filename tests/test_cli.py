@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -407,8 +409,11 @@ def test_on_a_terminal_it_draws_a_progress_bar_per_server(console, token, api, t
                                stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
     os.close(follower)
     screen = b""
+    deadline = time.monotonic() + 60
     try:
-        while True:
+        while time.monotonic() < deadline:
+            if not select.select([leader], [], [], 1)[0]:
+                continue
             try:
                 chunk = os.read(leader, 65536)
             except OSError:  # the terminal closed: the CLI has exited
@@ -416,7 +421,7 @@ def test_on_a_terminal_it_draws_a_progress_bar_per_server(console, token, api, t
             if not chunk:
                 break
             screen += chunk
-        code = process.wait(timeout=60)
+        code = process.wait(timeout=10)
     finally:
         os.close(leader)
         if process.poll() is None:
