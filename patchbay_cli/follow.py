@@ -29,6 +29,8 @@ SOCKET_RETRY = 30.0  # s of following over HTTP before the socket is tried again
 PAGE = 1000
 BACKOFF = (0.5, 1, 2, 4, 5)
 SOCKET_TIMEOUT = 10
+# An error ack's code as the HTTP status the API would answer it with.
+ACK_STATUS = {"unauthorized": 401, "forbidden": 403, "not_found": 404}
 OFFLINE_REMINDER = 30.0  # s between "still retrying" notices
 
 _quiet = logging.getLogger("patchbay_cli.socket")
@@ -121,7 +123,8 @@ class Follower:
                     self._pause()
                 except SocketRefused as exc:
                     if exc.auth:
-                        raise ApiError(401, "unauthorized", str(exc)) from None
+                        raise ApiError(401, "unauthorized",
+                                       str(exc).removeprefix("unauthorized: ")) from None
                     if self._http_answers(str(exc)):
                         if not told:
                             self.notice(f"no live connection ({exc}); following over "
@@ -145,8 +148,10 @@ class Follower:
         except socketio.exceptions.SocketIOError:  # no ack in time, or gone meanwhile
             raise Dropped() from None
         if not isinstance(ack, dict) or not ack.get("ok"):
-            error = (ack or {}).get("error") or {}
-            raise ApiError(400, error.get("code", "error"), error.get("message", str(ack)))
+            error = (ack if isinstance(ack, dict) else {}).get("error") or {}
+            code = error.get("code", "error")
+            raise ApiError(ACK_STATUS.get(code, 400), code, error.get("message", str(ack)),
+                           error.get("field"))
         self._online()
         while not self.log.finished:
             try:

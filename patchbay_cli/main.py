@@ -130,13 +130,14 @@ def follow_job(settings: Settings, job_id: int, host: str | None = None) -> int:
     follower = Follower(api, settings.token, job_id, renderer, _notice,
                         reconnect_timeout=settings.reconnect_timeout)
     try:
-        finished = follower.run()
+        try:
+            finished = follower.run()
+        finally:
+            renderer.close()  # also on a refusal: a terminal gets its cursor back
     except KeyboardInterrupt:
-        renderer.close()
         _notice(f"stopped following job #{job_id}; it goes on running. Follow it again: "
                 f"patchbay logs {job_id} --follow; cancel it: patchbay cancel {job_id}")
         return EXIT_STOPPED
-    renderer.close()
     return EXIT_OF_STATUS.get(str(finished.get("status")), EXIT_FAILED)
 
 

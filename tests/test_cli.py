@@ -375,6 +375,30 @@ def test_ctrl_c_stops_following_and_a_cancel_elsewhere_exits_2(console, token, a
 
 
 @pytest.mark.live
+def test_a_token_revoked_while_following_ends_it_with_3(console, api, demo_fleet, tmp_path):
+    (Path(demo_fleet["state_dir"]) / "hosts" / "gs-07" / "release").unlink(missing_ok=True)
+    env = cli_env(tmp_path)
+    login = patchbay("login", console.url, "-u", "alice", "--password-stdin", env=env,
+                     stdin=PASSWORD + "\n")
+    assert login.returncode == 0, login.stderr
+    job_id = int(patchbay("run", "handoff", "-p", "fail_on=none", "--servers", "gs-07",
+                          env=env).stdout)
+    follower = Running("logs", str(job_id), "--follow", env=env)
+    try:
+        follower.out.wait_for(r"^gs-07 +\| holding$", "the held step's first line")
+        assert patchbay("logout", env=env).returncode == 0  # revokes the stored token
+        code = follower.wait()
+    finally:
+        follower.stop()
+        api.post(f"{console.url}/api/jobs/{job_id}/cancel", timeout=10)
+        wait_until(lambda: job_status(console, api, job_id) == "cancelled",
+                   what="the held job cancelled")
+
+    assert code == 3
+    assert "authentication failed: this token was revoked" in "".join(follower.err.lines)
+
+
+@pytest.mark.live
 def test_without_websockets_it_follows_over_http(console, token, api, tmp_path):
     proxy = Proxy(console.port, refuse_websocket=True)
     env = cli_env(tmp_path, PATCHBAY_URL=proxy.url, PATCHBAY_TOKEN=token)
