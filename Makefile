@@ -70,4 +70,4 @@ lint: venv-dev
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .demo .cluster instance
+	rm -rf $(VENV) .demo .cluster instance patchbay.egg-info
