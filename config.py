@@ -23,6 +23,11 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "REMEMBER_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_NAME": "session",  # Flask's; the OpenAPI document names it
+    # CSRF: Flask-WTF's own check is off; blueprints/auth_tokens.py runs it for every
+    # cookie-session request in these methods (bearer-token requests carry no cookie).
+    "WTF_CSRF_CHECK_DEFAULT": False,
+    "WTF_CSRF_METHODS": ["POST", "PUT", "PATCH", "DELETE"],
     "ENV": "development",  # "production" refuses a missing or weak SECRET_KEY
     "TLS": False,  # served over HTTPS: cookies get the Secure flag
     "LOGIN_RATE_LIMIT": "10 per minute",

@@ -88,6 +88,7 @@ def check_socket_token() -> None:
 
 def register_before_guard(app: Flask) -> None:
     """Bearer authentication runs before the permission check (who you are first)."""
+    # Whatever the settings say: Flask-WTF's own check would refuse bearer requests.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     app.before_request(authenticate_bearer)
 
