@@ -52,6 +52,7 @@ from tasks.events import EventLog
 from tasks.metrics import instrument
 from tasks.nodes import Membership, NodeIdentity
 from tasks.runbook_store import RunbookStore
+from tasks.secrets import SecretBox
 from tasks.webhooks import DeliveryWorker, Outbox, WebhookSettings
 
 
@@ -150,6 +151,7 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
                         on_event=Outbox(config["PUBLIC_URL"])),
         runbooks=RunbookStore(config["RUNBOOK_DIR"], on_change=_audit_runbook_change).load,
         start_task=socketio.start_background_task,
+        secrets=SecretBox(str(config["SECRET_KEY"])),  # seals job secrets at rest
         settings=EngineSettings(
             default_parallel=int(config["DEFAULT_PARALLEL"]),
             max_concurrent_hosts=int(config["MAX_CONCURRENT_HOSTS"]),

@@ -132,7 +132,8 @@ def import_inventory(path: Path) -> None:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
     except InventoryError as exc:
         raise click.ClickException(f"{exc} (nothing imported)") from None
-    created, updated = apply_inventory(db.session, inventory)
+    created, updated = apply_inventory(db.session, inventory,
+                                       seal=current_app.extensions["patchbay"].secrets.seal)
     record("inventory.import", str(path), username=_cli_user(), commit=False,
            created=created, updated=updated)
     db.session.commit()

@@ -5,7 +5,8 @@ both parse payloads with :func:`parse` (and :func:`parse_job_request` for
 ``POST /api/jobs``), call a :class:`Commands` method, and answer errors with
 :func:`error_body` (plus :func:`http_status` over HTTP). So the same bad input gets the
 same ``{"code", "message", "field"}`` through either door and changes nothing, and every
-action writes the same audit entry (its ``via`` says which door).
+action writes the same audit entry (its ``via`` says which door). An audit entry holds
+the parameters and the command as the plan shows them: secrets masked.
 """
 
 from __future__ import annotations
@@ -112,13 +113,15 @@ class Commands:
 
     def start(self, request: JobRequest, caller: Caller) -> int:
         """Start a runbook job or an ad-hoc command; returns the new job's id."""
-        job_id = self.engine.start(self._plan(request), caller.user_id)
+        plan = self._plan(request)
+        job_id = self.engine.start(plan, caller.user_id)
+        shown = dict(plan.shown_params or {})
         if isinstance(request, AdhocCommand):
-            self.audit("job.adhoc", f"job #{job_id}", command=request.command,
+            self.audit("job.adhoc", f"job #{job_id}", command=shown["command"],
                        servers=request.servers, tags=request.tags, via=caller.via)
         else:
             self.audit("job.start", f"job #{job_id}", runbook=request.runbook,
-                       params=request.params, servers=request.servers, tags=request.tags,
+                       params=shown, servers=request.servers, tags=request.tags,
                        via=caller.via)
         return job_id
 

@@ -188,8 +188,9 @@ class RunbookParam(BaseModel):
     pattern: str | None = Field(description="a regular expression the whole value must "
                                 "match (Python re.fullmatch)")
     required: bool
-    default: str | int | None
+    default: str | int | None = Field(description='"••••" for a secret parameter')
     description: str
+    secret: bool = Field(description="shown as •••• everywhere but in the server's command")
 
 
 class RunbookInfo(BaseModel):

@@ -6,6 +6,13 @@ like any other job. The command is the operator's own shell text and is the poin
 the feature: it is run unchanged, without the placeholder substitution of runbooks
 (``{{ x.y }}`` in it stays literal), and only checked to be non-empty, at most
 :data:`MAX_COMMAND_LENGTH` characters and free of NUL bytes.
+
+Since nothing is substituted, no secret reaches an ad-hoc command by a placeholder; the
+typed text stays visible to every viewer, as the operator wrote it, except where it
+holds a secret value of the job's servers (a secret inventory variable, at least
+:data:`~tasks.secrets.MIN_MASKED_LENGTH` characters, typed out literally): there it is
+shown as ``••••``, in events, the job's params, the audit log and downloads alike, and
+the server still runs the text as typed.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 
 from tasks.errors import PatchbayError
 from tasks.runbooks import HostContext, RenderedStep, Runbook, RunbookSpec, StepSpec
+from tasks.secrets import Masker
 
 KIND = "adhoc"
 RUNBOOK_NAME = "adhoc"
@@ -51,9 +59,16 @@ class CommandRunbook(Runbook):
                                 "command", "command")
         return {"command": check_command(raw["command"])}
 
-    def render(self, params: dict[str, str], host: HostContext) -> list[RenderedStep]:
-        return [RenderedStep(STEP_NAME, params["command"], None, None)]
+    def render(self, params: dict[str, str], host: HostContext,
+               shown: dict[str, str] | None = None) -> list[RenderedStep]:
+        """The typed command; shown as ``shown["command"]`` (the planner masks it with
+        every server's secrets), or else masked with this server's secret values."""
+        if shown is None:
+            secrets = Masker(str(host.vars[name]) for name in host.secret_vars
+                             if name in host.vars)
+            shown = {"command": secrets(params["command"])}
+        return [RenderedStep(STEP_NAME, params["command"], None, None, shown["command"])]
 
-    def render_on_failure(self, params: dict[str, str], host: HostContext
-                          ) -> list[RenderedStep]:
+    def render_on_failure(self, params: dict[str, str], host: HostContext,
+                          shown: dict[str, str] | None = None) -> list[RenderedStep]:
         return []

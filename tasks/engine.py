@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,6 +26,7 @@ from tasks.planning import HostPlan, JobPlan, Planner, stored_plan
 from tasks.resume import ON_FAILURE, STEPS, read_progress
 from tasks.runbooks import Runbook
 from tasks.running import JobRun, JobWorld, RunSettings
+from tasks.secrets import SecretBox, SecretUnreadable
 from tasks.ssh import SSHHostSession
 from tasks.strategy import count_statuses
 from tasks.transport import HostSession, Target, Transport
@@ -57,19 +59,25 @@ class EngineSettings:
 
 
 class JobEngine:
-    """Plans, starts, runs, cancels and resumes jobs."""
+    """Plans, starts, runs, cancels and resumes jobs.
+
+    ``secrets`` seals the secret values a job stores (the console's, keyed by its
+    SECRET_KEY, so every node sharing the database can resume the job); without it,
+    a key of this engine alone."""
 
     def __init__(self, *, db_sessions: sessionmaker[Session], events: EventLog,
                  runbooks: Callable[[], dict[str, Runbook]],
                  start_task: Callable[..., Any], settings: EngineSettings,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, secrets: SecretBox | None = None
+                 ) -> None:
         self.db_sessions = db_sessions
         self.events = events
         self.runbooks = runbooks
         self.start_task = start_task
         self.settings = settings
+        self.secrets = secrets or SecretBox(token_hex(32))
         self.planner = Planner(db_sessions, runbooks, settings.default_parallel,
-                               settings.known_hosts, settings.node_id)
+                               settings.known_hosts, settings.node_id, self.secrets)
         self.world = JobWorld(events, transport or self._ssh_session, start_task,
                               threading.BoundedSemaphore(settings.max_concurrent_hosts),
                               self._cancel_requested, settings.run_settings())
@@ -188,17 +196,25 @@ class JobEngine:
         with self.db_sessions() as session:
             job = session.get(Job, job_id)
             assert job is not None
+            why_not = None
             if any(host.plan is None for host in job.hosts):
                 # Recorded before plans were stored with jobs: it cannot be resumed.
+                why_not = "the job was recorded by a version that cannot resume it"
+            else:
+                try:
+                    plan = stored_plan(job, self.secrets)
+                except SecretUnreadable as exc:
+                    why_not = f"the job cannot be resumed: {exc.message}"
+                    log.error("job %s: %s", job_id, why_not)
+            if why_not is not None:
                 unfinished = [(h.name, h.current_step) for h in job.hosts
                               if h.status in ("pending", "running")]
                 finished = [h.status for h in job.hosts
                             if h.status not in ("pending", "running")]
                 owner_id, last_seq = job.created_by_id, job.last_seq
                 session.rollback()
-                self._interrupt(job_id, owner_id, last_seq, unfinished, finished)
+                self._interrupt(job_id, owner_id, last_seq, unfinished, finished, why_not)
                 return
-            plan = stored_plan(job)
             last_seq = session.scalar(select(func.max(JobEvent.seq))
                                       .where(JobEvent.job_id == job_id)) or 0
             rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)
@@ -226,7 +242,8 @@ class JobEngine:
         self._launch(run, progress)
 
     def _interrupt(self, job_id: int, owner_id: int | None, last_seq: int,
-                   unfinished: list[tuple[str, str | None]], finished: list[str]) -> None:
+                   unfinished: list[tuple[str, str | None]], finished: list[str],
+                   why: str) -> None:
         """End a job that cannot be resumed: its unfinished servers and the job itself
         become ``interrupted`` (they can be re-run), and its server locks go."""
         self.events.open_job(job_id, owner_id, last_seq)
@@ -234,8 +251,8 @@ class JobEngine:
         for name, step in unfinished:
             self.events.append(job_id, "host_finished", name, {
                 "status": "interrupted", "failed_step": step,
-                "reason": "the console stopped while this server was in progress, and "
-                          "the job was recorded by a version that cannot resume it"})
+                "reason": f"the console stopped while this server was in progress, and "
+                          f"{why}"})
         self.events.append(job_id, "job_finished", None, {
             "status": "interrupted", "counts": counts,
             "reason": "the console process stopped before the job finished"})

@@ -8,11 +8,18 @@ holds ``max_lines``, or when the oldest buffered line is ``interval`` seconds ol
 Each ``output`` event also carries ``offset``: the byte offset in its stream just after
 its last line. The last such offset of a step's stream is where a reader that lost the
 step (an SSH drop, a console restart) goes on, so no line is lost and none comes twice.
+
+Before a line is buffered, every secret value of its server's job (``mask``: the
+job's secret parameters and the server's secret variables, each of at least
+:data:`~tasks.secrets.MIN_MASKED_LENGTH` characters) is replaced by ``••••``, so a
+command that echoes a secret stores, shows and captures it masked. A secret split
+across two lines, or transformed by the command (base64, hex), is not recognised.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from tasks.events import EventLog
 
@@ -21,9 +28,10 @@ class HostOutput:
     """Buffers the lines of one step on one host and appends them as events."""
 
     def __init__(self, events: EventLog, job_id: int, host: str, step: str,
-                 interval: float, max_lines: int, offsets: dict[str, int] | None = None
-                 ) -> None:
+                 interval: float, max_lines: int, offsets: dict[str, int] | None = None,
+                 mask: Callable[[str], str] | None = None) -> None:
         self.events = events
+        self.mask = mask
         self.job_id = job_id
         self.host = host
         self.step = step
@@ -49,6 +57,8 @@ class HostOutput:
             self.first_at = time.monotonic()
         if offset is not None:
             self.offsets[stream] = offset
+        if self.mask:
+            text = self.mask(text)
         self.lines.append(text)
         if stream == "stdout" and text.strip():
             self.last_stdout_line = text.strip()

@@ -3,13 +3,21 @@
 A plan holds every command exactly as it will run. Recording a job stores each
 server's part of the plan with it, so a console that resumes the job after a restart
 runs what was planned, even if the runbook file or the inventory changed since.
+
+Secrets (:mod:`tasks.secrets`): a plan keeps the real parameters and commands in
+memory, and what may be shown beside them (``shown_params``, each step's ``shown``).
+What is stored is what may be shown; the real commands, parameters and the values to
+mask in a server's output are stored sealed with the console's key, one token per
+server (``job_hosts.plan["sealed"]``; the real parameters with the first server's),
+only when they differ from what is shown.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -20,31 +28,71 @@ from models import Job, JobHost, Server, ServerLock
 from tasks.adhoc import KIND as ADHOC
 from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
+from tasks.inventory import resolve_vars
 from tasks.runbooks import HostContext, RenderedStep, Runbook, RunbookError
+from tasks.secrets import MASK, Masker, SecretBox, SecretUnreadable
 from tasks.strategy import Strategy, batch_numbers, parse_strategy, split_batches
 from tasks.transport import Target
 
 
 @dataclass
 class HostPlan:
-    """One server's part of a planned job: where to connect and what will run."""
+    """One server's part of a planned job: where to connect and what will run.
+
+    ``secrets`` are the secret values its output lines are masked with (the job's
+    secret parameters and this server's secret variables)."""
 
     server_id: int | None
     name: str
     target: Target
     steps: list[RenderedStep]
     on_failure: list[RenderedStep]
+    secrets: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"target": asdict(self.target),
-                "steps": [asdict(step) for step in self.steps],
-                "on_failure": [asdict(step) for step in self.on_failure]}
+    def to_json(self, box: SecretBox, params: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+        """What ``job_hosts.plan`` stores: the shown commands in clear; the real ones
+        (where they differ), the secrets and ``params`` (the job's real parameters,
+        for a re-run) sealed by ``box``."""
+        data: dict[str, Any] = {"target": asdict(self.target)}
+        hidden: dict[str, Any] = {}
+        for phase in ("steps", "on_failure"):
+            steps: list[RenderedStep] = getattr(self, phase)
+            data[phase] = [{"name": s.name, "command": s.shown, "timeout": s.timeout,
+                            "capture": s.capture} for s in steps]
+            if any(s.command != s.shown for s in steps):
+                hidden[phase] = [s.command if s.command != s.shown else None
+                                 for s in steps]
+        if self.secrets:
+            hidden["secrets"] = self.secrets
+        if params is not None:
+            hidden["params"] = params
+        if hidden:
+            data["sealed"] = box.seal(hidden)
+        return data
 
     @classmethod
-    def from_json(cls, server_id: int | None, name: str, data: dict[str, Any]) -> HostPlan:
-        return cls(server_id, name, Target(**data["target"]),
-                   [RenderedStep(**step) for step in data["steps"]],
-                   [RenderedStep(**step) for step in data["on_failure"]])
+    def from_json(cls, server_id: int | None, name: str, data: dict[str, Any],
+                  box: SecretBox) -> HostPlan:
+        """The stored plan of one server; :class:`SecretUnreadable` if its sealed part
+        cannot be opened with ``box``."""
+        hidden = open_sealed(data, box, name)
+
+        def steps(phase: str) -> list[RenderedStep]:
+            real = hidden.get(phase) or [None] * len(data[phase])
+            return [RenderedStep(step["name"], command or step["command"], step["timeout"],
+                                 step["capture"], step["command"])
+                    for step, command in zip(data[phase], real, strict=True)]
+
+        return cls(server_id, name, Target(**data["target"]), steps("steps"),
+                   steps("on_failure"), list(hidden.get("secrets") or []))
+
+
+def open_sealed(data: dict[str, Any], box: SecretBox, name: str) -> dict[str, Any]:
+    """The sealed part of a stored host plan (``{}`` when nothing was secret)."""
+    if "sealed" not in data:
+        return {}
+    return box.open(data["sealed"], f"the secret values planned for server {name}")
 
 
 @dataclass
@@ -55,9 +103,14 @@ class JobPlan:
     runbook_name: str
     kind: str
     step_names: list[str]
-    params: dict[str, str]
+    params: dict[str, str]  # the real values, in memory only
     strategy: Strategy
     hosts: list[HostPlan]
+    shown_params: dict[str, str] | None = None  # None: nothing secret
+
+    def __post_init__(self) -> None:
+        if self.shown_params is None:
+            self.shown_params = dict(self.params)
 
     def batches(self) -> list[list[HostPlan]]:
         return split_batches(self.hosts, self.strategy.batch_sizes(len(self.hosts)))
@@ -66,13 +119,13 @@ class JobPlan:
         """What ``job:plan`` shows: per server, the exact commands that will run."""
         return {
             "runbook": self.runbook_name,
-            "params": self.params,
+            "params": self.shown_params,
             "strategy": self.strategy.model_dump(),
             "batches": [[h.name for h in batch] for batch in self.batches()],
             "hosts": [
                 {"name": h.name,
-                 "steps": [{"name": s.name, "command": s.command} for s in h.steps],
-                 "on_failure": [{"name": s.name, "command": s.command}
+                 "steps": [{"name": s.name, "command": s.shown} for s in h.steps],
+                 "on_failure": [{"name": s.name, "command": s.shown}
                                 for s in h.on_failure]}
                 for h in self.hosts
             ],
@@ -80,16 +133,23 @@ class JobPlan:
 
 
 class Planner:
-    """Validates job requests into plans and records them, holding their servers."""
+    """Validates job requests into plans and records them, holding their servers.
+
+    ``secrets`` seals what a plan stores of its secret values; ``environ`` is where
+    inventory variables ``{env: NAME}`` are read, each time a job is planned (the
+    console's environment by default)."""
 
     def __init__(self, db_sessions: sessionmaker[Session],
                  runbooks: Callable[[], dict[str, Runbook]], default_parallel: int,
-                 known_hosts: str | None, node_id: str) -> None:
+                 known_hosts: str | None, node_id: str, secrets: SecretBox,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.db_sessions = db_sessions
         self.runbooks = runbooks
         self.default_parallel = default_parallel
         self.known_hosts = known_hosts
         self.node_id = node_id
+        self.secrets = secrets
+        self.environ = os.environ if environ is None else environ
         self._record_lock = threading.Lock()
 
     def plan(self, runbook: str | Runbook, params: Any, servers: list[str] | None = None,
@@ -106,19 +166,31 @@ class Planner:
             raise PatchbayError("unknown_runbook", f"no runbook named {runbook!r}", "runbook")
         values = book.validate_params(params)
         chosen_strategy = parse_strategy(strategy, book.spec.strategy, self.default_parallel)
+        secret_params = book.secret_params()
+        param_secrets = [values[name] for name in sorted(secret_params) if values[name]]
         with self.db_sessions() as session:
-            hosts = []
+            chosen = []
             for server in select_servers(session, servers, tags):
+                resolved = resolve_vars(server.name, dict(server.vars or {}), self.environ,
+                                        self.secrets)
                 context = HostContext(server.name, server.host, server.port, server.user,
-                                      dict(server.vars or {}))
-                hosts.append(HostPlan(
-                    server.id, server.name,
-                    Target(server.name, server.host, server.port, server.user,
-                           server.key_path, server.known_hosts or self.known_hosts,
-                           accept_new_host_keys=server.host_key_policy == "accept-new"),
-                    book.render(values, context), book.render_on_failure(values, context)))
+                                      resolved.values, resolved.secret, resolved.unavailable)
+                target = Target(server.name, server.host, server.port, server.user,
+                                server.key_path, server.known_hosts or self.known_hosts,
+                                accept_new_host_keys=server.host_key_policy == "accept-new")
+                chosen.append((server.id, context, target, resolved.secret_values()))
+        # Typed text (an ad-hoc command, a parameter) may hold a secret of any server
+        # of the job: what is shown of it is masked with all of them.
+        everything = Masker(param_secrets + [v for *_, found in chosen for v in found])
+        shown = {name: MASK if name in secret_params else everything(value)
+                 for name, value in values.items()}
+        hosts = [HostPlan(server_id, context.name, target,
+                          book.render(values, context, shown),
+                          book.render_on_failure(values, context, shown),
+                          sorted(set(param_secrets + found)))
+                 for server_id, context, target, found in chosen]
         return JobPlan(book.name, book.kind, [s.name for s in book.spec.steps], values,
-                       chosen_strategy, hosts)
+                       chosen_strategy, hosts, shown)
 
     def record(self, plan: JobPlan, user_id: int | None, rerun_of: int | None) -> Job:
         """Lock the plan's servers and record the job as running on this node."""
@@ -126,15 +198,17 @@ class Planner:
         server_ids = [h.server_id for h in plan.hosts if h.server_id is not None]
         with self._record_lock, self.db_sessions() as session:
             refuse_busy(session, server_ids)
-            job = Job(runbook=plan.runbook_name, kind=plan.kind, params=plan.params,
+            job = Job(runbook=plan.runbook_name, kind=plan.kind, params=plan.shown_params,
                       strategy=plan.strategy.model_dump(), status="running",
                       created_by_id=user_id, node_id=self.node_id, rerun_of_id=rerun_of)
             session.add(job)
             session.flush()
+            hidden_params = plan.params if plan.params != plan.shown_params else None
             for position, host in enumerate(plan.hosts):
                 session.add(JobHost(job_id=job.id, server_id=host.server_id, name=host.name,
                                     position=position, batch=batch_of[position],
-                                    plan=host.to_json()))
+                                    plan=host.to_json(self.secrets, hidden_params
+                                                      if position == 0 else None)))
                 if host.server_id is not None:
                     session.add(ServerLock(server_id=host.server_id, job_id=job.id))
             try:
@@ -158,16 +232,32 @@ class Planner:
                                     "job_id")
             names = [host.name for host in job.hosts if host.status != "succeeded"]
             runbook: str | Runbook = CommandRunbook() if job.kind == ADHOC else job.runbook
-            params, strategy = dict(job.params), dict(job.strategy)
+            try:
+                params = real_params(job, self.secrets)
+            except SecretUnreadable as exc:
+                raise PatchbayError("invalid", f"job #{job_id} cannot be re-run: "
+                                    f"{exc.message}; start a new job instead",
+                                    "job_id") from None
+            strategy = dict(job.strategy)
         return self.plan(runbook, params, names, strategy=strategy)
 
 
-def stored_plan(job: Job) -> JobPlan:
-    """The plan a recorded job runs, rebuilt from what was stored with it."""
-    hosts = [HostPlan.from_json(h.server_id, h.name, h.plan) for h in job.hosts if h.plan]
+def real_params(job: Job, box: SecretBox) -> dict[str, str]:
+    """A recorded job's parameters with their secret values (sealed with its first
+    server's plan when any was masked)."""
+    first = next((host for host in job.hosts if host.plan), None)
+    hidden = open_sealed(first.plan, box, first.name) if first is not None else {}
+    return dict(hidden.get("params") or job.params)
+
+
+def stored_plan(job: Job, box: SecretBox) -> JobPlan:
+    """The plan a recorded job runs, rebuilt from what was stored with it;
+    :class:`SecretUnreadable` when its secret values cannot be opened with ``box``."""
+    hosts = [HostPlan.from_json(h.server_id, h.name, h.plan, box) for h in job.hosts
+             if h.plan]
     step_names = [s.name for s in hosts[0].steps] if hosts else []
-    return JobPlan(job.runbook, job.kind, step_names, dict(job.params),
-                   Strategy.model_validate(job.strategy), hosts)
+    return JobPlan(job.runbook, job.kind, step_names, real_params(job, box),
+                   Strategy.model_validate(job.strategy), hosts, dict(job.params))
 
 
 def select_servers(session: Session, names: list[str] | None,

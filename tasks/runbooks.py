@@ -4,13 +4,18 @@ Templating is plain substitution, not Jinja: ``{{ params.NAME }}``, ``{{ vars.NA
 and ``{{ host.name|address|port|user }}``. Every substituted value is inserted
 shell-quoted, so no parameter or variable can ever become shell syntax, and a template
 cannot reach any Python object.
+
+A parameter declared ``secret: true`` and a server's secret variables are substituted
+into the command sent to the server only: each rendered step also carries ``shown``,
+the same command with every secret substituted as ``••••`` (:data:`tasks.secrets.MASK`),
+which is what events, plans and pages show.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.errors import PatchbayError
+from tasks.secrets import MASK
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 HOST_FIELDS = ("name", "address", "port", "user")
@@ -37,6 +43,8 @@ class ParamSpec(BaseModel):
     description: str = ""
     default: str | int | None = None
     required: bool = True
+    # The value reaches the server's command only; everywhere else it reads MASK.
+    secret: bool = False
 
     @field_validator("pattern")
     @classmethod
@@ -79,21 +87,35 @@ class RunbookSpec(BaseModel):
 
 @dataclass(frozen=True)
 class HostContext:
-    """What a template may know of the server it runs on."""
+    """What a template may know of the server it runs on.
+
+    ``secret_vars`` name the variables shown masked; ``unavailable`` maps a variable
+    whose value cannot be had now (its environment variable is unset, its sealed value
+    unreadable) to the error a step that uses it fails planning with."""
 
     name: str
     address: str
     port: int
     user: str
     vars: dict[str, Any]
+    secret_vars: frozenset[str] = frozenset()
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RenderedStep:
+    """One step as it runs: ``command`` is what the server gets (secrets included,
+    kept in memory only), ``shown`` what anyone else sees (secrets masked)."""
+
     name: str
     command: str
     timeout: float | None
     capture: str | None
+    shown: str | None = None  # None: nothing secret, shown as the command
+
+    def __post_init__(self) -> None:
+        if self.shown is None:
+            object.__setattr__(self, "shown", self.command)
 
 
 class Runbook:
@@ -113,7 +135,7 @@ class Runbook:
         return {
             "name": self.spec.name,
             "description": self.spec.description,
-            "params": {name: p.model_dump() for name, p in self.spec.params.items()},
+            "params": {name: _describe_param(p) for name, p in self.spec.params.items()},
             "steps": [step.name for step in self.spec.steps],
             "on_failure": [step.name for step in self.spec.on_failure],
             "strategy": self.spec.strategy,
@@ -153,30 +175,51 @@ class Runbook:
             if spec.type == "integer" and not re.fullmatch(r"-?[0-9]+", text):
                 raise PatchbayError("invalid", f"parameter {name!r} must be an integer", field)
             if spec.pattern and not re.fullmatch(spec.pattern, text):
+                shown = "" if spec.secret else f" value {text!r}"
                 raise PatchbayError(
-                    "invalid",
-                    f"parameter {name!r} value {text!r} does not match {spec.pattern}",
+                    "invalid", f"parameter {name!r}{shown} does not match {spec.pattern}",
                     field,
                 )
             values[name] = text
         return values
 
-    def render(self, params: dict[str, str], host: HostContext) -> list[RenderedStep]:
-        """The main steps with every placeholder replaced by its shell-quoted value."""
-        return [self._render_step(step, params, host) for step in self.spec.steps]
+    def secret_params(self) -> frozenset[str]:
+        """The names of the parameters declared ``secret: true``."""
+        return frozenset(name for name, spec in self.spec.params.items() if spec.secret)
 
-    def render_on_failure(self, params: dict[str, str], host: HostContext) -> list[RenderedStep]:
-        return [self._render_step(step, params, host) for step in self.spec.on_failure]
+    def render(self, params: dict[str, str], host: HostContext,
+               shown: dict[str, str] | None = None) -> list[RenderedStep]:
+        """The main steps with every placeholder replaced by its shell-quoted value.
 
-    def _render_step(self, step: StepSpec, params: dict[str, str], host: HostContext
-                     ) -> RenderedStep:
-        def value_of(match: re.Match[str]) -> str:
+        ``shown`` holds the parameters as they may be shown (default: ``params`` with
+        each secret one masked); a step's ``shown`` command is rendered from them, with
+        secret parameters and variables as :data:`~tasks.secrets.MASK`."""
+        return [self._render_step(step, params, host, shown) for step in self.spec.steps]
+
+    def render_on_failure(self, params: dict[str, str], host: HostContext,
+                          shown: dict[str, str] | None = None) -> list[RenderedStep]:
+        return [self._render_step(step, params, host, shown)
+                for step in self.spec.on_failure]
+
+    def _render_step(self, step: StepSpec, params: dict[str, str], host: HostContext,
+                     shown_params: dict[str, str] | None) -> RenderedStep:
+        secret_params = self.secret_params()
+
+        def value_of(match: re.Match[str], masked: bool) -> str:
             scope, key = match.group(1), match.group(2)
             if scope == "params":
-                value: Any = params[key]
+                if masked and key in secret_params:
+                    return MASK
+                value: Any = (shown_params if masked and shown_params is not None
+                              else params)[key]
             elif scope == "host":
                 value = getattr(host, key)
+            elif key in host.unavailable:
+                raise PatchbayError("invalid", f"{host.unavailable[key]} (needed by step "
+                                    f"{step.name!r} of runbook {self.name})", "servers")
             elif key in host.vars:
+                if masked and key in host.secret_vars:
+                    return MASK
                 value = host.vars[key]
             else:
                 raise PatchbayError(
@@ -187,8 +230,16 @@ class Runbook:
                 )
             return shlex.quote(str(value))
 
-        return RenderedStep(step.name, PLACEHOLDER.sub(value_of, step.run), step.timeout,
-                            step.capture)
+        command = PLACEHOLDER.sub(lambda match: value_of(match, False), step.run)
+        shown = PLACEHOLDER.sub(lambda match: value_of(match, True), step.run)
+        return RenderedStep(step.name, command, step.timeout, step.capture, shown)
+
+
+def _describe_param(spec: ParamSpec) -> dict[str, Any]:
+    described = spec.model_dump()
+    if spec.secret and spec.default is not None:
+        described["default"] = MASK
+    return described
 
 
 def parse_runbook(text: str, source: str) -> Runbook:

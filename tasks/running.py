@@ -7,6 +7,11 @@ mid-step the run reconnects with backoff and reads on from the stored byte offse
 a run resumed after a console restart picks every server up where its log ends:
 re-attaching to a step still running, collecting one that ended meanwhile, or going on
 with the next step, the next server and the next batch.
+
+What a run writes to the log is what may be shown: the job's parameters and each step's
+command with secrets masked, and every output line with the server's secret values
+replaced by ``••••`` (see :mod:`tasks.secrets`); only the transport gets the real
+command.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tasks.output import HostOutput
 from tasks.planning import HostPlan, JobPlan
 from tasks.resume import ON_FAILURE, STEPS, HostProgress, JobProgress, OpenStep, StepPosition
 from tasks.runbooks import RenderedStep
+from tasks.secrets import Masker
 from tasks.strategy import (
     canary_stop,
     count_statuses,
@@ -154,7 +160,8 @@ class JobRun:
         if progress is None or not progress.job_started:
             self._append("job_started", None, {
                 "runbook": self.plan.runbook_name, "kind": self.plan.kind,
-                "params": self.plan.params, "strategy": self.plan.strategy.model_dump(),
+                "params": self.plan.shown_params,
+                "strategy": self.plan.strategy.model_dump(),
                 "servers": [h.name for h in self.plan.hosts],
                 "batches": [[h.name for h in batch] for batch in batches],
                 "steps": self.plan.step_names,
@@ -362,12 +369,13 @@ class JobRun:
             started_wall = time.time()
             self._append("step_started", host.name, {
                 "step": step.name, "index": position.index, "phase": position.phase,
-                "command": step.command, "timeout": timeout, "run_dir": where.path})
+                "command": step.shown, "timeout": timeout, "run_dir": where.path})
         else:
             started_wall = resumed.started_ts or time.time()
         output = HostOutput(self.events, self.job_id, host.name, step.name,
                             settings.flush_interval, settings.flush_lines,
-                            offsets=resumed.offsets if resumed else None)
+                            offsets=resumed.offsets if resumed else None,
+                            mask=Masker(host.secrets))
         if resumed is not None:
             output.last_stdout_line = resumed.last_stdout_line
         control = _StepControl(None if position.phase == ON_FAILURE else self.cancel,

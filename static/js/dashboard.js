@@ -90,7 +90,13 @@
       if (spec.pattern) input.setAttribute("pattern", spec.pattern);
       if (spec.type === "integer") input.inputMode = "numeric";
       if (spec.description) input.placeholder = spec.description;
-      if (spec.default !== null && spec.default !== undefined) input.value = String(spec.default);
+      if (spec.secret) {
+        // Typed unseen; a secret default stays on the server (left empty, it applies).
+        input.type = "password";
+        input.autocomplete = "new-password";
+      } else if (spec.default !== null && spec.default !== undefined) {
+        input.value = String(spec.default);
+      }
       const required = spec.required !== false && (spec.default === null || spec.default === undefined);
       if (required) {
         input.required = true;
