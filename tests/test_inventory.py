@@ -316,3 +316,116 @@ def test_host_key_policy_defaults_to_strict_and_can_be_set_per_file_or_server():
 def test_an_unknown_host_key_policy_is_refused(text):
     with pytest.raises(InventoryError, match="host_key_policy"):
         parse_inventory(text)
+
+
+# --- secrets: secret_vars, defaults, {env: NAME} (issue #12, finding 3) ---------------
+
+SECRET_FLEET = textwrap.dedent("""\
+    defaults:
+      vars: {root: /srv/game, token: {env: PB_TOKEN}, rcon: default-rcon}
+      secret_vars: [rcon, missing_here]
+    servers:
+      - name: gs-01
+        host: 10.0.0.11
+        user: deploy
+        vars: {rcon: own-rcon-value, db_password: s3cret-db}
+        secret_vars: [db_password]
+      - name: gs-02
+        host: 10.0.0.12
+        user: deploy
+        vars: {root: /srv/other}
+    """)
+
+
+def test_defaults_give_every_server_vars_and_secret_names_its_own_vars_override():
+    first, second = parse_inventory(SECRET_FLEET).servers
+
+    assert first.vars == {"root": "/srv/game", "token": {"env": "PB_TOKEN"},
+                          "rcon": "own-rcon-value", "db_password": "s3cret-db"}
+    assert first.secret_vars == ["db_password", "rcon"]
+    assert second.vars == {"root": "/srv/other", "token": {"env": "PB_TOKEN"},
+                           "rcon": "default-rcon"}
+    assert second.secret_vars == ["rcon"]
+
+
+@pytest.mark.parametrize(("entry", "where"), [
+    ("vars: {token: {env: 1}}", "servers[0].vars"),
+    ("vars: {token: {env: 'has space'}}", "servers[0].vars"),
+    ("vars: {token: {env: A, default: b}}", "servers[0].vars"),
+    ("vars: {token: {$sealed: abc}}", "servers[0].vars"),
+    ("secret_vars: [nope]", "servers[0].secret_vars"),
+    ("secret_vars: ['not-an-identifier']", "servers[0].secret_vars"),
+])
+def test_a_bad_secret_or_environment_reference_names_its_line_and_field(entry, where):
+    message = parse_error(f"servers:\n  - name: gs-01\n    host: h\n    user: u\n    {entry}\n")
+
+    assert "line 2" in message
+    assert where in message
+
+
+@pytest.mark.parametrize(("defaults", "where"), [
+    ("defaults: [a]", "defaults"),
+    ("defaults: {vars: {token: {env: 1}}}", "defaults.vars"),
+    ("defaults: {secret: [a]}", "defaults.secret"),
+])
+def test_bad_defaults_are_refused(defaults, where):
+    message = parse_error(f"{defaults}\nservers: []\n")
+
+    assert f"{where}" in message
+
+
+def test_apply_seals_written_out_secrets_and_keeps_environment_references(app):
+    from tasks.secrets import SecretBox
+
+    box = SecretBox("inventory-key")
+    with app.app_context():
+        apply_inventory(db.session, parse_inventory(SECRET_FLEET), seal=box.seal)
+        db.session.commit()
+        stored = db.session.scalar(select(Server).where(Server.name == "gs-01")).vars
+
+    assert stored["root"] == "/srv/game"
+    assert stored["token"] == {"env": "PB_TOKEN"}
+    assert box.open(stored["rcon"]["$sealed"]) == "own-rcon-value"
+    assert box.open(stored["db_password"]["$sealed"]) == "s3cret-db"
+    assert "s3cret-db" not in repr(stored) and "own-rcon-value" not in repr(stored)
+
+
+def test_apply_without_a_key_refuses_written_out_secrets(app):
+    with app.app_context(), pytest.raises(InventoryError,
+                                          match="is secret: import it with the console"):
+        apply_inventory(db.session, parse_inventory(SECRET_FLEET))
+
+
+def test_the_cli_import_seals_secrets_with_the_console_key(app, tmp_path):
+    path = tmp_path / "fleet.yml"
+    path.write_text(SECRET_FLEET)
+
+    result = app.test_cli_runner().invoke(args=["import-inventory", str(path)])
+
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        stored = db.session.scalar(select(Server).where(Server.name == "gs-01")).vars
+        box = app.extensions["patchbay"].secrets
+        assert box.open(stored["db_password"]["$sealed"]) == "s3cret-db"
+
+
+def test_vars_resolve_at_plan_time_from_the_environment_and_sealed_values():
+    from tasks.inventory import resolve_vars
+    from tasks.secrets import SecretBox
+
+    box = SecretBox("inventory-key")
+    stored = {"root": "/srv", "token": {"env": "PB_TOKEN"}, "rcon": {"$sealed": box.seal("r")},
+              "gone": {"env": "PB_UNSET"}}
+
+    resolved = resolve_vars("gs-01", stored, {"PB_TOKEN": "t0ken"}, box)
+    unreadable = resolve_vars("gs-01", stored, {}, SecretBox("another-key"))
+
+    assert resolved.values == {"root": "/srv", "token": "t0ken", "rcon": "r"}
+    assert resolved.secret == {"token", "rcon", "gone"}
+    assert sorted(resolved.secret_values()) == ["r", "t0ken"]
+    assert resolved.unavailable == {"gone": "server gs-01 variable 'gone' reads the "
+                                    "environment variable PB_UNSET, which is not set in "
+                                    "the console's environment"}
+    assert set(unreadable.unavailable) == {"token", "rcon", "gone"}
+    assert "cannot be decrypted" in unreadable.unavailable["rcon"]
+    assert "import the inventory again" in unreadable.unavailable["rcon"]

@@ -149,7 +149,7 @@ def test_runbooks_list_each_parameter_with_type_pattern_and_default(seeded, clie
 
     assert books["flaky"]["params"]["ticks"] == {
         "type": "integer", "pattern": "^[0-9]{1,3}$", "description": "", "default": 4,
-        "required": False}
+        "required": False, "secret": False}
     assert books["basic"]["params"]["message"]["type"] == "string"
     assert books["basic"]["params"]["message"]["required"] is True
 

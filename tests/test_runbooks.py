@@ -94,7 +94,7 @@ def test_good_runbook_parses_and_describes_itself():
     assert description["params"]["version"]["required"] is True
     assert description["params"]["channel"] == {
         "type": "string", "pattern": None, "description": "", "default": "stable",
-        "required": False}
+        "required": False, "secret": False}
     assert description["params"]["workers"]["type"] == "integer"
 
 
@@ -549,3 +549,34 @@ def test_game_update_renders_for_a_host_with_its_vars():
 
     assert [s.name for s in steps] == game.describe()["steps"]
     assert all("{{" not in s.command for s in steps)
+
+
+# -- secrets (issue #12, finding 3) ---------------------------------------------------
+
+
+def test_a_secret_param_and_a_secret_var_render_real_and_shown_masked():
+    book = parse_runbook(one_step("login {{ params.pin }} {{ vars.key }} {{ vars.root }}",
+                                  "params:\n  pin: {secret: true, pattern: '^[0-9]{4,8}$'}\n"),
+                         "login.yml")
+    target = host(vars={"root": "/srv/game", "key": "a key; rm -rf /"},
+                  secret_vars=frozenset({"key"}))
+
+    step = book.render(book.validate_params({"pin": "123456"}), target)[0]
+
+    assert step.command == "login 123456 'a key; rm -rf /' /srv/game\n"
+    assert step.shown == "login •••• •••• /srv/game\n"
+    assert book.secret_params() == {"pin"}
+
+
+def test_a_step_without_secrets_is_shown_as_it_runs():
+    book = parse_runbook(one_step("echo {{ params.v }}", "params:\n  v: {}\n"), "echo.yml")
+
+    step = book.render({"v": "x"}, host())[0]
+
+    assert step.shown == step.command == "echo x\n"
+
+
+def test_secret_must_be_a_boolean():
+    with pytest.raises(RunbookError, match="params.pin.secret"):
+        parse_runbook(one_step("echo {{ params.pin }}", "params:\n  pin: {secret: maybe}\n"),
+                      "x.yml")
