@@ -97,7 +97,7 @@ def test_declared_routes_carry_their_schemas(seeded, client):
                             "until"}
     assert history["kind"]["schema"]["enum"] == ["runbook", "adhoc"]
     assert set(schemas["RunbookParam"]["required"]) == {"type", "pattern", "required",
-                                                          "default", "description"}
+                                                          "default", "description", "secret"}
 
 
 def test_a_route_without_a_declaration_is_listed_with_a_generic_description(app):
