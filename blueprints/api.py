@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from blueprints.job_access import job_snapshot, require_job
 from blueprints.openapi import documented, openapi_document
-from blueprints.query_args import event_query, int_arg, job_filter
+from blueprints.query_args import MAX_SEQ, event_query, int_arg, job_filter
 from config import VERSION
 from extensions import db
 from models import Server
@@ -49,7 +49,7 @@ from services.schemas import (
 )
 from tasks.errors import PatchbayError
 from tasks.event_pages import read_page, search_output
-from tasks.history import jobs_query
+from tasks.history import jobs_page
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ def _caller() -> Caller:
     return Caller(current_user.id, "api")
 
 
+def _max_page_bytes() -> int:
+    return int(current_app.config["MAX_PAGE_BYTES"])
+
+
 @bp.get("/openapi.json")
 @documented("This document: OpenAPI 3.1, generated from the routes and their schemas")
 def openapi() -> Response:
@@ -105,8 +109,11 @@ def runbooks() -> Response:
 def jobs() -> Response:
     limit = int_arg(request.args, "limit", 50, 1, 500)
     offset = (int_arg(request.args, "page", 1, 1, 10**6) - 1) * limit
-    rows = db.session.scalars(jobs_query(job_filter(request.args)).offset(offset).limit(limit))
-    return jsonify({"jobs": [row.summary() for row in rows]})
+    before_id = int_arg(request.args, "before_id", 0, 0, MAX_SEQ) or None
+    found, more = jobs_page(db.session, job_filter(request.args), offset, limit,
+                            before_id, _max_page_bytes())
+    return jsonify({"jobs": found, "more": more,
+                    "next_before_id": found[-1]["id"] if more else None})
 
 
 @bp.get("/jobs/<int:job_id>")
@@ -122,22 +129,29 @@ def job(job_id: int) -> Response:
 def job_events(job_id: int) -> Response:
     require_job(job_id)  # 404 for an unknown job rather than an empty list
     query, max_lines = event_query(job_id, request.args, MAX_PAGE)
-    events = read_page(db.session, query, max_lines)
-    return jsonify({"job_id": job_id, "events": events,
+    page = read_page(db.session, query, max_lines, max_bytes=_max_page_bytes())
+    events = page.events
+    return jsonify({"job_id": job_id, "events": events, "more": page.more,
                     "last_seq": events[-1]["seq"] if events else query.after_seq})
 
 
 @bp.get("/jobs/<int:job_id>/search")
 @documented("Output lines containing a text", query=SearchQuery, answer=SearchAnswer,
-            errors=(400, 404))
+            errors=(400, 404, 422))
 def search_output_lines(job_id: int) -> Response:
     require_job(job_id)
     text = request.args.get("q", "")
     if not 1 <= len(text) <= 200:
         raise PatchbayError("invalid", "q must be 1 to 200 characters", "q")
-    matches, more = search_output(current_app.extensions["patchbay"].db_sessions, job_id,
-                                  text, host=request.args.get("host") or None,
-                                  limit=int_arg(request.args, "limit", 100, 1, 500))
+    before = request.args.get("before_seq")
+    matches, more = search_output(
+        current_app.extensions["patchbay"].db_sessions, job_id, text,
+        host=request.args.get("host") or None,
+        after_seq=int_arg(request.args, "after_seq", 0, 0, MAX_SEQ),
+        before_seq=None if before in (None, "") else int_arg(request.args, "before_seq", 1,
+                                                                  1, MAX_SEQ),
+        limit=int_arg(request.args, "limit", 100, 1, 500),
+        max_events=int(current_app.config["SEARCH_MAX_EVENTS"]))
     return jsonify({"job_id": job_id, "matches": [m.to_dict() for m in matches],
                     "more": more})
 

@@ -42,7 +42,8 @@ def job_log(job_id: int) -> Response:
               f"{job.created_by.username if job.created_by else 'nobody'} at "
               f"{job.created_at.isoformat()}Z" + (f"; server {host}" if host else "") + "\n")
     events = iter_events(current_app.extensions["patchbay"].db_sessions, job_id, host,
-                         up_to=job.last_seq)
+                         up_to=job.last_seq,
+                         max_bytes=int(current_app.config["MAX_PAGE_BYTES"]))
     name = f"job-{job_id}" + (f"-{re.sub(r'[^A-Za-z0-9_.-]', '_', host)}" if host else "")
     return Response(_text(header, events), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="{name}.log"',

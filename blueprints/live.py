@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from blueprints import fleet_live
 from blueprints.auth_tokens import log_socket_in
-from blueprints.job_access import job_snapshot, replay_events
+from blueprints.job_access import job_snapshot, replays, subscribe_replay
 from blueprints.permissions import check_socket_event
 from extensions import socketio
 from services.commands import Caller, Commands, error_body, internal_error, parse
@@ -73,6 +73,7 @@ def on_connect(auth: Any = None) -> bool:
 
 def on_disconnect(reason: Any = None) -> None:
     """Only accepted sockets get here (a refused connect never does)."""
+    replays(current_app).stop(request.sid)
     SOCKET_CONNECTIONS.dec()
 
 
@@ -102,9 +103,8 @@ def subscribe(data: Subscribe) -> dict[str, Any]:
     between the replay and the live stream (duplicates are dropped by the client)."""
     snapshot = job_snapshot(data.job_id)
     join_room(f"job:{data.job_id}")
-    sid = request.sid
-    socketio.start_background_task(replay_events, current_app._get_current_object(),
-                                   sid, data.job_id, data.after_seq, data.replay_lines)
+    subscribe_replay(current_app._get_current_object(), request.sid, data.job_id,
+                     data.after_seq, data.replay_lines)  # one replay per socket and job
     return {"job": snapshot}
 
 
@@ -124,6 +124,7 @@ def fleet_subscribe(data: FleetSubscribe) -> dict[str, Any]:
 @acknowledged(JobRef)
 def unsubscribe(data: JobRef) -> dict[str, Any]:
     leave_room(f"job:{data.job_id}")
+    replays(current_app).stop(request.sid, data.job_id)
     return {}
 
 

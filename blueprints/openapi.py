@@ -31,6 +31,8 @@ ERRORS = {
     403: "your role may not use this route",
     404: "no such job",
     409: "a server is held by a running job",
+    422: "search_too_broad: the search would look through too many output events; "
+         "narrow it to a server (host) or a seq range (after_seq, before_seq)",
 }
 
 

@@ -165,6 +165,9 @@ class JobAnswer(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobState] = Field(description="newest first")
+    more: bool = Field(description="more jobs follow (the page may end early at "
+                       "PATCHBAY_MAX_PAGE_BYTES)")
+    next_before_id: int | None = Field(description="before_id for the next page, when more")
 
 
 class ServerRow(BaseModel):
@@ -218,6 +221,9 @@ class EventPage(BaseModel):
     job_id: int
     events: list[JobEvent] = Field(description="oldest first")
     last_seq: int = Field(description="the highest seq returned, or after_seq")
+    more: bool = Field(description="more events match beyond this page (it may end "
+                       "early at PATCHBAY_MAX_PAGE_BYTES): go on after last_seq, or, "
+                       "paging back, before the first seq")
 
 
 class SearchMatch(BaseModel):
@@ -241,6 +247,8 @@ class SearchAnswer(BaseModel):
 class JobListQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=500)
     page: int = Field(default=1, ge=1)
+    before_id: int | None = Field(default=None, ge=1, description="only jobs with a "
+                                  "smaller id (go on after a page that ended early)")
     status: JobStatus | None = None
     runbook: str | None = None
     kind: Literal["runbook", "adhoc"] | None = None
@@ -266,6 +274,9 @@ class EventPageQuery(BaseModel):
 class SearchQuery(BaseModel):
     q: str = Field(min_length=1, max_length=200, description="case-insensitive text")
     host: str | None = None
+    after_seq: int = Field(default=0, ge=0, description="only output events after it")
+    before_seq: int | None = Field(default=None, ge=1,
+                                   description="only output events below it")
     limit: int = Field(default=100, ge=1, le=500)
 
 

@@ -270,12 +270,3 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
                 server.last_status = data["status"]
                 if data.get("facts"):
                     server.facts = {**(server.facts or {}), **data["facts"]}
-
-
-def read_events(session: Session, job_id: int, after_seq: int = 0,
-                limit: int = 1000) -> list[dict[str, Any]]:
-    """Events of one job with ``seq > after_seq``, oldest first."""
-    rows = session.scalars(
-        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
-        .order_by(JobEvent.seq).limit(limit))
-    return [row.to_dict() for row in rows]

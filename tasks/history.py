@@ -4,6 +4,7 @@ time with per-status server counts, and how long servers of a runbook usually ta
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,28 @@ class JobFilter:
 def jobs_query(job_filter: JobFilter) -> Select[tuple[Job]]:
     """The matching jobs, newest first (page it with ``offset``/``limit``)."""
     return job_filter.apply(select(Job)).order_by(Job.id.desc())
+
+
+def jobs_page(session: Session, job_filter: JobFilter, offset: int, limit: int,
+              before_id: int | None, max_bytes: int) -> tuple[list[dict[str, Any]], bool]:
+    """Job summaries (``Job.summary``), newest first, below ``before_id`` if given: at
+    most ``limit`` and about ``max_bytes`` of JSON (at least one), and whether more
+    follow. A job's summary lists its servers, so big jobs fill the budget sooner."""
+    statement = jobs_query(job_filter)
+    if before_id is not None:
+        statement = statement.where(Job.id < before_id)
+    found: list[dict[str, Any]] = []
+    size = 0
+    for job in session.scalars(statement.offset(offset).limit(limit + 1)):
+        if len(found) == limit:
+            return found, True
+        summary = job.summary()
+        cost = len(json.dumps(summary))
+        if found and size + cost > max_bytes:
+            return found, True
+        found.append(summary)
+        size += cost
+    return found, False
 
 
 def count_jobs(session: Session, job_filter: JobFilter) -> int:

@@ -81,9 +81,9 @@ def stored_events(server: LiveServer, http, job_id: int) -> list[dict]:
     while True:
         page = http.get(f"{server.url}/api/jobs/{job_id}/events",
                         params={"after_seq": events[-1]["seq"] if events else 0,
-                                "limit": 5000}, timeout=30).json()["events"]
-        events.extend(page)
-        if len(page) < 5000:
+                                "limit": 5000}, timeout=30).json()
+        events.extend(page["events"])
+        if not page["more"]:  # a page may also end early at PATCHBAY_MAX_PAGE_BYTES
             return events
 
 

@@ -93,8 +93,8 @@ def test_declared_routes_carry_their_schemas(seeded, client):
         {"name": "job_id", "in": "path", "required": True,
          "schema": {"type": "integer", "minimum": 0}}]
     history = {p["name"]: p for p in paths["/api/jobs"]["get"]["parameters"]}
-    assert set(history) == {"limit", "page", "status", "runbook", "kind", "user", "since",
-                            "until"}
+    assert set(history) == {"limit", "page", "before_id", "status", "runbook", "kind",
+                            "user", "since", "until"}
     assert history["kind"]["schema"]["enum"] == ["runbook", "adhoc"]
     assert set(schemas["RunbookParam"]["required"]) == {"type", "pattern", "required",
                                                           "default", "description", "secret"}

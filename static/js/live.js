@@ -313,7 +313,8 @@
           const events = Array.isArray(page.events) ? page.events : [];
           if (Number.isInteger(page.last_seq)) this.noteKnownQuietly(page.last_seq);
           this.add(events);
-          if (events.length < this.pageSize || this.applied === after) break;
+          // A page may also end early at the server's byte limit: it then says `more`.
+          if ((events.length < this.pageSize && !page.more) || this.applied === after) break;
         }
         if (this.hasHole() && this.pending.size === 0) {
           // The server has nothing beyond what we hold: `known` was optimistic.
