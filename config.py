@@ -75,12 +75,15 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_POLL_INTERVAL": 1,  # seconds between looks for due deliveries
     "WEBHOOK_RETENTION": 30 * 86_400,  # seconds a finished delivery stays in the log
     # Limits on what one user can make the console do (docs/live-api.md, "Limits")
+    "MAX_SOCKETS_PER_USER": 20,  # open Socket.IO connections per user, per node
     # Bytes of events in one API page, one replay batch or one download read (at least
     # one event is always sent; the page then says where to go on)
     "MAX_PAGE_BYTES": 1 << 20,
     # Output events one log search may look through; a broader search is refused
     # (search_too_broad: narrow it to a server or a seq range)
     "SEARCH_MAX_EVENTS": 20_000,
+    # fleet:subscribe {"probe": true} per user (a limits string, as LOGIN_RATE_LIMIT)
+    "FLEET_PROBE_RATE_LIMIT": "6 per minute",
     # Logging
     "LOG_LEVEL": "INFO",
     # Socket.IO

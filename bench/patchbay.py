@@ -35,7 +35,9 @@ def start_server(directory: Path, inventory: Path, *, max_hosts: int,
                              env={"PATCHBAY_MAX_CONCURRENT_HOSTS": str(max_hosts),
                                   "PATCHBAY_DEFAULT_PARALLEL": str(max_hosts),
                                   "PATCHBAY_SSH_CONNECT_TIMEOUT": str(connect_timeout),
-                                  "PATCHBAY_LOG_LEVEL": "WARNING"})
+                                  "PATCHBAY_LOG_LEVEL": "WARNING",
+                                  # hundreds of watchers share one user here
+                                  "PATCHBAY_MAX_SOCKETS_PER_USER": "100000"})
 
 
 def cpu_seconds(process: psutil.Process) -> float:

@@ -6,18 +6,27 @@ probe lives in ``app.extensions["patchbay_fleet_probe"]``, starts with the first
 ``fleet:subscribe`` and stops when nobody in this process watches the fleet.
 Settings: ``PATCHBAY_FLEET_PROBE_INTERVAL`` (seconds between rounds, default 30),
 ``PATCHBAY_FLEET_PROBE_TIMEOUT`` (3) and ``PATCHBAY_FLEET_PROBE_CONCURRENCY`` (50).
+A user may ask for a round at once (``probe: true``) ``PATCHBAY_FLEET_PROBE_RATE_LIMIT``
+times (default 6 per minute), counted in the rate limiter's storage (one count across
+nodes when that is Redis); beyond it the request is refused with ``rate_limited``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, current_app
+from flask_login import current_user
 from flask_socketio import join_room
+from limits import parse
 from sqlalchemy.orm import Session, sessionmaker
 
-from extensions import db, socketio
+from extensions import db, limiter, socketio
+from tasks.errors import PatchbayError
 from tasks.fleet import ProbeSettings, ReachabilityProbe, fleet_rows, servers_touched
+
+log = logging.getLogger(__name__)
 
 FLEET_ROOM = "fleet"
 EXTENSION = "patchbay_fleet_probe"
@@ -25,10 +34,28 @@ EXTENSION = "patchbay_fleet_probe"
 
 def subscribe(probe_now: bool) -> list[dict[str, Any]]:
     """Join the current socket to the fleet room, then return every row: joined first,
-    so no change can fall between the snapshot and the live updates."""
+    so no change can fall between the snapshot and the live updates. ``probe_now``
+    beyond the user's rate limit is refused (``rate_limited``) and changes nothing."""
+    if probe_now:
+        _count_probe_request(current_user.id)
     join_room(FLEET_ROOM)
     probe(current_app).ensure_running(now=probe_now)
     return fleet_rows(db.session)
+
+
+def _count_probe_request(user_id: int) -> None:
+    rate = current_app.config["FLEET_PROBE_RATE_LIMIT"]
+    try:
+        allowed = limiter.limiter.hit(parse(rate), "fleet-probe", str(user_id))
+    except Exception:  # noqa: BLE001 - storage down: a probe round is cheap, let it be
+        log.warning("the rate limiter's storage failed; fleet probe not limited",
+                    exc_info=True)
+        return
+    if not allowed:
+        raise PatchbayError(
+            "rate_limited", f"reachability checks asked for too often (at most {rate} "
+            "per user, PATCHBAY_FLEET_PROBE_RATE_LIMIT); subscribe with probe false: "
+            "a round runs every PATCHBAY_FLEET_PROBE_INTERVAL seconds anyway", "probe")
 
 
 def publish_job_changes(sessions: sessionmaker[Session], job_id: int,

@@ -22,6 +22,7 @@ from blueprints import fleet_live
 from blueprints.auth_tokens import log_socket_in
 from blueprints.job_access import job_snapshot, replays, subscribe_replay
 from blueprints.permissions import check_socket_event
+from blueprints.socket_limits import check_socket_limit
 from extensions import socketio
 from services.commands import Caller, Commands, error_body, internal_error, parse
 from services.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
@@ -66,6 +67,7 @@ def on_connect(auth: Any = None) -> bool:
     A client without a browser session may log in with ``auth: {"token": ...}``."""
     if not current_user.is_authenticated:
         join_room(f"token:{log_socket_in(auth)}")  # raises ConnectionRefusedError
+    check_socket_limit(current_user.id)  # raises ConnectionRefusedError
     join_room(f"user:{current_user.id}")
     SOCKET_CONNECTIONS.inc()
     return True

@@ -26,7 +26,7 @@ Model = TypeVar("Model", bound=BaseModel)
 JobRequest = StartJob | AdhocCommand
 
 STATUS_OF = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "server_busy": 409,
-             "search_too_broad": 422, "internal": 500}
+             "search_too_broad": 422, "rate_limited": 429, "internal": 500}
 
 
 def internal_error() -> PatchbayError:

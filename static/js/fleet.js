@@ -91,7 +91,10 @@
   P.connect();
   let first = true;
   P.onConnect(async () => {
-    const ack = await P.request("fleet:subscribe", { probe: first });
+    let ack = await P.request("fleet:subscribe", { probe: first });
+    if (!ack.ok && ack.error && ack.error.code === "rate_limited") {
+      ack = await P.request("fleet:subscribe", { probe: false }); // a round comes anyway
+    }
     first = false;
     if (ack.ok) update(ack.servers);
   });
