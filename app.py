@@ -166,6 +166,7 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
             reattach_timeout=float(config["REATTACH_TIMEOUT"]),
             remote_run_retention=float(config["REMOTE_RUN_RETENTION"]),
             max_step_output=int(config["MAX_STEP_OUTPUT"]),
+            max_job_output=int(config["MAX_JOB_OUTPUT"]),
         ),
     )
 

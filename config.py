@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     "SEARCH_MAX_EVENTS": 20_000,
     # fleet:subscribe {"probe": true} per user (a limits string, as LOGIN_RATE_LIMIT)
     "FLEET_PROBE_RATE_LIMIT": "6 per minute",
+    # Bytes of output lines stored per job (all servers and streams); later lines are
+    # dropped after one marker line per server, and the job runs on
+    "MAX_JOB_OUTPUT": 2 << 30,
     # Logging
     "LOG_LEVEL": "INFO",
     # Socket.IO

@@ -51,11 +51,13 @@ class EngineSettings:
     reattach_timeout: float = 120
     remote_run_retention: float = 7 * 86_400
     max_step_output: int = 1 << 30
+    max_job_output: int = 2 << 30  # bytes of output lines stored per job
 
     def run_settings(self) -> RunSettings:
         return RunSettings(self.step_timeout, self.flush_interval, self.flush_lines,
                            self.remote_run_dir, self.reattach_timeout,
-                           self.remote_run_retention, self.max_step_output)
+                           self.remote_run_retention, self.max_step_output,
+                           self.max_job_output)
 
 
 class JobEngine:

@@ -18,6 +18,7 @@ across two lines, or transformed by the command (base64, hex), is not recognised
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -44,6 +45,8 @@ class HostOutput:
         # Per stream: end of the last line received (``offsets``) and stored (``stored``).
         self.offsets: dict[str, int] = dict(offsets or {})
         self.stored: dict[str, int] = dict(self.offsets)
+        # The job's stored-output budget (PATCHBAY_MAX_JOB_OUTPUT), shared by its servers.
+        self.budget: OutputBudget | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -82,9 +85,69 @@ class HostOutput:
     def flush(self) -> None:
         if not self.lines:
             return
+        if self.budget is not None and not self._within_budget():
+            self.lines = []
+            return
         data = {"stream": self.stream, "step": self.step, "lines": self.lines}
         if self.stream in self.offsets:
             data["offset"] = self.offsets[self.stream]
             self.stored[self.stream] = self.offsets[self.stream]
         self.events.append(self.job_id, "output", self.host, data)
         self.lines = []
+
+    def _within_budget(self) -> bool:
+        """Whether the buffered lines may be stored; past the job's budget they are
+        not, and the first lines this server loses leave the cut marker instead."""
+        assert self.budget is not None
+        store, mark = self.budget.admit(self.host, self.lines)
+        if mark:
+            self.events.append(self.job_id, "output", self.host, {
+                "stream": "stderr", "step": self.step, "lines": [self.budget.marker()],
+                "cut": True})
+        return store
+
+
+def line_bytes(lines: list[str]) -> int:
+    """What lines take in a job's output budget: their UTF-8 bytes and a newline each."""
+    return sum(len(line.encode()) + 1 for line in lines)
+
+
+class OutputBudget:
+    """The bytes of output lines a job may store, across its servers and streams.
+
+    Once an event's lines would take the job past ``limit``, nothing more of the job's
+    output is stored; each server that loses lines gets one marker line (an ``output``
+    event on stderr with ``cut: true``) saying so. A resumed job starts from what its
+    log holds (``used``, and the servers already ``marked``)."""
+
+    def __init__(self, limit: int, used: int = 0,
+                 marked: frozenset[str] = frozenset()) -> None:
+        self.limit = limit
+        self.used = used
+        self.marked = set(marked)
+        self.cut = bool(self.marked)
+        self._lock = threading.Lock()
+
+    def admit(self, host: str, lines: list[str]) -> tuple[bool, bool]:
+        """(store these lines?, write the cut marker for ``host`` now?)."""
+        size = line_bytes(lines)
+        with self._lock:
+            if not self.cut and self.used + size <= self.limit:
+                self.used += size
+                return True, False
+            self.cut = True
+            if host in self.marked:
+                return False, False
+            self.marked.add(host)
+            return False, True
+
+    def marker(self) -> str:
+        return (f"[output cut: the job's stored output reached {_size(self.limit)} "
+                "(PATCHBAY_MAX_JOB_OUTPUT); later lines are not kept]")
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.output import line_bytes
+
 STEPS, ON_FAILURE = "steps", "on_failure"
 
 
@@ -57,6 +59,10 @@ class JobProgress:
     hosts: dict[str, HostProgress]
     started_batches: set[int]
     job_started: bool
+    # Bytes of output lines stored (what PATCHBAY_MAX_JOB_OUTPUT counts), and the
+    # servers whose output was already cut (their marker line is in the log).
+    output_bytes: int = 0
+    output_cut: set[str] = field(default_factory=set)
 
 
 def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
@@ -70,12 +76,18 @@ def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
     started_batches: set[int] = set()
     job_started = False
     last_line: dict[str, str | None] = {}
+    output_bytes = 0
+    output_cut: set[str] = set()
     for event in events:
         kind, data, name = event["type"], event.get("data") or {}, event.get("host")
         if kind == "job_started":
             job_started = True
         elif kind == "batch_started":
             started_batches.add(int(data.get("batch", 0)))
+        elif kind == "output" and data.get("cut"):
+            output_cut.add(name)
+        elif kind == "output":
+            output_bytes += line_bytes(data.get("lines") or [])
         if name not in hosts:
             continue
         host = hosts[name]
@@ -99,7 +111,7 @@ def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
         elif kind == "host_finished":
             host.state, host.status = "finished", data.get("status")
             host.open_step = host.next_step = None
-    return JobProgress(hosts, started_batches, job_started)
+    return JobProgress(hosts, started_batches, job_started, output_bytes, output_cut)
 
 
 def _close_step(host: HostProgress, data: dict[str, Any],

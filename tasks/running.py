@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.events import EventLog, JobFenced
-from tasks.output import HostOutput
+from tasks.output import HostOutput, OutputBudget
 from tasks.planning import HostPlan, JobPlan
 from tasks.resume import ON_FAILURE, STEPS, HostProgress, JobProgress, OpenStep, StepPosition
 from tasks.runbooks import RenderedStep
@@ -63,6 +63,7 @@ class RunSettings:
     reattach_timeout: float = 120
     remote_run_retention: float = 7 * 86_400
     max_step_output: int = 1 << 30
+    max_job_output: int = 2 << 30
 
 
 @dataclass
@@ -129,6 +130,7 @@ class JobRun:
     failures: int = 0
     stop_reason: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    output_budget: OutputBudget | None = None  # set when the run starts
 
     @property
     def events(self) -> EventLog:
@@ -153,6 +155,9 @@ class JobRun:
 
     def _run(self, progress: JobProgress | None) -> None:
         self.world.start_task(self._watch_cancel_requests)
+        self.output_budget = OutputBudget(  # a resumed job counts on from its log
+            self.world.settings.max_job_output, progress.output_bytes if progress else 0,
+            frozenset(progress.output_cut) if progress else frozenset())
         started = time.monotonic()
         batches = self.plan.batches()
         hosts_progress = progress.hosts if progress else {}
@@ -378,6 +383,7 @@ class JobRun:
                             mask=Masker(host.secrets))
         if resumed is not None:
             output.last_stdout_line = resumed.last_stdout_line
+        output.budget = self.output_budget
         control = _StepControl(None if position.phase == ON_FAILURE else self.cancel,
                                started_wall + timeout, output, settings.max_step_output,
                                self.abandoned)
