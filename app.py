@@ -51,6 +51,7 @@ from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
 from tasks.metrics import instrument
 from tasks.nodes import Membership, NodeIdentity
+from tasks.retention import RetentionPruner
 from tasks.runbook_store import RunbookStore
 from tasks.secrets import SecretBox
 from tasks.webhooks import DeliveryWorker, Outbox, WebhookSettings
@@ -111,6 +112,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             timeout=float(app.config["NODE_TIMEOUT"]),
             take_over=engine.take_over, start_task=socketio.start_background_task)
         app.extensions["patchbay_webhooks"] = _build_webhook_sender(app, sessions)
+        app.extensions["patchbay_retention"] = RetentionPruner(
+            sessions, int(app.config["EVENT_RETENTION_DAYS"]), socketio.start_background_task)
     return app
 
 
@@ -207,11 +210,12 @@ def _tune_sqlite(engine: Any) -> None:
 
 
 def start_node(app: Flask) -> None:
-    """Join the nodes (heartbeat, takeover watch), start sending webhooks, then resume
-    the jobs a dead process of this node left running. Called by ``serve`` and
-    ``wsgi.py``, not by tests' apps."""
+    """Join the nodes (heartbeat, takeover watch), start sending webhooks and pruning
+    old events, then resume the jobs a dead process of this node left running. Called
+    by ``serve`` and ``wsgi.py``, not by tests' apps."""
     app.extensions["patchbay_nodes"].start()
     app.extensions["patchbay_webhooks"].start()
+    app.extensions["patchbay_retention"].start()  # daily, when PATCHBAY_EVENT_RETENTION_DAYS
     resumed = app.extensions["patchbay"].resume_owned_jobs()
     if resumed:
         app.logger.warning("resuming jobs left running: %s", resumed)

@@ -1,4 +1,4 @@
-"""``flask`` commands: users, inventory, runbook checks."""
+"""``flask`` commands: users, inventory, runbook checks, event retention."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from services import tokens
 from services.audit import record
 from tasks.errors import PatchbayError
 from tasks.inventory import InventoryError, apply_inventory, parse_inventory
+from tasks.retention import prune_events
 from tasks.runbooks import RunbookError
 
 
@@ -170,7 +171,33 @@ def ensure_admin(username: str) -> None:
     click.echo(f"admin user {username!r} is ready")
 
 
+@click.command("prune-events")
+@with_appcontext
+@click.option("--older-than", "days", type=click.IntRange(min=0), default=None,
+              metavar="DAYS", help="Remove the events of jobs that finished more than DAYS "
+              "days ago (default: PATCHBAY_EVENT_RETENTION_DAYS).")
+def prune_events_command(days: int | None) -> None:
+    """Remove the event logs (output included) of finished jobs older than DAYS days.
+
+    Running jobs are never touched. A pruned job keeps its summary and servers; its log
+    becomes an events_pruned event and its job_finished event."""
+    if days is None:
+        days = int(current_app.config["EVENT_RETENTION_DAYS"])
+        if days <= 0:
+            raise click.ClickException("give --older-than DAYS (PATCHBAY_EVENT_RETENTION_DAYS "
+                                       "is 0: events are kept forever)")
+    pruned = prune_events(current_app.extensions["patchbay"].db_sessions, days)
+    for job in pruned:
+        click.echo(f"job #{job.job_id}: {job.events} event(s) removed")
+    removed = sum(job.events for job in pruned)
+    record("events.prune", f"{len(pruned)} job(s)", username=_cli_user(), days=days,
+           events=removed)
+    click.echo(f"pruned {len(pruned)} finished job(s) older than {days} day(s): "
+               f"{removed} event(s) removed")
+
+
 def register(app: Flask) -> None:
     for command in (create_user, set_role, reset_password, disable_user, enable_user,
-                    import_inventory, check_runbooks, ensure_admin, create_token):
+                    import_inventory, check_runbooks, ensure_admin, create_token,
+                    prune_events_command):
         app.cli.add_command(command)

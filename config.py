@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
     # Bytes of output lines stored per job (all servers and streams); later lines are
     # dropped after one marker line per server, and the job runs on
     "MAX_JOB_OUTPUT": 2 << 30,
+    # Days a finished job keeps its events (`flask prune-events`, and once a day on
+    # every node when non-zero); 0 keeps them forever
+    "EVENT_RETENTION_DAYS": 0,
     # Logging
     "LOG_LEVEL": "INFO",
     # Socket.IO

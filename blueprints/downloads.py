@@ -90,6 +90,9 @@ def log_lines(event: dict[str, Any]) -> list[str]:
         text = f"reconnected after {data.get('attempts')} attempt(s)"
     elif kind == "job_recovered":
         text = f"console restarted: resumed on {data.get('node')}"
+    elif kind == "events_pruned":
+        text = f"events pruned after {data.get('days')} days ({data.get('events')} " \
+               "events removed)"
     else:
         text = kind
     return [f"{where}] {text}\n"]

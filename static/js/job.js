@@ -385,6 +385,14 @@
       }
     },
 
+    /** Event retention removed this job's log (flask prune-events): say so. */
+    events_pruned(event, data) {
+      const days = Number(data.days);
+      els.message.textContent = "This job's log was pruned after " + days + " day" +
+        (days === 1 ? "" : "s") + " (" + Number(data.events) + " events removed): " +
+        "the servers and their final statuses below are what remains.";
+    },
+
     job_finished(event, data) {
       view.status = data.status || "failed";
       view.running = false;
