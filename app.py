@@ -36,16 +36,18 @@ from blueprints import (
     input_guard,
     jobs,
     live,
+    login_state,
     metrics,
     permissions,
     tokens,
     webhooks,
 )
+from blueprints.socket_sweeper import SocketSweeper
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
-from models import User
 from services.audit import record
 from services.commands import Commands
+from services.login_sessions import Lifetimes
 from socket_queue import client_manager
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
@@ -77,7 +79,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.user_loader(_load_active_user)
+    login_manager.user_loader(login_state.load_user)  # every request and socket event
+    app.extensions["patchbay_session_lifetimes"] = Lifetimes.from_config(app.config)
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
@@ -97,6 +100,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     app.register_error_handler(429, auth.too_many_attempts)
     live.register(socketio)
+    app.extensions["patchbay_socket_sweeper"] = SocketSweeper()
     cli.register(app)
 
     with app.app_context():
@@ -127,12 +131,6 @@ def _trust_proxies(app: Flask, hops: int) -> None:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,
                                 x_port=hops)
-
-
-def _load_active_user(user_id: str) -> User | None:
-    """A disabled user's existing session stops working on its next request."""
-    user = db.session.get(User, int(user_id))
-    return user if user is not None and user.active else None
 
 
 def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
@@ -216,9 +214,17 @@ def start_node(app: Flask) -> None:
     app.extensions["patchbay_nodes"].start()
     app.extensions["patchbay_webhooks"].start()
     app.extensions["patchbay_retention"].start()  # daily, when PATCHBAY_EVENT_RETENTION_DAYS
+    socketio.start_background_task(app.extensions["patchbay_socket_sweeper"].run, app,
+                                   _drop_socket, socketio.sleep)
     resumed = app.extensions["patchbay"].resume_owned_jobs()
     if resumed:
         app.logger.warning("resuming jobs left running: %s", resumed)
+
+
+def _drop_socket(sid: str) -> None:
+    """A socket whose session ended elsewhere: say why, then close it."""
+    socketio.emit("session:ended", {"reason": "session ended"}, to=sid)
+    socketio.server.disconnect(sid, ignore_queue=True)
 
 
 def serve(app: Flask) -> None:

@@ -6,9 +6,11 @@ environment at import time.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,27 @@ DEFAULTS: dict[str, Any] = {
     # cookie-session request in these methods (bearer-token requests carry no cookie).
     "WTF_CSRF_CHECK_DEFAULT": False,
     "WTF_CSRF_METHODS": ["POST", "PUT", "PATCH", "DELETE"],
-    "ENV": "development",  # "production" refuses a missing or weak SECRET_KEY
-    "TLS": False,  # served over HTTPS: cookies get the Secure flag
-    "LOGIN_RATE_LIMIT": "10 per minute",
+    # A page's CSRF token lasts as long as its session (which expires and can be ended):
+    # a tab open for hours must still reconnect its socket and post its forms.
+    "WTF_CSRF_TIME_LIMIT": None,
+    # Browser sessions are kept on the server (services/login_sessions.py): ended by
+    # logout, a password reset, a role change or disabling the user, and after these
+    # many seconds without a request or socket event, or since login.
+    "SESSION_IDLE_TIMEOUT": 12 * 3600,
+    "SESSION_MAX_AGE": 7 * 86_400,
+    # Seconds between two checks of this process's open sockets against their sessions
+    # and tokens (drops those ended from another process without a message queue).
+    "SESSION_CHECK_INTERVAL": 5,
+    "ENV": "development",  # "production": strong SECRET_KEY, TLS unless TLS=false
+    # Served over HTTPS: cookies get the Secure flag. With ENV=production it defaults to
+    # true; set PATCHBAY_TLS=false explicitly to serve production over plain HTTP.
+    "TLS": None,
+    "LOGIN_RATE_LIMIT": "10 per minute",  # login attempts per client address
+    # Failed logins per account and address (an attacker elsewhere cannot lock the real
+    # user out); the meta limit counts breaches of it, so the wait grows: 15 minutes,
+    # then an hour after two breaches, then a day after four.
+    "LOGIN_ACCOUNT_RATE_LIMIT": "20 per 15 minutes",
+    "LOGIN_ACCOUNT_META_LIMIT": "2 per hour; 4 per day",
     "RATELIMIT_STORAGE_URI": "memory://",  # redis://...: one limit across nodes
     # Storage unreachable (Redis down): count in this process's memory meanwhile.
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
@@ -127,15 +147,40 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         _require_strong_secret(app.config["SECRET_KEY"])
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    app.config["TLS"] = _tls(app)
     if app.config["TLS"]:
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
+    # The signed cookie itself stops being accepted after the absolute lifetime.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(
+        seconds=float(app.config["SESSION_MAX_AGE"]))
+    # A failed statement's parameters (output lines, commands) stay out of the log.
+    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    options.setdefault("hide_parameters", True)
     if not app.config["NODE_ID"]:
         # Host and port: two consoles on one host must not take each other's jobs for
         # their own when they recover after a crash.
         app.config["NODE_ID"] = f"{os.uname().nodename}:{app.config['PORT']}"
     if not app.config["NODE_ADDRESS"]:
         app.config["NODE_ADDRESS"] = f"http://{app.config['HOST']}:{app.config['PORT']}"
+
+
+def _tls(app: Flask) -> bool:
+    """Secure cookies are the rule in production: plain HTTP there must be asked for
+    (``PATCHBAY_TLS=false``), and is logged as a warning at every start."""
+    value = app.config["TLS"]
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise RuntimeError(f"PATCHBAY_TLS must be true or false, not {value!r}")
+        value = lowered in ("true", "1", "yes")
+    if value is None:
+        return app.config["ENV"] == "production"
+    if not value and app.config["ENV"] == "production":
+        logging.getLogger("patchbay.config").warning(
+            "PATCHBAY_TLS=false in production: session cookies are sent over plain HTTP, "
+            "where anyone on the path can copy them. Serve the console over HTTPS.")
+    return bool(value)
 
 
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "patchbay"}

@@ -274,6 +274,26 @@ class ApiToken(Base):
                 "revoked_at": stamp(self.revoked_at)}
 
 
+class LoginSession(Base):
+    """One browser login. The signed session cookie holds a random key; only its hash is
+    stored here. Ending the row (logout, a password reset, a role change, disabling the
+    user, or its idle or absolute lifetime running out) ends the session everywhere: a
+    copied cookie stops working on its next request and its sockets are dropped."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
+
+
 class Node(Base):
     """A console process sharing this database: its heartbeat says it is alive.
 

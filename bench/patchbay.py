@@ -15,7 +15,7 @@ import psutil
 import requests
 import socketio
 
-from tests.live_server import DEFAULT_PASSWORD, LiveServer, start_live_server
+from tests.live_server import DEFAULT_PASSWORD, LiveServer, handshake, start_live_server
 
 RUNBOOKS = Path(__file__).resolve().parent / "runbooks"
 STARTER = "alice"  # operator: starts the jobs
@@ -151,7 +151,8 @@ def watching_client(server: LiveServer, http: requests.Session,
     client = MeasuringClient(http_session=http, reconnection=False,
                              websocket_extra_options=CLIENT_WEBSOCKET_OPTIONS)
     client.on("job:events", handler)
-    client.connect(server.url, transports=["websocket"], wait_timeout=30)
+    client.connect(server.url, transports=["websocket"], wait_timeout=30,
+                   auth=handshake(http))
     return client
 
 

@@ -299,7 +299,8 @@ def _watchers_once(ctx: Context, server: pb.LiveServer, idle: int, subscribed: i
     idle_http = pb.login(server, pb.IDLE)
     idle_process = subprocess.Popen(
         [sys.executable, "-W", "ignore", "-m", "bench.idle_clients", server.url,
-         json.dumps(idle_http.cookies.get_dict()), str(idle)], cwd=PROJECT,
+         json.dumps(idle_http.cookies.get_dict()), str(idle),
+         idle_http.headers["X-CSRFToken"]], cwd=PROJECT,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         ready = idle_process.stdout.readline().split()

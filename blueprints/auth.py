@@ -2,36 +2,61 @@
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_required
 from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
 from blueprints.forms import LoginForm
-from blueprints.live import disconnect_user
+from blueprints.live import disconnect_user, login_room
+from blueprints.login_state import log_in, log_out
 from extensions import db, limiter, socketio
 from models import User
 from services.audit import record
+from socket_queue import disconnect_room
 
 bp = Blueprint("auth", __name__)
+
+# Checked when the user name is unknown or disabled, so a wrong login takes as long
+# whoever it names: the answer's timing must not tell which user names exist.
+_DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
+
+
+def _account_key() -> str:
+    """The per-account login limit counts failures of one account from one address:
+    an attacker elsewhere cannot lock the real user out."""
+    name = (request.form.get("username") or "").strip().lower()[:64]
+    return f"{name}|{get_remote_address()}"
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"], methods=["POST"],
+               key_func=_account_key, scope="login-account",
+               deduct_when=lambda response: response.status_code == 401,
+               meta_limits=[lambda: current_app.config["LOGIN_ACCOUNT_META_LIMIT"]])
 def login() -> str | Response:
     form = LoginForm()
     error = None
     if form.validate_on_submit():
         user = db.session.scalar(select(User).where(User.username == form.username.data))
-        if user is not None and user.active and user.check_password(form.password.data):
-            login_user(user)
+        if user is not None and user.active:
+            accepted = user.check_password(form.password.data)
+        else:
+            check_password_hash(_DUMMY_HASH, form.password.data)
+            accepted = False
+        if accepted:
+            log_in(user)
             record("login", user.username)
             return redirect(_safe_next(request.args.get("next")))
         # One message whether the user exists or not: no user enumeration.
         error = "Wrong user name or password."
-        record("login.failed", None, username=form.username.data[:64])
+        record("login.failed", None, username=loggable_username(form.username.data))
     elif request.method == "POST":
         error = "Please fill in both fields." if not form.csrf_token.errors else \
             "The form expired; please try again."
@@ -42,19 +67,35 @@ def login() -> str | Response:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Response:
-    user_id = current_user.id
-    record("logout", current_user.username)
-    logout_user()
-    # An HTTP logout does not end open sockets: drop every socket of this user.
-    socketio.emit("session:ended", {"reason": "logged out"}, to=f"user:{user_id}")
-    disconnect_user(user_id)
+    user_id, username = current_user.id, current_user.username
+    record("logout", username)
+    session_id = log_out()
+    # Only this browser's session ends (a copied cookie of it too); its open sockets go.
+    if session_id is not None:
+        room = login_room(session_id)
+        socketio.emit("session:ended", {"reason": "logged out"}, to=room)
+        disconnect_room(socketio.server, room)
+    else:
+        disconnect_user(user_id)
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 
 
+def loggable_username(typed: str | None) -> str:
+    """A typed user name fit for the audit log: printable characters only, cut short
+    (a failed login's name is attacker-chosen text)."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in (typed or ""))
+    return cleaned[:32] + ("…" if len(cleaned) > 32 else "")
+
+
 def too_many_attempts(error: Exception) -> tuple[str, int]:
     """Flask-Limiter's 429, as the login page with a clear message."""
-    message = "Too many login attempts from your address. Wait a minute and try again."
+    limit = getattr(error, "limit", None)
+    if getattr(limit, "scope", None) == "login-account":
+        message = ("Too many failed logins for this account from your address. "
+                   "Wait a while and try again; each further limit waits longer.")
+    else:
+        message = "Too many login attempts from your address. Wait a minute and try again."
     return render_template("auth/login.html", form=LoginForm(), error=message), 429
 
 

@@ -16,6 +16,7 @@ from flask_login import current_user, login_user
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from werkzeug.wrappers import Response
 
+from blueprints.login_state import SOCKET_TOKEN_ID
 from extensions import csrf
 from services import tokens
 from tasks.errors import PatchbayError
@@ -73,6 +74,7 @@ def log_socket_in(auth: object) -> int:
     if token is None:
         raise SocketRefused(f"unauthorized: {why}")
     login_user(token.user)
+    session[SOCKET_TOKEN_ID] = token.id  # every later event re-checks the token
     session[SOCKET_TOKEN_ROLE] = token.role
     session[SOCKET_TOKEN_EXPIRES] = token.expires_at.timestamp() if token.expires_at \
         else None

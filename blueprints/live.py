@@ -16,13 +16,18 @@ from typing import Any
 from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import SocketIO, join_room, leave_room
+from flask_wtf.csrf import validate_csrf
 from pydantic import BaseModel
+from socketio.exceptions import ConnectionRefusedError as SocketRefused
+from wtforms import ValidationError
 
 from blueprints import fleet_live
 from blueprints.auth_tokens import log_socket_in
 from blueprints.job_access import job_snapshot, replays, subscribe_replay
+from blueprints.login_state import current_login_session_id
 from blueprints.permissions import check_socket_event
 from blueprints.socket_limits import check_socket_limit
+from blueprints.socket_sweeper import Credential, SocketSweeper
 from extensions import socketio
 from services.commands import Caller, Commands, error_body, internal_error, parse
 from services.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
@@ -64,17 +69,28 @@ def _caller() -> Caller:
 
 def on_connect(auth: Any = None) -> bool:
     """Anonymous sockets are refused; a user's sockets share the room ``user:<id>``.
-    A client without a browser session may log in with ``auth: {"token": ...}``."""
-    if not current_user.is_authenticated:
-        join_room(f"token:{log_socket_in(auth)}")  # raises ConnectionRefusedError
+    A client without a browser session may log in with ``auth: {"token": ...}``.
+    A browser session must also send its page's CSRF token (``auth: {"csrf_token"}``):
+    a foreign page can make the browser send the cookie, but cannot read the token."""
+    if current_user.is_authenticated:
+        _check_handshake_token(auth)
+        session_id = current_login_session_id()
+        credential = Credential("login", session_id)
+        join_room(login_room(session_id))
+    else:
+        token_id = log_socket_in(auth)  # raises ConnectionRefusedError
+        credential = Credential("token", token_id)
+        join_room(f"token:{token_id}")
     check_socket_limit(current_user.id)  # raises ConnectionRefusedError
     join_room(f"user:{current_user.id}")
+    _sweeper().add(request.sid, credential)
     SOCKET_CONNECTIONS.inc()
     return True
 
 
 def on_disconnect(reason: Any = None) -> None:
     """Only accepted sockets get here (a refused connect never does)."""
+    _sweeper().discard(request.sid)
     replays(current_app).stop(request.sid)
     SOCKET_CONNECTIONS.dec()
 
@@ -133,6 +149,29 @@ def unsubscribe(data: JobRef) -> dict[str, Any]:
 @acknowledged(JobRef)
 def cancel_job(data: JobRef) -> dict[str, Any]:
     return _commands().cancel(data.job_id, _caller())
+
+
+def _check_handshake_token(auth: Any) -> None:
+    """Refuse a cookie-session socket whose handshake lacks this session's CSRF token
+    (cross-site websocket hijacking), whatever ``PATCHBAY_CORS_ALLOWED_ORIGINS`` allows."""
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    token = auth.get("csrf_token") if isinstance(auth, dict) else None
+    try:
+        validate_csrf(token if isinstance(token, str) else None)
+    except ValidationError:
+        raise SocketRefused(
+            "forbidden: the connection did not carry this session's CSRF token "
+            "(auth: {\"csrf_token\": ...} from the page's csrf-token meta tag)") from None
+
+
+def _sweeper() -> SocketSweeper:
+    return current_app.extensions["patchbay_socket_sweeper"]
+
+
+def login_room(session_id: int | None) -> str:
+    """The room of one browser login's sockets (logout drops them)."""
+    return f"login:{session_id}"
 
 
 def disconnect_user(user_id: int) -> None:

@@ -7,8 +7,9 @@ import re
 from sqlalchemy import func, select
 
 from blueprints.live import disconnect_user
-from extensions import db
+from extensions import db, socketio
 from models import ROLES, User
+from services import login_sessions
 from services.audit import record
 from tasks.errors import PatchbayError
 
@@ -49,16 +50,14 @@ def set_role(user: User, role: str, *, by: str | None = None) -> None:
         _keep_an_admin(user)
     old, user.role = user.role, role
     record("user.role", user.username, username=by, commit=False, old=old, new=role)
-    db.session.commit()
-    disconnect_user(user.id)  # open sockets were authorised under the old role
+    _end_sessions(user, "role changed")  # they were authorised under the old role
 
 
 def reset_password(user: User, password: str, *, by: str | None = None) -> None:
     check_password_rules(password)
     user.set_password(password)
     record("user.password", user.username, username=by, commit=False)
-    db.session.commit()
-    disconnect_user(user.id)
+    _end_sessions(user, "password reset")
 
 
 def set_active(user: User, active: bool, *, by: str | None = None) -> None:
@@ -67,9 +66,20 @@ def set_active(user: User, active: bool, *, by: str | None = None) -> None:
     user.active = active
     record("user.enable" if active else "user.disable", user.username, username=by,
            commit=False)
+    if active:
+        db.session.commit()
+    else:
+        _end_sessions(user, "user disabled")
+
+
+def _end_sessions(user: User, reason: str) -> None:
+    """End every browser session of ``user`` (in the same commit as the change) and drop
+    their sockets: at once through the message queue, else within
+    ``PATCHBAY_SESSION_CHECK_INTERVAL`` by each console's socket sweeper."""
+    login_sessions.end_all(user.id, reason)
     db.session.commit()
-    if not active:
-        disconnect_user(user.id)
+    socketio.emit("session:ended", {"reason": reason}, to=f"user:{user.id}")
+    disconnect_user(user.id)
 
 
 def find_user(username: str) -> User:

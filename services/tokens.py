@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from extensions import db
 from models import ROLES, ApiToken, User, utcnow
@@ -104,16 +105,49 @@ def authenticate(raw: str) -> tuple[ApiToken | None, str]:
     if token is None:
         return None, "unknown token"
     now = utcnow()
-    if token.revoked_at is not None:
-        return None, "this token was revoked"
-    if token.expires_at is not None and token.expires_at <= now:
-        return None, "this token has expired"
-    if not token.user.active:
-        return None, "this token's user is disabled"
+    why = refusal(token, now)
+    if why is not None:
+        return None, why
     if token.last_used_at is None or now - token.last_used_at >= LAST_USE_PRECISION:
         token.last_used_at = now
         db.session.commit()
     return token, ""
+
+
+def refusal(token: ApiToken, now: datetime) -> str | None:
+    """Why ``token`` may not be used now, or None."""
+    if token.revoked_at is not None:
+        return "this token was revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "this token has expired"
+    if not token.user.active:
+        return "this token's user is disabled"
+    return None
+
+
+def live_token(token_id: object) -> ApiToken | None:
+    """The token with id ``token_id`` if it may still be used (a socket that logged in
+    with it is re-checked on every event)."""
+    if not isinstance(token_id, int) or isinstance(token_id, bool):
+        return None
+    token = db.session.get(ApiToken, token_id)
+    return token if token is not None and refusal(token, utcnow()) is None else None
+
+
+def live_token_ids(token_ids: Iterable[int]) -> set[int]:
+    """Which of ``token_ids`` may still be used (for the socket sweeper: one query)."""
+    wanted = sorted(set(token_ids))
+    if not wanted:
+        return set()
+    now = utcnow()
+    live: set[int] = set()
+    for start in range(0, len(wanted), 500):
+        live.update(db.session.scalars(
+            select(ApiToken.id).join(User, User.id == ApiToken.user_id).where(
+                ApiToken.id.in_(wanted[start:start + 500]), ApiToken.revoked_at.is_(None),
+                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+                User.active.is_(True))))
+    return live
 
 
 def is_expired(token: ApiToken, now: datetime | None = None) -> bool:

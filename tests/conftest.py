@@ -113,6 +113,24 @@ def client(app):
     return app.test_client()
 
 
+def page_csrf_token(client) -> str:
+    """The CSRF token a page of the console gives its scripts (a logged-in client)."""
+    import re
+
+    page = client.get("/").get_data(as_text=True)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
+    return match.group(1) if match else ""
+
+
+def socket_test_client(app, client):
+    """Flask-SocketIO's test client on ``client``'s session, sending the page's CSRF
+    token in the handshake as the console's pages do."""
+    from extensions import socketio
+
+    return socketio.test_client(app, flask_test_client=client,
+                                auth={"csrf_token": page_csrf_token(client)})
+
+
 class AuthActions:
     """Log in and out through the real login form (CSRF token included)."""
 

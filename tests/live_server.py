@@ -84,8 +84,17 @@ class LiveServer:
                **client_options: Any) -> socketio.Client:
         """A connected python-socketio client sharing ``http``'s session cookie."""
         client = socketio.Client(http_session=http, reconnection=False, **client_options)
-        client.connect(self.url, transports=transports or ["websocket"], wait_timeout=10)
+        client.connect(self.url, transports=transports or ["websocket"], wait_timeout=10,
+                       auth=handshake(http))
         return client
+
+
+def handshake(http: requests.Session | None) -> dict[str, str] | None:
+    """What the console's pages send when their socket connects: the CSRF token of the
+    session (``login`` keeps it in the session's ``X-CSRFToken`` header)."""
+    if http is None or "X-CSRFToken" not in http.headers:
+        return None
+    return {"csrf_token": http.headers["X-CSRFToken"]}
 
 
 def prepare_database(directory: Path, *, inventory: Path | None, runbook_dir: Path,

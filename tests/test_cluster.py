@@ -38,7 +38,7 @@ from stack.processes import free_port
 from stack.redis import PrivateRedis
 from tests.conftest import PASSWORD, PROJECT, require_tool, write_inventory
 from tests.console_world import log_in, rendered_logs, run_from_dashboard
-from tests.live_server import prepare_database
+from tests.live_server import handshake, prepare_database
 from tests.remote import remote_commands
 from tests.waiting import wait_until
 
@@ -102,7 +102,7 @@ class Cluster:
                transports: list[str] | None = None) -> socketio.Client:
         client = socketio.Client(http_session=http, reconnection=False)
         client.connect(self.url(where), transports=transports or ["websocket"],
-                       wait_timeout=10)
+                       wait_timeout=10, auth=handshake(http))
         return client
 
     def start_job(self, where: str, http: requests.Session, payload: dict) -> int:

@@ -10,6 +10,8 @@ from datetime import datetime
 
 import pytest
 
+from tests.conftest import socket_test_client
+
 S2_LINES = [f"line {i}" for i in range(1, 601)]
 
 
@@ -99,9 +101,8 @@ def test_a_line_budget_sends_later_output_of_each_server_as_stubs(seeded, client
 
 
 def test_replay_with_a_line_budget_keeps_seq_contiguous(seeded, client):
-    from extensions import socketio
 
-    sock = socketio.test_client(seeded, flask_test_client=client)
+    sock = socket_test_client(seeded, client)
     ack = sock.emit("job:subscribe", {"job_id": 1, "after_seq": 3, "replay_lines": 1},
                     callback=True)
     deadline = time.monotonic() + 10
@@ -206,9 +207,8 @@ BAD_ADHOC = [
 
 
 def test_bad_adhoc_requests_get_error_acks_and_start_nothing(seeded, client):
-    from extensions import socketio
 
-    sock = socketio.test_client(seeded, flask_test_client=client)
+    sock = socket_test_client(seeded, client)
     acks = [sock.emit("job:adhoc", payload, callback=True) for payload, _ in BAD_ADHOC]
     sock.disconnect()
 
@@ -220,14 +220,14 @@ def test_bad_adhoc_requests_get_error_acks_and_start_nothing(seeded, client):
 
 
 def test_adhoc_on_a_server_held_by_a_running_job_is_refused(seeded, client):
-    from extensions import db, socketio
+    from extensions import db
     from models import Job, ServerLock
 
     with seeded.app_context():
         db.session.add(Job(id=5, runbook="sleepy", params={}, strategy={}, status="running"))
         db.session.add(ServerLock(server_id=1, job_id=5))
         db.session.commit()
-    sock = socketio.test_client(seeded, flask_test_client=client)
+    sock = socket_test_client(seeded, client)
     ack = sock.emit("job:adhoc", {"command": "uptime", "servers": ["s2", "s1"]}, callback=True)
     sock.disconnect()
 

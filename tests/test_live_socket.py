@@ -8,6 +8,7 @@ import pytest
 import socketio
 
 from tests.conftest import PROJECT, write_inventory
+from tests.live_server import handshake
 from tests.waiting import wait_until
 
 # `make test` runs these again under gevent, and again on PostgreSQL
@@ -165,7 +166,7 @@ def test_socket_from_a_foreign_origin_is_refused(fleet_server):
     client = socketio.Client(http_session=http, reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
         client.connect(fleet_server.url, transports=["websocket"], wait_timeout=5,
-                       headers={"Origin": "http://evil.example"})
+                       headers={"Origin": "http://evil.example"}, auth=handshake(http))
     same_origin = fleet_server.socket(http)
     assert same_origin.connected
     same_origin.disconnect()

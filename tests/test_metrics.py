@@ -26,7 +26,7 @@ from tasks.metrics import REGISTRY, instrument
 from tasks.runbooks import parse_runbook
 from tasks.ssh import SSHError, SSHHostSession
 from tasks.transport import Target
-from tests.conftest import AuthActions, write_inventory
+from tests.conftest import AuthActions, socket_test_client, write_inventory
 from tests.databases import fresh_database_url
 from tests.engine_world import EngineWorld, engine_database, start_thread
 from tests.fake_transport import FakeFleet, Script, lines
@@ -322,7 +322,7 @@ def test_open_sockets_are_a_gauge(app, auth, client):
     auth.login("vera")
     before = gauge("patchbay_socket_connections")
 
-    sockets = [socketio.test_client(app, flask_test_client=client) for _ in range(2)]
+    sockets = [socket_test_client(app, client) for _ in range(2)]
     assert all(sock.is_connected() for sock in sockets)
     assert gauge("patchbay_socket_connections") == before + 2
     refused = socketio.test_client(app)  # anonymous: refused, never counted

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from blueprints.permissions import SOCKET_RULES
 from tests.conftest import PASSWORD, write_inventory
+from tests.live_server import handshake
 from tests.waiting import wait_until
 
 # `make test` runs these again under gevent, and again on PostgreSQL
@@ -108,7 +109,8 @@ def test_a_disabled_users_socket_is_dropped(server):
     wait_until(lambda: dropped, what="alice's socket dropped")
     again = socketio.Client(http_session=operator, reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        again.connect(server.url, transports=["websocket"], wait_timeout=5)
+        again.connect(server.url, transports=["websocket"], wait_timeout=5,
+                      auth=handshake(operator))
     assert operator.get(f"{server.url}/api/jobs").status_code == 401
 
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from blueprints.permissions import HTTP_RULES, PUBLIC, ROLE_RANK, SOCKET_RULES
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, socket_test_client
 
 ROLES = ["viewer", "operator", "admin"]
 SAMPLE_ARGS = {"job_id": 1, "user_id": 1, "filename": "css/app.css",
@@ -116,7 +116,7 @@ def test_socket_events_follow_the_table_for(seeded, role):
 
     client = seeded.test_client()
     log_in(client, role)
-    sock = socketio.test_client(seeded, flask_test_client=client)
+    sock = socket_test_client(seeded, client)
     assert sock.is_connected()
     for event in sorted(set(socketio.server.handlers["/"]) - {"connect", "disconnect"}):
         ack = sock.emit(event, {}, callback=True)
@@ -127,11 +127,10 @@ def test_socket_events_follow_the_table_for(seeded, role):
 
 
 def test_a_viewer_cannot_start_a_job(seeded):
-    from extensions import socketio
 
     client = seeded.test_client()
     log_in(client, "viewer")
-    sock = socketio.test_client(seeded, flask_test_client=client)
+    sock = socket_test_client(seeded, client)
 
     ack = sock.emit("job:start", {"runbook": "basic", "params": {"message": "hi"},
                                   "servers": ["s1"]}, callback=True)
@@ -143,11 +142,10 @@ def test_a_viewer_cannot_start_a_job(seeded):
 
 
 def test_a_socket_payload_with_a_nul_character_is_refused_naming_the_field(seeded):
-    from extensions import socketio
 
     client = seeded.test_client()
     log_in(client, "operator")
-    sock = socketio.test_client(seeded, flask_test_client=client)
+    sock = socket_test_client(seeded, client)
 
     ack = sock.emit("job:start", {"runbook": "basic", "params": {"message": "h\x00i"},
                                   "servers": ["s1"]}, callback=True)
@@ -159,7 +157,6 @@ def test_a_socket_payload_with_a_nul_character_is_refused_naming_the_field(seede
 
 
 def test_anonymous_socket_is_refused_in_process(seeded):
-    from extensions import socketio
 
-    sock = socketio.test_client(seeded, flask_test_client=seeded.test_client())
+    sock = socket_test_client(seeded, seeded.test_client())
     assert not sock.is_connected()

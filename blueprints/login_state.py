@@ -1,0 +1,57 @@
+"""Who the session cookie says you are, checked against the server on every use.
+
+Flask-Login calls :func:`load_user` on every request and every socket event (each
+Socket.IO event gets a fresh request context). A cookie session counts only while its
+:class:`~models.LoginSession` is live (see :mod:`services.login_sessions`); a socket
+that logged in with an API token counts only while the token does.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, g, request, session
+from flask_login import login_user, logout_user
+
+from models import User
+from services import login_sessions, tokens
+
+LOGIN_KEY = "login_key"  # the session cookie's key of its LoginSession
+SOCKET_TOKEN_ID = "token_id"  # noqa: S105 - a session key: the token a socket came with
+
+
+def load_user(user_id: str) -> User | None:
+    if SOCKET_TOKEN_ID in session:
+        token = tokens.live_token(session.get(SOCKET_TOKEN_ID))
+        return token.user if token is not None and str(token.user_id) == user_id else None
+    row = login_sessions.current(session.get(LOGIN_KEY), _lifetimes())
+    if row is None or str(row.user_id) != user_id:
+        return None
+    g.login_session_id = row.id
+    return row.user
+
+
+def log_in(user: User) -> None:
+    """Start a server-side session for ``user`` and put its key in the cookie. The
+    session's other keys (the CSRF secret) are kept; an earlier login's key is not."""
+    session.pop(LOGIN_KEY, None)
+    session.pop(SOCKET_TOKEN_ID, None)
+    row, key = login_sessions.begin(user, request.remote_addr)
+    session[LOGIN_KEY] = key
+    session.permanent = True  # the cookie lasts PERMANENT_SESSION_LIFETIME, not 31 days
+    login_user(user)
+    g.login_session_id = row.id
+
+
+def log_out(reason: str = "logout") -> int | None:
+    """End this browser's session (only this one); returns its id for dropping sockets."""
+    session_id = getattr(g, "login_session_id", None)
+    login_sessions.end(session.pop(LOGIN_KEY, None), reason)
+    logout_user()
+    return session_id
+
+
+def current_login_session_id() -> int | None:
+    return getattr(g, "login_session_id", None)
+
+
+def _lifetimes() -> login_sessions.Lifetimes:
+    return current_app.extensions["patchbay_session_lifetimes"]
