@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ from tasks.errors import PatchbayError
 from tasks.metrics import SOCKET_CONNECTIONS
 
 log = logging.getLogger(__name__)
+SLOW_HANDLER = 1.0  # seconds
 
 
 def acknowledged(schema: type[BaseModel]) -> Callable[..., Any]:
@@ -45,6 +47,7 @@ def acknowledged(schema: type[BaseModel]) -> Callable[..., Any]:
     def decorate(handler: Callable[[Any], dict[str, Any]]) -> Callable[..., Any]:
         @functools.wraps(handler)
         def wrapper(payload: Any = None, *extra: Any) -> dict[str, Any]:
+            started = time.monotonic()
             try:
                 check_socket_event(request.event["message"])
                 return {"ok": True, **handler(parse(schema, payload))}
@@ -53,10 +56,19 @@ def acknowledged(schema: type[BaseModel]) -> Callable[..., Any]:
             except Exception:  # noqa: BLE001 - one bad request must not break the socket
                 log.exception("socket handler %s failed", handler.__name__)
                 return error_body(internal_error())
+            finally:
+                _note_if_slow(request.event["message"], time.monotonic() - started)
 
         return wrapper
 
     return decorate
+
+
+def _note_if_slow(event: str, seconds: float) -> None:
+    """An ack that keeps its client waiting is worth a line in the log: it names the
+    event, so a slow answer under load can be traced to its cause."""
+    if seconds >= SLOW_HANDLER:
+        log.warning("socket event %s took %.1f s to answer", event, seconds)
 
 
 def _commands() -> Commands:

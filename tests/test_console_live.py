@@ -182,9 +182,11 @@ def test_network_cut_mid_job_reconnects_and_catches_up_with_no_gap_or_duplicate(
     assert rendered_logs(page, HOSTS) == logs_from_events(events)
 
 
-def test_adhoc_command_on_three_hosts_streams_and_lands_in_history(browser, console):
+def test_adhoc_command_on_three_hosts_streams_and_lands_in_history(browser, console,
+                                                                    tmp_path):
+    release = tmp_path / "release"  # the servers are local: the command waits for it
     command = ('set -- $SSH_CONNECTION; for i in 1 2 3 4 5; do echo "$3 says $i"; '
-               'sleep 0.3; done; echo "done on $3" >&2')
+               f'done; until [ -e {release} ]; do sleep 0.05; done; echo "done on $3" >&2')
     page = browser.new_page()
     log_in(page, console.url)
     page.check("#run-kind-adhoc")
@@ -197,7 +199,8 @@ def test_adhoc_command_on_three_hosts_streams_and_lands_in_history(browser, cons
 
     first_line = page.locator('.host-log[data-host="h02"] .line').first
     expect(first_line).to_have_text("127.0.0.102 says 1", timeout=LONG)
-    assert page.locator("#job-status").text_content() == "running"
+    expect(page.locator("#job-status")).to_have_text("running")  # held by the file
+    release.touch()
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=LONG)
     expect(page.locator("#hosts tr[data-host]")).to_have_count(3)
     events = stored_events(console, console.login(), job_id)

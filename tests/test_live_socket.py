@@ -65,7 +65,9 @@ def test_resume_after_disconnect_gives_exactly_the_database_log(fleet_server, ss
 
     second = fleet_server.socket(http, transports=["polling"])
     seen_second = EventCollector(second)
-    resumed = second.call("job:subscribe", {"job_id": job_id, "after_seq": cut}, timeout=10)
+    # A generous deadline: on a loaded 2-core machine an ack can be slow; the server
+    # logs any socket event that takes a second or more ("socket event ... took").
+    resumed = second.call("job:subscribe", {"job_id": job_id, "after_seq": cut}, timeout=30)
     wait_until(seen_second.finished, timeout=60, what="job_finished")
     second.disconnect()
 
