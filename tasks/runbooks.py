@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.errors import PatchbayError
 from tasks.secrets import MASK
+from tasks.shell_context import placeholder_sites
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 HOST_FIELDS = ("name", "address", "port", "user")
@@ -279,6 +280,17 @@ def _check_placeholders(spec: RunbookSpec, source: str) -> None:
             if "{{" in leftover or "}}" in leftover:
                 raise RunbookError(
                     f"{where}: malformed placeholder (expected {{{{ scope.name }}}})")
+            _check_shell_context(step, f"{section}.{index}", source)
+
+
+def _check_shell_context(step: StepSpec, position: str, source: str) -> None:
+    """Refuse a placeholder where its shell quoting would not hold (tasks.shell_context)."""
+    for site in placeholder_sites(step.run, PLACEHOLDER):
+        if not site.safe:
+            raise RunbookError(
+                f'{source}: step "{step.name}" ({position}), line {site.line}: '
+                f"{step.run[site.start:site.end]} is {site.describe()}, where shell quoting "
+                f"cannot protect it; {site.advice(step.run)}")
 
 
 def load_runbooks(directory: str | Path) -> dict[str, Runbook]:

@@ -30,9 +30,9 @@ params:
 steps:
   - name: flood
     run: |
-      n={{ params.lines }}; b={{ params.bursts }}; per=$((n / b)); i=0
+      n={{ params.lines }}; b={{ params.bursts }}; h={{ host.name }}; per=$((n / b)); i=0
       while [ $i -lt $b ]; do
-        seq $((i * per + 1)) $(((i + 1) * per)) | sed "s/^/{{ host.name }} line /"
+        seq $((i * per + 1)) $(((i + 1) * per)) | sed "s/^/$h line /"
         i=$((i + 1)); sleep 0.2
       done
 """

@@ -210,7 +210,7 @@ def test_every_action_gives_the_same_result_through_both_doors(server):
 
     assert plan_rest == (200, plan_ack)
     assert plan_ack["plan"]["hosts"][0]["steps"][0]["command"] == \
-        "echo \"hello from h01: \" 'it'\"'\"'s $HOME'\necho \"a warning on stderr\" >&2\n"
+        "echo \"hello from \"h01\": \" 'it'\"'\"'s $HOME'\necho \"a warning on stderr\" >&2\n"
     assert (started_status, started["ok"], started_ack["ok"]) == (201, True, True)
     assert same_job(started_jobs[0]) == same_job(started_jobs[1])
     assert [(servers_of(job), job["status"]) for job in started_jobs] == \

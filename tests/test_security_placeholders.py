@@ -1,0 +1,223 @@
+"""Security review finding 7, checked over real SSH: every runbook step the placeholder
+check accepts passes any valid value through as exactly that value, and the check
+refuses exactly the templates where shell quoting cannot protect a value.
+
+Templates come from a small grammar: an argument form around the placeholder (plain,
+glued, in double or single quotes, in ``$(…)``, backticks, ``${…}``, ``$((…))``, after
+``\\`` or ``$``), a statement using it (``printf '[%s]\\n' ARG``, ``X=ARG; printf … "$X"``,
+``eval``, a here-document, a comment, the command name) and wrappers around that
+(lists, pipelines, groups, ``if``/``for``/``case``, a here-document or comment before,
+or a ``$(…)`` around). Each part knows whether it leaves the placeholder where quoting
+protects it, so the test knows which templates must be accepted and what they print.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.runbooks import HostContext, RunbookError, parse_runbook
+from tasks.ssh import SSHHostSession
+from tasks.transport import StepLocation, Target
+
+P = "{{ params.v }}"
+VALUE_PATTERN = r"^[^\x00\n]{0,40}$"
+PRINT = "printf '[%s]\\n'"  # one line per argument, its ends visible
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of the grammar: its text ("{}" is where the inner piece goes), whether it
+    keeps the placeholder where quoting protects it, and what it makes of the value."""
+
+    text: str
+    safe: bool
+    printed: Callable[[str], str] = lambda inner: inner
+
+    def __repr__(self) -> str:  # Hypothesis shows failing examples by their text
+        return repr(self.text)
+
+
+ARGUMENTS = [
+    Part(P, True),
+    Part("a/" + P, True, lambda v: "a/" + v),
+    Part("--opt=" + P, True, lambda v: "--opt=" + v),
+    Part('"x"' + P + "'y'", True, lambda v: "x" + v + "y"),
+    Part('"' + P + '"', False),
+    Part('"a ' + P + ' b"', False),
+    Part("'" + P + "'", False),
+    Part("$'" + P + "'", False),
+    Part('"$(printf %s ' + P + ')"', False),
+    Part("$(printf %s " + P + ")", False),
+    Part("`printf %s " + P + "`", False),
+    Part('"${UNSET_X:-' + P + '}"', False),
+    Part("$((" + P + "))", False),
+    Part("$" + P, False),
+    Part("\\" + P, False),
+]
+
+STATEMENTS = [
+    Part(PRINT + " {}", True),
+    Part('X={}; ' + PRINT + ' "$X"', True),
+    Part("X={} " + PRINT + " x", True, lambda v: "x"),
+    Part("eval " + PRINT + " {}", False),
+]
+
+WHOLE_STATEMENTS = [  # statements without an argument form: all unsafe
+    Part("cat <<END\n" + P + "\nEND", False),
+    Part("cat <<'END'\n" + P + "\nEND", False),
+    Part("# note " + P + "\n" + PRINT + " x", False),
+    Part(P + " x", False),
+    Part("X=1 " + P, False),
+]
+
+WRAPPERS = [
+    Part("true && {}", True),
+    Part("false || {}", True),
+    Part("{} | cat", True),
+    Part("{}; true", True),
+    Part("( {} )", True),
+    Part("{ {}; }", True),
+    Part("if true; then {}; fi", True),
+    Part("for _ in 1; do {}; done", True),
+    Part("case x in\n  x) {} ;;\nesac", True),
+    Part("cat >/dev/null <<'EOF'\nit's \"odd\" $( `\nEOF\n{}", True),
+    Part("cat >/dev/null <<-EOF\n\t) ' \"\n\tEOF\n{}", True),
+    Part("# it's a \"comment\" $(\n{}", True),
+    Part('x="$(case a in a) echo ")";; esac)"\n{}', True),
+    Part('y="a \\" b" z=`echo a` w=$((1 + (2))); : \\`\n{}', True),
+    Part(': long \\\n  line; {}', True),
+    Part('printf \'%s\\n\' "$( {} )"', False),
+    Part("cat <<OUTER\n$( {} )\nOUTER", False),
+]
+
+
+@dataclass(frozen=True)
+class Template:
+    text: str
+    safe: bool
+    printed: Callable[[str], str]
+
+
+def build(statement: Part, argument: Part, wrappers: list[Part]) -> Template:
+    text = statement.text.replace("{}", argument.text)
+    safe = statement.safe and argument.safe
+    printed = _compose(statement.printed, argument.printed)
+    for wrapper in wrappers:
+        text = wrapper.text.replace("{}", text, 1)
+        safe = safe and wrapper.safe
+    return Template(text, safe, printed)
+
+
+def _compose(outer: Callable[[str], str], inner: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda value: outer(inner(value))
+
+
+
+
+def leaning_safe(parts: list[Part]) -> st.SearchStrategy[Part]:
+    """Any part, but a safe one at least half the time: most templates run."""
+    return st.sampled_from([part for part in parts if part.safe]) | st.sampled_from(parts)
+
+
+templates = st.builds(
+    build,
+    leaning_safe(STATEMENTS + WHOLE_STATEMENTS),
+    leaning_safe(ARGUMENTS),
+    st.lists(st.sampled_from(WRAPPERS), max_size=2),
+)
+
+values = st.text(
+    alphabet=st.sampled_from(
+        [chr(c) for c in range(0x20, 0x7F)] + ["\t", "é", "日", "\u00a0", "ß"]),
+    max_size=40,
+) | st.lists(st.sampled_from(["$(id)", "`id`", "'", '"', "\\", ";", "|", "&&", "<", ">",
+                              "*", "?", "~", "!", "#", "{", "}", "$HOME", " ", "a=b",
+                              "-n", "%s", "EOF", ")", "$'", "\\'"]),
+             max_size=8).map("".join).filter(lambda v: len(v) <= 40)
+
+
+def runbook_for(template: str):
+    return parse_runbook(yaml.safe_dump({
+        "name": "t",
+        "params": {"v": {"pattern": VALUE_PATTERN, "required": False}},
+        "steps": [{"name": "s", "run": template}],
+    }), "generated.yml")
+
+
+class RunToTheEnd:
+    def stop_reason(self) -> None:
+        return None
+
+    def tick(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def remote(sshd_fleet):
+    host = sshd_fleet.hosts[1]
+    session = SSHHostSession(Target(host.name, host.address, host.port, "root",
+                                    str(sshd_fleet.client_key), str(sshd_fleet.known_hosts)))
+    session.connect()
+    yield session, HostContext(host.name, host.address, host.port, "root", {})
+    session.close()
+
+
+step_numbers = itertools.count()
+
+
+def run_batch(remote, commands: list[str]) -> tuple[dict[str, list[list[str]]], list[str]]:
+    """Run every command over SSH in the login shell and again under ``sh``; the lines
+    each printed, per shell, and every stderr line."""
+    session, host = remote
+    batch = "\n".join(f"printf '@@ %d\\n' {i}\n(\n{command}\n)"
+                      for i, command in enumerate(commands))
+    script = f"printf '@@ login\\n'\n{batch}\nprintf '@@ sh\\n'\nsh -c {shlex.quote(batch)}"
+    out: list[str] = []
+    err: list[str] = []
+    where = StepLocation("~/.patchbay/test-runs", "placeholders", host.name,
+                         str(next(step_numbers)))
+    result = session.start_step(
+        where, script,
+        lambda stream, line, offset: (out if stream == "stdout" else err).append(line),
+        RunToTheEnd())
+    assert result.exit_code == 0, (result, err)
+    printed: dict[str, list[list[str]]] = {}
+    for line in out:
+        if line in ("@@ login", "@@ sh"):
+            shell = printed.setdefault(line[3:], [])
+        elif line.startswith("@@ "):
+            shell.append([])
+        else:
+            shell[-1].append(line)
+    return printed, err
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases=st.lists(st.tuples(templates, values), min_size=1, max_size=6))
+def test_finding_7_accepted_templates_pass_values_literally_over_ssh(remote, cases):
+    accepted: list[tuple[Template, str, str]] = []
+    for template, value in cases:
+        try:
+            runbook = runbook_for(template.text)
+        except RunbookError as refused:
+            assert not template.safe, f"refused a safe template {template.text!r}: {refused}"
+            continue
+        assert template.safe, f"accepted an unsafe template {template.text!r}"
+        (step,) = runbook.render(runbook.validate_params({"v": value}), remote[1])
+        accepted.append((template, value, step.command))
+    if not accepted:
+        return
+
+    printed, errors = run_batch(remote, [command for _, _, command in accepted])
+
+    expected = [[f"[{template.printed(value)}]"] for template, value, _ in accepted]
+    assert errors == []
+    assert printed == {"login": expected, "sh": expected}
