@@ -32,6 +32,7 @@ The remote needs a POSIX login shell (bash, dash, ksh, zsh) and GNU coreutils
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import logging
 import re
@@ -120,6 +121,31 @@ exit 0
 """
 
 
+class PrivateKeyError(TransportError):
+    """A server's private key file cannot be used (missing, unreadable, encrypted)."""
+
+
+def load_private_key(path: Path) -> paramiko.PKey:
+    """The private key in ``path`` (with its ``-cert.pub`` certificate, if there is one).
+
+    A failure names the file, not its folder: the reason is shown on job pages and in
+    events, and the full path would tell every viewer where the console keeps keys."""
+    name = path.name
+    try:
+        return paramiko.PKey.from_path(path)
+    except FileNotFoundError:
+        raise PrivateKeyError(f"private key file {name} not found") from None
+    except OSError as exc:
+        raise PrivateKeyError(f"private key file {name} cannot be read: "
+                              f"{exc.strerror or type(exc).__name__}") from None
+    except TypeError:  # what the cryptography package raises for a missing password
+        raise PrivateKeyError(f"private key file {name} is protected by a passphrase, "
+                              "which Patchbay cannot enter") from None
+    except (ValueError, paramiko.SSHException, paramiko.UnknownKeyType):
+        raise PrivateKeyError(f"private key file {name} holds no private key Patchbay "
+                              "can use") from None
+
+
 def remote_script(script: str, *args: str) -> str:
     """A command line that runs ``script`` in the login shell sshd starts, with ``args``
     as its positional parameters (quoted, never spliced into the script). A path
@@ -159,11 +185,33 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
         if self.path:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="ascii") as handle:
-                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            record_host_key(Path(self.path), hostname, key)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def record_host_key(path: Path, hostname: str, key: paramiko.PKey) -> None:
+    """Append ``hostname``'s ``key`` to the known_hosts file at ``path``.
+
+    Other connections (threads, greenlets, console nodes sharing the file) may meet
+    new hosts at the same moment, so the file is read again and appended to under an
+    exclusive lock on the file itself: a key another writer recorded meanwhile is not
+    written twice, and a *different* key recorded meanwhile for this host is a changed
+    key, refused as if it had been in the file when the connection started."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="ascii") as handle:  # closing it releases the lock
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        text = handle.read()
+        recorded = known_host_keys(path).lookup(hostname)
+        if recorded:
+            expected = recorded.get(key.get_name())
+            if expected == key:
+                return
+            raise paramiko.BadHostKeyException(
+                hostname, key, expected or next(iter(recorded.values())))
+        separator = "\n" if text and not text.endswith("\n") else ""
+        handle.write(f"{separator}{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 class LineSplitter:
@@ -282,8 +330,7 @@ class SSHHostSession:
             "banner_timeout": connect_timeout,
             "auth_timeout": connect_timeout,
         }
-        if target.key_path:
-            connect_kwargs["key_filename"] = str(Path(target.key_path).expanduser())
+        self.key_file = Path(target.key_path).expanduser() if target.key_path else None
         self.connection = Connection(
             host=target.address, port=target.port, user=target.user,
             connect_timeout=int(max(1, connect_timeout)), connect_kwargs=connect_kwargs,
@@ -313,6 +360,8 @@ class SSHHostSession:
 
     def _open_connection(self) -> None:
         where = f"{self.target.address}:{self.target.port}"
+        if self.key_file is not None and "pkey" not in self.connection.connect_kwargs:
+            self.connection.connect_kwargs["pkey"] = load_private_key(self.key_file)
         try:
             self.connection.open()
         except SSHError:
@@ -338,8 +387,6 @@ class SSHHostSession:
         except TimeoutError:
             raise SSHError(
                 f"connection to {where} timed out after {self.connect_timeout:g} s") from None
-        except FileNotFoundError as exc:
-            raise SSHError(f"private key file not found: {exc.filename}") from None
         except paramiko.SSHException as exc:
             raise SSHError(f"SSH negotiation with {where} failed: {_first_line(exc)}") from None
         except OSError as exc:
@@ -529,7 +576,6 @@ class SSHHostSession:
 _CONNECT_FAILURE_KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (paramiko.BadHostKeyException, "host_key"),
     (paramiko.AuthenticationException, "auth"),
-    (FileNotFoundError, "auth"),  # the private key file
     (socket.gaierror, "dns"),
     (ConnectionRefusedError, "refused"),
     (TimeoutError, "timeout"),
@@ -540,6 +586,8 @@ _CONNECT_FAILURE_KINDS: tuple[tuple[type[BaseException], str], ...] = (
 
 def connect_failure_kind(exc: SSHError) -> str:
     """Why a connect failed, as one word for the metrics."""
+    if isinstance(exc, PrivateKeyError):
+        return "auth"
     cause = exc.__context__  # what `raise SSHError(...) from None` was handling
     if cause is None:
         return "host_key"  # raised by our own host key policy (_RejectUnknown)
