@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run cluster test test-gevent test-postgres lint bench bench-full clean venv venv-dev
+.PHONY: run cluster test test-main test-gevent test-postgres lint bench bench-full clean venv venv-dev
 
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	@scripts/system-deps.sh run
@@ -31,16 +31,19 @@ cluster: venv
 	@scripts/system-deps.sh cluster
 	$(PY) -m stack.cluster
 
-## Set up everything and run the whole test suite (then the async-mode-agnostic part
-## again under gevent, and the engine and Socket.IO part again on PostgreSQL).
-## pytest's exit code 5 (no tests ran) fails the build.
+## Set up everything and run the whole test suite, and at the same time the
+## async-mode-agnostic part again under gevent and the engine and Socket.IO part again
+## on PostgreSQL (the three passes mostly wait on servers, so they share the cores well;
+## each one's output is printed when it ends). pytest's exit code 5 (no tests ran)
+## fails the build.
 test:
 	@scripts/system-deps.sh test
 	@$(MAKE) --no-print-directory venv-dev
 	$(VENV)/bin/ruff check .
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-gevent test-postgres
+
+test-main: venv-dev
 	$(PY) -m pytest -p no:cacheprovider
-	$(MAKE) --no-print-directory test-gevent
-	$(MAKE) --no-print-directory test-postgres
 
 test-gevent: venv-dev
 	PATCHBAY_ASYNC_MODE=gevent $(PY) -m pytest -p no:cacheprovider -m asyncmode

@@ -86,6 +86,8 @@ class Proxy:
         threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
         try:
             self._forward_requests(client, upstream)
+        except OSError:
+            pass  # the other direction (or stop()) closed the connection meanwhile
         finally:
             _close(client)
             _close(upstream)
