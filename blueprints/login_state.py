@@ -34,7 +34,7 @@ def log_in(user: User) -> None:
     session's other keys (the CSRF secret) are kept; an earlier login's key is not."""
     session.pop(LOGIN_KEY, None)
     session.pop(SOCKET_TOKEN_ID, None)
-    row, key = login_sessions.begin(user, request.remote_addr)
+    row, key = login_sessions.begin(user, request.remote_addr, _lifetimes())
     session[LOGIN_KEY] = key
     session.permanent = True  # the cookie lasts PERMANENT_SESSION_LIFETIME, not 31 days
     login_user(user)

@@ -21,10 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from extensions import db
 from models import LoginSession, User, utcnow
+from services.id_sets import selected_ids
 
 TOUCH_PRECISION = timedelta(minutes=1)  # last_seen_at is written at most once a minute
 
@@ -46,8 +47,10 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def begin(user: User, remote_addr: str | None) -> tuple[LoginSession, str]:
+def begin(user: User, remote_addr: str | None, lifetimes: Lifetimes
+          ) -> tuple[LoginSession, str]:
     """Start a session for ``user``; returns it and the key for the cookie."""
+    forget_old(user.id, lifetimes)
     key = secrets.token_urlsafe(32)
     row = LoginSession(user_id=user.id, key_hash=hash_key(key),
                        remote_addr=(remote_addr or "")[:64] or None)
@@ -105,29 +108,22 @@ def end_all(user_id: int, reason: str) -> int:
 
 def live_ids(session_ids: Iterable[int], lifetimes: Lifetimes) -> set[int]:
     """Which of ``session_ids`` are still live (for the socket sweeper: one query)."""
-    wanted = sorted(set(session_ids))
-    if not wanted:
-        return set()
     now = utcnow()
-    live: set[int] = set()
-    for start in range(0, len(wanted), 500):
-        live.update(db.session.scalars(
-            select(LoginSession.id).join(User, User.id == LoginSession.user_id).where(
-                LoginSession.id.in_(wanted[start:start + 500]),
-                LoginSession.ended_at.is_(None), User.active.is_(True),
-                LoginSession.created_at > now - lifetimes.absolute,
-                LoginSession.last_seen_at > now - lifetimes.idle)))
-    return live
+    return selected_ids(
+        select(LoginSession.id).join(User, User.id == LoginSession.user_id).where(
+            LoginSession.ended_at.is_(None), User.active.is_(True),
+            LoginSession.created_at > now - lifetimes.absolute,
+            LoginSession.last_seen_at > now - lifetimes.idle),
+        LoginSession.id, session_ids)
 
 
-def prune(older_than: timedelta) -> int:
-    """Delete sessions that ended (or were last used) longer ago than ``older_than``."""
-    cutoff = utcnow() - older_than
-    result = db.session.execute(
-        LoginSession.__table__.delete().where(or_(
-            LoginSession.ended_at < cutoff, LoginSession.last_seen_at < cutoff)))
-    db.session.commit()
-    return int(result.rowcount or 0)
+def forget_old(user_id: int, lifetimes: Lifetimes) -> None:
+    """Delete a user's sessions that ended, or could not be used any more, longer than
+    the absolute lifetime ago (at each login: the table stays small)."""
+    cutoff = utcnow() - lifetimes.absolute
+    db.session.execute(delete(LoginSession).where(
+        LoginSession.user_id == user_id,
+        or_(LoginSession.ended_at < cutoff, LoginSession.last_seen_at < cutoff)))
 
 
 def _end(row: LoginSession, reason: str, now: datetime) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from extensions import db
 from models import ROLES, ApiToken, User, utcnow
 from services.audit import record
+from services.id_sets import selected_ids
 from tasks.errors import PatchbayError
 
 TOKEN_PREFIX = "pbt_"  # noqa: S105 - marks a string as a Patchbay token
@@ -136,18 +137,13 @@ def live_token(token_id: object) -> ApiToken | None:
 
 def live_token_ids(token_ids: Iterable[int]) -> set[int]:
     """Which of ``token_ids`` may still be used (for the socket sweeper: one query)."""
-    wanted = sorted(set(token_ids))
-    if not wanted:
-        return set()
     now = utcnow()
-    live: set[int] = set()
-    for start in range(0, len(wanted), 500):
-        live.update(db.session.scalars(
-            select(ApiToken.id).join(User, User.id == ApiToken.user_id).where(
-                ApiToken.id.in_(wanted[start:start + 500]), ApiToken.revoked_at.is_(None),
-                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
-                User.active.is_(True))))
-    return live
+    return selected_ids(
+        select(ApiToken.id).join(User, User.id == ApiToken.user_id).where(
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+            User.active.is_(True)),
+        ApiToken.id, token_ids)
 
 
 def is_expired(token: ApiToken, now: datetime | None = None) -> bool:

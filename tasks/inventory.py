@@ -98,8 +98,9 @@ class Defaults(BaseModel):
         return _check_secret_names(value)
 
 
-class ServerEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ServerEntry(Defaults):
+    """One server: where to reach it, its tags, and its own variables and secret names
+    (checked as the defaults' are)."""
 
     name: str = Field(pattern=SERVER_NAME)
     host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
@@ -109,8 +110,6 @@ class ServerEntry(BaseModel):
     known_hosts: str | None = None
     host_key_policy: Literal["strict", "accept-new"] | None = None
     tags: list[str] = Field(default_factory=list)
-    vars: dict[str, Any] = Field(default_factory=dict)
-    secret_vars: list[str] = Field(default_factory=list)
 
     @field_validator("tags")
     @classmethod
@@ -119,16 +118,6 @@ class ServerEntry(BaseModel):
             if not re.fullmatch(TAG, tag):
                 raise ValueError(f"tag {tag!r} may only hold letters, digits and _.:-")
         return value
-
-    @field_validator("vars")
-    @classmethod
-    def _var_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_vars(value)
-
-    @field_validator("secret_vars")
-    @classmethod
-    def _secret_names(cls, value: list[str]) -> list[str]:
-        return _check_secret_names(value)
 
 
 @dataclass

@@ -433,3 +433,18 @@ def test_finding_9_a_failed_statement_does_not_log_its_parameters(app, caplog):
 
     assert "hunter2" not in str(failure.value)
     assert "hunter2" not in caplog.text
+
+
+def test_finding_1_sessions_past_their_lifetime_are_forgotten_at_the_next_login(app):
+    from extensions import db
+    from models import LoginSession
+
+    client = logged_in(app)
+    client.post("/logout", data={"csrf_token": page_csrf_token(client)})
+    _age_sessions(app, created_at=timedelta(days=9), last_seen_at=timedelta(days=8),
+                  ended_at=timedelta(days=8))
+    AuthActions(app, app.test_client()).login("alice")
+
+    with app.app_context():
+        rows = db.session.scalars(select(LoginSession)).all()
+    assert len(rows) == 1 and rows[0].ended_at is None  # only the new one is kept
