@@ -3,7 +3,9 @@
 ``serve`` answers every TCP connection with one line,
 ``patchbay-demo-game <version>``, and closes it. The version is read once at
 startup, so a server keeps reporting the build it was started from even after
-``current`` is pointed elsewhere, just like a real binary would.
+``current`` is pointed elsewhere, just like a real binary would. With
+``--load-seconds`` it first spends that long "loading" (printing what it loads)
+before it opens its port, as a real game server loads its map and assets.
 
 ``probe`` connects (retrying until its deadline, since the server may still be
 starting), prints the reported version and exits 0, or explains on stderr and
@@ -33,15 +35,20 @@ class ProbeError(Exception):
     """No game server answered, or it answered something unexpected."""
 
 
-def serve(host: str, port: int, version_file: Path, pid_file: Path) -> None:
-    """Answer connections on host:port with the version until SIGTERM/SIGINT."""
+def serve(host: str, port: int, version_file: Path, pid_file: Path,
+          load_seconds: float = 0.0) -> None:
+    """Load for ``load_seconds``, then answer connections on host:port with the
+    version until SIGTERM/SIGINT."""
     version = version_file.read_text().strip()
     answer = f"{BANNER} {version}\n".encode()
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    listener = socket.create_server((host, port))
+    # Written before loading, so a stop script finds (and can stop) a server that
+    # is still loading; removed only after the port is closed.
+    _write_pid_file(pid_file)
+    listener = None
     try:
-        # Written only once listening, so "pid file present" implies "port bound".
-        _write_pid_file(pid_file)
+        _load(version, load_seconds)
+        listener = socket.create_server((host, port))
         print(f"serving version {version} on {host}:{port} (pid {os.getpid()})", flush=True)
         while True:
             conn, _ = listener.accept()
@@ -53,9 +60,19 @@ def serve(host: str, port: int, version_file: Path, pid_file: Path) -> None:
     finally:
         # Close before dropping the pid file: "pid file gone" then means the
         # port is free again, which is what a stop script waits for.
-        listener.close()
+        if listener is not None:
+            listener.close()
         _remove_own_pid_file(pid_file)
         print(f"stopped (pid {os.getpid()})", flush=True)
+
+
+def _load(version: str, seconds: float) -> None:
+    if seconds <= 0:
+        return
+    phases = [f"loading build {version} assets", "loading map", "warming up the simulation"]
+    for number, phase in enumerate(phases, 1):
+        print(f"{phase} ({number}/{len(phases)})", flush=True)
+        time.sleep(seconds / len(phases))
 
 
 def probe_version(host: str, port: int, timeout: float = 5.0) -> str:
@@ -118,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--port", type=int, required=True)
     serve_cmd.add_argument("--version-file", type=Path, required=True)
     serve_cmd.add_argument("--pid-file", type=Path, required=True)
+    serve_cmd.add_argument("--load-seconds", type=float, default=0.0,
+                           help="time spent loading before the port opens")
     probe_cmd = commands.add_parser("probe", help="print the version a game server reports")
     probe_cmd.add_argument("--host", required=True)
     probe_cmd.add_argument("--port", type=int, required=True)
@@ -126,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            serve(args.host, args.port, args.version_file, args.pid_file)
+            serve(args.host, args.port, args.version_file, args.pid_file,
+                  args.load_seconds)
         else:
             print(probe_version(args.host, args.port, args.timeout))
     except (OSError, ProbeError) as exc:

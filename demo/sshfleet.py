@@ -15,8 +15,11 @@ separately, and exit-status or exit-signal reported. Shells, ptys and
 subsystems are refused.
 
 ``DIR`` keeps everything between runs: keys (generated once), ``known_hosts``,
-``inventory.yml`` for the console, and one tree per host under ``hosts/``
-(``bin/gameserver.py``, ``releases/``, ``current``, ``run/``, ``logs/``).
+``inventory.yml`` for the console, the build mirror ``mirror/`` (see
+demo/builds.py), and one tree per host under ``hosts/`` (``bin/gameserver.py``,
+``bin/builds.py``, ``etc/demo-host.env``, ``releases/``, ``current``, ``run/``,
+``logs/``). Hosts differ a little in download speed and game load time, as a
+real fleet does; ``etc/demo-host.env`` tells the demo runbook each host's values.
 Each host's game server is started at startup unless one already answers.
 """
 
@@ -30,6 +33,7 @@ import ipaddress
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -41,7 +45,7 @@ from pathlib import Path
 import asyncssh
 import yaml
 
-from demo import gameserver
+from demo import builds, gameserver
 
 log = logging.getLogger("demo.sshfleet")
 
@@ -49,6 +53,10 @@ BASE_RELEASE = "1.0.0"
 CHUNK = 64 * 1024
 GAME_START_TIMEOUT = 15.0
 SHUTDOWN_GRACE = 5.0
+# Per host, cycled: a 20 MiB build then takes 7.7-11.8 s to download, and the
+# game server 1.5-3 s to load.
+LINK_MIB_PER_S = (2.4, 1.9, 2.2, 1.7, 2.6, 2.0, 1.8, 2.3)
+GAME_LOAD_SECONDS = (1.5, 2.5, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,16 @@ class DemoHost:
         """Inventory tags: regions alternate so tag filters have something to do."""
         tags = ["demo", "eu" if self.index % 2 else "us"]
         return tags + ["canary"] if self.index == 1 else tags
+
+    @property
+    def link_mib_per_s(self) -> float:
+        """How fast this host downloads builds from the mirror."""
+        return LINK_MIB_PER_S[(self.index - 1) % len(LINK_MIB_PER_S)]
+
+    @property
+    def game_load_seconds(self) -> float:
+        """How long this host's game server loads before it answers."""
+        return GAME_LOAD_SECONDS[(self.index - 1) % len(GAME_LOAD_SECONDS)]
 
     @property
     def pid_file(self) -> Path:
@@ -157,12 +175,27 @@ def write_inventory(path: Path, hosts: list[DemoHost], ssh_port: int, game_port:
     _atomic_write(path, (header + yaml.safe_dump(inventory, sort_keys=False)).encode())
 
 
-def prepare_host_dir(host: DemoHost) -> None:
+def write_host_env(host: DemoHost, mirror: Path) -> None:
+    """Write ``etc/demo-host.env``, the host's settings that the demo runbook reads."""
+    lines = [
+        "# Written by demo/sshfleet.py at every fleet start: how this demo host behaves.",
+        "# Where builds are downloaded from (demo/builds.py), at most how many MiB/s,",
+        "# and how many seconds the game server spends loading before it answers.",
+        f"DEMO_BUILD_MIRROR={shlex.quote(str(mirror))}",
+        f"DEMO_LINK_MIB_PER_S={host.link_mib_per_s}",
+        f"DEMO_GAME_LOAD_SECONDS={host.game_load_seconds}",
+    ]
+    _atomic_write(host.root / "etc" / "demo-host.env", ("\n".join(lines) + "\n").encode())
+
+
+def prepare_host_dir(host: DemoHost, mirror: Path) -> None:
     """Create the host's tree; an existing deployment (``current``) is left as is."""
-    for sub in ("bin", "run", "logs", f"releases/{BASE_RELEASE}"):
+    for sub in ("bin", "etc", "run", "logs", f"releases/{BASE_RELEASE}"):
         (host.root / sub).mkdir(parents=True, exist_ok=True)
-    # Refreshed every start so hosts pick up changes to demo/gameserver.py.
+    # Refreshed every start so hosts pick up changes to the demo's scripts.
     shutil.copyfile(gameserver.__file__, host.root / "bin" / "gameserver.py")
+    shutil.copyfile(builds.__file__, host.root / "bin" / "builds.py")
+    write_host_env(host, mirror)
     version_file = host.root / "releases" / BASE_RELEASE / "VERSION"
     if not version_file.exists():
         version_file.write_text(f"{BASE_RELEASE}\n")
@@ -180,8 +213,10 @@ def prepare_state(state_dir: Path, hosts: list[DemoHost], ssh_port: int,
     client_key = load_or_create_key(client_key_path, "patchbay-demo-client")
     host_keys = {host.name: load_or_create_key(host.host_key_path, f"patchbay-demo-{host.name}")
                  for host in hosts}
+    mirror = state_dir / "mirror"
+    mirror.mkdir(exist_ok=True)
     for host in hosts:
-        prepare_host_dir(host)
+        prepare_host_dir(host, mirror)
     known_hosts = state_dir / "known_hosts"
     write_known_hosts(known_hosts, host_keys, hosts, ssh_port)
     write_inventory(state_dir / "inventory.yml", hosts, ssh_port, game_port,

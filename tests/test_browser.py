@@ -49,6 +49,7 @@ def test_rollout_survives_a_reload_and_shows_every_server_complete(
     log_in(page, demo_server.url)
     page.select_option("#runbook", "game-update")
     page.fill("#param-version", "1.4.2")
+    page.fill("#param-fast", "true")
     page.check("#target-all")
 
     page.click("#run-button")

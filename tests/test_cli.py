@@ -285,8 +285,8 @@ def test_run_follow_over_a_dropped_connection_prints_the_logged_output_once(
     proxy = Proxy(console.port)
     fleet_pid = demo_fleet["pid"]
     cli = Running("--url", proxy.url, "--token", token, "run", "game-update", "-p",
-                  "version=3.1.4", "--tags", "demo", "--parallel", "2", "--follow",
-                  env=cli_env(tmp_path))
+                  "version=3.1.4", "-p", "fast=true", "--tags", "demo", "--parallel", "2",
+                  "--follow", env=cli_env(tmp_path))
     try:
         job_id = cli.job_id()
         cli.out.wait_for(r"^gs-0\d +\| ", "the first output line")
