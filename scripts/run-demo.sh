@@ -53,7 +53,8 @@ cat <<BANNER
   Patchbay is starting on http://127.0.0.1:$port
   Log in as:  admin / $PATCHBAY_ADMIN_PASSWORD
   Demo fleet: 8 SSH game servers from 127.0.0.11, port $ssh_port ($state/fleet/inventory.yml)
-  Try: runbook game-update, version 1.4.2, all servers, Run.
+  Try: runbook game-update, version 1.4.2, all servers, Run. Each server downloads
+  the build for about 10 s, restarts its game server and waits for it to answer.
   To make one server fail its deploy: touch $state/fleet/hosts/gs-03/FAIL_DEPLOY
 
 BANNER
