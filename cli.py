@@ -32,7 +32,8 @@ def _cli_user() -> str:
 @click.command("create-user")
 @with_appcontext
 @click.argument("username")
-@click.option("--role", type=click.Choice(ROLES), default="operator", show_default=True)
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True,
+              help="viewer watches; operator also runs jobs; admin also manages users.")
 @click.option("--password", envvar="PATCHBAY_NEW_PASSWORD",
               help="Or set PATCHBAY_NEW_PASSWORD; prompted for when neither is given.")
 def create_user(username: str, role: str, password: str | None) -> None:

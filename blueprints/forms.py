@@ -25,7 +25,8 @@ class LoginForm(FlaskForm):
 class CreateUserForm(FlaskForm):
     username = StringField("User name", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=256)])
-    role = SelectField("Role", choices=list(ROLES))
+    # The least power by default: an admin raises it on purpose, never by oversight.
+    role = SelectField("Role", choices=list(ROLES), default="viewer")
     submit = SubmitField("Create user")
 
 

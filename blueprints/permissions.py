@@ -75,6 +75,41 @@ SOCKET_RULES: dict[str, str] = {
     "fleet:subscribe": "viewer",
 }
 
+# What each door does, in the words a refusal uses ("viewers can't start jobs"): people
+# refused an action learn which one, never an internal event or endpoint name. Every door
+# above viewer has its words (a test checks); a viewer's door falls back to GENERIC_ACTION.
+SOCKET_ACTIONS: dict[str, str] = {
+    "job:subscribe": "watch jobs",
+    "job:unsubscribe": "watch jobs",
+    "job:plan": "preview jobs",
+    "job:start": "start jobs",
+    "job:cancel": "cancel jobs",
+    "job:rerun": "re-run jobs",
+    "job:adhoc": "run commands",
+    "fleet:subscribe": "watch the servers",
+}
+HTTP_ACTIONS: dict[str, str] = {
+    "api.start_job": "start jobs",
+    "api.plan_job": "preview jobs",
+    "api.cancel_job": "cancel jobs",
+    "api.rerun_job": "re-run jobs",
+    "admin.users_page": "manage users",
+    "admin.create_user": "manage users",
+    "admin.update_user": "manage users",
+    "admin.audit": "read the audit log",
+    "admin.nodes": "see the console nodes",
+    "webhooks.list_page": "manage webhooks",
+    "webhooks.create_from_page": "manage webhooks",
+    "webhooks.hook_page": "manage webhooks",
+    "webhooks.delete_from_page": "manage webhooks",
+    "webhooks.list_hooks": "manage webhooks",
+    "webhooks.create_hook": "manage webhooks",
+    "webhooks.delete_hook": "manage webhooks",
+    "webhooks.deliveries": "manage webhooks",
+    "metrics.scrape": "read the metrics",
+}
+GENERIC_ACTION = "do this"
+
 
 def has_role(minimum: str) -> bool:
     """Whether the current user holds ``minimum`` or a higher role."""
@@ -93,8 +128,17 @@ def check_socket_event(event: str) -> None:
     check_socket_token()
     rule = SOCKET_RULES.get(event)
     if rule is None or not has_role(rule):
-        raise PatchbayError(
-            "forbidden", f"your role ({current_role()}) may not use {event}")
+        raise PatchbayError("forbidden", refusal(SOCKET_ACTIONS.get(event), rule))
+
+
+def refusal(action: str | None, needed: str | None) -> str:
+    """Why the current user is refused ``action`` ("viewers can't start jobs (that
+    takes the operator role)"), in words, never naming an event or an endpoint."""
+    role = current_role()
+    who = f"{role}s" if role in ROLE_RANK else "your role"
+    if needed is None:  # a door without a rule: refused to everyone
+        return f"nobody can {action or GENERIC_ACTION}: it is open to no role"
+    return f"{who} can't {action or GENERIC_ACTION} (that takes the {needed} role)"
 
 
 def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None:
@@ -109,7 +153,7 @@ def _guard_request() -> Response | tuple[Response, int] | tuple[str, int] | None
         return login_manager.unauthorized()
     if rule is not None and has_role(rule):
         return None
-    message = f"your role ({current_role()}) may not open this page"
+    message = refusal(HTTP_ACTIONS.get(request.endpoint), rule)
     if _is_api():
         return _json_error("forbidden", message, 403)
     return render_template("errors/forbidden.html", message=message), 403
@@ -141,3 +185,4 @@ def _json_error(code: str, message: str, status: int) -> tuple[Response, int]:
 def register(app: Flask) -> None:
     app.before_request(_guard_request)
     app.jinja_env.globals["has_role"] = has_role
+    app.jinja_env.globals["current_role"] = current_role

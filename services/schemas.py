@@ -85,6 +85,9 @@ class ErrorDetail(BaseModel):
                       "internal")
     message: str
     field: str | None = Field(description="the field at fault, dotted (params.version)")
+    detail: str | None = Field(default=None, description="more for the curious, when "
+                               "there is more: e.g. the regular expression a parameter "
+                               "missed (the message says it in words)")
 
 
 class ErrorAnswer(BaseModel):
@@ -194,6 +197,9 @@ class RunbookParam(BaseModel):
     default: str | int | None = Field(description='"••••" for a secret parameter')
     description: str
     secret: bool = Field(description="shown as •••• everywhere but in the server's command")
+    example: str | None = Field(description="a value that fits, e.g. 1.4.2 (or null)")
+    pattern_hint: str | None = Field(description="the pattern in words, completing "
+                                     '"NAME must be ...", e.g. "three numbers" (or null)')
 
 
 class RunbookInfo(BaseModel):

@@ -7,11 +7,17 @@ from __future__ import annotations
 class PatchbayError(Exception):
     """A request the engine refuses, with a machine-readable code and the field at fault."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None,
+                 detail: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        # For the curious (the exact pattern a value missed): pages fold it away.
+        self.detail = detail
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"code": self.code, "message": self.message, "field": self.field}
+        error = {"code": self.code, "message": self.message, "field": self.field}
+        if self.detail is not None:
+            error["detail"] = self.detail
+        return error

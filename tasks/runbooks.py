@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.errors import PatchbayError
 from tasks.secrets import MASK
@@ -46,6 +46,10 @@ class ParamSpec(BaseModel):
     required: bool = True
     # The value reaches the server's command only; everywhere else it reads MASK.
     secret: bool = False
+    # What people see instead of the pattern: a value that fits, and the pattern in
+    # words, completing "NAME must be ..." ("three numbers, like 1.4.2").
+    example: str | None = None
+    pattern_hint: str | None = None
 
     @field_validator("pattern")
     @classmethod
@@ -56,6 +60,20 @@ class ParamSpec(BaseModel):
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from exc
         return value
+
+    @field_validator("example", mode="before")
+    @classmethod
+    def _example_text(cls, value: Any) -> Any:
+        # YAML reads `example: 30` as a number; an integer parameter's example is one.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _example_fits(self) -> ParamSpec:
+        if self.example is not None and self.pattern and not re.fullmatch(
+                self.pattern, self.example):
+            raise ValueError(f"example {self.example!r} does not match the pattern "
+                             f"{self.pattern}")
+        return self
 
 
 class StepSpec(BaseModel):
@@ -177,10 +195,10 @@ class Runbook:
                 raise PatchbayError("invalid", f"parameter {name!r} must be an integer", field)
             if spec.pattern and not re.fullmatch(spec.pattern, text):
                 shown = "" if spec.secret else f" value {text!r}"
-                raise PatchbayError(
-                    "invalid", f"parameter {name!r}{shown} does not match {spec.pattern}",
-                    field,
-                )
+                raw = f"parameter {name!r}{shown} does not match {spec.pattern}"
+                if spec.pattern_hint is None and spec.example is None:
+                    raise PatchbayError("invalid", raw, field)
+                raise PatchbayError("invalid", _pattern_words(name, spec), field, raw)
             values[name] = text
         return values
 
@@ -234,6 +252,16 @@ class Runbook:
         command = PLACEHOLDER.sub(lambda match: value_of(match, False), step.run)
         shown = PLACEHOLDER.sub(lambda match: value_of(match, True), step.run)
         return RenderedStep(step.name, command, step.timeout, step.capture, shown)
+
+
+def _pattern_words(name: str, spec: ParamSpec) -> str:
+    """What a value that missed ``spec.pattern`` must be, from its hint and example."""
+    if spec.pattern_hint is None:
+        return f"{name} must look like {spec.example}"
+    words = f"{name} must be {spec.pattern_hint}"
+    if spec.example is not None and spec.example not in spec.pattern_hint:
+        words += f", like {spec.example}"
+    return words
 
 
 def _describe_param(spec: ParamSpec) -> dict[str, Any]:

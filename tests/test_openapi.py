@@ -96,8 +96,9 @@ def test_declared_routes_carry_their_schemas(seeded, client):
     assert set(history) == {"limit", "page", "before_id", "status", "runbook", "kind",
                             "user", "since", "until"}
     assert history["kind"]["schema"]["enum"] == ["runbook", "adhoc"]
-    assert set(schemas["RunbookParam"]["required"]) == {"type", "pattern", "required",
-                                                          "default", "description", "secret"}
+    assert set(schemas["RunbookParam"]["required"]) == {
+        "type", "pattern", "required", "default", "description", "secret", "example",
+        "pattern_hint"}
 
 
 def test_a_route_without_a_declaration_is_listed_with_a_generic_description(app):
@@ -149,7 +150,8 @@ def test_runbooks_list_each_parameter_with_type_pattern_and_default(seeded, clie
 
     assert books["flaky"]["params"]["ticks"] == {
         "type": "integer", "pattern": "^[0-9]{1,3}$", "description": "", "default": 4,
-        "required": False, "secret": False}
+        "required": False, "secret": False, "example": "4",
+        "pattern_hint": "a whole number below 1000"}
     assert books["basic"]["params"]["message"]["type"] == "string"
     assert books["basic"]["params"]["message"]["required"] is True
 

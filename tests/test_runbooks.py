@@ -94,7 +94,7 @@ def test_good_runbook_parses_and_describes_itself():
     assert description["params"]["version"]["required"] is True
     assert description["params"]["channel"] == {
         "type": "string", "pattern": None, "description": "", "default": "stable",
-        "required": False, "secret": False}
+        "required": False, "secret": False, "example": None, "pattern_hint": None}
     assert description["params"]["workers"]["type"] == "integer"
 
 

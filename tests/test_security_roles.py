@@ -136,7 +136,8 @@ def test_a_viewer_cannot_start_a_job(seeded):
                                   "servers": ["s1"]}, callback=True)
 
     assert ack == {"ok": False, "error": {
-        "code": "forbidden", "message": "your role (viewer) may not use job:start",
+        "code": "forbidden",
+        "message": "viewers can't start jobs (that takes the operator role)",
         "field": None}}
     assert client.get("/api/jobs").get_json()["jobs"][0]["id"] == 1  # still only job #1
 

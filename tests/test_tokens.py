@@ -144,7 +144,7 @@ def test_a_token_acts_with_a_lower_role_never_a_higher_one(app, operator):
                          json={"runbook": "basic", "params": {}, "servers": ["x"]})
     assert refused.status_code == 403
     assert refused.get_json()["error"]["message"] == \
-        "your role (viewer) may not open this page"
+        "viewers can't preview jobs (that takes the operator role)"
     # Above the user's own role: refused, naming the field.
     response = operator.post("/api/tokens", json={"name": "x", "role": "admin"},
                              headers={"X-CSRFToken": csrf_token_of(operator)})
@@ -252,7 +252,8 @@ def test_a_socket_logs_in_with_a_token_and_is_dropped_when_it_is_revoked(
     ack = client.call("job:start", {"runbook": "basic", "params": {}, "servers": ["x"]},
                       timeout=10)
     assert ack["error"] == {"code": "forbidden", "field": None,
-                            "message": "your role (viewer) may not use job:start"}
+                            "message": "viewers can't start jobs (that takes the operator "
+                                       "role)"}
 
     response = http.delete(f"{server.url}/api/tokens/{made['id']}", timeout=10)
     assert response.status_code == 200
