@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     # Jobs
     "RUNBOOK_DIR": str(PROJECT_DIR / "runbooks"),
     "DEFAULT_PARALLEL": 10,  # servers at once when a job does not say
+    # The dashboard asks before a run on more servers than this, naming them
+    "CONFIRM_SERVERS_OVER": 20,
     "MAX_CONCURRENT_HOSTS": 500,  # hard cap per process, across all jobs
     "SSH_CONNECT_TIMEOUT": 10,
     "STEP_TIMEOUT": 3600,  # seconds, when neither runbook nor job sets one

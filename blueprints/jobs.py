@@ -38,6 +38,7 @@ def dashboard() -> str:
         "jobs/dashboard.html", runbooks=runbooks, runbook_error=runbook_error,
         servers=servers, tags=tags, recent_jobs=recent,
         default_parallel=current_app.config["DEFAULT_PARALLEL"],
+        confirm_servers_over=current_app.config["CONFIRM_SERVERS_OVER"],
         max_command_length=MAX_COMMAND_LENGTH)
 
 

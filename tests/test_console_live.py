@@ -191,6 +191,7 @@ def test_adhoc_command_on_three_hosts_streams_and_lands_in_history(browser, cons
     log_in(page, console.url)
     page.check("#run-kind-adhoc")
     page.fill("#adhoc-command", command)
+    page.check("#target-servers")
     for name in ["h01", "h02", "h03"]:
         page.check(f"#server-{name}")
     page.click("#run-button")

@@ -25,6 +25,8 @@
   runbooks.forEach((book, index) => { book.paramOrder = paramOrder[index]; });
   const servers = readJSON("servers-data", []);
   const defaultParallel = Number(form.dataset.defaultParallel) || null;
+  // A run on more servers than this asks first (PATCHBAY_CONFIRM_SERVERS_OVER).
+  const confirmOver = Number(form.dataset.confirmOver);
 
   const els = {
     runbook: document.getElementById("runbook"),
@@ -34,6 +36,8 @@
     params: document.getElementById("params"),
     picker: document.getElementById("server-picker"),
     summary: document.getElementById("target-summary"),
+    tagPicker: document.getElementById("tag-picker"),
+    serverPicker: document.getElementById("server-list-picker"),
     filter: document.getElementById("server-filter"),
     selectVisible: document.getElementById("select-visible"),
     selectNone: document.getElementById("select-none"),
@@ -89,7 +93,8 @@
       input.dataset.param = name;
       if (spec.pattern) input.setAttribute("pattern", spec.pattern);
       if (spec.type === "integer") input.inputMode = "numeric";
-      if (spec.description) input.placeholder = spec.description;
+      if (spec.example) input.placeholder = spec.example;
+      else if (spec.description) input.placeholder = spec.description;
       if (spec.secret) {
         // Typed unseen; a secret default stays on the server (left empty, it applies).
         input.type = "password";
@@ -105,7 +110,8 @@
       field.append(label, input);
       const hints = [];
       if (spec.description) hints.push(spec.description);
-      if (spec.pattern) hints.push("format: " + spec.pattern);
+      const format = formatHint(spec);
+      if (format) hints.push(format);
       if (hints.length) {
         const hint = el("p", "hint", hints.join(" — "));
         hint.id = id + "-hint";
@@ -123,15 +129,23 @@
     els.timeout.placeholder = strategy.timeout ? String(strategy.timeout) : "runbook default";
   }
 
+  /** The pattern in words ("three numbers, like 1.4.2"): the runbook's pattern_hint and
+   * example; the bare pattern only for a runbook that gives neither. */
+  function formatHint(spec) {
+    if (spec.pattern_hint) {
+      const like = spec.example && !spec.pattern_hint.includes(spec.example)
+        ? ", like " + spec.example : "";
+      return spec.pattern_hint + like;
+    }
+    if (spec.example) return "like " + spec.example;
+    return spec.pattern ? "format: " + spec.pattern : "";
+  }
+
   // --- server picker ----------------------------------------------------------------------
 
   function mode() {
     const checked = modeRadios.find((radio) => radio.checked);
     return checked ? checked.value : "all";
-  }
-
-  function setMode(value) {
-    for (const radio of modeRadios) radio.checked = radio.value === value;
   }
 
   function chosenTags() {
@@ -153,9 +167,13 @@
     return servers.map((s) => s.name);
   }
 
+  /** Each mode shows only what it uses: nothing to tick for all servers, the tags for
+   * "By tag", the server list for "One by one". */
   function renderPicker() {
     const current = mode();
     form.dataset.targetMode = current;
+    els.tagPicker.hidden = current !== "tags";
+    els.serverPicker.hidden = current !== "servers";
     const names = new Set(targets());
     for (const item of form.querySelectorAll("#server-list li[data-server]")) {
       item.classList.toggle("targeted", names.has(item.dataset.server));
@@ -164,7 +182,8 @@
     if (current === "tags") {
       const tags = chosenTags();
       text = tags.length
-        ? names.size + " server(s) with tag " + tags.join(" or ")
+        ? names.size + " server(s) with tag " + tags.join(" or ") +
+          (names.size ? ": " + listed(Array.from(names)) : "")
         : "Choose one or more tags.";
     } else if (current === "servers") {
       text = names.size ? names.size + " server(s) chosen" : "Tick the servers to update.";
@@ -172,6 +191,10 @@
       text = "Every server: " + names.size + ".";
     }
     els.summary.textContent = text;
+  }
+
+  function listed(names) {
+    return names.slice(0, 12).join(", ") + (names.length > 12 ? ", …" : "");
   }
 
   function applyFilter() {
@@ -260,6 +283,12 @@
   function showError(error) {
     const message = (error && error.message) || "The server refused the request.";
     els.error.replaceChildren(el("span", "flash-kind", "error:"), " " + message);
+    if (error && error.detail) {
+      // The exact rule the value missed (a regular expression), folded away.
+      const detail = el("details", "error-detail");
+      detail.append(el("summary", null, "Details"), el("code", null, error.detail));
+      els.error.append(detail);
+    }
     els.error.hidden = false;
     const target = fieldElement(error && error.field);
     if (target) {
@@ -388,7 +417,44 @@
     els.planSection.scrollIntoView({ block: "start", behavior: "smooth" });
   }
 
+  /** A run on more than `confirmOver` servers asks first, naming how many, which tags
+   * and what runs; a smaller one starts at once. */
+  function confirmLargeRun() {
+    const names = targets();
+    if (!Number.isFinite(confirmOver) || names.length <= confirmOver) {
+      return Promise.resolve(true);
+    }
+    const data = payload();
+    const count = names.length + " server" + (names.length === 1 ? "" : "s");
+    let where = "all " + count;
+    if (mode() === "tags") where = count + " with tag " + chosenTags().join(" or ");
+    else if (mode() === "servers") where = count + " chosen one by one";
+    const lines = [];
+    if (data.command !== undefined) {
+      lines.push("Runs this shell command, as typed, on " + where + ":",
+        el("pre", "command", data.command));
+    } else {
+      const book = currentRunbook();
+      const secret = (name) => Boolean(book && book.params && book.params[name] &&
+        book.params[name].secret);
+      const params = Object.entries(data.params)
+        .map(([name, value]) => name + "=" + (secret(name) ? "••••" : value)).join(" ");
+      lines.push("Runs the runbook " + data.runbook + (params ? " (" + params + ")" : "") +
+        " on " + where + ".");
+    }
+    lines.push("Servers: " + listed(names) + ".");
+    const parallel = (data.strategy || {}).parallel;
+    if (parallel) lines.push(parallel + " at once.");
+    return window.PatchbayConfirm.ask({
+      title: (data.command !== undefined ? "Run this command" : "Run " + data.runbook) +
+        " on " + count + "?",
+      lines,
+      confirm: "Run on " + count,
+    });
+  }
+
   async function run() {
+    if (!(await confirmLargeRun())) return;
     setBusy(true, "Starting…");
     const adhoc = runKind() === "adhoc";
     const ack = await P.request(adhoc ? "job:adhoc" : "job:start", payload());
@@ -425,13 +491,7 @@
       form.dataset.runKind = runKind();
       els.error.hidden = true;
     }
-    if (target === els.runbook) {
-      renderParams();
-    } else if (target.name === "tags" && target.checked) {
-      setMode("tags");
-    } else if (target.name === "servers" && target.checked) {
-      setMode("servers");
-    }
+    if (target === els.runbook) renderParams();
     if (target.name === "tags" || target.name === "servers" || target.name === "target-mode") {
       els.picker.removeAttribute("aria-invalid");
     }
@@ -447,7 +507,6 @@
     for (const box of serverBoxes) {
       if (!box.closest("li").hidden) box.checked = true;
     }
-    setMode("servers");
     renderPicker();
     markPreviewStale();
   });

@@ -568,7 +568,7 @@
 
     const running = view.finished ? false : view.running;
     if (els.cancel) els.cancel.hidden = !running;
-    if (els.rerun) els.rerun.hidden = !(view.finished && view.status !== "succeeded");
+    if (els.rerun) renderRerunButton();
 
     let done = 0;
     let work = 0;
@@ -709,8 +709,90 @@
 
   // --- cancel and re-run ------------------------------------------------------------------
 
+  const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+  const jobWhat = job.kind === "adhoc" ? "the ad-hoc command" : "the runbook " + job.runbook;
+
+  /** The servers a re-run would run (those that did not succeed, by status) and the
+   * words for it: "Re-run failed" only when something failed; a cancelled job's servers
+   * that never finished "Run again". */
+  function rerunChoice() {
+    const names = [];
+    const counts = {};
+    for (const host of hosts.values()) {
+      if (host.status === "succeeded") continue;
+      names.push(host.name);
+      counts[host.status] = (counts[host.status] || 0) + 1;
+    }
+    const failed = counts.failed || 0;
+    const n = names.length;
+    let label = n === hosts.size ? "Run again" : "Run again on unfinished servers";
+    let confirm = "Run again on " + plural(n, "server");
+    if (failed && failed === n) {
+      label = "Re-run failed servers";
+      confirm = "Re-run " + plural(n, "failed server");
+    } else if (failed) {
+      label = "Re-run failed and unfinished servers";
+      confirm = "Re-run " + plural(n, "server");
+    }
+    const why = Object.entries(counts).map(([status, count]) => count + " " + status).join(", ");
+    return { names, why, label, confirm };
+  }
+
+  function renderRerunButton() {
+    const choice = view.finished && view.status !== "succeeded" ? rerunChoice() : null;
+    els.rerun.hidden = !choice || choice.names.length === 0;
+    if (choice) els.rerun.textContent = choice.label;
+  }
+
+  function shownParams() {
+    if (job.kind === "adhoc") return "";
+    const text = Object.entries(job.params || {}).map(([k, v]) => k + "=" + v).join(" ");
+    return text ? " (" + text + ")" : "";
+  }
+
+  function askToCancel() {
+    const statuses = Array.from(hosts.values(), (host) => host.status);
+    const running = statuses.filter((status) => status === "running").length;
+    const waiting = statuses.filter((status) => status === "pending").length;
+    const lines = ["Job #" + jobId + " runs " + jobWhat + shownParams() + " on " +
+      plural(hosts.size, "server") + ". Cancelling stops it now:"];
+    if (running) {
+      lines.push("The steps running on " + plural(running, "server") + " are stopped on " +
+        "the servers, mid-step.");
+    }
+    if (waiting) {
+      lines.push(plural(waiting, "server") + " not started yet will not start: they end " +
+        "cancelled.");
+    }
+    lines.push("Servers that finished keep their result. Afterwards you can run the job " +
+      "again on the servers that did not succeed.");
+    return window.PatchbayConfirm.ask({
+      title: "Cancel job #" + jobId + "?",
+      lines,
+      confirm: "Cancel job #" + jobId,
+      dismiss: "Keep it running",
+      danger: true,
+    });
+  }
+
+  function askToRerun(choice) {
+    const names = choice.names;
+    return window.PatchbayConfirm.ask({
+      title: choice.label + ": job #" + jobId + "?",
+      lines: [
+        "Starts a new job running " + jobWhat + shownParams() + " with the same " +
+          "strategy on the " + plural(names.length, "server") + " of job #" + jobId +
+          " that did not succeed (" + choice.why + "): " + names.slice(0, 12).join(", ") +
+          (names.length > 12 ? ", …" : "") + ".",
+        "Servers that succeeded are left alone.",
+      ],
+      confirm: choice.confirm,
+    });
+  }
+
   if (els.cancel) {
     els.cancel.addEventListener("click", async () => {
+      if (!(await askToCancel())) return;
       els.cancel.disabled = true;
       els.message.textContent = "Asking the server to cancel…";
       const ack = await P.request("job:cancel", { job_id: jobId });
@@ -726,6 +808,7 @@
 
   if (els.rerun) {
     els.rerun.addEventListener("click", async () => {
+      if (!(await askToRerun(rerunChoice()))) return;
       els.rerun.disabled = true;
       els.message.textContent = "Starting a re-run of the servers that did not succeed…";
       const ack = await P.request("job:rerun", { job_id: jobId });
