@@ -1,11 +1,12 @@
 """Pages: the dashboard (start a rollout or an ad-hoc command), the job page (watch it)
-and the job history (filtered, paged)."""
+and the job history (filtered, paged); and the site's icon at /favicon.ico."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 from flask_login import login_required
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
 from blueprints.query_args import JOB_KINDS, int_arg, job_filter
 from extensions import db
@@ -51,6 +52,13 @@ def job_page(job_id: int) -> str:
     steps = [STEP_NAME] if job.kind == ADHOC else _runbook_steps(job.runbook)
     usual = usual_host_duration(db.session, job.runbook, job.kind, job.id)
     return render_template("jobs/job.html", job=job.summary(), steps=steps, usual=usual)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The icon where browsers and bots look for it without a <link> (pages link the SVG)."""
+    return send_from_directory(current_app.static_folder, "favicon.ico",
+                               mimetype="image/vnd.microsoft.icon", max_age=86400)
 
 
 def _runbook_steps(name: str) -> list[str]:

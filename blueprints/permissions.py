@@ -23,6 +23,7 @@ PUBLIC = "public"
 
 HTTP_RULES: dict[str, str] = {
     "static": PUBLIC,
+    "jobs.favicon": PUBLIC,
     "auth.login": PUBLIC,
     "auth.logout": "viewer",
     "jobs.dashboard": "viewer",

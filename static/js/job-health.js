@@ -1,8 +1,9 @@
 /*
- * Stream health on the job page (#stream-health): how the page is connected (websocket,
- * long-polling, reconnecting), how far behind it is (events known to exist but not yet
- * applied, and the lag of the last live event), and how much it caught up after the
- * last (re)connect. data-state, data-reconnects and data-caught-up are for tests.
+ * Stream health on the job page (#stream-health), in words: "live · up to date",
+ * "live · catching up", "reconnecting…". Its tooltip holds the numbers: the transport
+ * (websocket, long-polling), the seq shown, events behind, the lag of the last live
+ * event, and what the last (re)connect caught up. data-state, data-transport,
+ * data-reconnects and data-caught-up are for tests.
  *
  * Exposes PatchbayJob.streamHealth({element, store, live()}) -> {subscribed(lastSeq),
  * received(events), progress()}.
@@ -24,30 +25,37 @@
     let lag = null;
     let downSince = null;
 
+    /** A short line in words ("live · up to date"); the numbers (transport, seq,
+     * lag, what the last (re)connect caught up) go in its tooltip. */
     function render() {
       if (!element) return;
-      const parts = [];
+      let text;
+      const facts = [];
       if (status.state === "connected") {
-        parts.push("Live over " + status.transport);
         const behind = Math.max(0, store.known - store.applied);
-        if (catchUp) parts.push("catching up: " + plural(behind, "event") + " behind");
-        else if (behind) parts.push(plural(behind, "event") + " behind");
-        else parts.push("up to date (seq " + store.applied + ")");
-        if (lag !== null && live()) parts.push("lag " + P.formatDuration(lag));
-      } else {
-        parts.push(status.state === "reconnecting" ? "Reconnecting…" : "Disconnected");
-        if (downSince) {
-          parts.push("no live events for " + P.formatDuration((Date.now() - downSince) / 1000) +
-            " (have seq " + store.applied + ")");
+        text = catchUp || behind ? "live · catching up" : "live · up to date";
+        facts.push("Live over " + status.transport + ".");
+        facts.push("Showing every event up to seq " + store.applied +
+          (behind ? "; " + plural(behind, "event") + " behind." : "."));
+        if (lag !== null && live()) {
+          facts.push("Lag of the last live event: " + P.formatDuration(lag) + ".");
         }
+      } else {
+        text = status.state === "reconnecting" ? "reconnecting…" : "disconnected";
+        if (downSince) {
+          text += " · no live events for " + P.formatDuration((Date.now() - downSince) / 1000);
+        }
+        facts.push("Showing every event up to seq " + store.applied + ".");
       }
       if (caught) {
-        parts.push((caught.reconnect ? "after reconnecting, " : "on load, ") + "caught up " +
+        facts.push((caught.reconnect ? "After reconnecting, caught up " : "On load, caught up ") +
           plural(caught.count, "event") +
-          (caught.count ? " (seq " + caught.from + "–" + caught.to + ")" : ""));
+          (caught.count ? " (seq " + caught.from + "–" + caught.to + ")." : "."));
       }
-      element.textContent = parts.join(" · ");
+      element.textContent = text;
+      element.title = facts.join("\n");
       element.dataset.state = status.state;
+      element.dataset.transport = status.transport || "";
       element.dataset.reconnects = String(Math.max(0, connects - 1));
       element.dataset.caughtUp = caught ? String(caught.count) : "";
     }

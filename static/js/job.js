@@ -657,7 +657,8 @@
     }
     renderOrder();
     els.showAll.setAttribute("aria-pressed", String(selected === null));
-    els.selection.textContent = selected === null ? "All servers" : "Showing " + selected;
+    els.selection.textContent = "Showing " + (selected === null ? "all servers" : selected);
+    els.showAll.hidden = selected === null;
     if (selected !== null) {
       const host = hosts.get(selected);
       host.section.scrollIntoView({ block: "nearest" });

@@ -12,6 +12,9 @@
  * A small job (at most FULL_ROWS rows in all) renders every row instead, like a plain
  * page: find-in-page, screen readers and copying then see the whole log.
  *
+ * A stderr line is marked quietly (plenty of tools print warnings and notes there); it
+ * is marked as an error only when its step failed.
+ *
  * Exposes window.PatchbayLogs = {LogSet}.
  */
 (function () {
@@ -27,6 +30,8 @@
   const FETCH_EVENTS = 40; // output events per fetch
   const FETCH_LINES = 4000; // ... or this many lines
   const RETRY_MS = 2000;
+  // A line that only sets shell options: not what a step header should show.
+  const PRELUDE = /^(set(\s+[-+][A-Za-z]+(\s+[a-z]+)?)+|shopt(\s+-[a-z]+)+(\s+[a-z_]+)*)\s*;?$/;
 
   /** Append `text` to `node`, wrapping case-insensitive matches of `term` in <mark>. */
   function appendMarked(node, text, term) {
@@ -44,6 +49,17 @@
       from = at + term.length;
     }
     if (from < text.length) node.append(text.slice(from));
+  }
+
+  /** The first line of a step's command that does something: not blank, not a comment,
+   * not only shell options (`set -eu`, `set -o pipefail`, `shopt -s nullglob`). */
+  function firstCommand(command) {
+    const lines = command.split("\n");
+    for (const line of lines) {
+      const text = line.trim();
+      if (text && !text.startsWith("#") && !PRELUDE.test(text)) return text;
+    }
+    return lines[0].trim();
   }
 
   /** All servers' logs of one job: shared budgets, rendering and visibility. */
@@ -172,6 +188,8 @@
       this.chunks = 0;
       this.total = 0;
       this.notes = new Map(); // seq -> note {kind, parts, status, version, node}
+      this.stepSeqs = []; // seqs of the step headers, ascending
+      this.stepNotes = []; // ... and the headers (a line's step: the last one before it)
       this.lines = new Map(); // seq -> {stream, lines}; insertion order = recency
       this.held = 0;
       this.nodes = new Map(); // key -> rendered row element
@@ -232,6 +250,10 @@
       note.version = 0;
       note.node = null;
       this.notes.set(seq, note);
+      if (note.kind === "step") {
+        this.stepSeqs.push(seq);
+        this.stepNotes.push(note);
+      }
       this.push(seq, 1);
       return note;
     }
@@ -283,6 +305,23 @@
     rowOf(seq, index) {
       const chunk = this.chunkOfSeq(seq);
       return chunk < 0 ? -1 : this.starts[chunk] + (index || 0);
+    }
+
+    /** Whether the output of event `seq` belongs to a step that failed. */
+    stepFailed(seq) {
+      let lo = 0;
+      let hi = this.stepSeqs.length - 1;
+      let found = -1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (this.stepSeqs[mid] < seq) {
+          found = mid;
+          lo = mid + 1;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      return found >= 0 && this.stepNotes[found].status === "failed";
     }
 
     /** 1-based number of the output line at `row` (notes do not count). */
@@ -374,8 +413,9 @@
               this.lines.delete(seq); // mark as recently used
               this.lines.set(seq, held);
             }
-            key = "l" + seq + ":" + offset + ":" + this.set.termVersion;
-            build = () => renderLine(held.stream, held.lines[offset], term);
+            const failed = held.stream === "stderr" && this.stepFailed(seq);
+            key = "l" + seq + ":" + offset + ":" + this.set.termVersion + (failed ? ":f" : "");
+            build = () => renderLine(held.stream, held.lines[offset], term, failed);
           } else {
             key = "p" + seq + ":" + offset;
             build = () => el("div", "log-row row-pending", "…");
@@ -487,8 +527,8 @@
     }
   }
 
-  function renderLine(stream, text, term) {
-    const node = el("div", "log-row line " + stream);
+  function renderLine(stream, text, term, failed) {
+    const node = el("div", "log-row line " + stream + (failed ? " step-failed" : ""));
     appendMarked(node, text === undefined ? "" : text, term);
     return node;
   }
@@ -509,7 +549,7 @@
     node.append(el("span", "step-label", note.label), " ", el("span", "step-name", note.step),
       " ", el("span", "step-result", note.result));
     if (note.command) {
-      const command = el("span", "step-command", "$ " + note.command.split("\n")[0]);
+      const command = el("span", "step-command", "$ " + firstCommand(note.command));
       command.title = note.command;
       node.append(" ", command);
     }

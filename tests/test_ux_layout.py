@@ -1,0 +1,185 @@
+"""Issue #15, item 10: plain words on the job page (the stream line, step headers,
+stderr, the logs header, short logs) and a favicon."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import PASSWORD, write_inventory
+from tests.console_world import LONG, log_in, runbook_dir
+from tests.waiting import wait_until
+
+DESKTOP = {"width": 1440, "height": 900}
+FAIL_BG = "rgb(255, 241, 239)"  # a failed step's stderr: a red row
+
+# A step opens with the usual shell prelude, prints a long line and informational
+# stderr; the second step fails on the server named by fail_on.
+LAYOUT = """\
+name: layout
+description: A shell prelude, a long line, informational stderr and a failure where asked.
+params:
+  fail_on:
+    required: false
+    default: none
+    pattern: '^[a-z0-9-]+$'
+steps:
+  - name: prepare
+    run: |
+      set -eu
+
+      # what this host is
+      echo preparing {{ host.name }}
+      echo "warning: disk is 71% full" >&2
+      echo "note: using the cached build" >&2
+      i=0; printf 'long-line-start'
+      while [ $i -lt 40 ]; do printf ' segment-%02d' $i; i=$((i + 1)); done
+      echo ' long-line-end'
+  - name: check
+    run: |
+      set -eu
+      if [ {{ host.name }} = {{ params.fail_on }} ]; then
+        echo "failed on" {{ host.name }} >&2; exit 4
+      fi
+      echo checked
+"""
+
+
+@pytest.fixture
+def console(live_server_factory, sshd_fleet, tmp_path):
+    """A console whose alice is an admin (every page), with the layout runbook."""
+    books = runbook_dir(tmp_path)
+    (books / "layout.yml").write_text(LAYOUT)
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    return live_server_factory(inventory=inventory, runbook_dir=books,
+                               users=[("alice", PASSWORD, "admin"),
+                                      ("bob", PASSWORD, "operator")])
+
+
+def finished_job(console, runbook: str = "layout", servers: tuple[str, ...] = ("h01", "h02"),
+                 **params: str) -> int:
+    """Run ``runbook`` over the API and wait for its end; returns the job id."""
+    http = console.login()
+    job_id = http.post(f"{console.url}/api/jobs", json={
+        "runbook": runbook, "params": params, "servers": list(servers)}).json()["job_id"]
+    wait_until(lambda: http.get(f"{console.url}/api/jobs/{job_id}").json()["job"]["status"]
+               != "running", timeout=60, what=f"job {job_id} finished")
+    return job_id
+
+
+def open_job(page: Page, console, job_id: int) -> None:
+    page.goto(f"{console.url}/jobs/{job_id}")
+    expect(page.locator("#job-status")).not_to_have_text("loading…", timeout=LONG)
+    expect(page.locator("body")).to_have_attribute("data-pending-rows", "0")
+
+
+def log_line(page: Page, host: str, text: str):
+    return page.locator(f'.host-log[data-host="{host}"] .line', has_text=text)
+
+
+# --- item 10: jargon and noise ------------------------------------------------------------
+
+def test_item_10_the_stream_line_says_live_up_to_date(browser, console):
+    job_id = finished_job(console)
+    page = browser.new_page()
+    log_in(page, console.url)
+    open_job(page, console, job_id)
+    last_seq = page.locator("body").get_attribute("data-applied-seq")
+
+    health = page.locator("#stream-health")
+    expect(health).to_have_text("live · up to date")
+    expect(health).to_have_attribute("title", re.compile(rf"\bseq {last_seq}\b"))
+    expect(health).to_have_attribute("title", re.compile(r"caught up \d+ events"))
+    expect(health).to_have_attribute("data-transport", re.compile(r"^(websocket|polling)$"))
+
+
+def test_item_10_step_headers_show_the_steps_own_first_command(browser, console):
+    job_id = finished_job(console)
+    page = browser.new_page()
+    log_in(page, console.url)
+    open_job(page, console, job_id)
+
+    log = page.locator('.host-log[data-host="h01"]')
+    prepare = log.locator('.step-header[data-step="prepare"] .step-command')
+    check = log.locator('.step-header[data-step="check"] .step-command')
+    expect(prepare).to_have_text("$ echo preparing h01")
+    expect(check).to_have_text("$ if [ h01 = none ]; then")
+    expect(prepare).to_have_attribute("title", re.compile(r"^set -eu\n\n# what this host is\n"))
+    expect(log.locator(".step-command", has_text="set -eu")).to_have_count(0)
+
+
+def test_item_10_stderr_of_a_succeeded_step_is_quiet_and_red_only_for_a_failure(
+        browser, console):
+    job_id = finished_job(console, fail_on="h02")
+    page = browser.new_page()
+    log_in(page, console.url)
+    open_job(page, console, job_id)
+
+    def looks(host: str, text: str) -> dict:
+        return log_line(page, host, text).evaluate(
+            "row => ({cls: row.className, bg: getComputedStyle(row).backgroundColor,"
+            " color: getComputedStyle(row).color,"
+            " marker: getComputedStyle(row, '::before').content})")
+
+    warning = looks("h01", "warning: disk is 71% full")
+    note = looks("h02", "note: using the cached build")
+    failure = looks("h02", "failed on h02")
+
+    for quiet in (warning, note):
+        assert "stderr" in quiet["cls"].split()
+        assert quiet["bg"] == "rgba(0, 0, 0, 0)", quiet
+        assert quiet["color"] == "rgb(26, 29, 33)", quiet  # --text, not red
+        assert "err" not in quiet["marker"].split("/")[0], quiet
+    assert "step-failed" in failure["cls"].split()
+    assert failure["bg"] == FAIL_BG
+
+
+def test_item_10_the_logs_header_names_the_selection_and_its_button_apart(browser, console):
+    job_id = finished_job(console)
+    page = browser.new_page()
+    log_in(page, console.url)
+    open_job(page, console, job_id)
+    label, button = page.locator("#log-selection"), page.locator("#show-all-logs")
+
+    expect(label).to_have_text("Showing all servers")
+    expect(button).to_be_hidden()
+    page.click('#hosts tr[data-host="h02"] .show-log')
+    expect(label).to_have_text("Showing h02")
+    expect(button).to_have_text("Show all servers")
+    button.click()
+    expect(label).to_have_text("Showing all servers")
+    expect(button).to_be_hidden()
+
+
+def test_item_10_a_short_log_fits_its_lines(browser, console):
+    job_id = finished_job(console, runbook="basic", servers=("h01",), message="hi")
+    page = browser.new_page(viewport=DESKTOP)
+    log_in(page, console.url)
+    open_job(page, console, job_id)
+
+    log = page.locator('.host-log[data-host="h01"]')
+    rows = log.locator(".log-row").count()
+    box = log.evaluate("node => ({inner: node.clientHeight, content: node.scrollHeight})")
+    assert rows > 50  # the count step prints 50 lines: a long log still scrolls
+    assert box["content"] > box["inner"]
+
+    short = finished_job(console, runbook="echo-arg", servers=("h01",), value="a b")
+    open_job(page, console, short)
+    log = page.locator('.host-log[data-host="h01"]')
+    rows = log.locator(".log-row").count()
+    box = log.evaluate("node => ({inner: node.clientHeight, content: node.scrollHeight})")
+    assert rows < 8
+    assert box["inner"] <= (rows + 2) * 20, box  # no large blank panel
+    assert box["content"] <= box["inner"] + 1, box
+
+
+def test_item_10_the_favicon_is_served_to_everyone(client):
+    icon = client.get("/favicon.ico")
+    login_page = client.get("/login").get_data(as_text=True)
+
+    assert icon.status_code == 200
+    assert icon.mimetype in ("image/x-icon", "image/vnd.microsoft.icon", "image/svg+xml")
+    assert len(icon.data) > 0
+    assert re.search(r'<link rel="icon"[^>]+href="/static/favicon\.svg"', login_page)
