@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -17,6 +19,7 @@ from tasks.errors import PatchbayError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 AUDIT_PAGE = 100
+JOB_TARGET = re.compile(r"job #(\d+)")
 
 
 @bp.get("/users")
@@ -84,9 +87,34 @@ def audit() -> str:
     page_number = int(page) if page.isdigit() and int(page) > 0 else 1
     entries = db.session.scalars(query.offset((page_number - 1) * AUDIT_PAGE)
                                  .limit(AUDIT_PAGE + 1)).all()
-    return render_template("admin/audit.html", entries=entries[:AUDIT_PAGE],
-                           filters=filters, page=page_number, error=error,
-                           has_next=len(entries) > AUDIT_PAGE)
+    rows = [(entry, detail_pairs(entry.detail), job_target(entry.target))
+            for entry in entries[:AUDIT_PAGE]]
+    return render_template("admin/audit.html", rows=rows, filters=filters,
+                           page=page_number, error=error, has_next=len(entries) > AUDIT_PAGE)
+
+
+def detail_pairs(detail: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """An audit entry's detail as (key, text) pairs for people: lists joined by commas,
+    mappings as ``key=value``, booleans as yes/no, nothing as a dash."""
+    return [(str(key), _detail_text(value)) for key, value in (detail or {}).items()]
+
+
+def _detail_text(value: Any) -> str:
+    if value is None or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_detail_text(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_detail_text(item) for item in value)
+    return str(value)
+
+
+def job_target(target: str | None) -> int | None:
+    """The job id of a ``job #N`` target (its page is linked), else None."""
+    match = JOB_TARGET.fullmatch(target or "")
+    return int(match.group(1)) if match else None
 
 
 @bp.get("/nodes")

@@ -1,5 +1,5 @@
-"""Issue #15, item 10: plain words on the job page (the stream line, step headers,
-stderr, the logs header, short logs) and a favicon."""
+"""Issue #15, items 10 and 11: plain words on the job page (the stream line, step
+headers, stderr, the logs header, short logs), a favicon, and readable audit details."""
 
 from __future__ import annotations
 
@@ -183,3 +183,33 @@ def test_item_10_the_favicon_is_served_to_everyone(client):
     assert icon.mimetype in ("image/x-icon", "image/vnd.microsoft.icon", "image/svg+xml")
     assert len(icon.data) > 0
     assert re.search(r'<link rel="icon"[^>]+href="/static/favicon\.svg"', login_page)
+
+
+# --- item 11: the audit page ------------------------------------------------------------
+
+def test_item_11_audit_details_are_key_value_text_and_job_targets_are_links(app, client,
+                                                                             auth):
+    from services.audit import record
+
+    auth.create("root", role="admin")
+    auth.login("root")
+    with app.test_request_context():
+        record("job.start", "job #7", username="root", runbook="basic",
+               params={"message": "fish & chips <b>", "fail_on": "none"},
+               servers=["h01", "h02"], tags=None, via="page")
+        record("user.role", "bob", username="root", old="viewer", new="operator")
+
+    html = client.get("/admin/audit").get_data(as_text=True)
+    start = re.search(r'<tr data-action="job\.start">.*?</tr>', html, re.S).group(0)
+    role = re.search(r'<tr data-action="user\.role">.*?</tr>', html, re.S).group(0)
+
+    assert "\\u0026" not in html and "\\u003c" not in html and '{"' not in html
+    assert '<a href="/jobs/7">job #7</a>' in start
+    assert "<dt>runbook</dt><dd>basic</dd>" in start
+    assert ("<dt>params</dt><dd>message=fish &amp; chips &lt;b&gt;, fail_on=none</dd>"
+            in start)
+    assert "<dt>servers</dt><dd>h01, h02</dd>" in start
+    assert "<dt>tags</dt><dd>—</dd>" in start
+    assert "<dt>old</dt><dd>viewer</dd><dt>new</dt><dd>operator</dd>" in role.replace(
+        "</div><div>", "")
+    assert "<a " not in role
