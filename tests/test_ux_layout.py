@@ -1,17 +1,24 @@
-"""Issue #15, items 10 and 11: plain words on the job page (the stream line, step
-headers, stderr, the logs header, short logs), a favicon, and readable audit details."""
+"""Issue #15, items 10, 11 and 13: plain words on the job page (the stream line, step
+headers, stderr, the logs header, short logs, the favicon), readable audit details, and
+every page usable on a 390 px phone.
+
+Screenshots of every main page at 390 x 844 and 1440 x 900 are kept under
+``test-artifacts/screenshots/`` (ignored by git) for a person to look at."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import PASSWORD, write_inventory
+from tests.conftest import PASSWORD, PROJECT, write_inventory
 from tests.console_world import LONG, log_in, runbook_dir
 from tests.waiting import wait_until
 
+SCREENSHOTS = PROJECT / "test-artifacts" / "screenshots"
+PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1440, "height": 900}
 FAIL_BG = "rgb(255, 241, 239)"  # a failed step's stderr: a red row
 
@@ -73,6 +80,12 @@ def open_job(page: Page, console, job_id: int) -> None:
     page.goto(f"{console.url}/jobs/{job_id}")
     expect(page.locator("#job-status")).not_to_have_text("loading…", timeout=LONG)
     expect(page.locator("body")).to_have_attribute("data-pending-rows", "0")
+
+
+def phone_page(browser, console) -> Page:
+    page = browser.new_context(viewport=PHONE).new_page()
+    log_in(page, console.url)
+    return page
 
 
 def log_line(page: Page, host: str, text: str):
@@ -213,3 +226,125 @@ def test_item_11_audit_details_are_key_value_text_and_job_targets_are_links(app,
     assert "<dt>old</dt><dd>viewer</dd><dt>new</dt><dd>operator</dd>" in role.replace(
         "</div><div>", "")
     assert "<a " not in role
+
+
+# --- item 13: the phone ---------------------------------------------------------------------
+
+def test_item_13_the_phone_header_is_one_row_with_a_menu(browser, console):
+    page = phone_page(browser, console)
+    header = page.locator(".site-header-inner")
+    toggle = page.locator("#menu-toggle")
+    audit = page.locator(".site-nav a", has_text="Audit")
+
+    expect(toggle).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(audit).to_be_hidden()
+    brand = page.locator(".brand").bounding_box()
+    assert header.bounding_box()["height"] < 2.2 * brand["height"] + 24  # one row
+    assert toggle.bounding_box()["x"] + toggle.bounding_box()["width"] <= PHONE["width"]
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(audit).to_be_visible()
+    box = audit.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]  # not clipped
+    audit.click()
+    expect(page).to_have_url(f"{console.url}/admin/audit")
+    expect(page.locator("#menu-toggle")).to_have_attribute("aria-expanded", "false")
+
+    desktop = browser.new_context(viewport=DESKTOP).new_page()
+    log_in(desktop, console.url)
+    expect(desktop.locator("#menu-toggle")).to_be_hidden()
+    expect(desktop.locator(".site-nav a", has_text="Audit")).to_be_visible()
+
+
+def test_item_13_servers_are_cards_with_status_and_reason_first_on_a_phone(browser, console):
+    page = phone_page(browser, console)
+    page.goto(f"{console.url}/servers")
+    card = page.locator('#servers tr[data-server="h01"]')
+    expect(card).to_have_attribute("data-reachable", "true")
+
+    order = card.evaluate(
+        "row => Array.from(row.children).filter(c => getComputedStyle(c).display !== 'none')"
+        ".sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top)"
+        ".map(c => c.className || c.tagName)")
+    labels = card.locator("td").evaluate_all(
+        "cells => cells.map(c => getComputedStyle(c, '::before').content)")
+    box = card.bounding_box()
+
+    assert order[:3] == ["TH", "server-reach", "server-held"], order
+    assert '"Reachable"' in labels and '"Address"' in labels, labels
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+    assert page.evaluate("document.querySelector('#servers').closest('.table-wrap')"
+                         ".scrollWidth <= window.innerWidth")
+
+
+def test_item_13_log_lines_wrap_on_a_phone_and_the_toggle_unwraps_them(browser, console):
+    job_id = finished_job(console)
+    page = phone_page(browser, console)
+    open_job(page, console, job_id)
+    toggle = page.locator("#wrap-logs")
+    line = log_line(page, "h01", "long-line-start")
+    log = page.locator('.host-log[data-host="h01"]')
+
+    def fits() -> bool:
+        return log.evaluate("node => node.scrollWidth <= node.clientWidth")
+
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    assert fits()
+    assert line.bounding_box()["height"] > 30  # the long line takes several rows
+    expect(line).to_contain_text("long-line-end")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    wait_until(lambda: not fits(), what="the long line unwrapped")
+    assert line.bounding_box()["height"] == 20
+
+    page.reload()  # the choice is kept
+    expect(page.locator("#wrap-logs")).to_have_attribute("aria-pressed", "false")
+
+    desktop = browser.new_context(viewport=DESKTOP).new_page()
+    log_in(desktop, console.url)
+    open_job(desktop, console, job_id)
+    expect(desktop.locator("#wrap-logs")).to_have_attribute("aria-pressed", "false")
+
+
+def main_pages(console, job_id: int) -> dict[str, str]:
+    return {"dashboard": "/", "jobs": "/jobs", "job": f"/jobs/{job_id}",
+            "servers": "/servers", "audit": "/admin/audit", "users": "/admin/users",
+            "account": "/account"}
+
+
+def overflow(page: Page) -> dict:
+    return page.evaluate(
+        "() => ({width: window.innerWidth, scroll: document.documentElement.scrollWidth,"
+        " wide: Array.from(document.querySelectorAll('body *')).filter(n => {"
+        "   const r = n.getBoundingClientRect();"
+        "   return r.width && r.right > window.innerWidth + 1 && !n.closest('.table-wrap,"
+        " .host-log, .search-list'); }).slice(0, 5).map(n => n.tagName + '.' + n.className"
+        " + '#' + n.id)})")
+
+
+def test_item_13_no_main_page_overflows_a_phone_and_screenshots_are_kept(browser, console):
+    job_id = finished_job(console, fail_on="h02")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    wide: dict[str, dict] = {}
+    shots: list[Path] = []
+    for size, viewport in (("390x844", PHONE), ("1440x900", DESKTOP)):
+        page = browser.new_context(viewport=viewport).new_page()
+        log_in(page, console.url)
+        for name, path in main_pages(console, job_id).items():
+            if name == "job":
+                open_job(page, console, job_id)
+            else:
+                page.goto(f"{console.url}{path}")
+                page.wait_for_load_state("load")
+            if viewport is PHONE:
+                measured = overflow(page)
+                if measured["scroll"] > measured["width"]:
+                    wide[name] = measured
+            shot = SCREENSHOTS / f"{name}-{size}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            shots.append(shot)
+
+    assert wide == {}
+    assert all(shot.stat().st_size > 0 for shot in shots) and len(shots) == 14

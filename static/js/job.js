@@ -36,6 +36,8 @@
   const usual = readJSON("usual-data", {});
   const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
   const FAILED_FIRST = { failed: 0, interrupted: 1, running: 2 };
+  const CELL_LABELS = { batch: "Batch", status: "Status", step: "Step", timeline: "Timeline",
+    duration: "Duration", version: "Version", reason: "Reason" };
 
   const els = {
     status: document.getElementById("job-status"),
@@ -87,6 +89,7 @@
   const logs = new L.LogSet({
     jobId,
     fetchJSON: P.fetchJSON,
+    wrapButton: document.getElementById("wrap-logs"),
     follow: () => !els.follow || els.follow.checked,
     onRender: () => {
       const stats = logs.stats();
@@ -153,6 +156,8 @@
       version: el("td", "host-version"),
       reason: el("td", "host-reason"),
     };
+    // Column names for the cards the rows become on a narrow screen (app.css).
+    for (const [key, cell] of Object.entries(host.cells)) cell.dataset.label = CELL_LABELS[key];
     host.statusBadge = el("span", "badge status-pending", "pending");
     host.reconnectBadge = el("span", "badge status-reconnecting host-reconnecting");
     host.reconnectBadge.hidden = true;

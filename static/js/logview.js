@@ -10,7 +10,10 @@
  * its index times ROW_PX and the scrollbar spans the whole log.
  *
  * A small job (at most FULL_ROWS rows in all) renders every row instead, like a plain
- * page: find-in-page, screen readers and copying then see the whole log.
+ * page: find-in-page, screen readers and copying then see the whole log. Only such a
+ * log can wrap long lines (rows then take their own height): a windowed log keeps one
+ * row per ROW_PX and scrolls sideways. Wrapping is on by default on narrow screens
+ * (WRAP_QUERY); the wrap button's choice is kept in localStorage.
  *
  * A stderr line is marked quietly (plenty of tools print warnings and notes there); it
  * is marked as an error only when its step failed.
@@ -30,6 +33,8 @@
   const FETCH_EVENTS = 40; // output events per fetch
   const FETCH_LINES = 4000; // ... or this many lines
   const RETRY_MS = 2000;
+  const WRAP_QUERY = "(max-width: 700px)"; // keep in step with the phone layout in app.css
+  const WRAP_KEY = "patchbay.wrapLogs";
   // A line that only sets shell options: not what a step header should show.
   const PRELUDE = /^(set(\s+[-+][A-Za-z]+(\s+[a-z]+)?)+|shopt(\s+-[a-z]+)+(\s+[a-z_]+)*)\s*;?$/;
 
@@ -62,6 +67,16 @@
     return lines[0].trim();
   }
 
+  /** The wrap choice kept in localStorage: true, false, or null for none. */
+  function storedWrap() {
+    try {
+      const value = window.localStorage.getItem(WRAP_KEY);
+      return value === "1" ? true : value === "0" ? false : null;
+    } catch (err) {
+      return null; // storage refused (private mode, a policy): wrap by screen width
+    }
+  }
+
   /** All servers' logs of one job: shared budgets, rendering and visibility. */
   class LogSet {
     constructor(options) {
@@ -69,6 +84,7 @@
       this.follow = options.follow || (() => true);
       this.onRender = options.onRender || (() => {});
       this.fetchJSON = options.fetchJSON;
+      this.wrapButton = options.wrapButton || null;
       this.logs = new Map();
       this.totalRows = 0;
       this.held = 0;
@@ -79,6 +95,37 @@
       this.queued = false;
       this.observer = "IntersectionObserver" in window
         ? new IntersectionObserver((entries) => this.onIntersect(entries)) : null;
+      const stored = storedWrap();
+      this.wrap = stored !== null ? stored
+        : Boolean(window.matchMedia && window.matchMedia(WRAP_QUERY).matches);
+      if (this.wrapButton) {
+        this.wrapButton.addEventListener("click", () => {
+          this.setWrap(!this.wrap);
+          try {
+            window.localStorage.setItem(WRAP_KEY, this.wrap ? "1" : "0");
+          } catch (err) {
+            // not kept: the choice holds for this page
+          }
+        });
+      }
+      this.showWrap();
+    }
+
+    /** Wrap long lines (true) or scroll them sideways (false). */
+    setWrap(on) {
+      this.wrap = Boolean(on);
+      for (const log of this.logs.values()) log.followed = -1;
+      this.showWrap();
+      this.markAll();
+    }
+
+    /** The wrap button says what is asked, and why a long log does not wrap. */
+    showWrap() {
+      const button = this.wrapButton;
+      if (!button) return;
+      button.setAttribute("aria-pressed", String(this.wrap));
+      button.title = this.full ? "Wrap long lines, or scroll them sideways"
+        : "This job's logs are too long to wrap: scroll long lines sideways";
     }
 
     /** The log of server `name`, shown in the scroll container `element`. */
@@ -110,6 +157,7 @@
           log.forget();
           this.mark(log);
         }
+        this.showWrap();
       }
     }
 
@@ -360,6 +408,19 @@
     render() {
       const element = this.element;
       const height = Math.min(this.total * ROW_PX, MAX_CANVAS_PX);
+      const wrapped = this.set.wrap && this.set.full;
+      element.classList.toggle("log-wrapped", wrapped);
+      if (wrapped) {
+        // Rows take their own height: lay them all out, then follow the real end.
+        this.canvas.style.height = "";
+        this.block.style.transform = "";
+        this.paint(0, this.total);
+        if (this.pinned && this.set.follow() && this.followed !== this.total) {
+          element.scrollTop = element.scrollHeight;
+        }
+        this.followed = this.total;
+        return;
+      }
       this.canvas.style.height = height + "px";
       if (!this.set.full && !this.visible) return;
       // Follow only when rows were added: a render between a key press or wheel turn and
@@ -510,6 +571,14 @@
     /** Scroll so that `row` is in view, a third down (row 0: the very top), and stop
      * following the tail. */
     scrollToRow(row) {
+      if (this.element.classList.contains("log-wrapped")) {
+        const node = this.block.children[row]; // a wrapped log renders every row
+        const top = node ? node.offsetTop : 0;
+        this.pinned = false;
+        this.element.scrollTop = Math.max(0, top - (row ? this.element.clientHeight / 3 : 0));
+        this.set.mark(this);
+        return;
+      }
       const range = this.element.scrollHeight - this.element.clientHeight;
       const rows = this.total - this.element.clientHeight / ROW_PX;
       const top = Math.max(0, row - (row ? this.element.clientHeight / ROW_PX / 3 : 0));
