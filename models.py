@@ -100,8 +100,15 @@ class Server(Base):
     reach_error: Mapped[str | None] = mapped_column(String(255))
 
     def summary(self) -> dict[str, Any]:
+        facts = self.facts or {}
+        version = facts.get("version")
         return {"name": self.name, "host": self.host, "port": self.port, "tags": self.tags,
-                "version": (self.facts or {}).get("version"),
+                "version": version,
+                # "verified": reported after the last step that may change the build;
+                # "unverified": a job (version_job_id) may have changed it since.
+                "version_state": facts.get("version_state", "verified")
+                if version is not None else None,
+                "version_job_id": facts.get("version_job_id") if version is not None else None,
                 "last_job_id": self.last_job_id, "last_status": self.last_status,
                 "reachable": self.reachable,
                 "last_checked": self.last_checked.isoformat() + "Z"

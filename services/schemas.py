@@ -178,7 +178,16 @@ class ServerRow(BaseModel):
     host: str
     port: int
     tags: list[str]
-    version: str | None
+    version: str | None = Field(description="the version the server last reported "
+                                "(a runbook step's capture: version), or null")
+    version_state: Literal["verified", "unverified"] | None = Field(
+        description="verified: reported after the last step that may change the build; "
+        "unverified: job version_job_id ran such a step and ended (cancelled, failed, "
+        "interrupted) without reporting again, so the version may differ now; null "
+        "without a version")
+    version_job_id: int | None = Field(description="the job that last verified the "
+                                       "version or left it unverified (null: none since "
+                                       "versions were tracked)")
     last_job_id: int | None
     last_status: str | None
     reachable: bool | None = Field(description="null until probed")

@@ -23,7 +23,7 @@ from tasks.errors import PatchbayError
 from tasks.events import EventLog
 from tasks.nodes import claim_job
 from tasks.planning import HostPlan, JobPlan, Planner, stored_plan
-from tasks.resume import ON_FAILURE, STEPS, read_progress
+from tasks.resume import ON_FAILURE, STEPS, VERSION_FACT, read_progress
 from tasks.runbooks import Runbook
 from tasks.running import JobRun, JobWorld, RunSettings
 from tasks.secrets import SecretBox, SecretUnreadable
@@ -209,8 +209,8 @@ class JobEngine:
                     why_not = f"the job cannot be resumed: {exc.message}"
                     log.error("job %s: %s", job_id, why_not)
             if why_not is not None:
-                unfinished = [(h.name, h.current_step) for h in job.hosts
-                              if h.status in ("pending", "running")]
+                unfinished = [(h.name, h.current_step, _reports_version(h.plan))
+                              for h in job.hosts if h.status in ("pending", "running")]
                 finished = [h.status for h in job.hosts
                             if h.status not in ("pending", "running")]
                 owner_id, last_seq = job.created_by_id, job.last_seq
@@ -244,17 +244,22 @@ class JobEngine:
         self._launch(run, progress)
 
     def _interrupt(self, job_id: int, owner_id: int | None, last_seq: int,
-                   unfinished: list[tuple[str, str | None]], finished: list[str],
+                   unfinished: list[tuple[str, str | None, bool]], finished: list[str],
                    why: str) -> None:
         """End a job that cannot be resumed: its unfinished servers and the job itself
-        become ``interrupted`` (they can be re-run), and its server locks go."""
+        become ``interrupted`` (they can be re-run), and its server locks go. A server
+        stopped inside a step of a runbook that reports versions may run another build
+        now: its last reported version becomes unverified."""
         self.events.open_job(job_id, owner_id, last_seq)
         counts = count_statuses(finished + ["interrupted"] * len(unfinished))
-        for name, step in unfinished:
-            self.events.append(job_id, "host_finished", name, {
+        for name, step, reports_version in unfinished:
+            outcome: dict[str, Any] = {
                 "status": "interrupted", "failed_step": step,
                 "reason": f"the console stopped while this server was in progress, and "
-                          f"{why}"})
+                          f"{why}"}
+            if step is not None and reports_version:
+                outcome["version_state"] = "unverified"
+            self.events.append(job_id, "host_finished", name, outcome)
         self.events.append(job_id, "job_finished", None, {
             "status": "interrupted", "counts": counts,
             "reason": "the console process stopped before the job finished"})
@@ -262,3 +267,12 @@ class JobEngine:
 
     def _ssh_session(self, target: Target) -> HostSession:
         return SSHHostSession(target, self.settings.connect_timeout, self.settings.kill_grace)
+
+
+def _reports_version(plan: dict[str, Any] | None) -> bool:
+    """Whether a server's stored plan has a step that reports its version (a plan
+    recorded before plans were stored is assumed to)."""
+    if plan is None:
+        return True
+    return any(step.get("capture") == VERSION_FACT
+               for phase in (STEPS, ON_FAILURE) for step in plan.get(phase) or [])

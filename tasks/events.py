@@ -268,5 +268,10 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
             if server is not None and host.started_at is not None:
                 server.last_job_id = job_id
                 server.last_status = data["status"]
-                if data.get("facts"):
-                    server.facts = {**(server.facts or {}), **data["facts"]}
+                facts = {**(server.facts or {}), **(data.get("facts") or {})}
+                # Whether the version stands (tasks.running.version_state), and by which
+                # job: only a version the server reported can be verified or not.
+                if data.get("version_state") and facts.get("version") is not None:
+                    facts.update(version_state=data["version_state"], version_job_id=job_id)
+                if facts != (server.facts or {}):
+                    server.facts = facts

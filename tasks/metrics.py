@@ -125,7 +125,7 @@ def host_reason(data: dict[str, Any]) -> str:
         return "connect"  # a step's failure always records its exit code (maybe None)
     if reason.startswith("timed out after"):
         return "timeout"
-    if reason.startswith("stopped: its output passed the limit"):
+    if reason.startswith("stopped") and "its output passed the limit" in reason:
         return "output_limit"
     return "step_failed"
 

@@ -15,6 +15,7 @@ from typing import Any
 from tasks.output import line_bytes
 
 STEPS, ON_FAILURE = "steps", "on_failure"
+VERSION_FACT = "version"  # the captured fact the console shows as a server's version
 
 
 @dataclass
@@ -41,8 +42,10 @@ class HostProgress:
 
     ``state`` is ``pending`` (never started), ``finished``, ``between`` (started, no step
     open) or ``in_step``. ``failure`` is the outcome of a failed step whose
-    ``on_failure`` steps are under way. ``next_step`` is where a ``between`` server goes
-    on; ``None`` there means its steps are all done.
+    ``on_failure`` steps are under way (its ``on_failure`` says ``succeeded`` or
+    ``failed`` once they ended). ``next_step`` is where a ``between`` server goes on;
+    ``None`` there means its steps are all done. ``version_unreported``: a step started
+    after the server last reported its version in this job (or none was reported yet).
     """
 
     name: str
@@ -52,6 +55,7 @@ class HostProgress:
     next_step: StepPosition | None = None
     facts: dict[str, str] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
+    version_unreported: bool = False
 
 
 @dataclass
@@ -97,6 +101,7 @@ def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
             position = StepPosition(data.get("phase", STEPS), int(data.get("index", 0)))
             host.state, host.next_step = "in_step", None
             host.open_step = OpenStep(position, float(event.get("ts") or 0))
+            host.version_unreported = True
             last_line[name] = None
         elif kind == "output" and host.open_step is not None:
             stream = data.get("stream")
@@ -122,12 +127,15 @@ def _close_step(host: HostProgress, data: dict[str, Any],
     position = step.position
     host.open_step, host.state = None, "between"
     ok = data.get("status") == "ok"
+    if ok:  # an on_failure step may report a fact too (the version it rolled back to)
+        names = captures.get(position.phase, [])
+        capture = names[position.index] if position.index < len(names) else None
+        if capture and step.last_stdout_line is not None:
+            host.facts[capture] = step.last_stdout_line
+            if capture == VERSION_FACT:
+                host.version_unreported = False
     if position.phase == STEPS:
         if ok:
-            names = captures.get(STEPS, [])
-            capture = names[position.index] if position.index < len(names) else None
-            if capture and step.last_stdout_line is not None:
-                host.facts[capture] = step.last_stdout_line
             host.next_step = StepPosition(STEPS, position.index + 1)
             if position.index + 1 >= len(step_names.get(STEPS, [])):
                 host.next_step = None
@@ -137,6 +145,8 @@ def _close_step(host: HostProgress, data: dict[str, Any],
             "failed_step": data.get("step"), "exit_code": data.get("exit_code"),
             "reason": data.get("reason"), "lost": bool(data.get("lost")),
         }
+        if data.get("signal"):
+            host.failure["signal"] = data["signal"]
         runs_rollback = (host.failure["status"] == "failed" and not host.failure["lost"]
                          and step_names.get(ON_FAILURE))
         host.next_step = StepPosition(ON_FAILURE, 0) if runs_rollback else None
@@ -145,8 +155,11 @@ def _close_step(host: HostProgress, data: dict[str, Any],
         if host.failure is not None:
             host.failure["reason"] = (f"{host.failure.get('reason')}; on_failure step "
                                       f"{data.get('step')!r} also failed")
+            host.failure["on_failure"] = "failed"
         host.next_step = None
         return
     following = position.index + 1
     has_more = following < len(step_names.get(ON_FAILURE, []))
     host.next_step = StepPosition(ON_FAILURE, following) if has_more else None
+    if not has_more and host.failure is not None:
+        host.failure["on_failure"] = "succeeded"

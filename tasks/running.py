@@ -27,7 +27,15 @@ from typing import Any
 from tasks.events import EventLog, JobFenced
 from tasks.output import HostOutput, OutputBudget
 from tasks.planning import HostPlan, JobPlan
-from tasks.resume import ON_FAILURE, STEPS, HostProgress, JobProgress, OpenStep, StepPosition
+from tasks.resume import (
+    ON_FAILURE,
+    STEPS,
+    VERSION_FACT,
+    HostProgress,
+    JobProgress,
+    OpenStep,
+    StepPosition,
+)
 from tasks.runbooks import RenderedStep
 from tasks.secrets import Masker
 from tasks.strategy import (
@@ -85,6 +93,27 @@ class _StepOutcome:
     reason: str | None = None
     lost: bool = False
     last_line: str | None = None
+    signal: str | None = None  # the signal that stopped it ("TERM", "KILL")
+
+
+def version_state(host: HostPlan, status: str, facts: dict[str, str],
+                  unreported: bool) -> str | None:
+    """Whether the version a server last reported still stands after this job.
+
+    Only runbooks that report a version (a step, or an on_failure step, with
+    ``capture: version``) can change it, as far as the console knows. ``verified``: the
+    server reported its version after the last step that ran (or every step
+    succeeded and it reported one); ``unverified``: a step ran after the last report
+    (or before any) and the server ended without reporting again, so the build may
+    have changed: the last reported version is no longer a fact. None: nothing
+    learnt (no such runbook, or no step ran)."""
+    if not any(step.capture == VERSION_FACT for step in (*host.steps, *host.on_failure)):
+        return None
+    if not unreported:
+        return "verified" if VERSION_FACT in facts else None
+    if status == "succeeded" and VERSION_FACT in facts:
+        return "verified"
+    return "unverified"
 
 
 class _StepControl:
@@ -286,8 +315,12 @@ class JobRun:
             return self._run_host(host, progress)
         except Exception as exc:  # noqa: BLE001
             log.exception("job %s: server %s crashed", self.job_id, host.name)
-            self._append("host_finished", host.name, {
-                "status": "failed", "reason": f"internal error: {type(exc).__name__}: {exc}"})
+            outcome = {"status": "failed",
+                       "reason": f"internal error: {type(exc).__name__}: {exc}"}
+            state = version_state(host, "failed", {}, unreported=True)  # steps may have run
+            if state:
+                outcome["version_state"] = state
+            self._append("host_finished", host.name, outcome)
             return "failed"
 
     def _run_host(self, host: HostPlan, progress: HostProgress | None) -> str:
@@ -307,7 +340,10 @@ class JobRun:
             reconnected = self._reconnect(host, str(exc))
             if reconnected is None:
                 open_step = progress.open_step if progress else None
-                return self._finish_host(host, self._lost_outcome(host, open_step), started)
+                return self._finish_host(host, self._host_outcome(
+                    host, self._lost_outcome(host, open_step),
+                    dict(progress.facts) if progress else {},
+                    progress.version_unreported if progress else True), started)
             session = reconnected
         holder = [session]
         try:
@@ -329,6 +365,8 @@ class JobRun:
                    progress: HostProgress | None) -> dict[str, Any]:
         facts: dict[str, str] = dict(progress.facts) if progress else {}
         failure = progress.failure if progress else None
+        # A step ran since the server last reported its version: see version_state.
+        unreported = progress.version_unreported if progress else False
         position: StepPosition | None = StepPosition(STEPS, 0)
         open_step: OpenStep | None = None
         if progress is not None:
@@ -337,33 +375,58 @@ class JobRun:
         while position is not None:
             steps = host.steps if position.phase == STEPS else host.on_failure
             if position.index >= len(steps):
+                if position.phase == ON_FAILURE and failure is not None:
+                    failure["on_failure"] = "succeeded"
                 break
             step = steps[position.index]
             if position.phase == STEPS and open_step is None and self.cancel.is_set():
-                return {"status": "cancelled", "reason": "job cancelled", "facts": facts}
+                return self._host_outcome(host, {"status": "cancelled",
+                                                 "reason": "job cancelled"}, facts, unreported)
+            unreported = True
             result = self._run_step(host, holder, step, position, open_step)
             open_step = None
             if result.status == "ok":
-                if position.phase == STEPS and step.capture and result.last_line is not None:
+                # An on_failure step may report a fact too (the version it rolled back to).
+                if step.capture and result.last_line is not None:
                     facts[step.capture] = result.last_line
+                    unreported = unreported and step.capture != VERSION_FACT
                 position = StepPosition(position.phase, position.index + 1)
                 continue
             if position.phase == ON_FAILURE:
                 if failure is not None:
                     failure["reason"] = (f"{failure['reason']}; on_failure step "
                                          f"{step.name!r} also failed")
+                    failure["on_failure"] = "failed"
                 break
             failure = {"status": "cancelled" if result.status == "cancelled" else "failed",
                        "failed_step": step.name, "exit_code": result.exit_code,
                        "reason": result.reason, "lost": result.lost}
+            if result.signal:
+                failure["signal"] = result.signal
             if failure["status"] == "failed" and host.on_failure and not result.lost:
                 position = StepPosition(ON_FAILURE, 0)
                 continue
             break
         if failure is None:
-            return {"status": "succeeded", "facts": facts}
+            return self._host_outcome(host, {"status": "succeeded"}, facts, unreported)
         outcome = {key: value for key, value in failure.items() if key != "lost" or value}
-        return {**outcome, "facts": facts}
+        return self._host_outcome(host, outcome, facts, unreported)
+
+    @staticmethod
+    def _host_outcome(host: HostPlan, outcome: dict[str, Any], facts: dict[str, str],
+                      unreported: bool) -> dict[str, Any]:
+        """A server's ``host_finished`` data: ``outcome`` with the facts it reported,
+        what became of its version, and the version its on_failure steps rolled it
+        back to, when they reported one."""
+        outcome["facts"] = facts
+        version = facts.get(VERSION_FACT)
+        if outcome.get("on_failure") == "succeeded" and version is not None \
+                and not unreported:
+            outcome["reason"] = f"{outcome.get('reason')}; rolled back to {version}"
+        state = version_state(host, outcome["status"], facts, unreported)
+        if state:
+            outcome["version_state"] = state
+        return outcome
 
     def _run_step(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
                   position: StepPosition, resumed: OpenStep | None) -> _StepOutcome:
@@ -399,6 +462,8 @@ class JobRun:
             "duration": round(time.monotonic() - started, 3), "reason": outcome.reason}
         if outcome.lost:
             finished["lost"] = True
+        if outcome.signal:
+            finished["signal"] = outcome.signal
         self._append("step_finished", host.name, finished)
         return outcome
 
@@ -492,13 +557,23 @@ class JobRun:
             status = "cancelled" if result.stopped == "cancel" else "failed"
             return _StepOutcome(status, None, result.reason or "SSH connection dropped",
                                 lost=True)
-        if result.stopped == "timeout":
-            return _StepOutcome("failed", code, f"timed out after {timeout:g} s")
-        if result.stopped == "cancel":
-            return _StepOutcome("cancelled", code, "stopped: job cancelled")
-        if result.stopped == "output_limit":
-            return _StepOutcome("failed", code, "stopped: its output passed the limit "
-                                "(PATCHBAY_MAX_STEP_OUTPUT)")
+        if result.stopped:
+            # Stopped by a signal we sent: its exit status (paramiko's -1, the shell's
+            # 128 + N) says only that, and the signal is named instead.
+            stopped = f"stopped ({result.signal})" if result.signal else "stopped"
+            if result.signal and (code is None or code < 0 or code > 128):
+                code = None
+            if result.stopped == "timeout":
+                text = f"timed out after {timeout:g} s"
+                return _StepOutcome("failed", code,
+                                    f"{text}, {stopped}" if result.signal else text,
+                                    signal=result.signal)
+            if result.stopped == "cancel":
+                return _StepOutcome("cancelled", code, f"{stopped}: job cancelled",
+                                    signal=result.signal)
+            if result.stopped == "output_limit":
+                return _StepOutcome("failed", code, f"{stopped}: its output passed the "
+                                    "limit (PATCHBAY_MAX_STEP_OUTPUT)", signal=result.signal)
         if result.reason and code is None:
             return _StepOutcome("failed", None, result.reason)
         if code == 0:

@@ -59,6 +59,7 @@ from tasks.transport import (
 log = logging.getLogger(__name__)
 
 PGID_MARKER = b"@@patchbay-pgid "
+ERROR_MARKER = b"@@patchbay-error "  # the wrapper's own failure, for the reason
 MAX_LINE_BYTES = 16_384  # longer lines are cut into pieces rather than buffered whole
 READ_CHUNK = 65_536
 CHUNKS_PER_ROUND = 16
@@ -71,23 +72,30 @@ SSHError = TransportError  # the name callers used before the Transport protocol
 # $1: the command; $2: its run directory; $3...: run directories to create as well.
 # The command runs by `eval` in a subshell, in the shell's own working directory: its
 # `exit N` ends only that subshell, a syntax error in it is its own failure, and it
-# sees no variable or parameter of this script.
+# sees no variable or parameter of this script. The wrapper's own messages never reach
+# the step's output: a failure to make the run directory comes first, behind
+# ERROR_MARKER (it becomes the step's reason), and tee's complaints are dropped.
 START_SCRIPT = r"""
 __pb_c=$1; shift; __pb_d=$1
-[ -d "$__pb_d" ] || mkdir -p -- "$@" || exit 125
-echo $$ > "$__pb_d/pgid"
+[ -d "$__pb_d" ] || __pb_e=$(mkdir -p -- "$@" 2>&1) || {
+  printf '@@patchbay-error %s\n' "$(printf %s "$__pb_e" | tr '\n' ' ')"; exit 125; }
+{ echo $$ > "$__pb_d/pgid"; } 2>/dev/null
 printf '@@patchbay-pgid %s\n' $$
-{ { ( set -- "$__pb_c"; unset __pb_c __pb_d; eval "shift; $1" ) </dev/null 4>&-
-    echo $? >&4; } 2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 3>&- 4>&-
-  } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out"
-read __pb_c < "$__pb_d/exit"; echo "${__pb_c:=125}" > "$__pb_d/status"; exit "$__pb_c"
+{ { ( set -- "$__pb_c"; unset __pb_c __pb_d __pb_e; eval "shift; $1" ) </dev/null 4>&-
+    echo $? >&4; } 2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 2>/dev/null 3>&- 4>&-
+  } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out" 2>/dev/null
+__pb_c=; { read __pb_c < "$__pb_d/exit"; echo "${__pb_c:=125}" > "$__pb_d/status"; } 2>/dev/null
+exit "${__pb_c:-125}"
 """
 
-# $1: run directory; $2, $3: first byte of stdout / stderr to send (1-based).
+# $1: run directory; $2, $3: first byte of stdout / stderr to send (1-based). tail's
+# own complaints are dropped: only the step's bytes are its output.
 ATTACH_SCRIPT = r"""
 cd "$1" 2>/dev/null && read p < pgid 2>/dev/null || exit 0
-if [ -f status ]; then tail -c +"$2" out; tail -c +"$3" err >&2; exit 0; fi
-tail -c +"$2" -s 0.1 -f --pid="$p" out & tail -c +"$3" -s 0.1 -f --pid="$p" err >&2
+if [ -f status ]; then
+  tail -c +"$2" out 2>/dev/null; tail -c +"$3" err >&2 2>/dev/null; exit 0; fi
+tail -c +"$2" -s 0.1 -f --pid="$p" out 2>/dev/null &
+tail -c +"$3" -s 0.1 -f --pid="$p" err >&2 2>/dev/null
 wait
 """
 
@@ -268,12 +276,14 @@ def _char_boundary(data: bytes, limit: int) -> int:
 
 
 class _MarkerReader:
-    """Takes the PGID marker line off the front of a live step's stdout."""
+    """Takes the wrapper's first line off the front of a live step's stdout: the PGID
+    marker, or the error marker of a wrapper that could not start the step."""
 
     def __init__(self, splitter: LineSplitter) -> None:
         self.splitter = splitter
         self.head: bytes | None = b""
         self.pgid: int | None = None
+        self.error: str | None = None
 
     def feed(self, data: bytes) -> None:
         if self.head is None:
@@ -287,6 +297,9 @@ class _MarkerReader:
         match = re.fullmatch(rb"(\d+)", line.removeprefix(PGID_MARKER).strip())
         if line.startswith(PGID_MARKER) and match:
             self.pgid = int(match.group(1))
+            self.splitter.feed(rest)
+        elif line.startswith(ERROR_MARKER):
+            self.error = line.removeprefix(ERROR_MARKER).decode("utf-8", "replace").strip()
             self.splitter.feed(rest)
         else:  # not our wrapper's first line: hand everything on unchanged
             self.splitter.feed(line + b"\n" + rest)
@@ -405,6 +418,8 @@ class SSHHostSession:
         result = self._follow(channel, marker, stdout, stderr, where, control)
         if result.exit_code == NO_RUN_DIR and marker.pgid is None:
             result.reason = f"could not create the run directory {where.path} on the server"
+            if marker.error:
+                result.reason += f": {marker.error[:300]}"
         return result
 
     def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
@@ -493,6 +508,7 @@ class SSHHostSession:
         channel.in_buffer.set_event(data_ready)
         channel.in_stderr_buffer.set_event(data_ready)
         stopped: str | None = None
+        sent: str | None = None  # the last signal that reached the step
         kill_sent_at: float | None = None
         killed_hard = False
         exited_at: float | None = None
@@ -532,16 +548,16 @@ class SSHHostSession:
             if not transport.is_active() or (channel.closed and
                                               not channel.exit_status_ready()):
                 SSH_FAILURES.labels("dropped").inc()
-                return StepResult(None, stopped, lost=True, offsets=offsets())
+                return StepResult(None, stopped, lost=True, offsets=offsets(), signal=sent)
             now = time.monotonic()
             if stopped is None:
                 stopped = control.stop_reason()
                 if stopped:
-                    self._stop(where, "TERM", channel)
+                    sent = "TERM" if self._stop(where, "TERM", channel) else sent
                     kill_sent_at = now
             elif not killed_hard and kill_sent_at is not None \
                     and now - kill_sent_at >= self.kill_grace:
-                self._stop(where, "KILL", channel)
+                sent = "KILL" if self._stop(where, "KILL", channel) else sent
                 killed_hard = True
             elif killed_hard and kill_sent_at is not None \
                     and now - kill_sent_at >= self.kill_grace * 2:
@@ -551,15 +567,38 @@ class SSHHostSession:
         stderr.close()
         code = channel.recv_exit_status() if channel.exit_status_ready() else None
         channel.close()
+        if stopped is not None and not killed_hard:
+            sent = self._kill_survivors(where, kill_sent_at, sent)
         if code == -1 and stopped is None and self._connection_dropped(transport):
             SSH_FAILURES.labels("dropped").inc()
             return StepResult(None, stopped, lost=True, offsets=offsets())
-        return StepResult(code, stopped, offsets=offsets())
+        return StepResult(code, stopped, offsets=offsets(), signal=sent)
 
-    def _stop(self, where: StepLocation, signal_name: str, channel: paramiko.Channel) -> None:
-        if not self.signal(where, signal_name):
-            log.warning("%s: could not send %s to the step in %s", self.target.name,
-                        signal_name, where.path)
+    def _kill_survivors(self, where: StepLocation, term_sent_at: float | None,
+                        sent: str | None) -> str | None:
+        """After TERM the channel ends as soon as the wrapper's own processes die, but
+        a command that ignores TERM runs on in the step's process group: it gets KILL
+        once the grace period is over. Returns the last signal sent."""
+        deadline = (term_sent_at or time.monotonic()) + self.kill_grace
+        while True:
+            try:
+                alive = self.step_status(where).state == "running"
+            except SSHError:
+                return sent  # the connection is gone: nothing more can be done here
+            if not alive:
+                return sent
+            if time.monotonic() >= deadline:
+                return "KILL" if self._stop(where, "KILL", None) else sent
+            time.sleep(TICK_SECONDS * 2)  # polling the group until the grace period ends
+
+    def _stop(self, where: StepLocation, signal_name: str,
+              channel: paramiko.Channel | None) -> bool:
+        """Send ``signal_name`` to the step's process group; whether it was sent."""
+        if self.signal(where, signal_name):
+            return True
+        log.warning("%s: could not send %s to the step in %s", self.target.name,
+                    signal_name, where.path)
+        return False
 
     @staticmethod
     def _connection_dropped(transport: paramiko.Transport) -> bool:

@@ -129,10 +129,14 @@ def batch_numbers(sizes: list[int]) -> list[int]:
 
 def failure_stop(failures: int, limit: int | None, max_failures: int | str | None
                  ) -> str | None:
-    """Why the rollout stops after ``failures`` failed servers, or None to go on."""
+    """Why the rollout stops after ``failures`` failed servers, or None to go on; in
+    the words of the form's "Stop after failures" ("stopped after 1 failure")."""
     if limit is None or failures < limit:
         return None
-    return f"{failures} server(s) failed (max_failures {max_failures})"
+    text = f"stopped after {failures} failure{'' if failures == 1 else 's'}"
+    if isinstance(max_failures, str):  # a percentage of the job's servers
+        text += f" ({max_failures} of the servers)"
+    return text
 
 
 def canary_stop(batch_index: int, batch_count: int, failures: int) -> str | None:

@@ -59,6 +59,8 @@ class StepResult:
     ``exit_code``: the step's own exit status, ``None`` when it has none (killed).
     ``stopped``: why we stopped it, if we did.
     ``offsets``: bytes of each stream read so far.
+    ``signal``: the last signal sent to stop it (``"TERM"``, or ``"KILL"`` after the
+    grace period), if one was sent.
     """
 
     exit_code: int | None
@@ -66,6 +68,7 @@ class StepResult:
     lost: bool = False
     offsets: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
+    signal: str | None = None
 
 
 @dataclass

@@ -220,8 +220,7 @@ def test_max_failures_stops_taking_new_servers(world, fleet):
     job = world.wait_finished(start(world, HOSTS, parallel=1, max_failures=2), timeout=10)
 
     assert [h.status for h in job.hosts] == ["failed", "failed"] + ["skipped"] * 4
-    assert world.events(job.id)[-1]["data"]["reason"] == \
-        "2 server(s) failed (max_failures 2)"
+    assert world.events(job.id)[-1]["data"]["reason"] == "stopped after 2 failures"
     assert fleet.started("h3") == []
 
 
@@ -691,8 +690,8 @@ def test_split_batches_cuts_in_order():
 
 @pytest.mark.parametrize(("failures", "limit", "stop"), [
     (0, None, None), (5, None, None), (1, 2, None),
-    (2, 2, "2 server(s) failed (max_failures 25%)"),
-    (3, 2, "3 server(s) failed (max_failures 25%)"),
+    (2, 2, "stopped after 2 failures (25% of the servers)"),
+    (3, 2, "stopped after 3 failures (25% of the servers)"),
 ])
 def test_failure_stop(failures, limit, stop):
     assert failure_stop(failures, limit, "25%") == stop
