@@ -143,7 +143,7 @@ def test_a_job_started_in_one_tab_appears_and_streams_in_another(browser, consol
     expect(row).to_be_visible()
     expect(row.locator(".job-latest")).to_contain_text(re.compile(r"\[h0\d\] (tick|tock) \d+"))
     expect(row.locator(".job-status-cell")).to_have_text("succeeded", timeout=LONG)
-    expect(row.locator(".job-progress")).to_have_text("8 / 8 done")
+    expect(row.locator(".job-progress")).to_have_text("8 / 8 succeeded")
     row.locator(f'a[href$="/jobs/{job_id}"]').click()
     expect(second.locator("#job-status")).to_have_text("succeeded")
     events = stored_events(console, console.login(), job_id)

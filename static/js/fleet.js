@@ -30,6 +30,25 @@
     return Math.round(seconds / 3600) + " h ago";
   }
 
+  /** The version the server last reported; "(unverified)" when a job may have changed
+   * its build since (a step ran and the job ended cancelled, failed or interrupted
+   * before the server reported again), with why in its title and a link to that job. */
+  function versionParts(data) {
+    if (!data.version) return [el("span", "muted", "unknown")];
+    const parts = [el("code", null, data.version)];
+    if (data.version_state === "unverified") {
+      const job = data.version_job_id ? "job #" + data.version_job_id : "a job";
+      const note = el("span", "version-unverified", "(unverified)");
+      note.title = "Not verified: " + job + " ran a step on this server that may change " +
+        "its build, and ended before the server reported its version again. " +
+        data.version + " is the last version it reported, not necessarily what it runs " +
+        "now; run the runbook again to verify it.";
+      parts.push(" ", note);
+      if (data.version_job_id) parts.push(" ", jobLink(data.version_job_id));
+    }
+    return parts;
+  }
+
   function render(entry) {
     const { tr, data } = entry;
     const cells = {
@@ -52,8 +71,8 @@
     cells.reach.replaceChildren(reach);
     tr.dataset.reachable = reach.dataset.reachable;
 
-    cells.version.replaceChildren(data.version ? el("code", null, data.version)
-      : el("span", "muted", "unknown"));
+    cells.version.replaceChildren(...versionParts(data));
+    tr.dataset.versionState = data.version_state || "";
 
     if (data.held_by) {
       const badge = el("span", "badge status-running", "in job ");

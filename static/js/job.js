@@ -33,6 +33,8 @@
   const REPLAY_LINES = 2000; // output lines per server sent with a (re)subscription
   const jobId = Number(page.dataset.jobId);
   const job = readJSON("job-data", {});
+  // Each server's status as stored when the page was made (final for a finished job).
+  const storedStatus = new Map((job.hosts || []).map((host) => [host.name, host.status]));
   const usual = readJSON("usual-data", {});
   const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
   const FAILED_FIRST = { failed: 0, interrupted: 1, running: 2 };
@@ -100,12 +102,37 @@
 
   const formatDuration = P.formatDuration;
 
-  function reasonText(reason, exitCode) {
+  /** A server's or step's reason, with its exit code unless the reason says it, or the
+   * step was stopped by a signal (the reason then says "stopped (TERM)"), or it has
+   * none (-1: killed). */
+  function reasonText(reason, exitCode, signal) {
     let text = reason || "";
-    if (exitCode !== null && exitCode !== undefined && !text.includes("code " + exitCode)) {
+    if (exitCode !== null && exitCode !== undefined && exitCode !== -1 && !signal &&
+        !text.includes("code " + exitCode)) {
       text = text ? text + " (exit code " + exitCode + ")" : "exit code " + exitCode;
     }
     return text;
+  }
+
+  /** The statuses apart: "0 / 8 succeeded · 1 failed · 7 skipped" (a stopped rollout
+   * is not a finished one). */
+  const PROGRESS_ORDER = ["failed", "cancelled", "interrupted", "skipped", "running", "pending"];
+  function progressText(counts, total) {
+    let text = (counts.succeeded || 0) + " / " + total + " succeeded";
+    for (const status of PROGRESS_ORDER) {
+      if (counts[status]) text += " · " + counts[status] + " " + (status === "pending" ? "waiting" : status);
+    }
+    return text;
+  }
+
+  /** What the Version cell says: the version the server reported in this job, marked
+   * when its on_failure steps rolled it back, or when a step ran after the report. */
+  function versionText(host) {
+    if (!host.version) return "";
+    if (host.onFailure === "succeeded" && host.versionState === "verified") {
+      return "rolled back to " + host.version + " ✓";
+    }
+    return host.versionState === "unverified" ? host.version + " (unverified)" : host.version;
   }
 
   // --- host rows and log panels ---------------------------------------------------------
@@ -136,6 +163,9 @@
       reason: "",
       duration: null,
       version: "",
+      versionState: null, // host_finished version_state: "verified" | "unverified"
+      onFailure: null, // host_finished on_failure: "succeeded" | "failed"
+      signal: null, // the signal that stopped its failed step ("TERM", "KILL")
       startTs: null,
       timeline: [], // {step, phase, status, duration}
       headers: new Map(), // "phase:index:step" -> step-header note
@@ -237,6 +267,26 @@
     headerDirty = true;
   }
 
+  /** A server ended with steps still open (the console stopped under them, or the
+   * job ended first): their headers, chips and timeline take its final status. */
+  function settleSteps(host, status, ts) {
+    for (const header of host.headers.values()) {
+      header.status = status;
+      header.result = status;
+      host.log.touch(header);
+    }
+    host.headers.clear();
+    for (const item of host.timeline) {
+      if (item.status !== "running") continue;
+      item.status = status;
+      if (item.duration === null) {
+        item.duration = typeof ts === "number" && item.startTs ? Math.max(0, ts - item.startTs) : 0;
+      }
+    }
+    host.stepStartTs = null;
+    dirtyHosts.add(host);
+  }
+
   // --- applying events (model and log index only) ----------------------------------------
 
   const handlers = {
@@ -295,7 +345,8 @@
       clearReconnecting(host);
       const status = data.status || "failed";
       const parts = [status];
-      if (data.exit_code !== null && data.exit_code !== undefined) {
+      if (data.exit_code !== null && data.exit_code !== undefined && data.exit_code !== -1 &&
+          !data.signal) {
         parts.push("exit code " + data.exit_code);
       }
       const duration = formatDuration(data.duration);
@@ -335,13 +386,17 @@
       host.failedStep = data.failed_step || null;
       host.exitCode = data.exit_code ?? null;
       host.reason = data.reason || "";
+      host.signal = data.signal || null;
       if (typeof data.duration === "number") host.duration = data.duration;
       else if (host.startTs) host.duration = Math.max(0, event.ts - host.startTs);
       if (data.facts && data.facts.version) host.version = String(data.facts.version);
+      host.versionState = data.version_state || null;
+      host.onFailure = data.on_failure || null;
       const status = data.status || "failed";
+      settleSteps(host, status, event.ts);
       setStatus(host, status);
       let text = "finished: " + status;
-      const reason = reasonText(host.reason, host.exitCode);
+      const reason = reasonText(host.reason, host.exitCode, host.signal);
       if (reason) text += " — " + reason;
       const duration = formatDuration(host.duration);
       if (duration) text += " (" + duration + ")";
@@ -402,6 +457,16 @@
       view.status = data.status || "failed";
       view.running = false;
       view.finished = data;
+      // A server the log leaves unfinished (a pruned log) ends as the summary stored
+      // it, or else as the job did: nothing of a finished job still looks running.
+      for (const host of hosts.values()) {
+        if (FINISHED.has(host.status)) continue;
+        const stored = storedStatus.get(host.name);
+        const status = FINISHED.has(stored) ? stored : view.status;
+        settleSteps(host, status, event.ts);
+        setStatus(host, status);
+      }
+      if (els.message.dataset.kind === "cancel") els.message.textContent = "";
     },
   };
 
@@ -460,9 +525,13 @@
     }
     host.cells.step.textContent = step;
     host.cells.duration.textContent = formatDuration(host.duration);
-    host.cells.version.textContent = host.version;
+    host.cells.version.textContent = versionText(host);
+    host.cells.version.title = host.versionState === "unverified" ? "A step ran on " +
+      host.name + " after it reported this version: its build may differ now." : "";
     host.cells.reason.textContent = status === "succeeded" ? ""
-      : reasonText(host.reason, host.exitCode);
+      : reasonText(host.reason, host.exitCode, host.signal) +
+        (host.onFailure === "succeeded" && !host.reason.includes("rolled back to")
+          ? "; on_failure steps succeeded" : "");
     renderTimeline(host);
   }
 
@@ -575,24 +644,27 @@
     if (els.cancel) els.cancel.hidden = !running;
     if (els.rerun) renderRerunButton();
 
-    let done = 0;
+    // The bar is the work done: a server that ran to its end counts whole, one stopped
+    // part-way by its steps, a skipped one not at all.
     let work = 0;
+    const counts = {};
     const steps = Math.max(1, view.steps.length);
     for (const host of hosts.values()) {
-      if (FINISHED.has(host.status)) {
-        done += 1;
+      counts[host.status] = (counts[host.status] || 0) + 1;
+      if (host.status === "succeeded" || host.status === "failed") {
         work += 1;
-      } else if (host.status === "running") {
-        work += Math.min(0.99, host.doneSteps / steps);
+      } else if (host.status !== "skipped" && host.status !== "pending") {
+        work += Math.min(host.status === "running" ? 0.99 : 1, host.doneSteps / steps);
       }
     }
     const total = hosts.size;
     els.progress.max = Math.max(total, 1);
     els.progress.value = work;
     els.progress.setAttribute("aria-valuemax", String(total));
-    els.progress.setAttribute("aria-valuenow", String(done));
-    const percent = total ? Math.round((100 * work) / total) : 0;
-    els.progressText.textContent = done + " / " + total + " servers done · " + percent + "%";
+    els.progress.setAttribute("aria-valuenow", String(Math.round(work)));
+    let text = progressText(counts, total);
+    if (!view.finished) text += " · " + (total ? Math.round((100 * work) / total) : 0) + "%";
+    els.progressText.textContent = text;
     renderEta();
 
     if (view.batches.length > 1) {
@@ -715,6 +787,12 @@
 
   // --- cancel and re-run ------------------------------------------------------------------
 
+  /** "cancelling job #N" while the cancel is under way; it goes when the job ends. */
+  function cancelNote(text) {
+    els.message.dataset.kind = "cancel";
+    els.message.textContent = view.finished ? "" : text;
+  }
+
   const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
   const jobWhat = job.kind === "adhoc" ? "the ad-hoc command" : "the runbook " + job.runbook;
 
@@ -800,10 +878,10 @@
     els.cancel.addEventListener("click", async () => {
       if (!(await askToCancel())) return;
       els.cancel.disabled = true;
-      els.message.textContent = "Asking the server to cancel…";
+      cancelNote("Asking the server to cancel…");
       const ack = await P.request("job:cancel", { job_id: jobId });
       if (ack.ok) {
-        els.message.textContent = ack.message || "Cancel requested.";
+        cancelNote(ack.message || "Cancel requested.");
         if (!ack.cancelled) els.cancel.disabled = false;
       } else {
         els.message.textContent = (ack.error && ack.error.message) || "Cancel failed.";

@@ -30,21 +30,40 @@
       status: row.dataset.status,
       total: Number(row.dataset.total) || 0,
       done: Number(row.dataset.done) || 0,
+      counts: readCounts(row),
       badge: row.querySelector(".job-status-cell"),
       progress: row.querySelector(".job-progress"),
       latest: row.querySelector(".job-latest"),
       duration: row.querySelector(".job-duration"),
-      counts: {},
     };
     rows.set(Number(row.dataset.jobId), entry);
     return entry;
+  }
+
+  function readCounts(row) {
+    try {
+      return JSON.parse(row.dataset.counts || "{}") || {};
+    } catch (err) {
+      return {};
+    }
+  }
+
+  /** As _job_rows.html: "0 / 8 succeeded · 1 failed · 7 skipped" (a stopped rollout is
+   * not a finished one). */
+  const APART = ["failed", "cancelled", "interrupted", "skipped"];
+  function progressText(counts, total) {
+    let text = (counts.succeeded || 0) + " / " + total + " succeeded";
+    for (const status of APART) {
+      if (counts[status]) text += " · " + counts[status] + " " + status;
+    }
+    return text;
   }
 
   function render(entry) {
     entry.row.dataset.status = entry.status;
     entry.badge.className = "badge status-" + entry.status + " job-status-cell";
     entry.badge.textContent = entry.status;
-    entry.progress.textContent = entry.done + " / " + entry.total + " done";
+    entry.progress.textContent = progressText(entry.counts, entry.total);
   }
 
   /** A row like templates/jobs/_job_rows.html renders, from what is known so far. */
@@ -105,6 +124,8 @@
       const { job } = await P.fetchJSON("/api/jobs/" + id);
       let entry = rows.get(id);
       const done = job.hosts.filter((h) => FINISHED.has(h.status)).length;
+      const counts = {};
+      for (const h of job.hosts) counts[h.status] = (counts[h.status] || 0) + 1;
       if (!entry) {
         if (!inserting) return;
         entry = insert({ id, kind: job.kind, runbook: job.runbook, params: job.params,
@@ -114,6 +135,7 @@
       entry.status = job.status;
       entry.total = job.hosts.length;
       entry.done = done;
+      entry.counts = counts;
       render(entry);
     } catch (err) {
       console.error("job " + id, err);
@@ -127,6 +149,8 @@
       const data = event.data || {};
       if (event.type === "host_finished") {
         entry.done = Math.min(entry.total, entry.done + 1);
+        const status = data.status || "failed";
+        entry.counts[status] = (entry.counts[status] || 0) + 1;
       } else if (event.type === "output" && Array.isArray(data.lines) && data.lines.length) {
         entry.latest.textContent = "[" + event.host + "] " +
           String(data.lines[data.lines.length - 1]).slice(0, 120);
