@@ -84,11 +84,16 @@ def test_failed_deploy_rolls_back_only_that_server(game_world, demo_fleet):
     assert (by_name["gs-05"].failed_step, by_name["gs-05"].exit_code) == ("deploy", 3)
     events = world.events(job.id)
     rollback = output_lines(events, "gs-05", "rollback")
-    assert rollback[-1].startswith("rolled back: ")
+    assert rollback[-2].startswith("rolled back: ")
+    restored = rollback[-1]  # the rollback reports the version it went back to
+    assert restored != "2.7.1" and restored.count(".") == 2
     assert [e["host"] for e in events if e["type"] == "step_started"
             and e["data"]["phase"] == "on_failure"] == ["gs-05"]
-    facts = {e["host"]: e["data"].get("facts") for e in events if e["type"] == "host_finished"}
-    assert facts["gs-04"] == {"version": "2.7.1"}
+    finished = {e["host"]: e["data"] for e in events if e["type"] == "host_finished"}
+    assert finished["gs-04"]["facts"] == {"version": "2.7.1"}
+    assert finished["gs-05"]["facts"] == {"version": restored}
+    assert finished["gs-05"]["on_failure"] == "succeeded"
+    assert finished["gs-05"]["reason"].endswith(f"rolled back to {restored}")
 
 
 def test_a_demo_deploy_streams_its_download_then_waits_for_the_game_server(game_world):
