@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import PASSWORD, PROJECT, write_inventory
 from tests.live_server import LiveServer
+from tests.waiting import wait_until
 
 LONG = 60_000  # ms: deadline for a whole job on a loaded CI machine
 USERS = [("alice", PASSWORD, "operator"), ("bob", PASSWORD, "operator")]
@@ -73,6 +74,23 @@ def run_from_dashboard(page: Page, runbook: str, params: dict[str, str]) -> int:
     page.click("#run-button")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     return int(page.url.rsplit("/", 1)[1])
+
+
+def start_job(server: LiveServer, http, payload: dict) -> int:
+    """Start a job over the JSON API; its id."""
+    answer = http.post(f"{server.url}/api/jobs", json=payload, timeout=30)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["job_id"]
+
+
+def job_of(server: LiveServer, http, job_id: int) -> dict:
+    return http.get(f"{server.url}/api/jobs/{job_id}", timeout=30).json()["job"]
+
+
+def finished_job(server: LiveServer, http, job_id: int) -> dict:
+    """The job once it is no longer running (a deadline of a minute)."""
+    return wait_until(lambda: (lambda job: job if job["status"] != "running" else None)(
+        job_of(server, http, job_id)), timeout=60, what=f"job {job_id} to finish")
 
 
 def stored_events(server: LiveServer, http, job_id: int) -> list[dict]:

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import paramiko
+
+
+def unique_seconds(offset: int) -> str:
+    """A ``sleep`` duration (1000-9999 s) no other test process uses. Tests find their
+    remote commands by command line among every process of the machine (the test
+    servers are local), and ``make test`` runs its main, gevent and PostgreSQL passes
+    at once, each running some of the same tests: each pass gets its own hundred."""
+    if not 0 <= offset < 100:
+        raise ValueError("offset must be 0-99")
+    if os.environ.get("PATCHBAY_ASYNC_MODE") == "gevent":
+        slot = 1
+    elif os.environ.get("DATABASE_URL", "").startswith("postgresql"):
+        slot = 2
+    else:
+        slot = 0 if "PYTEST_XDIST_WORKER" not in os.environ else 3 + os.getpid() % 60
+    return str(1000 + slot * 100 + offset)
 
 
 def remote_commands(address: str, port: int, user: str, key: str, known_hosts: str

@@ -39,10 +39,11 @@ from stack.redis import PrivateRedis
 from tests.conftest import PASSWORD, PROJECT, require_tool, write_inventory
 from tests.console_world import log_in, rendered_logs, run_from_dashboard
 from tests.live_server import handshake, prepare_database
-from tests.remote import remote_commands
+from tests.remote import remote_commands, unique_seconds
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.sshd]
+NAP = unique_seconds(30)  # found on the servers by its command line
 
 NODE_TIMEOUT = 4  # seconds: short, so takeover tests stay quick
 SECRET = "cluster-test-secret-shared-by-every-node"
@@ -319,10 +320,10 @@ def test_cancel_on_one_node_kills_the_remote_process_of_a_job_on_another(cluster
     host = sshd_fleet.hosts[0]
     http = cluster.login("node-a")
     job_id = cluster.start_job("node-a", http, {
-        "runbook": "sleepy", "params": {"seconds": "417"}, "servers": [host.name]})
+        "runbook": "sleepy", "params": {"seconds": NAP}, "servers": [host.name]})
 
     def sleeping() -> bool:
-        return any(c.startswith("sleep 417") for c in remote_commands(
+        return any(c.startswith(f"sleep {NAP}") for c in remote_commands(
             host.address, host.port, "root", str(sshd_fleet.client_key),
             str(sshd_fleet.known_hosts)))
 

@@ -11,9 +11,10 @@ import pytest
 
 from tests.conftest import PROJECT, TEST_RUNBOOKS
 from tests.engine_world import build_world
-from tests.remote import remote_commands
+from tests.remote import remote_commands, unique_seconds
 
 pytestmark = pytest.mark.asyncmode
+NAP = unique_seconds(10)  # found on the servers by its command line
 
 
 PROGRESS = re.compile(r"downloading build (?P<version>\S+): (?P<percent>\d+)% "
@@ -57,7 +58,7 @@ def processes_on(demo_fleet, host_name: str) -> list[str]:
 
 def test_cancel_stops_remote_commands_on_the_demo_fleet(demo_world, demo_fleet):
     job_id = demo_world.engine.start(
-        demo_world.engine.plan("sleepy", {"seconds": "306"}, ["gs-02", "gs-03"]), None)
+        demo_world.engine.plan("sleepy", {"seconds": NAP}, ["gs-02", "gs-03"]), None)
     demo_world.wait_for(job_id, lambda ev: sum(
         1 for e in ev if e["type"] == "output" and "napping" in e["data"]["lines"]) == 2)
 
@@ -66,7 +67,7 @@ def test_cancel_stops_remote_commands_on_the_demo_fleet(demo_world, demo_fleet):
 
     assert job.status == "cancelled"
     assert {h.status for h in job.hosts} == {"cancelled"}
-    assert "sleep 306" not in processes_on(demo_fleet, "gs-02")
+    assert f"sleep {NAP}" not in processes_on(demo_fleet, "gs-02")
 
 
 def test_failed_deploy_rolls_back_only_that_server(game_world, demo_fleet):

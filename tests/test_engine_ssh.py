@@ -10,10 +10,15 @@ import pytest
 from tests.conftest import TEST_RUNBOOKS, write_inventory
 from tests.engine_world import build_world
 from tests.remote import remote_commands as commands_on
+from tests.remote import unique_seconds
 from tests.waiting import wait_until
 
 # `make test` runs these again under gevent, and again on PostgreSQL
 pytestmark = [pytest.mark.asyncmode, pytest.mark.postgres]
+
+# Remote commands found by their command line: unique to this test process
+NAP_CANCEL, NAP_TIMEOUT, NAP_BUSY, NAP_LOST, NAP_REATTACHED, CHATTY = (
+    unique_seconds(n) for n in range(1, 7))
 
 
 @pytest.fixture
@@ -92,7 +97,7 @@ def remote_commands(fleet, host) -> list[str]:
 
 def test_cancel_stops_the_remote_command(world, sshd_fleet):
     hosts = names(sshd_fleet)[:2]
-    job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "301"}, hosts), None)
+    job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": NAP_CANCEL}, hosts), None)
     world.wait_for(job_id, lambda ev: sum(
         1 for e in ev if e["type"] == "output" and "napping" in e["data"]["lines"]) == 2)
 
@@ -102,25 +107,25 @@ def test_cancel_stops_the_remote_command(world, sshd_fleet):
     assert ack["cancelled"] is True
     assert job.status == "cancelled"
     assert {h.status for h in job.hosts} == {"cancelled"}
-    assert "sleep 301" not in remote_commands(sshd_fleet, sshd_fleet.hosts[0])
+    assert f"sleep {NAP_CANCEL}" not in remote_commands(sshd_fleet, sshd_fleet.hosts[0])
     assert world.engine.cancel(job_id)["cancelled"] is False
 
 
 def test_step_timeout_stops_the_command_with_a_clear_reason(world, sshd_fleet):
-    plan = world.engine.plan("sleepy", {"seconds": "302"}, ["h01"], strategy={"timeout": 1})
+    plan = world.engine.plan("sleepy", {"seconds": NAP_TIMEOUT}, ["h01"], strategy={"timeout": 1})
 
     job = world.wait_finished(world.engine.start(plan, None), timeout=30)
 
     host = job.hosts[0]
     assert (job.status, host.status, host.failed_step) == ("failed", "failed", "nap")
     assert (host.reason, host.exit_code) == ("timed out after 1 s, stopped (TERM)", None)
-    assert "sleep 302" not in remote_commands(sshd_fleet, sshd_fleet.hosts[0])
+    assert f"sleep {NAP_TIMEOUT}" not in remote_commands(sshd_fleet, sshd_fleet.hosts[0])
 
 
 def test_busy_server_is_refused_and_nothing_starts(world, sshd_fleet):
     from tasks.errors import PatchbayError
 
-    first = world.engine.start(world.engine.plan("sleepy", {"seconds": "303"}, ["h01"]), None)
+    first = world.engine.start(world.engine.plan("sleepy", {"seconds": NAP_BUSY}, ["h01"]), None)
     with pytest.raises(PatchbayError) as refused:
         world.engine.start(world.engine.plan("sleepy", {"seconds": "1"}, ["h02", "h01"]), None)
     assert refused.value.code == "server_busy"
@@ -334,7 +339,7 @@ def test_a_server_unreachable_past_the_reattach_timeout_is_lost_and_its_step_lef
         db.session.commit()
     world = build_world(app, TEST_RUNBOOKS, reattach_timeout=2)
     try:
-        job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "307"}, ["l01"]),
+        job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": NAP_LOST}, ["l01"]),
                                     None)
         world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
         sessions = lonely.session_processes()
@@ -343,10 +348,10 @@ def test_a_server_unreachable_past_the_reattach_timeout_is_lost_and_its_step_lef
         for pid in sessions:
             os.kill(pid, signal.SIGKILL)
         job = world.wait_finished(job_id, timeout=60)
-        still_running = subprocess.run(["pgrep", "-f", "^sleep 307$"], capture_output=True,
+        still_running = subprocess.run(["pgrep", "-f", f"^sleep {NAP_LOST}$"], capture_output=True,
                                        text=True, check=False).stdout.split()
     finally:
-        subprocess.run(["pkill", "-f", "^sleep 307$"], check=False)
+        subprocess.run(["pkill", "-f", f"^sleep {NAP_LOST}$"], check=False)
         lonely.stop()
 
     host = job.hosts[0]
@@ -381,7 +386,8 @@ def test_cancel_reaches_a_reattached_step_through_its_stored_process_group(world
     import os
     import signal
 
-    job_id = world.engine.start(world.engine.plan("sleepy", {"seconds": "308"}, ["h06"]), None)
+    job_id = world.engine.start(
+        world.engine.plan("sleepy", {"seconds": NAP_REATTACHED}, ["h06"]), None)
     world.wait_for(job_id, lambda ev: any(e["type"] == "output" for e in ev))
     for pid in sshd_fleet.session_processes():
         os.kill(pid, signal.SIGKILL)
@@ -391,7 +397,7 @@ def test_cancel_reaches_a_reattached_step_through_its_stored_process_group(world
     job = world.wait_finished(job_id, timeout=30)
 
     assert (job.status, job.hosts[0].status) == ("cancelled", "cancelled")
-    wait_until(lambda: subprocess.run(["pgrep", "-f", "^sleep 308$"],
+    wait_until(lambda: subprocess.run(["pgrep", "-f", f"^sleep {NAP_REATTACHED}$"],
                                       check=False).returncode == 1,
                timeout=10, what="the remote command to be gone")
 
@@ -408,12 +414,13 @@ def test_a_step_whose_output_passes_the_limit_is_stopped(app, sshd_fleet, tmp_pa
     world = build_world(app, TEST_RUNBOOKS, max_step_output=200_000)
 
     job = world.wait_finished(world.engine.start(world.engine.plan(
-        CommandRunbook(), {"command": "yes 'a chatty line'"}, ["h07"]), None))
+        CommandRunbook(), {"command": f"yes 'a chatty line {CHATTY}'"}, ["h07"]), None))
 
     host = job.hosts[0]
     assert (job.status, host.status, host.failed_step) == ("failed", "failed", "command")
     assert "PATCHBAY_MAX_STEP_OUTPUT" in host.reason
-    wait_until(lambda: subprocess.run(["pgrep", "-x", "yes"], check=False).returncode == 1,
+    wait_until(lambda: subprocess.run(["pgrep", "-f", f"^yes a chatty line {CHATTY}$"],
+                                      check=False).returncode == 1,
                timeout=10, what="the remote command to be gone")
 
 

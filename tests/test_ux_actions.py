@@ -16,8 +16,16 @@ from blueprints.permissions import HTTP_ACTIONS, HTTP_RULES, PUBLIC, SOCKET_RULE
 from tasks.errors import PatchbayError
 from tasks.runbooks import RunbookError, parse_runbook
 from tests.conftest import PASSWORD, socket_test_client, write_inventory
-from tests.console_world import LONG, USERS, log_in, runbook_dir, start_console
-from tests.waiting import wait_until
+from tests.console_world import (
+    LONG,
+    USERS,
+    finished_job,
+    job_of,
+    log_in,
+    runbook_dir,
+    start_console,
+    start_job,
+)
 
 VERSIONED = """\
 name: versioned
@@ -38,19 +46,6 @@ def held_command(release: Path) -> str:
     return f"echo holding; until [ -e {release} ]; do sleep 0.05; done; echo released"
 
 
-def start(console, http, payload: dict) -> int:
-    response = http.post(f"{console.url}/api/jobs", json=payload, timeout=30)
-    assert response.status_code == 201, response.text
-    return response.json()["job_id"]
-
-
-def job_of(console, http, job_id: int) -> dict:
-    return http.get(f"{console.url}/api/jobs/{job_id}", timeout=30).json()["job"]
-
-
-def finished(console, http, job_id: int) -> dict:
-    return wait_until(lambda: (lambda job: job["status"] != "running" and job)(
-        job_of(console, http, job_id)), 60, f"job {job_id} to finish")
 
 
 def job_ids(console, http) -> list[int]:
@@ -71,13 +66,13 @@ def test_item_5_a_cancelled_job_runs_again_and_only_a_failed_one_re_runs_failed(
     console = start_console(live_server_factory, sshd_fleet, tmp_path)
     http = console.login()
     release = tmp_path / "release"
-    cancelled = start(console, http, {"command": held_command(release),
+    cancelled = start_job(console, http, {"command": held_command(release),
                                       "servers": ["h01", "h04"]})
     http.post(f"{console.url}/api/jobs/{cancelled}/cancel", timeout=30)
-    failed = start(console, http, {"runbook": "basic", "servers": ["h02", "h03"],
+    failed = start_job(console, http, {"runbook": "basic", "servers": ["h02", "h03"],
                                    "params": {"message": "hi", "fail_on": "h02"}})
-    assert finished(console, http, cancelled)["status"] == "cancelled"
-    assert finished(console, http, failed)["status"] == "failed"
+    assert finished_job(console, http, cancelled)["status"] == "cancelled"
+    assert finished_job(console, http, failed)["status"] == "failed"
     page = browser.new_page()
     log_in(page, console.url)
 
@@ -98,7 +93,7 @@ def test_item_5_a_cancelled_job_runs_again_and_only_a_failed_one_re_runs_failed(
     again = int(page.url.rsplit("/", 1)[1])
     release.touch()
 
-    job = finished(console, http, again)
+    job = finished_job(console, http, again)
     assert (job["rerun_of"], job["status"]) == (cancelled, "succeeded")
     assert sorted(host["name"] for host in job["hosts"]) == ["h01", "h04"]
 
@@ -111,7 +106,7 @@ def test_item_6_cancel_asks_in_a_dialog_that_names_the_job(
         browser, live_server_factory, sshd_fleet, tmp_path):
     console = start_console(live_server_factory, sshd_fleet, tmp_path)
     http = console.login()
-    job_id = start(console, http, {"command": held_command(tmp_path / "release"),
+    job_id = start_job(console, http, {"command": held_command(tmp_path / "release"),
                                    "servers": ["h05"]})
     page = browser.new_page()
     log_in(page, console.url)
@@ -133,7 +128,7 @@ def test_item_6_cancel_asks_in_a_dialog_that_names_the_job(
     page.click("#confirm-accept")
 
     expect(page.locator("#job-status")).to_have_text("cancelled", timeout=LONG)
-    assert finished(console, http, job_id)["status"] == "cancelled"
+    assert finished_job(console, http, job_id)["status"] == "cancelled"
 
 
 @pytest.mark.browser
@@ -164,7 +159,7 @@ def test_item_6_a_run_on_more_than_n_servers_asks_naming_how_many_and_which_tags
     page.click("#confirm-accept")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     large = int(page.url.rsplit("/", 1)[1])
-    finished(console, http, large)
+    finished_job(console, http, large)
     page.goto(f"{console.url}/")
     page.select_option("#runbook", "basic")
     page.fill("#param-message", "hi")
@@ -178,7 +173,7 @@ def test_item_6_a_run_on_more_than_n_servers_asks_naming_how_many_and_which_tags
     assert DEFAULTS["CONFIRM_SERVERS_OVER"] == 20
     assert sorted(h["name"] for h in job_of(console, http, large)["hosts"]) == \
         ["h01", "h03", "h05", "h07"]
-    assert sorted(h["name"] for h in finished(console, http, small)["hosts"]) == \
+    assert sorted(h["name"] for h in finished_job(console, http, small)["hosts"]) == \
         ["h02", "h04", "h06"]
 
 
@@ -192,9 +187,9 @@ def test_item_7_a_viewer_is_shown_what_a_viewer_may_do_and_no_forms(
         inventory=write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries()),
         runbook_dir=runbook_dir(tmp_path), users=USERS + [("vera", PASSWORD, "viewer")])
     http = console.login()
-    job_id = start(console, http, {"runbook": "basic", "params": {"message": "hi"},
+    job_id = start_job(console, http, {"runbook": "basic", "params": {"message": "hi"},
                                    "servers": ["h01"]})
-    finished(console, http, job_id)
+    finished_job(console, http, job_id)
     page = browser.new_page()
     log_in(page, console.url, "vera")
 

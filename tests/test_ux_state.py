@@ -19,10 +19,21 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import write_inventory
-from tests.console_world import LONG, USERS, log_in, runbook_dir, stored_events
+from tests.console_world import (
+    LONG,
+    USERS,
+    finished_job,
+    job_of,
+    log_in,
+    runbook_dir,
+    start_job,
+    stored_events,
+)
+from tests.remote import unique_seconds
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
+STUBBORN = unique_seconds(20)  # found on the servers by its command line
 
 # A build switch under vars.root/ux: deploy records the build it replaces, then switches
 # (or fails where FAIL_DEPLOY is); health check reports the build while HOLD_HEALTH is
@@ -95,19 +106,6 @@ def root_of(sshd_fleet, name: str) -> Path:
     return next(host.root for host in sshd_fleet.hosts if host.name == name)
 
 
-def start(console, http, payload: dict) -> int:
-    answer = http.post(f"{console.url}/api/jobs", json=payload, timeout=10)
-    assert answer.status_code == 201, answer.text
-    return answer.json()["job_id"]
-
-
-def job_of(console, http, job_id: int) -> dict:
-    return http.get(f"{console.url}/api/jobs/{job_id}", timeout=10).json()["job"]
-
-
-def finished(console, http, job_id: int) -> dict:
-    return wait_until(lambda: (lambda job: job if job["status"] != "running" else None)(
-        job_of(console, http, job_id)), timeout=60, what=f"job {job_id} to finish")
 
 
 def servers(console, http) -> dict[str, dict]:
@@ -143,17 +141,17 @@ def test_item_1_a_cancelled_update_shows_the_version_as_unverified(browser, cons
                                                                    sshd_fleet):
     http = console.login()
     build = root_of(sshd_fleet, "h01") / "ux"
-    first = finished(console, http, start(console, http, {
+    first = finished_job(console, http, start_job(console, http, {
         "runbook": "game-update", "params": {"version": "1.4.3"}, "servers": ["h01"]}))
     verified = servers(console, http)["h01"]
     build.joinpath("HOLD_HEALTH").touch()
     try:
-        second = start(console, http, {"runbook": "game-update",
+        second = start_job(console, http, {"runbook": "game-update",
                                        "params": {"version": "1.4.4"}, "servers": ["h01"]})
         wait_until(lambda: step_started(console, http, second, "h01", "health check"),
                    what="the health check holding, after the deploy switched the build")
         http.post(f"{console.url}/api/jobs/{second}/cancel", timeout=10)
-        cancelled = finished(console, http, second)
+        cancelled = finished_job(console, http, second)
     finally:
         build.joinpath("HOLD_HEALTH").unlink()
     after = servers(console, http)["h01"]
@@ -179,13 +177,13 @@ def test_item_1_a_cancelled_update_shows_the_version_as_unverified(browser, cons
 def test_item_2_an_interrupted_job_shows_no_step_or_server_as_running(browser, console,
                                                                       sshd_fleet):
     http = console.login()
-    finished(console, http, start(console, http, {
+    finished_job(console, http, start_job(console, http, {
         "runbook": "game-update", "params": {"version": "1.4.3"}, "servers": ["h02"]}))
     holds = [root_of(sshd_fleet, name) / "ux-hold" for name in ("h02", "h03")]
     for hold in holds:
         hold.touch()
     try:
-        job_id = start(console, http, {"runbook": "held", "params": {"token": "sesame"},
+        job_id = start_job(console, http, {"runbook": "held", "params": {"token": "sesame"},
                                        "servers": ["h02", "h03", "h04"],
                                        "strategy": {"parallel": 2}})
         wait_until(lambda: all(step_started(console, http, job_id, name, "health check")
@@ -196,7 +194,7 @@ def test_item_2_an_interrupted_job_shows_no_step_or_server_as_running(browser, c
         console.env["PATCHBAY_SECRET_KEY"] = "another-secret-key"
         console.start()
         http = console.login()
-        job = finished(console, http, job_id)
+        job = finished_job(console, http, job_id)
     finally:
         for hold in holds:
             hold.unlink()
@@ -225,10 +223,10 @@ def test_item_2_an_interrupted_job_shows_no_step_or_server_as_running(browser, c
 def test_item_3_a_stopped_rollout_shows_failed_and_skipped_apart_in_the_forms_words(
         browser, console):
     http = console.login()
-    job_id = start(console, http, {"runbook": "flaky", "params": {"fail_on": "h01"},
+    job_id = start_job(console, http, {"runbook": "flaky", "params": {"fail_on": "h01"},
                                    "servers": [f"h0{i}" for i in range(1, 9)],
                                    "strategy": {"parallel": 1, "max_failures": 1}})
-    job = finished(console, http, job_id)
+    job = finished_job(console, http, job_id)
     page = browser.new_page()
     log_in(page, console.url)
     open_job_page(page, console, http, job_id)
@@ -250,14 +248,14 @@ def test_item_4_a_rolled_back_server_shows_the_version_it_rolled_back_to(browser
                                                                          sshd_fleet):
     http = console.login()
     build = root_of(sshd_fleet, "h05") / "ux"
-    finished(console, http, start(console, http, {
+    finished_job(console, http, start_job(console, http, {
         "runbook": "game-update", "params": {"version": "1.4.2"}, "servers": ["h05", "h06"]}))
     build.joinpath("FAIL_DEPLOY").touch()
     try:
-        job_id = start(console, http, {"runbook": "game-update",
+        job_id = start_job(console, http, {"runbook": "game-update",
                                        "params": {"version": "1.4.3"},
                                        "servers": ["h05", "h06"]})
-        job = finished(console, http, job_id)
+        job = finished_job(console, http, job_id)
     finally:
         build.joinpath("FAIL_DEPLOY").unlink()
     page = browser.new_page()
@@ -282,7 +280,7 @@ def test_item_4_a_rolled_back_server_shows_the_version_it_rolled_back_to(browser
 def test_item_5_a_cancel_says_stopped_term_and_its_note_goes_when_the_job_ends(
         browser, console):
     http = console.login()
-    job_id = start(console, http, {"runbook": "sleepy", "params": {"seconds": "309"},
+    job_id = start_job(console, http, {"runbook": "sleepy", "params": {"seconds": "309"},
                                    "servers": ["h06"]})
     page = browser.new_page()
     log_in(page, console.url)
@@ -309,16 +307,16 @@ def test_item_5_a_cancel_says_stopped_term_and_its_note_goes_when_the_job_ends(
 
 def test_item_5_a_step_that_ignores_term_is_killed_and_says_so(console):
     http = console.login()
-    job_id = start(console, http, {"command": "trap '' TERM; echo ignoring; sleep 311",
+    job_id = start_job(console, http, {"command": f"trap '' TERM; echo ignoring; sleep {STUBBORN}",
                                    "servers": ["h07"]})
     wait_until(lambda: any(e["type"] == "output" for e in stored_events(console, http, job_id)),
                what="the command running")
     http.post(f"{console.url}/api/jobs/{job_id}/cancel", timeout=10)
     try:
-        host = finished(console, http, job_id)["hosts"][0]
-        gone = wait_until(lambda: not sleeping("311"), timeout=20, what="sleep 311 gone")
+        host = finished_job(console, http, job_id)["hosts"][0]
+        gone = wait_until(lambda: not sleeping(STUBBORN), timeout=20, what="the sleep gone")
     finally:
-        for pid in sleeping("311"):  # only if the test failed: it started this one
+        for pid in sleeping(STUBBORN):  # only if the test failed: it started this one
             subprocess.run(["kill", "-KILL", pid], check=False)
 
     assert (host["status"], host["reason"]) == ("cancelled", "stopped (KILL): job cancelled")
@@ -332,8 +330,8 @@ def test_item_5_the_step_wrappers_own_messages_stay_out_of_the_output(console, s
     runs.parent.mkdir(parents=True, exist_ok=True)
     runs.write_text("not a directory\n")  # the run directory cannot be made
     try:
-        job_id = start(console, http, {"command": "echo hello", "servers": ["h08"]})
-        host = finished(console, http, job_id)["hosts"][0]
+        job_id = start_job(console, http, {"command": "echo hello", "servers": ["h08"]})
+        host = finished_job(console, http, job_id)["hosts"][0]
     finally:
         runs.unlink()
     output = [line for e in stored_events(console, http, job_id) if e["type"] == "output"
