@@ -43,7 +43,7 @@ test:
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-gevent test-postgres
 
 test-main: venv-dev
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider --durations=15
 
 test-gevent: venv-dev
 	PATCHBAY_ASYNC_MODE=gevent $(PY) -m pytest -p no:cacheprovider -m asyncmode
