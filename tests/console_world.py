@@ -63,6 +63,7 @@ def log_in(page: Page, url: str, username: str = "alice") -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("form.stack [type=submit]")
     expect(page).to_have_url(f"{url}/")
+    page.wait_for_load_state()  # the dashboard's scripts have run
 
 
 def run_from_dashboard(page: Page, runbook: str, params: dict[str, str]) -> int:

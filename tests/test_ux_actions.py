@@ -405,3 +405,24 @@ def test_item_12_each_server_mode_shows_only_what_it_uses(
     expect(tags).to_be_hidden()
     expect(servers).to_be_hidden()
     expect(summary).to_have_text("Every server: 8.")
+
+
+@pytest.mark.browser
+def test_item_12_a_mode_chosen_before_the_script_ran_shows_its_fields(
+        browser, live_server_factory, sshd_fleet, tmp_path):
+    """A quick click before dashboard.js has run (or the browser restoring the form on
+    Back) leaves a radio checked without a change event: the page must follow it."""
+    console = start_console(live_server_factory, sshd_fleet, tmp_path)
+    page = browser.new_page()
+    log_in(page, console.url)
+
+    def checked_first(route):
+        script = route.fetch().text()
+        route.fulfill(body="document.getElementById('run-kind-adhoc').checked = true;\n"
+                      + script, content_type="text/javascript")
+
+    page.route("**/js/dashboard.js*", checked_first)
+    page.reload()
+
+    expect(page.locator("#adhoc-command")).to_be_visible()
+    expect(page.locator("#runbook")).to_be_hidden()

@@ -516,6 +516,9 @@
     markPreviewStale();
   });
 
+  // A choice made before this script ran (a quick click, or the browser restoring the
+  // form on Back) must show its fields: take the mode from the radios, not the markup.
+  form.dataset.runKind = runKind();
   renderParams();
   renderPicker();
 })();
