@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     # many seconds without a request or socket event, or since login.
     "SESSION_IDLE_TIMEOUT": 12 * 3600,
     "SESSION_MAX_AGE": 7 * 86_400,
+    # Flask's own: how long a signed session cookie is accepted. Always set from
+    # SESSION_MAX_AGE by load_config (one lifetime, stated once).
+    "PERMANENT_SESSION_LIFETIME": None,
     # Seconds between two checks of this process's open sockets against their sessions
     # and tokens (drops those ended from another process without a message queue).
     "SESSION_CHECK_INTERVAL": 5,
