@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import paramiko
 
@@ -35,3 +38,31 @@ def remote_commands(address: str, port: int, user: str, key: str, known_hosts: s
         return [line.strip() for line in stdout.read().decode().splitlines()]
     finally:
         client.close()
+
+
+class RunToTheEnd:
+    """A step control that never stops the step."""
+
+    def stop_reason(self) -> None:
+        return None
+
+    def tick(self) -> None:
+        return None
+
+
+@contextmanager
+def host_session(fleet, index: int) -> Iterator[tuple[Any, Any]]:
+    """A connected SSH session of Patchbay's own transport to test host ``index``, with
+    that host's template context."""
+    from tasks.runbooks import HostContext
+    from tasks.ssh import SSHHostSession
+    from tasks.transport import Target
+
+    host = fleet.hosts[index]
+    session = SSHHostSession(Target(host.name, host.address, host.port, "root",
+                                    str(fleet.client_key), str(fleet.known_hosts)))
+    session.connect()
+    try:
+        yield session, HostContext(host.name, host.address, host.port, "root", {})
+    finally:
+        session.close()

@@ -23,9 +23,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.runbooks import HostContext, RunbookError, parse_runbook
-from tasks.ssh import SSHHostSession
-from tasks.transport import StepLocation, Target
+from tasks.runbooks import RunbookError, parse_runbook
+from tasks.transport import StepLocation
+from tests.remote import RunToTheEnd, host_session
 
 P = "{{ params.v }}"
 VALUE_PATTERN = r"^[^\x00\n]{0,40}$"
@@ -152,22 +152,12 @@ def runbook_for(template: str):
     }), "generated.yml")
 
 
-class RunToTheEnd:
-    def stop_reason(self) -> None:
-        return None
-
-    def tick(self) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")
 def remote(sshd_fleet):
-    host = sshd_fleet.hosts[1]
-    session = SSHHostSession(Target(host.name, host.address, host.port, "root",
-                                    str(sshd_fleet.client_key), str(sshd_fleet.known_hosts)))
-    session.connect()
-    yield session, HostContext(host.name, host.address, host.port, "root", {})
-    session.close()
+    with host_session(sshd_fleet, 1) as opened:
+        yield opened
 
 
 step_numbers = itertools.count()

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from tasks.errors import PatchbayError
 from tasks.runbook_store import RunbookStore
-from tasks.runbooks import HostContext
 from tasks.ssh import SSHError, SSHHostSession, connect_failure_kind, record_host_key
 from tasks.transport import StepLocation, Target
 from tests.conftest import PROJECT, TEST_RUNBOOKS
+from tests.remote import RunToTheEnd, host_session
 from tests.waiting import wait_until
 
 NASTY = ["'", '"', ";", "$(id)", "`id`", "\n", "|", "&&", "*", "$HOME", "\\", " ", "#", "-e"]
@@ -27,22 +27,10 @@ NASTY = ["'", '"', ";", "$(id)", "`id`", "\n", "|", "&&", "*", "$HOME", "\\", " 
 
 @pytest.fixture(scope="module")
 def remote(sshd_fleet):
-    host = sshd_fleet.hosts[0]
-    session = SSHHostSession(Target(host.name, host.address, host.port, "root",
-                                str(sshd_fleet.client_key), str(sshd_fleet.known_hosts)))
-    session.connect()
-    yield session, HostContext(host.name, host.address, host.port, "root", {})
-    session.close()
+    with host_session(sshd_fleet, 0) as opened:
+        yield opened
 
 
-class RunToTheEnd:
-    """A step control that never stops the step."""
-
-    def stop_reason(self) -> None:
-        return None
-
-    def tick(self) -> None:
-        return None
 
 
 step_numbers = itertools.count()
