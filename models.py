@@ -134,8 +134,15 @@ class Job(Base):
     # be cancelled from every node that shares the database.
     cancel_requested: Mapped[bool] = mapped_column(default=False, server_default="0")
     rerun_of_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    # A paused job (status "paused", at a manual gate) is promoted or aborted by any
+    # console process setting this ("promote" or "abort"); its owner polls it, as it
+    # polls cancel_requested, and clears it with the job_resumed/job_aborted event.
+    gate_request: Mapped[str | None] = mapped_column(String(16))
+    gate_request_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The build the job installs (its runbook's version_param), for the servers page.
+    target_version: Mapped[str | None] = mapped_column(String(64))
 
-    created_by: Mapped[User | None] = relationship()
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     reruns: Mapped[list[Job]] = relationship(order_by="Job.id", viewonly=True)
     hosts: Mapped[list[JobHost]] = relationship(
         back_populates="job", order_by="JobHost.position", cascade="all, delete-orphan"
@@ -155,6 +162,7 @@ class Job(Base):
             "last_seq": self.last_seq,
             "rerun_of": self.rerun_of_id,
             "reruns": [job.id for job in self.reruns],
+            "target_version": self.target_version,
             "hosts": [host.summary() for host in self.hosts],
         }
 

@@ -29,7 +29,7 @@ from tasks.adhoc import KIND as ADHOC
 from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
 from tasks.inventory import resolve_vars
-from tasks.runbooks import HostContext, RenderedStep, Runbook, RunbookError
+from tasks.runbooks import HostContext, RenderedStep, Runbook, RunbookError, WaitPlan
 from tasks.secrets import MASK, Masker, SecretBox, SecretUnreadable
 from tasks.strategy import Strategy, batch_numbers, parse_strategy, split_batches
 from tasks.transport import Target
@@ -58,8 +58,7 @@ class HostPlan:
         hidden: dict[str, Any] = {}
         for phase in ("steps", "on_failure"):
             steps: list[RenderedStep] = getattr(self, phase)
-            data[phase] = [{"name": s.name, "command": s.shown, "timeout": s.timeout,
-                            "capture": s.capture} for s in steps]
+            data[phase] = [_stored_step(s) for s in steps]
             if any(s.command != s.shown for s in steps):
                 hidden[phase] = [s.command if s.command != s.shown else None
                                  for s in steps]
@@ -81,11 +80,23 @@ class HostPlan:
         def steps(phase: str) -> list[RenderedStep]:
             real = hidden.get(phase) or [None] * len(data[phase])
             return [RenderedStep(step["name"], command or step["command"], step["timeout"],
-                                 step["capture"], step["command"])
+                                 step["capture"], step["command"],
+                                 WaitPlan(**step["wait"]) if step.get("wait") else None,
+                                 bool(step.get("health")))
                     for step, command in zip(data[phase], real, strict=True)]
 
         return cls(server_id, name, Target(**data["target"]), steps("steps"),
                    steps("on_failure"), list(hidden.get("secrets") or []))
+
+
+def _stored_step(step: RenderedStep) -> dict[str, Any]:
+    stored: dict[str, Any] = {"name": step.name, "command": step.shown,
+                              "timeout": step.timeout, "capture": step.capture}
+    if step.wait is not None:
+        stored["wait"] = step.wait.to_json()
+    if step.health:
+        stored["health"] = True
+    return stored
 
 
 def open_sealed(data: dict[str, Any], box: SecretBox, name: str) -> dict[str, Any]:
@@ -166,6 +177,11 @@ class Planner:
             raise PatchbayError("unknown_runbook", f"no runbook named {runbook!r}", "runbook")
         values = book.validate_params(params)
         chosen_strategy = parse_strategy(strategy, book.spec.strategy, self.default_parallel)
+        if chosen_strategy.soak_seconds is not None and \
+                not any(step.health for step in book.spec.steps):
+            raise PatchbayError("invalid", f"a soak gate runs the runbook's health steps "
+                                f"again, and runbook {book.name} has none (mark a step "
+                                "health: true)", "strategy.gate")
         secret_params = book.secret_params()
         param_secrets = [values[name] for name in sorted(secret_params) if values[name]]
         with self.db_sessions() as session:

@@ -1,9 +1,10 @@
 """Runbooks: YAML files describing typed parameters and ordered shell steps.
 
-Templating is plain substitution, not Jinja: ``{{ params.NAME }}``, ``{{ vars.NAME }}``
-and ``{{ host.name|address|port|user }}``. Every substituted value is inserted
-shell-quoted, so no parameter or variable can ever become shell syntax, and a template
-cannot reach any Python object.
+Templating is plain substitution, not Jinja: ``{{ params.NAME }}``, ``{{ vars.NAME }}``,
+``{{ host.name|address|port|user }}`` and, in a ``rollback:`` step only,
+``{{ previous_version }}`` (the build the server ran before its current one). Every
+substituted value is inserted shell-quoted, so no parameter or variable can ever become
+shell syntax, and a template cannot reach any Python object.
 
 A parameter declared ``secret: true`` and a server's secret variables are substituted
 into the command sent to the server only: each rendered step also carries ``shown``,
@@ -26,7 +27,13 @@ from tasks.errors import PatchbayError
 from tasks.secrets import MASK
 from tasks.shell_context import placeholder_sites
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# Group 1 and 2: scope and name (``params.version``); group 3: ``previous_version``.
+PLACEHOLDER = re.compile(r"\{\{\s*(?:([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)"
+                         r"|(previous_version))\s*\}\}")
+PREVIOUS_VERSION = "previous_version"
+# A wait step's timeout may come from an integer parameter: "{{ params.NAME }}".
+PARAM_REFERENCE = re.compile(r"\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+MAX_WAIT_SECONDS = 86_400
 HOST_FIELDS = ("name", "address", "port", "user")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 MAX_PARAM_LENGTH = 1024
@@ -76,13 +83,67 @@ class ParamSpec(BaseModel):
         return self
 
 
+class WaitSpec(BaseModel):
+    """A wait step: run the probe ``command`` every ``every`` seconds until its standard
+    output matches the regular expression ``until`` (searched, multi-line), or until
+    ``timeout`` seconds have passed; then go on (``on_timeout: proceed``) or fail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1)
+    until: str = Field(min_length=1)
+    every: float = Field(default=5, ge=0.5, le=3600)
+    # Seconds, or "{{ params.NAME }}" naming an integer parameter (read at plan time).
+    timeout: float | str = 300
+    on_timeout: Literal["proceed", "fail"] = "fail"
+
+    @field_validator("until")
+    @classmethod
+    def _until_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            if not PARAM_REFERENCE.fullmatch(value.strip()):
+                raise ValueError("must be a number of seconds or {{ params.NAME }}")
+            return value.strip()
+        if not 0 < value <= MAX_WAIT_SECONDS:
+            raise ValueError(f"must be between 0 and {MAX_WAIT_SECONDS} seconds")
+        return value
+
+
 class StepSpec(BaseModel):
+    """A step runs a shell command (``run``) or waits for a probe (``wait``).
+    ``health: true`` marks a health check, which a soak gate runs again."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128)
-    run: str = Field(min_length=1)
+    run: str | None = Field(default=None, min_length=1)
+    wait: WaitSpec | None = None
+    # A wait step's timeout is the wait's; this one then bounds each probe.
     timeout: float | None = Field(default=None, gt=0)
     capture: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]*$")
+    health: bool = False
+
+    @model_validator(mode="after")
+    def _run_or_wait(self) -> StepSpec:
+        if (self.run is None) == (self.wait is None):
+            raise ValueError("a step needs either run (a command) or wait (a probe)")
+        if self.wait is not None and self.capture is not None:
+            raise ValueError("capture is for run steps, not wait steps")
+        return self
+
+    @property
+    def command(self) -> str:
+        """The shell text: the step's command, or its wait's probe."""
+        return self.run if self.run is not None else self.wait.command  # type: ignore[union-attr]
 
 
 class RunbookSpec(BaseModel):
@@ -93,7 +154,26 @@ class RunbookSpec(BaseModel):
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(min_length=1)
     on_failure: list[StepSpec] = Field(default_factory=list)
+    # Steps that put a server back on its previous build ({{ previous_version }}).
+    rollback: list[StepSpec] = Field(default_factory=list)
+    # The parameter that names the build a job of this runbook installs.
+    version_param: str | None = None
     strategy: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> RunbookSpec:
+        if self.version_param is not None and self.version_param not in self.params:
+            raise ValueError(f"version_param {self.version_param!r} is not a parameter")
+        for section in ("steps", "on_failure", "rollback"):
+            for step in getattr(self, section):
+                wait = step.wait
+                if wait is None or not isinstance(wait.timeout, str):
+                    continue
+                name = PARAM_REFERENCE.fullmatch(wait.timeout).group(1)  # type: ignore[union-attr]
+                if name not in self.params or self.params[name].type != "integer":
+                    raise ValueError(f"step {step.name!r}: wait.timeout {wait.timeout} "
+                                     "must name an integer parameter")
+        return self
 
     @field_validator("params")
     @classmethod
@@ -119,18 +199,36 @@ class HostContext:
     vars: dict[str, Any]
     secret_vars: frozenset[str] = frozenset()
     unavailable: dict[str, str] = field(default_factory=dict)
+    previous_version: str | None = None  # for rollback steps
+
+
+@dataclass(frozen=True)
+class WaitPlan:
+    """A wait step as planned: its timeout resolved to seconds."""
+
+    until: str
+    every: float
+    timeout: float
+    on_timeout: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"until": self.until, "every": self.every, "timeout": self.timeout,
+                "on_timeout": self.on_timeout}
 
 
 @dataclass(frozen=True)
 class RenderedStep:
     """One step as it runs: ``command`` is what the server gets (secrets included,
-    kept in memory only), ``shown`` what anyone else sees (secrets masked)."""
+    kept in memory only), ``shown`` what anyone else sees (secrets masked). A wait
+    step's ``command`` is its probe."""
 
     name: str
     command: str
     timeout: float | None
     capture: str | None
     shown: str | None = None  # None: nothing secret, shown as the command
+    wait: WaitPlan | None = None
+    health: bool = False
 
     def __post_init__(self) -> None:
         if self.shown is None:
@@ -157,6 +255,9 @@ class Runbook:
             "params": {name: _describe_param(p) for name, p in self.spec.params.items()},
             "steps": [step.name for step in self.spec.steps],
             "on_failure": [step.name for step in self.spec.on_failure],
+            "rollback": [step.name for step in self.spec.rollback],
+            "health": [step.name for step in self.spec.steps if step.health],
+            "version_param": self.spec.version_param,
             "strategy": self.spec.strategy,
         }
 
@@ -220,17 +321,29 @@ class Runbook:
         return [self._render_step(step, params, host, shown)
                 for step in self.spec.on_failure]
 
+    def render_rollback(self, params: dict[str, str], host: HostContext,
+                        shown: dict[str, str] | None = None) -> list[RenderedStep]:
+        """The ``rollback:`` steps, ``{{ previous_version }}`` being
+        ``host.previous_version``."""
+        return [self._render_step(step, params, host, shown)
+                for step in self.spec.rollback]
+
     def _render_step(self, step: StepSpec, params: dict[str, str], host: HostContext,
                      shown_params: dict[str, str] | None) -> RenderedStep:
         secret_params = self.secret_params()
 
         def value_of(match: re.Match[str], masked: bool) -> str:
             scope, key = match.group(1), match.group(2)
-            if scope == "params":
+            if match.group(3):
+                if host.previous_version is None:
+                    raise PatchbayError("invalid", f"server {host.name} has no previous "
+                                        "build to roll back to", "servers")
+                value: Any = host.previous_version
+            elif scope == "params":
                 if masked and key in secret_params:
                     return MASK
-                value: Any = (shown_params if masked and shown_params is not None
-                              else params)[key]
+                value = (shown_params if masked and shown_params is not None
+                         else params)[key]
             elif scope == "host":
                 value = getattr(host, key)
             elif key in host.unavailable:
@@ -249,9 +362,26 @@ class Runbook:
                 )
             return shlex.quote(str(value))
 
-        command = PLACEHOLDER.sub(lambda match: value_of(match, False), step.run)
-        shown = PLACEHOLDER.sub(lambda match: value_of(match, True), step.run)
-        return RenderedStep(step.name, command, step.timeout, step.capture, shown)
+        command = PLACEHOLDER.sub(lambda match: value_of(match, False), step.command)
+        shown = PLACEHOLDER.sub(lambda match: value_of(match, True), step.command)
+        wait = None
+        if step.wait is not None:
+            wait = WaitPlan(step.wait.until, step.wait.every,
+                            self._wait_seconds(step, params), step.wait.on_timeout)
+        return RenderedStep(step.name, command, step.timeout, step.capture, shown, wait,
+                            step.health)
+
+    def _wait_seconds(self, step: StepSpec, params: dict[str, str]) -> float:
+        timeout = step.wait.timeout  # type: ignore[union-attr]
+        if not isinstance(timeout, str):
+            return float(timeout)
+        name = PARAM_REFERENCE.fullmatch(timeout).group(1)  # type: ignore[union-attr]
+        seconds = int(params[name])
+        if not 0 < seconds <= MAX_WAIT_SECONDS:
+            raise PatchbayError("invalid", f"{name} must be between 1 and "
+                                f"{MAX_WAIT_SECONDS} seconds (it is the wait of step "
+                                f"{step.name!r})", f"params.{name}")
+        return float(seconds)
 
 
 def _pattern_words(name: str, spec: ParamSpec) -> str:
@@ -284,17 +414,27 @@ def parse_runbook(text: str, source: str) -> Runbook:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top)"
-        raise RunbookError(f"{source}: field {where}: {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise RunbookError(f"{source}: field {where}: {message}") from exc
     _check_placeholders(spec, source)
     return Runbook(spec, source)
 
 
 def _check_placeholders(spec: RunbookSpec, source: str) -> None:
-    for section in ("steps", "on_failure"):
+    for section in ("steps", "on_failure", "rollback"):
         for index, step in enumerate(getattr(spec, section)):
-            where = f"{source}: field {section}.{index}.run"
-            for match in PLACEHOLDER.finditer(step.run):
+            where = f"{source}: field {section}.{index}.{'run' if step.run else 'wait.command'}"
+            for match in PLACEHOLDER.finditer(step.command):
                 scope, key = match.group(1), match.group(2)
+                if match.group(3):
+                    if section != "rollback":
+                        raise RunbookError(f"{where}: {{{{ previous_version }}}} is only "
+                                           "known in rollback steps")
+                    continue
+                if section == "rollback" and scope == "params" and key in spec.params \
+                        and spec.params[key].required and spec.params[key].default is None:
+                    raise RunbookError(f"{where}: a rollback takes no parameters, so "
+                                       f"parameter {key!r} needs a default")
                 if scope == "params" and key not in spec.params:
                     raise RunbookError(f"{where}: unknown parameter {key!r}")
                 if scope == "host" and key not in HOST_FIELDS:
@@ -304,7 +444,7 @@ def _check_placeholders(spec: RunbookSpec, source: str) -> None:
                     raise RunbookError(
                         f"{where}: unknown placeholder scope {scope!r} "
                         "(use params., vars. or host.)")
-            leftover = re.sub(PLACEHOLDER, "", step.run)
+            leftover = re.sub(PLACEHOLDER, "", step.command)
             if "{{" in leftover or "}}" in leftover:
                 raise RunbookError(
                     f"{where}: malformed placeholder (expected {{{{ scope.name }}}})")
@@ -313,12 +453,13 @@ def _check_placeholders(spec: RunbookSpec, source: str) -> None:
 
 def _check_shell_context(step: StepSpec, position: str, source: str) -> None:
     """Refuse a placeholder where its shell quoting would not hold (tasks.shell_context)."""
-    for site in placeholder_sites(step.run, PLACEHOLDER):
+    text = step.command
+    for site in placeholder_sites(text, PLACEHOLDER):
         if not site.safe:
             raise RunbookError(
                 f'{source}: step "{step.name}" ({position}), line {site.line}: '
-                f"{step.run[site.start:site.end]} is {site.describe()}, where shell quoting "
-                f"cannot protect it; {site.advice(step.run)}")
+                f"{text[site.start:site.end]} is {site.describe()}, where shell quoting "
+                f"cannot protect it; {site.advice(text)}")
 
 
 def load_runbooks(directory: str | Path) -> dict[str, Runbook]:

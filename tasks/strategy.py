@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,9 +26,19 @@ from tasks.errors import PatchbayError
 PERCENT = re.compile(r"([0-9]{1,3})%")
 
 
+class SoakGate(BaseModel):
+    """Wait ``soak`` seconds after a batch, then run its health steps again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    soak: StrictInt | StrictFloat = Field(gt=0, le=86_400)
+
+
 class Strategy(BaseModel):
     """``parallel`` servers at once; ``batches`` of sizes or percentages (the first is a
-    canary); ``max_failures`` as a count or percentage; per-step ``timeout`` in seconds."""
+    canary); ``max_failures`` as a count or percentage; per-step ``timeout`` in seconds;
+    ``gate`` between batches: ``auto`` (go on), ``manual`` (pause until promoted) or
+    ``{"soak": SECONDS}`` (wait, re-run the health steps, go on if they pass)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +46,30 @@ class Strategy(BaseModel):
     batches: list[StrictInt | StrictStr] = Field(default_factory=list, max_length=100)
     max_failures: StrictInt | StrictStr | None = None
     timeout: StrictInt | StrictFloat | None = Field(default=None, gt=0, le=86_400)
+    gate: Literal["auto", "manual"] | SoakGate = "auto"
+
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _gate(cls, value: Any) -> Any:
+        shape = 'auto, manual or {"soak": SECONDS}'
+        if isinstance(value, str) and value not in ("auto", "manual"):
+            raise ValueError(f"gate {value!r} must be {shape}")
+        if isinstance(value, dict):
+            if set(value) != {"soak"}:
+                raise ValueError(f"gate must be {shape}")
+            seconds = value["soak"]
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                    or not 0 < seconds <= 86_400:
+                raise ValueError("gate soak must be a number of seconds, above 0 and "
+                                 "at most 86400")
+            return SoakGate(soak=seconds)
+        if not isinstance(value, str | SoakGate):
+            raise ValueError(f"gate must be {shape}")
+        return value
+
+    @property
+    def soak_seconds(self) -> float | None:
+        return float(self.gate.soak) if isinstance(self.gate, SoakGate) else None
 
     @field_validator("batches")
     @classmethod
