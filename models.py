@@ -19,7 +19,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from werkzeug.security import check_password_hash, generate_password_hash
 
 ROLES = ("admin", "operator", "viewer")
-JOB_STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+JOB_STATUSES = ("running", "paused", "succeeded", "failed", "cancelled", "interrupted")
+# A live job holds its servers and has an owner node running it; "paused" waits at a
+# manual gate between batches for an operator to promote or abort it.
+LIVE_JOB_STATUSES = ("running", "paused")
 HOST_STATUSES = (
     "pending", "running", "succeeded", "failed", "cancelled", "skipped", "interrupted",
 )

@@ -344,7 +344,7 @@ def logs(settings: Settings, job_id: int, follow: bool, host: str | None) -> int
         if len(events) < PAGE:
             break
         after = events[-1]["seq"]
-    if job["status"] in ("pending", "running"):
+    if job["status"] in ("pending", "running", "paused"):
         _notice(f"job #{job_id} is {job['status']}; `patchbay logs {job_id} --follow` "
                 "shows the rest")
     return EXIT_SUCCEEDED

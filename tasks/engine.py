@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Job, JobEvent
+from models import LIVE_JOB_STATUSES, Job, JobEvent, User
 from tasks.errors import PatchbayError
 from tasks.events import EventLog
 from tasks.nodes import claim_job
@@ -82,7 +82,8 @@ class JobEngine:
                                settings.known_hosts, settings.node_id, self.secrets)
         self.world = JobWorld(events, transport or self._ssh_session, start_task,
                               threading.BoundedSemaphore(settings.max_concurrent_hosts),
-                              self._cancel_requested, settings.run_settings())
+                              self._cancel_requested, settings.run_settings(),
+                              self._gate_request)
         self._running: dict[int, JobRun] = {}
         self._running_lock = threading.Lock()
 
@@ -130,20 +131,58 @@ class JobEngine:
                 raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
             status = job.status
             already = job.cancel_requested
-            if status == "running" and not already:
+            if status in LIVE_JOB_STATUSES and not already:
                 job.cancel_requested = True
                 session.commit()
-        if status != "running":
+        if status not in LIVE_JOB_STATUSES:
             return {"cancelled": False, "status": status,
                     "message": f"job #{job_id} already finished ({status})"}
         if already:
-            return {"cancelled": False, "status": "running",
+            return {"cancelled": False, "status": status,
                     "message": f"job #{job_id} is already being cancelled"}
         run = self._running.get(job_id)
         if run is not None:
             run.cancel.set()
-        return {"cancelled": True, "status": "running",
+        return {"cancelled": True, "status": status,
                 "message": f"cancelling job #{job_id}"}
+
+    # -- gates ----------------------------------------------------------------------
+
+    def decide_gate(self, job_id: int, action: str, user_id: int | None) -> dict[str, Any]:
+        """Promote (``"promote"``) or abort (``"abort"``) a job paused at a manual gate.
+
+        The request is written to the job's row, where its owner (this process or
+        another node) picks it up: the answer comes before the job moves on."""
+        with self.db_sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
+            if job.status != "paused":
+                raise PatchbayError("invalid", f"job #{job_id} is not waiting at a gate "
+                                    f"(it is {job.status})", "job_id")
+            decided = session.execute(
+                update(Job).where(Job.id == job_id, Job.status == "paused",
+                                  Job.gate_request.is_(None), Job.cancel_requested.is_(False))
+                .values(gate_request=action, gate_request_by_id=user_id)).rowcount
+            session.commit()
+        if decided != 1:
+            raise PatchbayError("invalid", f"job #{job_id} is already being promoted, "
+                                "aborted or cancelled", "job_id")
+        run = self._running.get(job_id)
+        if run is not None:
+            run.gate_poke.set()
+        doing = "promoting" if action == "promote" else "aborting"
+        return {"job_id": job_id, "status": "paused", "message": f"{doing} job #{job_id}"}
+
+    def _gate_request(self, job_id: int) -> tuple[str, str | None] | None:
+        """The promote/abort request waiting for a paused job, with who asked."""
+        with self.db_sessions() as session:
+            row = session.execute(select(Job.gate_request, User.username)
+                                  .outerjoin(User, User.id == Job.gate_request_by_id)
+                                  .where(Job.id == job_id)).first()
+        if row is None or row.gate_request is None:
+            return None
+        return row.gate_request, row.username
 
     def is_running_here(self, job_id: int) -> bool:
         return job_id in self._running
@@ -181,7 +220,7 @@ class JobEngine:
         owner = node_id or self.settings.node_id
         with self.db_sessions() as session:
             job_ids = list(session.scalars(select(Job.id).where(
-                Job.status == "running", Job.node_id == owner).order_by(Job.id)))
+                Job.status.in_(LIVE_JOB_STATUSES), Job.node_id == owner).order_by(Job.id)))
         resumed = []
         for job_id in job_ids:
             if job_id in self._running:

@@ -39,6 +39,8 @@ EventHook = Callable[[Session, int, dict[str, Any]], None]
 # Sees each written batch as (job_id, event) pairs, after commit (tasks.metrics counts them).
 Observer = Callable[[list[tuple[int, dict[str, Any]]]], None]
 TaskStarter = Callable[..., Any]
+# The events that pause a job at a manual gate and end the pause (tasks.running).
+GATE_EVENTS = ("job_paused", "job_resumed", "job_aborted")
 MAX_BATCH = 2000
 # A batch also ends at this many output lines, so a chatty job's commits and messages
 # stay small (about a megabyte) instead of one giant transaction and emit per backlog.
@@ -242,6 +244,12 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
         job.status = data["status"]
         job.finished_at = utcnow()
         session.execute(delete(ServerLock).where(ServerLock.job_id == job_id))
+        return
+    if kind in GATE_EVENTS:
+        # Paused at a manual gate, or going on: a decision is used once.
+        job.status = "paused" if kind == "job_paused" else "running"
+        job.gate_request = None
+        job.gate_request_by_id = None
         return
     if event["host"] is None or kind not in ("host_started", "step_started", "host_finished"):
         return

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from models import Job, JobHost, User
+from models import LIVE_JOB_STATUSES, Job, JobHost, User
 
 DURATION_SAMPLE_JOBS = 20
 
@@ -127,7 +127,7 @@ def usual_host_duration(session: Session, runbook: str, kind: str, before_job_id
     if kind != "runbook":
         return {"host_seconds": None, "samples": 0}
     recent = select(Job.id).where(Job.runbook == runbook, Job.kind == kind,
-                                  Job.id < before_job_id, Job.status != "running") \
+                                  Job.id < before_job_id, Job.status.not_in(LIVE_JOB_STATUSES)) \
         .order_by(Job.id.desc()).limit(DURATION_SAMPLE_JOBS)
     spans = session.execute(select(JobHost.started_at, JobHost.finished_at).where(
         JobHost.job_id.in_(recent), JobHost.status == "succeeded",

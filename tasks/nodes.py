@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Job, Node, utcnow
+from models import LIVE_JOB_STATUSES, Job, Node, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Membership:
             rows = session.execute(
                 select(Job.id, Job.node_id, Node.last_seen)
                 .join(Node, Node.id == Job.node_id)
-                .where(Job.status == "running", Job.node_id != self.me.id,
+                .where(Job.status.in_(LIVE_JOB_STATUSES), Job.node_id != self.me.id,
                        Node.last_seen < cutoff)
                 .order_by(Job.id))
             return [(job_id, owner, seen) for job_id, owner, seen in rows]
@@ -145,7 +145,8 @@ class Membership:
         with self.sessions() as session:
             nodes = session.scalars(select(Node).order_by(Node.id)).all()
             running = session.execute(select(Job.node_id, Job.id)
-                                      .where(Job.status == "running").order_by(Job.id))
+                                      .where(Job.status.in_(LIVE_JOB_STATUSES))
+                                      .order_by(Job.id))
             jobs: dict[str, list[int]] = {}
             for owner, job_id in running:
                 jobs.setdefault(owner, []).append(job_id)
@@ -160,5 +161,5 @@ def claim_job(session: Session, job_id: int, dead_node: str, new_owner: str) -> 
     owner under the row lock)."""
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.node_id == dead_node,
-                          Job.status == "running").values(node_id=new_owner))
+                          Job.status.in_(LIVE_JOB_STATUSES)).values(node_id=new_owner))
     return result.rowcount == 1

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Job, JobHost, Server, ServerLock
+from models import LIVE_JOB_STATUSES, Job, JobHost, Server, ServerLock
 from tasks.adhoc import KIND as ADHOC
 from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
@@ -242,7 +242,7 @@ class Planner:
             job = session.get(Job, job_id)
             if job is None:
                 raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
-            if job.status in ("running", "succeeded"):
+            if job.status in (*LIVE_JOB_STATUSES, "succeeded"):
                 raise PatchbayError("invalid",
                                     f"job #{job_id} is {job.status}: nothing to re-run",
                                     "job_id")

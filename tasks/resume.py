@@ -15,6 +15,10 @@ from typing import Any
 from tasks.output import line_bytes
 
 STEPS, ON_FAILURE = "steps", "on_failure"
+HEALTH = "health"  # a soak gate's second run of a finished server's health steps
+# Gate events and the state each leaves its gate in (job_resumed names the next batch).
+GATE_STATES = {"job_paused": "paused", "job_resumed": "promoted", "job_aborted": "aborted",
+               "soak_started": "soak_started", "soak_finished": "soak_finished"}
 VERSION_FACT = "version"  # the captured fact the console shows as a server's version
 
 
@@ -34,6 +38,7 @@ class OpenStep:
     started_ts: float
     offsets: dict[str, int] = field(default_factory=dict)
     last_stdout_line: str | None = None
+    probes: int = 0  # a wait step's probes so far (its last wait_probe's attempt)
 
 
 @dataclass
@@ -67,6 +72,10 @@ class JobProgress:
     # servers whose output was already cut (their marker line is in the log).
     output_bytes: int = 0
     output_cut: set[str] = field(default_factory=set)
+    # What the log says of each gate, by the batch it follows: {"state": "paused" |
+    # "promoted" | "aborted" | "soak_started" | "soak_passed" | "soak_failed", ...the
+    # event's data}.
+    gates: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
@@ -82,8 +91,18 @@ def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
     last_line: dict[str, str | None] = {}
     output_bytes = 0
     output_cut: set[str] = set()
+    gates: dict[int, dict[str, Any]] = {}
     for event in events:
         kind, data, name = event["type"], event.get("data") or {}, event.get("host")
+        if kind in GATE_STATES:
+            batch = int(data.get("batch", 0)) - (1 if kind == "job_resumed" else 0)
+            state = GATE_STATES[kind]
+            if kind == "soak_finished":
+                state = "soak_passed" if data.get("passed") else "soak_failed"
+            gates[batch] = {**data, "state": state}
+            continue
+        if data.get("phase") == HEALTH:
+            continue  # a soak's health check of a finished server: no progress of its own
         if kind == "job_started":
             job_started = True
         elif kind == "batch_started":
@@ -116,7 +135,9 @@ def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
         elif kind == "host_finished":
             host.state, host.status = "finished", data.get("status")
             host.open_step = host.next_step = None
-    return JobProgress(hosts, started_batches, job_started, output_bytes, output_cut)
+        elif kind == "wait_probe" and host.open_step is not None:
+            host.open_step.probes = max(host.open_step.probes, int(data.get("attempt", 0)))
+    return JobProgress(hosts, started_batches, job_started, output_bytes, output_cut, gates)
 
 
 def _close_step(host: HostProgress, data: dict[str, Any],

@@ -29,7 +29,7 @@ from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Job, JobEvent, utcnow
+from models import LIVE_JOB_STATUSES, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def prune_events(sessions: sessionmaker[Session], older_than_days: int,
     while True:
         with sessions() as session:
             job_ids = list(session.scalars(
-                select(Job.id).where(Job.id > after, Job.status != "running",
+                select(Job.id).where(Job.id > after, Job.status.not_in(LIVE_JOB_STATUSES),
                                      Job.finished_at.is_not(None), Job.finished_at < cutoff,
                                      ~_pruned(Job.id))
                 .order_by(Job.id).limit(JOBS_PER_QUERY)))
@@ -98,7 +98,7 @@ def _prune_job(sessions: sessionmaker[Session], job_id: int, days: int,
     try:
         with sessions() as session, session.begin():
             job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.status == "running" or session.scalar(
+            if job is None or job.status in LIVE_JOB_STATUSES or session.scalar(
                     select(_pruned(job_id))):
                 return None
             removed += session.execute(delete(JobEvent).where(

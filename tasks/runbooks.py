@@ -92,7 +92,7 @@ class WaitSpec(BaseModel):
 
     command: str = Field(min_length=1)
     until: str = Field(min_length=1)
-    every: float = Field(default=5, ge=0.5, le=3600)
+    every: float = Field(default=5, ge=0.1, le=3600)
     # Seconds, or "{{ params.NAME }}" naming an integer parameter (read at plan time).
     timeout: float | str = 300
     on_timeout: Literal["proceed", "fail"] = "fail"

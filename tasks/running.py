@@ -17,17 +17,20 @@ command.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from secrets import token_hex
 from typing import Any
 
 from tasks.events import EventLog, JobFenced
 from tasks.output import HostOutput, OutputBudget
 from tasks.planning import HostPlan, JobPlan
 from tasks.resume import (
+    HEALTH,
     ON_FAILURE,
     STEPS,
     VERSION_FACT,
@@ -44,6 +47,7 @@ from tasks.strategy import (
     failure_stop,
     final_status,
     not_started_outcome,
+    soak_stop,
 )
 from tasks.transport import (
     HostSession,
@@ -56,6 +60,13 @@ from tasks.transport import (
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 1.0  # how soon a cancel requested by another process is seen
+# A step's run directory is named after its phase and index: "3", "f0" (on_failure),
+# "h4" (a health step run again by a soak gate); a wait step's probes add "w<n>-<id>".
+PHASE_KEYS = {STEPS: "", ON_FAILURE: "f", HEALTH: "h"}
+PROBE_TIMEOUT = 30.0  # a probe's time limit when its step names none
+PROBE_LINES_SHOWN = 20  # of a probe's output, the last lines its wait_probe event carries
+PROBE_LINE_CHARS = 500
+PROBE_OUTPUT_KEPT = 64 * 1024  # bytes of a probe's stdout kept to match `until` against
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 10.0
 
@@ -84,6 +95,8 @@ class JobWorld:
     host_slots: threading.BoundedSemaphore
     is_cancel_requested: Callable[[int], bool]
     settings: RunSettings
+    # A paused job's promote/abort request, with who made it (see JobEngine.decide_gate).
+    gate_request: Callable[[int], tuple[str, str | None] | None] = lambda _job_id: None
 
 
 @dataclass
@@ -114,6 +127,28 @@ def version_state(host: HostPlan, status: str, facts: dict[str, str],
     if status == "succeeded" and VERSION_FACT in facts:
         return "verified"
     return "unverified"
+
+
+class _ProbeControl:
+    """A wait probe's control: stopped by a cancel or its own time limit."""
+
+    def __init__(self, cancel: threading.Event | None, deadline: float,
+                 abandoned: threading.Event) -> None:
+        self.cancel = cancel
+        self.deadline = deadline
+        self.abandoned = abandoned
+
+    def stop_reason(self) -> str | None:
+        if self.abandoned.is_set():
+            raise JobFenced
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancel"
+        if time.time() >= self.deadline:
+            return "timeout"
+        return None
+
+    def tick(self) -> float | None:
+        return None
 
 
 class _StepControl:
@@ -160,6 +195,10 @@ class JobRun:
     stop_reason: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     output_budget: OutputBudget | None = None  # set when the run starts
+    # Set when a gate decision for this job was written, so a paused run need not wait
+    # for its next poll; and whether an operator aborted the rollout at a gate.
+    gate_poke: threading.Event = field(default_factory=threading.Event)
+    aborted: bool = False
 
     @property
     def events(self) -> EventLog:
@@ -202,6 +241,7 @@ class JobRun:
             })
         limit = self.plan.strategy.failure_limit(len(self.plan.hosts))
         self._take_finished(hosts_progress, batches, limit)
+        gates = progress.gates if progress else {}
         try:
             for index, batch in enumerate(batches):
                 todo = [h for h in batch if h.name not in self.results]
@@ -209,16 +249,18 @@ class JobRun:
                     # Servers already under way go on to a known state; no new ones start.
                     todo = [h for h in todo if h.name in hosts_progress
                             and hosts_progress[h.name].state != "pending"]
-                if not todo:
-                    continue
-                if index not in started_batches:
-                    self._append("batch_started", None,
-                                 {"batch": index, "servers": [h.name for h in batch]})
-                self._run_batch(todo, hosts_progress, limit)
-                with self.lock:
-                    failed = sum(1 for h in batch if self.results.get(h.name) == "failed")
-                    self.stop_reason = self.stop_reason or canary_stop(index, len(batches),
-                                                                       failed)
+                if todo:
+                    if index not in started_batches:
+                        self._append("batch_started", None,
+                                     {"batch": index, "servers": [h.name for h in batch]})
+                    self._run_batch(todo, hosts_progress, limit)
+                    with self.lock:
+                        failed = sum(1 for h in batch
+                                     if self.results.get(h.name) == "failed")
+                        self.stop_reason = self.stop_reason or canary_stop(
+                            index, len(batches), failed)
+                if index + 1 < len(batches):
+                    self._pass_gate(index, batches, gates.get(index))
             for host in self.plan.hosts:
                 if host.name not in self.results:
                     status, reason = not_started_outcome(self.cancel.is_set(),
@@ -235,12 +277,165 @@ class JobRun:
                     self.results[host.name] = "failed"
         counts = count_statuses(list(self.results.values()))
         finished: dict[str, Any] = {
-            "status": final_status(counts, len(self.plan.hosts), self.cancel.is_set()),
+            "status": final_status(counts, len(self.plan.hosts),
+                                   self.cancel.is_set() or self.aborted),
             "counts": counts, "duration": round(time.monotonic() - started, 3)}
         if self.stop_reason:
             finished["reason"] = self.stop_reason
         self._append("job_finished", None, finished)
         self.events.wait_written()
+
+    # -- gates between batches ------------------------------------------------------
+
+    def _pass_gate(self, index: int, batches: list[list[HostPlan]],
+                   known: dict[str, Any] | None) -> None:
+        """The strategy's gate after batch ``index``: go on (auto), pause until an
+        operator promotes or aborts (manual), or soak and re-check health (soak).
+        ``known`` is what the log says of this gate already (a resumed job)."""
+        gate = self.plan.strategy.gate
+        if gate == "auto" or self.cancel.is_set() or self.stop_reason:
+            return
+        if all(h.name in self.results for batch in batches[index + 1:] for h in batch):
+            return  # nothing left to start
+        state = known["state"] if known else None
+        if gate == "manual":
+            self._manual_gate(index, batches, state, known or {})
+        else:
+            self._soak_gate(index, batches[index], state, known or {})
+
+    def _manual_gate(self, index: int, batches: list[list[HostPlan]], state: str | None,
+                     known: dict[str, Any]) -> None:
+        if state == "promoted":
+            return
+        if state == "aborted":
+            self._abort_at_gate(known.get("by"))
+            return
+        if state != "paused":
+            self._append("job_paused", None, {"batch": index, "reason": "gate",
+                                              "next_batch": index + 1})
+            # Written before waiting: a promote is accepted only once the job reads paused.
+            self.events.wait_written()
+        action, by = self._await_gate_decision()
+        if action == "promote":
+            self._append("job_resumed", None, {"by": by, "batch": index + 1})
+            self.events.wait_written()  # the request is cleared before the next gate
+        elif action == "abort":
+            self._append("job_aborted", None, {"by": by, "batch": index})
+            self.events.wait_written()
+            self._abort_at_gate(by)
+
+    def _abort_at_gate(self, by: str | None) -> None:
+        self.aborted = True
+        self.stop_reason = f"aborted at the gate by {by or 'an operator'}"
+
+    def _await_gate_decision(self) -> tuple[str, str | None]:
+        """Wait for promote or abort (written by any console process), or a cancel."""
+        while True:
+            if self.abandoned.is_set():
+                raise JobFenced(self.job_id)
+            if self.cancel.is_set():
+                return "cancel", None
+            request = self.world.gate_request(self.job_id)
+            if request is not None:
+                return request
+            self.gate_poke.wait(CANCEL_POLL_SECONDS)
+            self.gate_poke.clear()
+
+    def _soak_gate(self, index: int, batch: list[HostPlan], state: str | None,
+                   known: dict[str, Any]) -> None:
+        seconds = self.plan.strategy.soak_seconds or 0.0
+        if state == "soak_passed":
+            return
+        if state == "soak_failed":
+            self.stop_reason = known.get("reason") or soak_stop(index, seconds, [])
+            return
+        if state == "soak_started":
+            until = float(known.get("until") or time.time())
+        else:
+            until = time.time() + seconds
+            self._append("soak_started", None, {"batch": index, "seconds": seconds,
+                                                "until": round(until, 3)})
+        while not self.cancel.is_set():
+            if self.abandoned.is_set():
+                raise JobFenced(self.job_id)
+            remaining = until - time.time()
+            if remaining <= 0:
+                break
+            self.cancel.wait(min(remaining, CANCEL_POLL_SECONDS))
+        if self.cancel.is_set():
+            return
+        checked = [h for h in batch if self.results.get(h.name) == "succeeded"]
+        failed = self._recheck_health(checked)
+        passed = not failed
+        data: dict[str, Any] = {"batch": index, "passed": passed, "failed": failed}
+        if not passed:
+            self.stop_reason = soak_stop(index, seconds, failed)
+            data["reason"] = self.stop_reason
+        self._append("soak_finished", None, data)
+
+    def _recheck_health(self, hosts: list[HostPlan]) -> list[str]:
+        """Run the health steps again on ``hosts`` (up to ``parallel`` at once); the
+        names of those where one failed."""
+        queue = deque(hosts)
+        failed: list[str] = []
+        done = threading.Semaphore(0)
+        workers = min(self.plan.strategy.parallel, len(hosts))
+
+        def worker() -> None:
+            try:
+                while not self.abandoned.is_set():
+                    with self.lock:
+                        if not queue:
+                            return
+                        host = queue.popleft()
+                    with self.world.host_slots:
+                        healthy = self._health_of(host)
+                    if not healthy:
+                        with self.lock:
+                            failed.append(host.name)
+            except JobFenced:
+                self.abandoned.set()
+            finally:
+                done.release()
+
+        for _ in range(workers):
+            self.world.start_task(worker)
+        for _ in range(workers):
+            done.acquire()
+        if self.abandoned.is_set():
+            raise JobFenced(self.job_id)
+        return sorted(failed)
+
+    def _health_of(self, host: HostPlan) -> bool:
+        session = self.world.transport(host.target)
+        try:
+            session.connect()
+        except TransportError as exc:
+            session.close()
+            self._append("step_finished", host.name, {
+                "step": "connect", "index": 0, "phase": HEALTH, "status": "failed",
+                "exit_code": None, "duration": 0, "reason": str(exc)})
+            return False
+        holder = [session]
+        try:
+            for index, step in enumerate(host.steps):
+                if not step.health:
+                    continue
+                result = self._run_step(host, holder, step, StepPosition(HEALTH, index), None)
+                if result.status != "ok":
+                    return False
+            return True
+        except Exception as exc:  # noqa: BLE001 - a bug fails the check visibly
+            log.exception("job %s: health check of %s crashed", self.job_id, host.name)
+            self._append("step_finished", host.name, {
+                "step": "health", "index": 0, "phase": HEALTH, "status": "failed",
+                "exit_code": None, "duration": 0, "reason": f"internal error: {exc}"})
+            return False
+        finally:
+            if self.events.wait_written():
+                holder[0].clean(self._host_dir(host), self.world.settings.remote_run_dir,
+                                self.world.settings.remote_run_retention)
+            holder[0].close()
 
     def _take_finished(self, progress: dict[str, HostProgress],
                        batches: list[list[HostPlan]], limit: int | None) -> None:
@@ -430,6 +625,8 @@ class JobRun:
 
     def _run_step(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
                   position: StepPosition, resumed: OpenStep | None) -> _StepOutcome:
+        if step.wait is not None:
+            return self._run_wait_step(host, holder, step, position, resumed)
         settings = self.world.settings
         timeout = step.timeout or self.plan.strategy.timeout or settings.step_timeout
         where = self._location(host, position)
@@ -466,6 +663,120 @@ class JobRun:
             finished["signal"] = outcome.signal
         self._append("step_finished", host.name, finished)
         return outcome
+
+    # -- wait steps -------------------------------------------------------------------
+
+    def _run_wait_step(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
+                       position: StepPosition, resumed: OpenStep | None) -> _StepOutcome:
+        """Probe every ``every`` seconds until the probe's output matches, or the wait
+        times out. Each probe is a short detached step of its own (a run directory
+        per probe), reported as one ``wait_probe`` event; a resumed job goes on probing
+        until the deadline set when the wait started."""
+        wait = step.wait
+        assert wait is not None
+        base = self._location(host, position)
+        if resumed is None:
+            started_wall = time.time()
+            self._append("step_started", host.name, {
+                "step": step.name, "index": position.index, "phase": position.phase,
+                "command": step.shown, "timeout": wait.timeout, "run_dir": base.path,
+                "wait": {**wait.to_json(), "deadline": round(started_wall + wait.timeout, 3)}})
+        else:
+            started_wall = resumed.started_ts or time.time()
+        deadline = started_wall + wait.timeout
+        cancel = self.cancel if position.phase != ON_FAILURE else None
+        attempt = resumed.probes if resumed is not None else 0
+        started = time.monotonic()
+        outcome: _StepOutcome | None = None
+        while outcome is None:
+            if cancel is not None and cancel.is_set():
+                outcome = _StepOutcome("cancelled", None, "job cancelled while waiting")
+                break
+            attempt += 1
+            probe = self._probe(host, holder, step, base, attempt, cancel)
+            if probe is None:  # the connection is gone for good
+                outcome = _StepOutcome("cancelled" if self.cancel.is_set() else "failed",
+                                       None, self._lost_reason(host, None, None), lost=True)
+                break
+            matched, exit_code, shown = probe
+            remaining = deadline - time.time()
+            self._append("wait_probe", host.name, {
+                "step": step.name, "index": position.index, "phase": position.phase,
+                "attempt": attempt, "exit_code": exit_code, "output": shown,
+                "matched": matched, "remaining": round(max(remaining, 0.0), 1)})
+            if matched:
+                plural = "" if attempt == 1 else "s"
+                outcome = _StepOutcome("ok", 0, f"matched {wait.until} after {attempt} "
+                                       f"probe{plural}")
+            elif remaining <= 0:
+                outcome = self._wait_timed_out(wait.timeout, wait.until, wait.on_timeout)
+            elif cancel is not None:
+                cancel.wait(min(wait.every, remaining))
+            else:
+                time.sleep(min(wait.every, remaining))
+            if self.abandoned.is_set():
+                raise JobFenced(self.job_id)
+        finished: dict[str, Any] = {
+            "step": step.name, "index": position.index, "phase": position.phase,
+            "status": outcome.status, "exit_code": outcome.exit_code,
+            "duration": round(time.monotonic() - started, 3), "reason": outcome.reason}
+        if outcome.lost:
+            finished["lost"] = True
+        self._append("step_finished", host.name, finished)
+        return outcome
+
+    @staticmethod
+    def _wait_timed_out(timeout: float, until: str, on_timeout: str) -> _StepOutcome:
+        text = f"no probe matched {until} within {timeout:g} s"
+        if on_timeout == "proceed":
+            return _StepOutcome("ok", None, f"{text}; going on (on_timeout: proceed)")
+        return _StepOutcome("failed", None, f"timed out: {text}")
+
+    def _probe(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
+               base: StepLocation, attempt: int, cancel: threading.Event | None
+               ) -> tuple[bool, int | None, list[str]] | None:
+        """Run the wait's probe once: (matched, exit code, the output lines to show);
+        None when the connection is lost and cannot be had back."""
+        wait = step.wait
+        assert wait is not None
+        mask = Masker(host.secrets)
+        kept: list[str] = []
+        kept_bytes = 0
+        shown: deque[str] = deque(maxlen=PROBE_LINES_SHOWN)
+
+        def sink(stream: str, line: str, _offset: int) -> None:
+            nonlocal kept_bytes
+            if stream == "stdout" and kept_bytes < PROBE_OUTPUT_KEPT:
+                kept.append(line)
+                kept_bytes += len(line) + 1
+            text = mask(line)[:PROBE_LINE_CHARS]
+            shown.append(text if stream == "stdout" else f"! {text}")
+
+        timeout = step.timeout or PROBE_TIMEOUT
+        control = _ProbeControl(cancel, time.time() + timeout, self.abandoned)
+        where = StepLocation(base.root, base.job_uid, base.host,
+                             f"{base.key}w{attempt}-{token_hex(3)}")
+        while True:
+            try:
+                result = holder[0].start_step(where, step.command, sink, control)
+            except TransportError as exc:
+                result = StepResult(None, lost=True, reason=str(exc))
+            if not result.lost:
+                break
+            holder[0].close()
+            session = self._reconnect(host, result.reason or "SSH connection dropped")
+            if session is None:
+                return None
+            holder[0] = session
+            kept.clear()
+            shown.clear()
+            where = StepLocation(base.root, base.job_uid, base.host,
+                                 f"{base.key}w{attempt}-{token_hex(3)}")
+        if result.stopped == "timeout":
+            shown.append(f"! probe timed out after {timeout:g} s")
+        matched = result.exit_code == 0 and re.search(
+            wait.until, "\n".join(kept), re.MULTILINE) is not None
+        return matched, result.exit_code, list(shown)
 
     def _drive_step(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
                     where: StepLocation, output: HostOutput, control: _StepControl,
@@ -590,7 +901,7 @@ class JobRun:
         return self._location(host, StepPosition(STEPS, 0)).host_dir
 
     def _location(self, host: HostPlan, position: StepPosition) -> StepLocation:
-        key = str(position.index) if position.phase == STEPS else f"f{position.index}"
+        key = PHASE_KEYS[position.phase] + str(position.index)
         return StepLocation(self.world.settings.remote_run_dir, self.job_uid, host.name, key)
 
     def _append(self, type_: str, host: str | None, data: dict[str, Any]) -> int:

@@ -180,6 +180,12 @@ def canary_stop(batch_index: int, batch_count: int, failures: int) -> str | None
     return None
 
 
+def soak_stop(batch_index: int, seconds: float, failed: list[str]) -> str:
+    """Why the rollout stops when a batch failed its health check after a soak."""
+    text = f"batch {batch_index + 1} failed its health check after a {seconds:g} s soak"
+    return f"{text} ({', '.join(failed)})" if failed else text
+
+
 def count_statuses(statuses: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for status in statuses:

@@ -53,7 +53,8 @@ class EngineWorld:
         while True:
             with self.sessions() as session:
                 job = session.get(Job, job_id)
-                if job.status != "running" and not self.engine.is_running_here(job_id):
+                if job.status not in ("running", "paused") \
+                        and not self.engine.is_running_here(job_id):
                     job.hosts  # noqa: B018 - load while the session is open
                     return job
             if time.monotonic() > deadline:

@@ -54,7 +54,9 @@ class Doors:
         return self.rest(action, argument), self.emit(action, argument)
 
     def job(self, job_id: int) -> dict:
-        return self.http.get(f"{self.url}/api/jobs/{job_id}", timeout=10).json()["job"]
+        response = self.http.get(f"{self.url}/api/jobs/{job_id}", timeout=10)
+        assert response.status_code == 200, (response.status_code, response.text[:500])
+        return response.json()["job"]
 
     def finished(self, *job_ids: int) -> list[dict]:
         return [wait_until(lambda job_id=job_id: (job := self.job(job_id))["status"]
