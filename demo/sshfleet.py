@@ -16,9 +16,10 @@ subsystems are refused.
 
 ``DIR`` keeps everything between runs: keys (generated once), ``known_hosts``,
 ``inventory.yml`` for the console, the build mirror ``mirror/`` (see
-demo/builds.py), and one tree per host under ``hosts/`` (``bin/gameserver.py``,
+demo/builds.py), one tree per host under ``hosts/`` (``bin/gameserver.py``,
 ``bin/builds.py``, ``etc/demo-host.env``, ``releases/``, ``current``, ``run/``,
-``logs/``). Hosts differ a little in download speed and game load time, as a
+``logs/``), and ``players/`` for the simulated players of ``python -m demo.players``.
+Hosts differ a little in download speed and game load time, as a
 real fleet does; ``etc/demo-host.env`` tells the demo runbook each host's values.
 Each host's game server is started at startup unless one already answers.
 """
