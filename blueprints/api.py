@@ -36,6 +36,7 @@ from services.schemas import (
     CancelAnswer,
     EventPage,
     EventPageQuery,
+    GateAnswer,
     JobAnswer,
     JobList,
     JobListQuery,
@@ -171,6 +172,20 @@ def start_job() -> tuple[Response, int]:
 def plan_job() -> Response:
     plan = _commands().plan(parse(StartJob, request.get_json(silent=True), "body"))
     return jsonify({"ok": True, "plan": plan})
+
+
+@bp.post("/jobs/<int:job_id>/promote")
+@documented("Promote a job paused at a manual gate: its next batch runs, as job:promote",
+            answer=GateAnswer, errors=(400, 404))
+def promote_job(job_id: int) -> Response:
+    return jsonify({"ok": True, **_commands().promote(job_id, _caller())})
+
+
+@bp.post("/jobs/<int:job_id>/abort")
+@documented("Abort a job paused at a manual gate: its servers not started are skipped and "
+            "it ends cancelled, as job:abort", answer=GateAnswer, errors=(400, 404))
+def abort_job(job_id: int) -> Response:
+    return jsonify({"ok": True, **_commands().abort(job_id, _caller())})
 
 
 @bp.post("/jobs/<int:job_id>/cancel")

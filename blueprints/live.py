@@ -163,6 +163,16 @@ def cancel_job(data: JobRef) -> dict[str, Any]:
     return _commands().cancel(data.job_id, _caller())
 
 
+@acknowledged(JobRef)
+def promote_job(data: JobRef) -> dict[str, Any]:
+    return _commands().promote(data.job_id, _caller())
+
+
+@acknowledged(JobRef)
+def abort_job(data: JobRef) -> dict[str, Any]:
+    return _commands().abort(data.job_id, _caller())
+
+
 def _check_handshake_token(auth: Any) -> None:
     """Refuse a cookie-session socket whose handshake lacks this session's CSRF token
     (cross-site websocket hijacking), whatever ``PATCHBAY_CORS_ALLOWED_ORIGINS`` allows."""
@@ -202,6 +212,8 @@ def register(sio: SocketIO) -> None:
     sio.on_event("job:subscribe", subscribe)
     sio.on_event("job:unsubscribe", unsubscribe)
     sio.on_event("job:cancel", cancel_job)
+    sio.on_event("job:promote", promote_job)
+    sio.on_event("job:abort", abort_job)
     sio.on_event("job:rerun", rerun_job)
     sio.on_event("job:adhoc", adhoc_job)
     sio.on_event("fleet:subscribe", fleet_subscribe)

@@ -1,6 +1,7 @@
 """Who may use which door: one table for every page, API route and Socket.IO event.
 
-Roles are ordered: ``viewer`` (watch) < ``operator`` (start, cancel, re-run, ad-hoc)
+Roles are ordered: ``viewer`` (watch) < ``operator`` (start, cancel, re-run, ad-hoc,
+promote or abort at a gate, roll back)
 < ``admin`` (users, inventory, runbooks). A route or event without a rule is refused
 (default deny), and a test walks every registered route and event so a new one without
 a rule fails it.
@@ -41,6 +42,8 @@ HTTP_RULES: dict[str, str] = {
     "api.start_job": "operator",
     "api.plan_job": "operator",
     "api.cancel_job": "operator",
+    "api.promote_job": "operator",
+    "api.abort_job": "operator",
     "api.rerun_job": "operator",
     "admin.users_page": "admin",
     "admin.create_user": "admin",
@@ -71,6 +74,8 @@ SOCKET_RULES: dict[str, str] = {
     "job:plan": "operator",
     "job:start": "operator",
     "job:cancel": "operator",
+    "job:promote": "operator",
+    "job:abort": "operator",
     "job:rerun": "operator",
     "job:adhoc": "operator",
     "fleet:subscribe": "viewer",
@@ -85,6 +90,8 @@ SOCKET_ACTIONS: dict[str, str] = {
     "job:plan": "preview jobs",
     "job:start": "start jobs",
     "job:cancel": "cancel jobs",
+    "job:promote": "promote jobs",
+    "job:abort": "abort jobs",
     "job:rerun": "re-run jobs",
     "job:adhoc": "run commands",
     "fleet:subscribe": "watch the servers",
@@ -93,6 +100,8 @@ HTTP_ACTIONS: dict[str, str] = {
     "api.start_job": "start jobs",
     "api.plan_job": "preview jobs",
     "api.cancel_job": "cancel jobs",
+    "api.promote_job": "promote jobs",
+    "api.abort_job": "abort jobs",
     "api.rerun_job": "re-run jobs",
     "admin.users_page": "manage users",
     "admin.create_user": "manage users",

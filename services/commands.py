@@ -1,4 +1,5 @@
-"""The one way in for every job action: start, ad-hoc, plan, re-run and cancel.
+"""The one way in for every job action: start, ad-hoc, plan, re-run, cancel, and promote
+or abort at a gate.
 
 The JSON API (``blueprints/api.py``) and the Socket.IO handlers (``blueprints/live.py``)
 both parse payloads with :func:`parse` (and :func:`parse_job_request` for
@@ -137,6 +138,19 @@ class Commands:
         result = self.engine.cancel(job_id)
         self.audit("job.cancel", f"job #{job_id}", cancelled=result["cancelled"],
                    via=caller.via)
+        return result
+
+    def promote(self, job_id: int, caller: Caller) -> dict[str, Any]:
+        """Let a job paused at a manual gate run its next batch."""
+        return self._decide_gate(job_id, "promote", caller)
+
+    def abort(self, job_id: int, caller: Caller) -> dict[str, Any]:
+        """Stop a job paused at a manual gate: its servers not started are skipped."""
+        return self._decide_gate(job_id, "abort", caller)
+
+    def _decide_gate(self, job_id: int, action: str, caller: Caller) -> dict[str, Any]:
+        result = self.engine.decide_gate(job_id, action, caller.user_id)
+        self.audit(f"job.{action}", f"job #{job_id}", via=caller.via)
         return result
 
     def _plan(self, request: JobRequest) -> JobPlan:

@@ -134,6 +134,14 @@ class CancelAnswer(BaseModel):
     message: str
 
 
+class GateAnswer(BaseModel):
+    ok: Literal[True]
+    job_id: int
+    status: JobStatus = Field(description="paused: the job's owner acts on the decision "
+                              "within a second (job_resumed or job_aborted follows)")
+    message: str
+
+
 class HostState(BaseModel):
     name: str
     batch: int
