@@ -114,6 +114,18 @@ def _strategy(**given: Any) -> dict[str, Any]:
         strategy["max_failures"] = _amount(given["max_failures"])
     if given.get("timeout") is not None:
         strategy["timeout"] = given["timeout"]
+    gate = given.get("gate")
+    if gate is not None:
+        if gate.startswith("soak="):
+            seconds = gate.removeprefix("soak=")
+            try:
+                strategy["gate"] = {"soak": float(seconds)}
+            except ValueError:
+                raise click.UsageError(f"--gate {gate}: soak=SECONDS takes a number") from None
+        elif gate in ("auto", "manual"):
+            strategy["gate"] = gate
+        else:
+            raise click.UsageError(f"--gate {gate}: choose auto, manual or soak=SECONDS")
     return strategy
 
 
@@ -283,11 +295,14 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--batches", metavar="SIZES",
               help="Batch sizes or percentages, e.g. 1,25%,100% (the first is a canary).")
 @click.option("--max-failures", metavar="N|P%", help="Failed servers that stop the rollout.")
+@click.option("--gate", metavar="auto|manual|soak=SECONDS",
+              help="Between batches: go on, pause until promoted, or soak and re-check "
+                   "health.")
 @click.pass_obj
 @refusals
 def run(settings: Settings, runbook: str, params: tuple[str, ...], servers: tuple[str, ...],
         tags: tuple[str, ...], parallel: int | None, timeout: float | None, follow: bool,
-        batches: str | None, max_failures: str | None) -> int:
+        batches: str | None, max_failures: str | None, gate: str | None) -> int:
     """Start RUNBOOK on servers; with --follow, show it live and exit with its status.
 
     Without --follow the job id is printed alone on standard output.
@@ -300,7 +315,7 @@ def run(settings: Settings, runbook: str, params: tuple[str, ...], servers: tupl
         values[name] = value
     body = {"runbook": runbook, "params": values, **_targets(servers, tags)}
     strategy = _strategy(parallel=parallel, batches=batches, max_failures=max_failures,
-                         timeout=timeout)
+                         timeout=timeout, gate=gate)
     if strategy:
         body["strategy"] = strategy
     return _start(settings, body, follow)
@@ -416,6 +431,28 @@ def show(settings: Settings, job_id: int, as_json: bool) -> int:
 def cancel(settings: Settings, job_id: int) -> int:
     """Cancel a running job (servers not started are skipped, running steps stopped)."""
     answer = settings.api().post(f"/api/jobs/{job_id}/cancel")
+    click.echo(answer.get("message") or f"job #{job_id}: {answer.get('status')}")
+    return EXIT_SUCCEEDED
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB", type=click.IntRange(min=1))
+@click.pass_obj
+@refusals
+def promote(settings: Settings, job_id: int) -> int:
+    """Promote a job paused at a manual gate: its next batch runs."""
+    answer = settings.api().post(f"/api/jobs/{job_id}/promote")
+    click.echo(answer.get("message") or f"job #{job_id}: {answer.get('status')}")
+    return EXIT_SUCCEEDED
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB", type=click.IntRange(min=1))
+@click.pass_obj
+@refusals
+def abort(settings: Settings, job_id: int) -> int:
+    """Abort a job paused at a manual gate: servers not started are skipped."""
+    answer = settings.api().post(f"/api/jobs/{job_id}/abort")
     click.echo(answer.get("message") or f"job #{job_id}: {answer.get('status')}")
     return EXIT_SUCCEEDED
 

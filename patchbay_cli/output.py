@@ -16,6 +16,8 @@ HOST_END_STATUSES = ("succeeded", "failed", "cancelled", "skipped", "interrupted
 STREAM_MARK = {"stdout": "|", "stderr": "!"}
 # Events the terminal shows as a line; the bars show the others (steps starting, ok).
 LOUD_EVENTS = frozenset({"job_started", "job_recovered", "batch_started", "host_finished",
+                         "job_paused", "job_resumed", "job_aborted", "soak_started",
+                         "soak_finished", "wait_probe",
                          "host_reconnecting", "host_reconnected"})
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow",
                 "skipped": "dim", "interrupted": "yellow", "running": "cyan",
@@ -83,9 +85,35 @@ class JobStory:
             return _host_finished(data)
         if kind == "job_recovered":
             return f"resumed by node {data.get('node')}: {data.get('reason')}"
+        if kind in ("job_paused", "job_resumed", "job_aborted", "soak_started",
+                    "soak_finished", "wait_probe"):
+            return _rollout_event(kind, data, self.job_id)
         if kind == "job_finished":
             return summary(self.job_id, data)
         return None  # a type this client does not know: new ones may be added
+
+
+def _rollout_event(kind: str, data: dict[str, Any], job_id: int) -> str | None:
+    """Gates between batches, and a wait step's probes."""
+    batch = int(data.get("batch", 0)) + 1
+    if kind == "job_paused":
+        return (f"paused after batch {batch}: waiting for an operator to promote it "
+                f"(patchbay promote {job_id}) or abort it")
+    if kind == "job_resumed":
+        return f"promoted by {data.get('by')}: batch {batch} starts"
+    if kind == "job_aborted":
+        return f"aborted at the gate after batch {batch} by {data.get('by')}"
+    if kind == "soak_started":
+        return f"soaking batch {batch} for {data.get('seconds'):g} s, then health checks again"
+    if kind == "soak_finished":
+        if data.get("passed"):
+            return f"batch {batch} is still healthy after the soak"
+        return str(data.get("reason") or f"batch {batch} failed its health check")
+    if data.get("matched"):
+        return None  # the step's end says it
+    said = " / ".join(data.get("output") or []) or "no output"
+    return (f"{data.get('step')}: probe {data.get('attempt')} says {said[:200]}; "
+            f"{data.get('remaining', 0):g} s left")
 
 
 def _job_started(data: dict[str, Any], batches: int) -> str:

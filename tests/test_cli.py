@@ -459,3 +459,35 @@ def test_on_a_terminal_it_draws_a_progress_bar_per_server(console, token, api, t
     assert re.search(r"gs-03 .*━.* 1/1 .*succeeded", text)
     assert re.search(r"gs-04 .*━.* 1/1 .*succeeded", text)
     assert re.search(r"gs-03 +\| one", text) and f"job #{job_id} succeeded" in text
+
+
+@pytest.mark.live
+def test_a_followed_rollout_pauses_at_its_gate_until_promote(console, token, demo_fleet,
+                                                            tmp_path):
+    for name in ("gs-06", "gs-07"):  # handoff goes straight through on these
+        (Path(demo_fleet["state_dir"]) / "hosts" / name / "release").touch()
+    env = cli_env(tmp_path, PATCHBAY_URL=console.url, PATCHBAY_TOKEN=token)
+    refused = patchbay("run", "handoff", "-p", "fail_on=none", "--servers", "gs-06,gs-07",
+                       "--gate", "later", env=env)
+
+    follower = Running("run", "handoff", "-p", "fail_on=none", "--servers", "gs-06,gs-07",
+                       "--batches", "1", "--gate", "manual", "--follow", env=env)
+    try:
+        job_id = follower.job_id()
+        follower.out.wait_for(r"paused after batch 1", "the pause")
+        promoted = patchbay("promote", str(job_id), env=env)
+        code = follower.wait()
+    finally:
+        follower.stop()
+
+    assert refused.returncode == 3 and "--gate later: choose auto, manual or soak=SECONDS" \
+        in refused.stderr
+    assert promoted.returncode == 0, promoted.stderr
+    assert promoted.stdout.strip() == f"promoting job #{job_id}"
+    assert code == 0, follower.err.lines
+    assert any(re.search(rf"job #{job_id} +\* paused after batch 1: waiting for an "
+                         rf"operator to promote it \(patchbay promote {job_id}\)", line)
+               for line in follower.out.lines)
+    assert any(re.search(r"\* promoted by alice: batch 2 starts", line)
+               for line in follower.out.lines)
+    assert re.fullmatch(rf"job #{job_id} succeeded in .*: 2 succeeded", follower.out.lines[-1])

@@ -528,7 +528,8 @@ def test_test_runbooks_load():
 def test_game_update_accepts_a_full_version():
     game = load_runbooks(PROJECT / "runbooks")["game-update"]
 
-    assert game.validate_params({"version": "1.4.2"}) == {"version": "1.4.2", "fast": "false"}
+    assert game.validate_params({"version": "1.4.2"}) == \
+        {"version": "1.4.2", "fast": "false", "drain_timeout": "300"}
 
 
 @pytest.mark.parametrize("value", ["1.4", "1.4.2; rm -rf /", "$(id)", "", "1.4.2\n",
