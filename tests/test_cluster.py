@@ -135,8 +135,8 @@ class Cluster:
         return self.query(select(Job).where(Job.id == job_id))[0][0]
 
     def wait_finished(self, job_id: int, timeout: float = 90) -> Job:
-        return wait_until(lambda: (job := self.job(job_id)).status != "running" and job,
-                          timeout, f"job {job_id} to finish")
+        return wait_until(lambda: (job := self.job(job_id)).status not in ("running", "paused")
+                          and job, timeout, f"job {job_id} to finish")
 
 
 def try_login(http: requests.Session, url: str, username: str, password: str
@@ -293,6 +293,36 @@ def test_a_node_killed_mid_job_has_its_job_taken_over_once(cluster, sshd_fleet, 
     again = cluster.start_job("node-b", cluster.login("node-b"), {
         "runbook": "basic", "params": {"message": "again"}, "servers": names})
     assert cluster.wait_finished(again).status == "succeeded"
+
+
+def test_a_paused_job_of_a_dead_node_is_taken_over_still_paused_and_promoted(cluster,
+                                                                             sshd_fleet):
+    """node-a dies while its job waits at a manual gate: node-b takes it over, still
+    paused (no second pause, no batch started meanwhile), and promoting it there runs the
+    rest."""
+    names = [host.name for host in sshd_fleet.hosts[4:7]]
+    http = cluster.login("node-a")
+    job_id = cluster.start_job("node-a", http, {
+        "runbook": "basic", "params": {"message": "gated"}, "servers": names,
+        "strategy": {"batches": [1], "gate": "manual"}})
+    wait_until(lambda: cluster.job(job_id).status == "paused", 60, "the job paused")
+
+    cluster.nodes["node-a"].kill9()
+    wait_until(lambda: [e for e in cluster.events(job_id) if e["type"] == "job_recovered"],
+               NODE_TIMEOUT + 10, "node-b to take the paused job over")
+    paused = cluster.job(job_id)
+    on_b = cluster.login("node-b")
+    promoted = on_b.post(f"{cluster.url('node-b')}/api/jobs/{job_id}/promote", timeout=10)
+    job = cluster.wait_finished(job_id)
+
+    events = cluster.events(job_id)
+    assert (paused.status, paused.node_id) == ("paused", "node-b")
+    assert promoted.status_code == 200, promoted.text
+    assert (job.status, job.node_id) == ("succeeded", "node-b")
+    assert [e["type"] for e in events].count("job_paused") == 1
+    assert [e["data"]["by"] for e in events if e["type"] == "job_resumed"] == ["alice"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert cluster.query(select(ServerLock)) == []
 
 
 def test_the_nodes_page_shows_each_node_its_state_and_jobs(cluster, sshd_fleet):
