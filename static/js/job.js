@@ -15,6 +15,14 @@
  * restarted console resumed (job_recovered) says so above the server table and in the
  * logs of the servers it picked up. Unknown event types are skipped.
  *
+ * A rollout's batches show as segments (canary, batch 2, …; rollout.js) above the server
+ * table. A job paused at a manual gate (job_paused) shows Promote and Abort at the top
+ * of the page (operators; viewers read who can), each asking first; job_resumed and
+ * job_aborted take them away and say who did it, in the rollout history and in the logs
+ * of the servers concerned. A wait step (step_started with data.wait) shows its probe's
+ * last output (wait_probe) in a panel above the server's log, one updating log line and
+ * a countdown to its deadline; a soak gate says when the health checks run again.
+ *
  * For tests: window.patchbay = {store, appliedSeq(), select(name), logStats(), ...} and
  * document.body.dataset.appliedSeq (the seq the DOM shows), .pendingRows (rows on screen
  * still being fetched) and .logRows (rows of all logs).
@@ -27,8 +35,9 @@
   const P = window.Patchbay;
   const L = window.PatchbayLogs;
   const J = window.PatchbayJob;
+  const R = window.PatchbayRollout;
   const page = document.getElementById("job-page");
-  if (!P || !L || !J || !page) return;
+  if (!P || !L || !J || !R || !page) return;
 
   const REPLAY_LINES = 2000; // output lines per server sent with a (re)subscription
   const jobId = Number(page.dataset.jobId);
@@ -43,6 +52,15 @@
 
   const els = {
     status: document.getElementById("job-status"),
+    gatePanel: document.getElementById("gate-panel"),
+    gateTitle: document.getElementById("gate-title"),
+    gateText: document.getElementById("gate-text"),
+    gateViewer: document.getElementById("gate-viewer"),
+    promote: document.getElementById("promote-button"),
+    abort: document.getElementById("abort-button"),
+    segments: document.getElementById("batch-segments"),
+    rolloutNow: document.getElementById("rollout-now"),
+    rolloutHistory: document.getElementById("rollout-history"),
     cancel: document.getElementById("cancel-button"),
     rerun: document.getElementById("rerun-button"),
     message: document.getElementById("job-message"),
@@ -73,7 +91,7 @@
   const hosts = new Map(); // name -> host view (model + its elements)
   const view = {
     status: null, // from job_started / job_finished only
-    running: job.status === "running",
+    running: job.status === "running" || job.status === "paused",
     steps: readJSON("steps-data", []),
     batches: [],
     batch: null,
@@ -81,9 +99,15 @@
     stepTotals: new Map(), // step name -> {seconds, count} of finished ok steps (this job)
     recoveries: [], // job_recovered: {node, servers, ts, reason}, oldest first
   };
+  // Batches, gates and soaks (rollout.js): from the stored servers until the events say more.
+  const rollout = new R.Rollout();
+  rollout.setHosts(job.hosts || []);
+  rollout.setJobStatus(job.status);
+  const baseTitle = document.title.replace(/^Paused · /, "");
   let selected = null;
   let appliedUpTo = 0;
   let headerDirty = true;
+  let rolloutDirty = true;
   let orderDirty = true;
   const dirtyHosts = new Set();
   let flushQueued = false;
@@ -170,6 +194,7 @@
       timeline: [], // {step, phase, status, duration}
       headers: new Map(), // "phase:index:step" -> step-header note
       reconnecting: null, // {reason, timeout} while the console reconnects to it
+      wait: null, // the wait step under way or last ended (see waitStarted)
     };
 
     const row = el("tr");
@@ -233,7 +258,16 @@
     log.setAttribute("aria-live", "off");
     log.setAttribute("aria-label", "Log of " + name);
     log.tabIndex = 0;
-    section.append(heading, log);
+    // A wait step's probe: what it said last, and the time left (hidden otherwise).
+    host.waitPanel = el("div", "wait-panel");
+    host.waitPanel.dataset.host = name;
+    host.waitPanel.hidden = true;
+    host.waitState = el("p", "wait-state");
+    host.waitCountdown = el("span", "wait-countdown");
+    host.waitOutput = el("pre", "wait-output");
+    host.waitOutput.setAttribute("aria-label", "Last output of the probe on " + name);
+    host.waitPanel.append(host.waitState, host.waitOutput);
+    section.append(heading, host.waitPanel, log);
     if (selected !== null && selected !== name) section.hidden = true;
     host.section = section;
     els.logs.append(section);
@@ -287,6 +321,81 @@
     dirtyHosts.add(host);
   }
 
+  // --- wait steps --------------------------------------------------------------------------
+
+  /** A wait step started: its probe runs every `every` s until `until` matches or the
+   * deadline (epoch seconds) passes. */
+  function waitStarted(host, data) {
+    const wait = data.wait;
+    host.wait = {
+      key: stepKey(data),
+      step: String(data.step || ""),
+      until: String(wait.until || ""),
+      every: Number(wait.every) || null,
+      timeout: Number(wait.timeout) || null,
+      onTimeout: wait.on_timeout === "proceed" ? "proceed" : "fail",
+      deadline: typeof wait.deadline === "number" ? wait.deadline : null,
+      attempt: 0,
+      exitCode: null,
+      output: [],
+      matched: false,
+      ended: null, // {status, words, reason}
+      note: null, // the one log line the probes update
+    };
+    waiting.add(host);
+  }
+
+  function secondsLeft(wait) {
+    return wait.deadline === null ? null : Math.max(0, wait.deadline - Date.now() / 1000);
+  }
+
+  /** The wait in a few words, for the Step cell: "drain: waiting for ^0$ · 42 s left". */
+  function waitWords(wait) {
+    if (wait.ended) return wait.step + ": " + wait.ended.words;
+    const left = secondsLeft(wait);
+    return wait.step + ": waiting for " + wait.until +
+      (left === null ? "" : " · " + R.countdown(left) + " left");
+  }
+
+  /** The probe's one log line: what it printed last (the panel shows all of it), and
+   * the countdown or how the wait ended. */
+  function probeLine(wait) {
+    const last = wait.output.length ? wait.output[wait.output.length - 1] : "";
+    const said = wait.output.length ? ": \u201c" + last.slice(0, 200) + "\u201d" : ": no output";
+    const code = wait.exitCode === null || wait.exitCode === undefined ? ""
+      : " (exit " + wait.exitCode + ")";
+    let text = "probe " + wait.attempt + said + code + " · ";
+    if (wait.ended) return text + wait.ended.words;
+    text += wait.matched ? "matched" : "no match yet";
+    const left = secondsLeft(wait);
+    return left === null ? text : text + " · " + R.countdown(left) + " left";
+  }
+
+  /** "2 s", "0.5 s", "1 min 00 s". */
+  function seconds(value) {
+    return Number.isInteger(value) && value < 60 ? value + " s" : P.formatDuration(value);
+  }
+
+  function waitEnded(host, wait, status, reason) {
+    let words;
+    const probes = wait.attempt + " probe" + (wait.attempt === 1 ? "" : "s");
+    const timeout = wait.timeout ? " after " + seconds(wait.timeout) : "";
+    if (status === "ok" && wait.matched) words = "matched after " + probes;
+    else if (status === "ok") words = "timed out" + timeout + ", proceeding";
+    else if (status === "failed" && /^timed out/.test(reason)) words = "timed out" + timeout + ", failed";
+    else words = status + (reason ? ": " + reason : "");
+    wait.ended = { status, words, reason };
+    waiting.delete(host);
+    if (wait.note) {
+      wait.note.text = (wait.attempt ? probeLine(wait) : waitWords(wait));
+      wait.note.status = status === "ok" ? "ok" : "failed";
+      host.log.touch(wait.note);
+    }
+    dirtyHosts.add(host);
+  }
+
+  const waiting = new Set(); // hosts with a wait under way (their countdowns tick)
+
   // --- applying events (model and log index only) ----------------------------------------
 
   const handlers = {
@@ -323,10 +432,13 @@
       headerDirty = true;
       const total = host.phase === "steps" && view.steps.length ? "/" + view.steps.length : "";
       const label = host.phase === "on_failure" ? "on failure " + (data.index + 1)
-        : "step " + (data.index + 1) + total;
+        : host.phase === "health" ? "soak check " + (data.index + 1)
+          : "step " + (data.index + 1) + total;
+      // An ended wait's panel stays (how it ended) until another wait step starts.
+      if (data.wait && typeof data.wait === "object") waitStarted(host, data);
       host.headers.set(stepKey(data), host.log.note(event.seq, {
         kind: "step", label, step: host.step, phase: host.phase, status: "running",
-        result: "running…", command: data.command || "",
+        result: data.wait ? "waiting…" : "running…", command: data.command || "",
       }));
       host.timeline.push({ step: host.step, phase: host.phase, status: "running", duration: null,
         startTs: event.ts });
@@ -352,7 +464,10 @@
       const duration = formatDuration(data.duration);
       if (duration) parts.push(duration);
       let text = parts.join(" · ");
-      if (data.reason && status !== "ok") text += " — " + data.reason;
+      const wait = host.wait && !host.wait.ended && host.wait.key === stepKey(data)
+        ? host.wait : null;
+      if (data.reason && (status !== "ok" || wait)) text += " — " + data.reason;
+      if (wait) waitEnded(host, wait, status, data.reason || "");
       const header = host.headers.get(stepKey(data));
       host.headers.delete(stepKey(data));
       if (header) {
@@ -401,6 +516,78 @@
       const duration = formatDuration(host.duration);
       if (duration) text += " (" + duration + ")";
       host.log.note(event.seq, { kind: "end", text, status });
+    },
+
+    /** One probe of a wait step: one updating log line, the panel, the countdown. */
+    wait_probe(event, data) {
+      const host = ensureHost(event.host);
+      clearReconnecting(host);
+      const wait = host.wait;
+      if (!wait || wait.ended || wait.key !== stepKey(data)) return;
+      wait.attempt = Number(data.attempt) || wait.attempt + 1;
+      wait.exitCode = data.exit_code ?? null;
+      wait.output = Array.isArray(data.output) ? data.output.map(String) : [];
+      wait.matched = Boolean(data.matched);
+      if (!wait.note) {
+        wait.note = host.log.note(event.seq, { kind: "wait", text: "", status: "waiting" });
+      }
+      wait.note.text = probeLine(wait);
+      host.log.touch(wait.note);
+      dirtyHosts.add(host);
+    },
+
+    /** Paused at a manual gate: the next batch waits for Promote or Abort. */
+    job_paused(event, data) {
+      view.status = "paused";
+      const next = data.next_batch ?? data.batch + 1;
+      const text = "waiting at the gate after " + R.batchPhrase(data.batch, rollout.count) +
+        ": an operator promotes " + R.batchPhrase(next, rollout.count) + " or aborts the rollout";
+      for (const name of rollout.serversOf(next)) {
+        const host = ensureHost(name);
+        host.log.note(event.seq, { kind: "note", text, status: "paused" });
+        dirtyHosts.add(host);
+      }
+      headerDirty = true;
+    },
+
+    job_resumed(event, data) {
+      view.status = "running";
+      clearGateNote();
+      const text = "promoted by " + (data.by || "an operator") + ": " +
+        R.batchPhrase(data.batch, rollout.count) + " starts";
+      for (const name of rollout.serversOf(data.batch)) {
+        const host = ensureHost(name);
+        host.log.note(event.seq, { kind: "note", text, status: "promoted" });
+        dirtyHosts.add(host);
+      }
+      gateBusy(false);
+      headerDirty = true;
+    },
+
+    /** Aborted: the servers not started end skipped (their host_finished says why). */
+    job_aborted() {
+      clearGateNote();
+      gateBusy(false);
+      headerDirty = true;
+    },
+
+    soak_started(event, data) {
+      const text = "soaking " + R.batchPhrase(data.batch, rollout.count) + ": health checks " +
+        "again in " + R.countdown(Number(data.seconds) || 0);
+      for (const name of rollout.serversOf(data.batch)) {
+        ensureHost(name).log.note(event.seq, { kind: "note", text, status: "soaking" });
+      }
+      headerDirty = true;
+    },
+
+    soak_finished(event, data) {
+      const text = data.passed ? "soak passed: the health checks succeeded again"
+        : "soak failed: " + (data.reason || "the health checks failed");
+      for (const name of rollout.serversOf(data.batch)) {
+        ensureHost(name).log.note(event.seq, { kind: "note", text,
+          status: data.passed ? "ok" : "failed" });
+      }
+      headerDirty = true;
     },
 
     /** The SSH connection dropped mid-step; the step runs on, the console reconnects
@@ -467,11 +654,20 @@
         setStatus(host, status);
       }
       if (els.message.dataset.kind === "cancel") els.message.textContent = "";
+      for (const host of Array.from(waiting)) {
+        if (host.wait) waitEnded(host, host.wait, view.status, data.reason || "");
+      }
+      gateBusy(false);
     },
   };
 
   function applyEvents(events, upTo) {
     for (const event of events) {
+      try {
+        if (rollout.apply(event)) rolloutDirty = true;
+      } catch (err) {
+        console.error("cannot apply event to the rollout", event, err);
+      }
       const handler = handlers[event.type];
       if (!handler) continue;
       try {
@@ -504,6 +700,8 @@
     orderDirty = false;
     if (headerDirty) renderHeader();
     headerDirty = false;
+    if (rolloutDirty) renderRollout();
+    rolloutDirty = false;
     logs.render();
     document.body.dataset.appliedSeq = String(appliedUpTo);
   }
@@ -518,12 +716,18 @@
     renderReconnecting(host);
     host.cells.batch.textContent = host.batch === null ? "" : String(host.batch + 1);
     let step = "";
-    if (status === "running") {
+    if (host.wait && !host.wait.ended && status === "running") {
+      step = waitWords(host.wait);
+    } else if (status === "running") {
       step = host.step + (host.phase === "on_failure" ? " (on failure)" : "");
     } else if (FINISHED.has(status)) {
       step = host.failedStep || (status === "interrupted" ? host.step : "");
+      if (host.phase === "health" && host.stepStartTs !== null) step = host.step + " (soak check)";
+    } else if (status === "pending" && rollout.gate && host.batch === rollout.gate.next) {
+      step = "waiting at the gate";
     }
     host.cells.step.textContent = step;
+    renderWait(host);
     host.cells.duration.textContent = formatDuration(host.duration);
     host.cells.version.textContent = versionText(host);
     host.cells.version.title = host.versionState === "unverified" ? "A step ran on " +
@@ -533,6 +737,32 @@
         (host.onFailure === "succeeded" && !host.reason.includes("rolled back to")
           ? "; on_failure steps succeeded" : "");
     renderTimeline(host);
+  }
+
+  /** The wait panel above the server's log: state, countdown and the probe's last output. */
+  function renderWait(host) {
+    const wait = host.wait;
+    host.waitPanel.hidden = !wait;
+    if (!wait) return;
+    host.waitPanel.dataset.state = wait.ended ? wait.ended.status : "waiting";
+    host.waitState.replaceChildren(el("strong", "wait-step", wait.step), " ");
+    if (wait.ended) {
+      host.waitState.append(el("span", "wait-end", wait.ended.words));
+    } else {
+      const every = wait.every ? " every " + seconds(wait.every) : "";
+      host.waitState.append("waits for " + wait.until + every +
+        (wait.attempt ? " · probe " + wait.attempt + (wait.matched ? " matched" : " did not match")
+          : " · first probe running"));
+      const left = secondsLeft(wait);
+      if (left !== null) {
+        host.waitCountdown.textContent = R.countdown(left) + " left";
+        host.waitState.append(" · ", host.waitCountdown, ", then " +
+          (wait.onTimeout === "proceed" ? "it goes on" : "the step fails"));
+      }
+    }
+    host.waitOutput.textContent = wait.output.length ? wait.output.join("\n")
+      : wait.attempt ? "(the probe printed nothing)" : "";
+    host.waitOutput.hidden = !wait.attempt;
   }
 
   /** "reconnecting to <server>…" next to the server's status, in its row and log title. */
@@ -642,6 +872,7 @@
 
     const running = view.finished ? false : view.running;
     if (els.cancel) els.cancel.hidden = !running;
+    if (view.status) document.title = (view.status === "paused" ? "Paused · " : "") + baseTitle;
     if (els.rerun) renderRerunButton();
 
     // The bar is the work done: a server that ran to its end counts whole, one stopped
@@ -673,6 +904,9 @@
       if (view.finished) {
         const ran = view.batch === null ? 0 : view.batch + 1;
         text = "Ran " + ran + " of " + count + " batches";
+      } else if (rollout.gate) {
+        text = "Batch " + (rollout.gate.batch + 1) + " of " + count + " done; paused at the " +
+          "gate before batch " + (rollout.gate.next + 1);
       } else if (view.batch === null) {
         text = count + " batches; waiting for the first";
       } else {
@@ -701,11 +935,113 @@
     }
   }
 
+  // --- the rollout: segments, the gate, a soak, its history -------------------------------
+
+  const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+  function renderRollout() {
+    if (els.segments) R.renderSegments(els.segments, rollout.segments(), false);
+    renderGate();
+    renderSoak();
+    renderRolloutHistory();
+  }
+
+  /** Paused at a manual gate: what succeeded, what is next, and who may act. */
+  function renderGate() {
+    if (!els.gatePanel) return;
+    const gate = view.finished ? null : rollout.gate;
+    els.gatePanel.hidden = !gate;
+    if (!gate) return;
+    const count = rollout.count;
+    const done = rollout.serversOf(gate.batch);
+    const next = rollout.serversOf(gate.next);
+    const nextName = R.batchName(gate.next, count);
+    els.gateTitle.textContent = "Paused after " + R.batchPhrase(gate.batch, count);
+    els.gateText.textContent = capital(R.batchPhrase(gate.batch, count)) + " succeeded" +
+      (done.length ? " (" + R.listed(done) + ")" : "") + ". Next: " + nextName +
+      (next.length ? " (" + R.listed(next) + ")" : "") + ".";
+    if (els.promote) els.promote.textContent = "Promote: start " + nextName;
+    if (els.gateViewer) {
+      els.gateViewer.textContent = "An operator can promote it (start " + nextName +
+        ") or abort it (the servers not started are skipped).";
+    }
+  }
+
+  /** "Soaking the canary: health checks again in 45 s", then its health checks. */
+  function renderSoak() {
+    if (!els.rolloutNow) return;
+    const soak = view.finished ? null : rollout.activeSoak();
+    els.rolloutNow.hidden = !soak;
+    if (!soak) return;
+    const phrase = capital("soaking " + R.batchPhrase(soak.batch, rollout.count));
+    const left = typeof soak.until === "number" ? soak.until - Date.now() / 1000 : null;
+    els.rolloutNow.replaceChildren(phrase + ": ");
+    if (left !== null && left > 0) {
+      els.rolloutNow.append("health checks again in ",
+        el("span", "soak-countdown", R.countdown(left)));
+    } else {
+      els.rolloutNow.append("running its health checks again");
+    }
+  }
+
+  /** Pauses, promotions, aborts and soaks, oldest first, with who and when. */
+  function renderRolloutHistory() {
+    if (!els.rolloutHistory) return;
+    const entries = rollout.log;
+    if (els.rolloutHistory.childElementCount === entries.length) return;
+    els.rolloutHistory.replaceChildren(...entries.map((entry) => {
+      const item = el("li", "rollout-entry");
+      item.dataset.kind = entry.kind;
+      if (typeof entry.ts === "number") {
+        const time = el("time", "muted", new Date(entry.ts * 1000).toLocaleTimeString());
+        time.dateTime = new Date(entry.ts * 1000).toISOString();
+        item.append(time, " ");
+      }
+      item.append(R.gateWords(entry, rollout.count));
+      return item;
+    }));
+    els.rolloutHistory.hidden = entries.length === 0;
+  }
+
+  /** "Asking the server to promote…" goes when the decision shows; an error stays. */
+  function clearGateNote() {
+    if (els.message.dataset.kind === "gate") els.message.textContent = "";
+  }
+
+  /** The gate buttons are off while a decision is on its way. */
+  function gateBusy(busy) {
+    for (const button of [els.promote, els.abort]) if (button) button.disabled = busy;
+  }
+
+  async function gateAction(action) {
+    const ask = action === "promote" ? R.askPromote : R.askAbort;
+    if (!rollout.gate || !(await ask(jobId, rollout))) return;
+    gateBusy(true);
+    els.message.dataset.kind = "gate";
+    els.message.textContent = action === "promote" ? "Asking the server to promote…"
+      : "Asking the server to abort…";
+    const ack = await R.act(action, jobId);
+    if (!ack.ok) {
+      els.message.dataset.kind = "error";
+      els.message.textContent = (ack.error && ack.error.message) ||
+        (action === "promote" ? "Promote failed." : "Abort failed.");
+      gateBusy(false);
+    } else if (rollout.gate) {
+      // The buttons go when job_resumed / job_aborted arrives.
+      els.message.textContent = ack.message || (action === "promote" ? "Promoted." : "Aborted.");
+    } else {
+      els.message.textContent = "";
+    }
+  }
+
+  if (els.promote) els.promote.addEventListener("click", () => gateAction("promote"));
+  if (els.abort) els.abort.addEventListener("click", () => gateAction("abort"));
+
   // --- ETA ------------------------------------------------------------------------------
 
   function renderEta() {
     if (!els.eta) return;
-    const guess = view.running && !view.finished ? J.estimate({
+    const guess = view.running && !view.finished && view.status !== "paused" ? J.estimate({
       steps: view.steps,
       stepTotals: view.stepTotals,
       usual,
@@ -722,6 +1058,16 @@
 
   setInterval(() => {
     if (view.running && !view.finished) renderEta();
+    // Countdowns: waits under way, and a soak.
+    for (const host of waiting) {
+      if (host.wait.note) {
+        host.wait.note.text = probeLine(host.wait);
+        host.log.touch(host.wait.note);
+      }
+      dirtyHosts.add(host);
+    }
+    if (rollout.activeSoak() && !view.finished) rolloutDirty = true;
+    if (waiting.size || rolloutDirty) scheduleFlush();
   }, 1000);
 
   // --- log selection ----------------------------------------------------------------------
@@ -923,7 +1269,7 @@
     }
     if (ack.job) {
       if (!view.status) {
-        view.running = ack.job.status === "running";
+        view.running = ack.job.status === "running" || ack.job.status === "paused";
         headerDirty = true;
         scheduleFlush();
       }

@@ -7,17 +7,26 @@
  * each row shows its status, how many servers are done and the latest output line as
  * they happen. Rows of running jobs are refreshed from the API after a reconnect, since
  * events missed while disconnected are not replayed to these pages.
+ *
+ * Under the status, a rollout's batches show as compact segments (rollout.js), with who
+ * promoted or aborted it at a gate; a paused job shows Promote and Abort (operators:
+ * data-may-gate on the table), each asking first, or a line saying an operator can.
+ * A row starts from per-batch counts (data-batches); the first server event of a row
+ * whose servers are not known by name loads them from GET /api/jobs/<id>.
  */
 (function () {
   "use strict";
   const el = window.Patchbay.el;
 
   const P = window.Patchbay;
+  const R = window.PatchbayRollout || null; // rollout.js; without it, rows have no rollout
   const table = document.querySelector("table[data-job-feed]");
   if (!P || !table) return;
 
   const tbody = table.tBodies[0];
   const inserting = table.dataset.jobFeed === "insert";
+  const mayGate = table.dataset.mayGate === "true";
+  const LIVE = new Set(["running", "paused"]);
   const maxRows = Math.max(tbody.querySelectorAll("tr[data-job-id]").length, 10);
   const me = (document.getElementById("current-user") || {}).textContent || "";
   const rows = new Map();
@@ -35,17 +44,31 @@
       progress: row.querySelector(".job-progress"),
       latest: row.querySelector(".job-latest"),
       duration: row.querySelector(".job-duration"),
+      box: row.querySelector(".job-rollout"),
+      rollout: R ? new R.Rollout() : null,
+      named: false, // the rollout knows its servers by name (job_started, or the API)
+      buffer: null, // events held while the servers are loaded
+      gateError: "",
     };
+    if (entry.rollout) {
+      entry.rollout.setCounts(readJSON(row.dataset.batches, []));
+      entry.rollout.setLog(readJSON(row.dataset.gates, []));
+      entry.rollout.setJobStatus(entry.status);
+    }
     rows.set(Number(row.dataset.jobId), entry);
     return entry;
   }
 
-  function readCounts(row) {
+  function readJSON(text, fallback) {
     try {
-      return JSON.parse(row.dataset.counts || "{}") || {};
+      return JSON.parse(text || "null") || fallback;
     } catch (err) {
-      return {};
+      return fallback;
     }
+  }
+
+  function readCounts(row) {
+    return readJSON(row.dataset.counts, {});
   }
 
   /** As _job_rows.html: "0 / 8 succeeded · 1 failed · 7 skipped" (a stopped rollout is
@@ -59,12 +82,92 @@
     return text;
   }
 
-  function render(entry) {
+  /** The row's status and progress; its rollout too unless `rollout` is false. */
+  function render(entry, rollout) {
     entry.row.dataset.status = entry.status;
     entry.badge.className = "badge status-" + entry.status + " job-status-cell";
     entry.badge.textContent = entry.status;
     entry.progress.textContent = progressText(entry.counts, entry.total);
+    if (rollout !== false) renderRollout(entry);
   }
+
+  /** Segments, the gate (paused: Promote / Abort or who can), who acted at gates. */
+  function renderRollout(entry) {
+    if (!entry.box || !entry.rollout) return;
+    const rollout = entry.rollout;
+    const parts = [];
+    if (rollout.count) {
+      const list = el("ol", "batch-segments");
+      R.renderSegments(list, rollout.segments(), true);
+      parts.push(list);
+    }
+    if (entry.status === "paused") {
+      const gate = el("div", "job-gate");
+      const after = rollout.gate ? R.batchPhrase(rollout.gate.batch, rollout.count) : "a batch";
+      gate.append(el("span", "job-gate-text", "paused after " + after));
+      if (mayGate) {
+        const promote = el("button", "button button-small button-primary promote-button",
+          rollout.gate ? "Promote: start " + R.batchName(rollout.gate.next, rollout.count)
+            : "Promote");
+        const abort = el("button", "button button-small button-danger abort-button", "Abort");
+        for (const [button, action] of [[promote, "promote"], [abort, "abort"]]) {
+          button.type = "button";
+          button.dataset.action = action;
+          button.disabled = Boolean(entry.acting);
+        }
+        gate.append(promote, abort);
+      } else {
+        gate.append(el("span", "muted job-gate-viewer",
+          "an operator can promote it or abort it"));
+      }
+      if (entry.gateError) gate.append(el("span", "job-gate-error", entry.gateError));
+      parts.push(gate);
+    }
+    const acts = rollout.log.filter((item) => item.kind === "promoted" || item.kind === "aborted");
+    if (acts.length) {
+      parts.push(el("span", "job-gates", acts.map((item) => item.kind === "promoted"
+        ? "promoted by " + (item.by || "an operator")
+        : "aborted at the gate by " + (item.by || "an operator")).join("; ")));
+    }
+    entry.box.replaceChildren(...parts);
+  }
+
+  /** Promote or abort from a row: load its servers (for the question), ask, act. */
+  async function gateAction(id, action) {
+    const entry = rows.get(id);
+    if (!entry || !entry.rollout || entry.acting) return;
+    entry.gateError = "";
+    for (const item of entry.rollout.log) item.fresh = false;
+    await refresh(id);
+    if (entry.status !== "paused") return;
+    const ask = action === "promote" ? R.askPromote : R.askAbort;
+    if (!(await ask(id, entry.rollout))) return;
+    entry.acting = true;
+    render(entry);
+    const ack = await R.act(action, id);
+    entry.acting = false;
+    if (!ack.ok) {
+      entry.gateError = (ack.error && ack.error.message) ||
+        (action === "promote" ? "Promote failed." : "Abort failed.");
+      render(entry);
+      return;
+    }
+    // This page may not get the job's events (another user's job): say it here; the
+    // event, if it comes, takes its place.
+    const kind = action === "promote" ? "promoted" : "aborted";
+    if (!entry.rollout.log.some((item) => item.kind === kind && item.fresh)) {
+      entry.rollout.log.push({ kind, by: me, local: true });
+    }
+    await refresh(id);
+  }
+
+  table.addEventListener("click", (event) => {
+    const target = event.target;
+    if (!(target instanceof Element)) return;
+    const button = target.closest("button[data-action]");
+    const row = button && button.closest("tr[data-job-id]");
+    if (row) gateAction(Number(row.dataset.jobId), button.dataset.action);
+  });
 
   /** A row like templates/jobs/_job_rows.html renders, from what is known so far. */
   function buildRow(job) {
@@ -92,7 +195,7 @@
     }
     const status = el("td");
     status.append(el("span", "badge job-status-cell"), " ", el("span", "job-progress"), " ",
-      el("span", "job-latest muted"));
+      el("span", "job-latest muted"), el("div", "job-rollout"));
     const started = el("td");
     const time = el("time", null, job.createdAt.slice(0, 19).replace("T", " "));
     time.dateTime = job.createdAt;
@@ -120,6 +223,8 @@
   async function refresh(id) {
     if (fetching.has(id)) return;
     fetching.add(id);
+    const known = rows.get(id);
+    if (known) known.buffer = known.buffer || [];
     try {
       const { job } = await P.fetchJSON("/api/jobs/" + id);
       let entry = rows.get(id);
@@ -136,17 +241,53 @@
       entry.total = job.hosts.length;
       entry.done = done;
       entry.counts = counts;
+      // The servers by name and batch, then what happened after this answer was made.
+      if (entry.rollout) {
+        entry.rollout.setHosts(job.hosts);
+        entry.rollout.setJobStatus(job.status);
+        entry.named = true;
+        for (const event of entry.buffer || []) {
+          if (event.seq > (job.last_seq || 0)) entry.rollout.apply(event);
+        }
+      }
       render(entry);
     } catch (err) {
       console.error("job " + id, err);
     } finally {
       fetching.delete(id);
+      const entry = rows.get(id);
+      if (entry) entry.buffer = null;
     }
   }
 
   function apply(entry, events) {
+    let needNames = false;
+    let changed = false;
     for (const event of events) {
       const data = event.data || {};
+      if (entry.buffer) entry.buffer.push(event);
+      if (event.type === "job_started") entry.named = true;
+      if (!entry.rollout) {
+        // no rollout.js on this page: status and progress only
+      } else if (entry.named || !event.host) {
+        changed = entry.rollout.apply(event) || changed;
+      } else {
+        needNames = true;
+      }
+      if (event.type === "job_paused") {
+        entry.status = "paused";
+      } else if (event.type === "job_resumed" || event.type === "job_aborted") {
+        if (event.type === "job_resumed") entry.status = "running";
+        entry.gateError = "";
+        if (!entry.rollout) continue;
+        // The event names who did it: it replaces what this page said after its own ack.
+        const kind = event.type === "job_resumed" ? "promoted" : "aborted";
+        const log = entry.rollout.log;
+        const local = log.findIndex((item) => item.local && item.kind === kind);
+        if (local >= 0) log.splice(local, 1);
+        const last = log[log.length - 1];
+        if (last && last.kind === kind) last.fresh = true;
+      }
       if (event.type === "host_finished") {
         entry.done = Math.min(entry.total, entry.done + 1);
         const status = data.status || "failed";
@@ -162,10 +303,11 @@
         }
       }
     }
-    render(entry);
+    render(entry, changed || events.some((event) => event.type === "job_finished"));
+    if (needNames && !entry.buffer) refresh(Number(entry.row.dataset.jobId));
   }
 
-  for (const row of tbody.querySelectorAll("tr[data-job-id]")) track(row);
+  for (const row of tbody.querySelectorAll("tr[data-job-id]")) renderRollout(track(row));
 
   try {
     P.connect();
@@ -178,7 +320,7 @@
     connected += 1;
     if (connected === 1) return;
     for (const [id, entry] of rows) {
-      if (entry.status === "running") refresh(id);
+      if (LIVE.has(entry.status)) refresh(id);
     }
   });
   P.onJobEvents((payload) => {

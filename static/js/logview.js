@@ -602,12 +602,13 @@
     return node;
   }
 
-  /** Notes: {kind: "note"|"end"|"step", text} or a step header
+  /** Notes: {kind: "note"|"end"|"wait", text} (a "wait" note is a wait step's probe line,
+   * rewritten by each probe) or a step header
    * {kind: "step", label, step, phase, status, result, command}. */
   function renderNote(note) {
     if (note.kind !== "step") {
-      const node = el("div", "log-row log-note" + (note.kind === "end" ? " log-note-end" : ""),
-        note.text);
+      const node = el("div", "log-row log-note" + (note.kind === "end" ? " log-note-end"
+        : note.kind === "wait" ? " log-wait" : ""), note.text);
       if (note.status) node.dataset.status = note.status;
       return node;
     }
