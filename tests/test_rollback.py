@@ -172,6 +172,12 @@ def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     expect(page.locator("#drift-count")).to_have_text("(1)")
     expect(page.locator('.build-group[data-build="2.1.1"] .build-count')).to_have_text("(1)")
 
+    watch = browser.new_page()  # stays open: follows the rollback live
+    log_in(watch, console.url)
+    watch.goto(f"{console.url}/servers")
+    expect(watch.locator('#servers tr[data-server="gs-06"]')).to_have_attribute(
+        "data-drift", "true")
+
     page.goto(f"{console.url}/servers?build=2.1.1")
     expect(page.locator("#servers tbody tr:visible")).to_have_count(1)
     row = page.locator('#servers tr[data-server="gs-05"]')
@@ -184,6 +190,12 @@ def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=LONG)
     assert probe(demo_fleet, "gs-05") == "2.1.0"
+    # Live, without a reload: gs-05's row, and gs-06's drift (a row the job never touched).
+    expect(watch.locator('#servers tr[data-server="gs-05"]')).to_have_attribute(
+        "data-version", "2.1.0")
+    expect(watch.locator('#servers tr[data-server="gs-06"]')).to_have_attribute(
+        "data-drift", "false")
+    expect(watch.locator("#drift-count")).to_have_text("(0)")
 
     page.goto(f"{console.url}/servers")
     back = page.locator('#servers tr[data-server="gs-05"]')
