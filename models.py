@@ -112,6 +112,8 @@ class Server(Base):
                 "version_state": facts.get("version_state", "verified")
                 if version is not None else None,
                 "version_job_id": facts.get("version_job_id") if version is not None else None,
+                # The build it reported before its current one (a rollback's target).
+                "previous_version": facts.get("previous_version"),
                 "last_job_id": self.last_job_id, "last_status": self.last_status,
                 "reachable": self.reachable,
                 "last_checked": self.last_checked.isoformat() + "Z"

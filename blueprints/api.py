@@ -12,7 +12,6 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -21,7 +20,7 @@ from blueprints.openapi import documented, openapi_document
 from blueprints.query_args import MAX_SEQ, event_query, int_arg, job_filter
 from config import VERSION
 from extensions import db
-from models import Server
+from services.builds import server_rows
 from services.commands import (
     Caller,
     Commands,
@@ -42,6 +41,8 @@ from services.schemas import (
     JobListQuery,
     JobStarted,
     PlanAnswer,
+    RollbackServer,
+    RollbackServers,
     RunbookList,
     SearchAnswer,
     SearchQuery,
@@ -91,10 +92,31 @@ def openapi() -> Response:
 
 
 @bp.get("/servers")
-@documented("Every server of the inventory, by name", answer=ServerList)
+@documented("Every server of the inventory, by name, with its builds (current, previous, "
+            "on its way) and whether it drifts from its tag's newest build",
+            answer=ServerList)
 def servers() -> Response:
-    servers = db.session.scalars(select(Server).order_by(Server.name))
-    return jsonify({"servers": [server.summary() for server in servers]})
+    return jsonify({"servers": server_rows(db.session)})
+
+
+@bp.post("/servers/<name>/rollback")
+@documented("Roll one server back to its previous build: a job of kind rollback running "
+            "a runbook's rollback section", body=RollbackServer, answer=JobStarted,
+            status=201, errors=(400, 409))
+def rollback_server(name: str) -> tuple[Response, int]:
+    payload = request.get_json(silent=True)
+    chosen = parse(RollbackServer, {} if payload is None else payload, "body")
+    job_id = _commands().rollback([name], chosen.runbook, _caller())
+    return jsonify({"ok": True, "job_id": job_id}), 201
+
+
+@bp.post("/servers/rollback")
+@documented("Roll several servers back, each to its previous build, in one rollback job",
+            body=RollbackServers, answer=JobStarted, status=201, errors=(400, 409))
+def rollback_servers() -> tuple[Response, int]:
+    chosen = parse(RollbackServers, request.get_json(silent=True), "body")
+    job_id = _commands().rollback(chosen.servers, chosen.runbook, _caller())
+    return jsonify({"ok": True, "job_id": job_id}), 201
 
 
 @bp.get("/runbooks")

@@ -23,6 +23,7 @@ from limits import parse
 from sqlalchemy.orm import Session, sessionmaker
 
 from extensions import db, limiter, socketio
+from services.builds import annotate
 from tasks.errors import PatchbayError
 from tasks.fleet import ProbeSettings, ReachabilityProbe, fleet_rows, servers_touched
 
@@ -40,7 +41,7 @@ def subscribe(probe_now: bool) -> list[dict[str, Any]]:
         _count_probe_request(current_user.id)
     join_room(FLEET_ROOM)
     probe(current_app).ensure_running(now=probe_now)
-    return fleet_rows(db.session)
+    return annotate(db.session, fleet_rows(db.session))
 
 
 def _count_probe_request(user_id: int) -> None:
@@ -65,7 +66,7 @@ def publish_job_changes(sessions: sessionmaker[Session], job_id: int,
     if not names:
         return
     with sessions() as session:
-        rows = fleet_rows(session, names)
+        rows = annotate(session, fleet_rows(session, names))
     socketio.emit("fleet:servers", {"servers": rows, "job_id": job_id}, to=FLEET_ROOM)
 
 

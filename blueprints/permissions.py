@@ -45,6 +45,9 @@ HTTP_RULES: dict[str, str] = {
     "api.promote_job": "operator",
     "api.abort_job": "operator",
     "api.rerun_job": "operator",
+    # A rollback is a job: the same role as starting one.
+    "api.rollback_server": "operator",
+    "api.rollback_servers": "operator",
     "admin.users_page": "admin",
     "admin.create_user": "admin",
     "admin.update_user": "admin",
@@ -103,6 +106,8 @@ HTTP_ACTIONS: dict[str, str] = {
     "api.promote_job": "promote jobs",
     "api.abort_job": "abort jobs",
     "api.rerun_job": "re-run jobs",
+    "api.rollback_server": "roll servers back",
+    "api.rollback_servers": "roll servers back",
     "admin.users_page": "manage users",
     "admin.create_user": "manage users",
     "admin.update_user": "manage users",

@@ -22,6 +22,8 @@ from services.schemas import AdhocCommand, StartJob, nul_field
 from tasks.adhoc import CommandRunbook
 from tasks.engine import JobEngine, JobPlan
 from tasks.errors import PatchbayError
+from tasks.rollback import rollback_runbook
+from tasks.runbooks import RunbookError
 
 Model = TypeVar("Model", bound=BaseModel)
 JobRequest = StartJob | AdhocCommand
@@ -139,6 +141,20 @@ class Commands:
         self.audit("job.cancel", f"job #{job_id}", cancelled=result["cancelled"],
                    via=caller.via)
         return result
+
+    def rollback(self, servers: list[str], runbook: str | None, caller: Caller) -> int:
+        """Start a job of kind ``rollback`` putting each server back on its previous
+        build (:mod:`tasks.rollback`); returns its id."""
+        try:
+            books = self.engine.runbooks()
+        except RunbookError as exc:
+            raise PatchbayError("runbook_invalid", str(exc), "runbook") from None
+        with self.engine.planner.db_sessions() as session:
+            book, builds = rollback_runbook(session, books, servers, runbook)
+        job_id = self.engine.start(self.engine.plan(book, None, servers), caller.user_id)
+        self.audit("job.rollback", f"job #{job_id}", runbook=book.name, servers=servers,
+                   to=builds, via=caller.via)
+        return job_id
 
     def promote(self, job_id: int, caller: Caller) -> dict[str, Any]:
         """Let a job paused at a manual gate run its next batch."""

@@ -68,6 +68,24 @@ class AdhocCommand(BaseModel):
     strategy: StrategyField = None
 
 
+class RollbackServer(BaseModel):
+    """``POST /api/servers/<name>/rollback`` (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runbook: Name | None = Field(default=None, description="the runbook whose rollback "
+                                 "section runs; default: the runbook of the job that last "
+                                 "reported the servers' version, else the only runbook "
+                                 "with a rollback section")
+
+
+class RollbackServers(RollbackServer):
+    """``POST /api/servers/rollback``: several servers, each back to its previous build."""
+
+    servers: list[Name] = Field(min_length=1, max_length=5000,
+                                description="server names, each with a previous build")
+
+
 class FleetSubscribe(BaseModel):
     """``fleet:subscribe``; ``probe`` asks for a reachability round right away."""
 
@@ -157,7 +175,7 @@ class HostState(BaseModel):
 class JobState(BaseModel):
     id: int
     runbook: str = Field(description="the runbook's name; adhoc for an ad-hoc command")
-    kind: Literal["runbook", "adhoc"]
+    kind: Literal["runbook", "adhoc", "rollback"]
     params: dict[str, Any]
     strategy: dict[str, Any]
     status: JobStatus
@@ -196,6 +214,18 @@ class ServerRow(BaseModel):
     version_job_id: int | None = Field(description="the job that last verified the "
                                        "version or left it unverified (null: none since "
                                        "versions were tracked)")
+    previous_version: str | None = Field(description="the version the server reported "
+                                         "before its current one (what a rollback "
+                                         "restores), or null")
+    target_version: str | None = Field(description="the build of the live job (running "
+                                       "or paused) holding the server, or null; a rollback "
+                                       "job's when all its servers go back to one build")
+    drift: bool = Field(description="true when the server is not on newest_version (a "
+                        "server without a version never drifts)")
+    newest_version: str | None = Field(description="the newest build among the servers "
+                                       "sharing a tag with it (untagged servers: among the "
+                                       "untagged), versions compared naturally "
+                                       "(1.10.0 > 1.9.2)")
     last_job_id: int | None
     last_status: str | None
     reachable: bool | None = Field(description="null until probed")

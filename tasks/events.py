@@ -276,7 +276,12 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
             if server is not None and host.started_at is not None:
                 server.last_job_id = job_id
                 server.last_status = data["status"]
-                facts = {**(server.facts or {}), **(data.get("facts") or {})}
+                old = server.facts or {}
+                facts = {**old, **(data.get("facts") or {})}
+                # The build it ran before: kept while the version stays, replaced when a
+                # different version is reported (so a rollback swaps the two).
+                if old.get("version") is not None and facts.get("version") != old["version"]:
+                    facts["previous_version"] = old["version"]
                 # Whether the version stands (tasks.running.version_state), and by which
                 # job: only a version the server reported can be verified or not.
                 if data.get("version_state") and facts.get("version") is not None:

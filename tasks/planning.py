@@ -29,6 +29,8 @@ from tasks.adhoc import KIND as ADHOC
 from tasks.adhoc import CommandRunbook
 from tasks.errors import PatchbayError
 from tasks.inventory import resolve_vars
+from tasks.rollback import KIND as ROLLBACK
+from tasks.rollback import RollbackRunbook
 from tasks.runbooks import HostContext, RenderedStep, Runbook, RunbookError, WaitPlan
 from tasks.secrets import MASK, Masker, SecretBox, SecretUnreadable
 from tasks.strategy import Strategy, batch_numbers, parse_strategy, split_batches
@@ -118,6 +120,7 @@ class JobPlan:
     strategy: Strategy
     hosts: list[HostPlan]
     shown_params: dict[str, str] | None = None  # None: nothing secret
+    target_version: str | None = None  # the build it installs (Job.target_version)
 
     def __post_init__(self) -> None:
         if self.shown_params is None:
@@ -190,7 +193,8 @@ class Planner:
                 resolved = resolve_vars(server.name, dict(server.vars or {}), self.environ,
                                         self.secrets)
                 context = HostContext(server.name, server.host, server.port, server.user,
-                                      resolved.values, resolved.secret, resolved.unavailable)
+                                      resolved.values, resolved.secret, resolved.unavailable,
+                                      (server.facts or {}).get("previous_version"))
                 target = Target(server.name, server.host, server.port, server.user,
                                 server.key_path, server.known_hosts or self.known_hosts,
                                 accept_new_host_keys=server.host_key_policy == "accept-new")
@@ -205,8 +209,12 @@ class Planner:
                           book.render_on_failure(values, context, shown),
                           sorted(set(param_secrets + found)))
                  for server_id, context, target, found in chosen]
+        if isinstance(book, RollbackRunbook):
+            target_version = book.target_version([context for _, context, *_ in chosen])
+        else:
+            target_version = values.get(book.spec.version_param or "") or None
         return JobPlan(book.name, book.kind, [s.name for s in book.spec.steps], values,
-                       chosen_strategy, hosts, shown)
+                       chosen_strategy, hosts, shown, target_version)
 
     def record(self, plan: JobPlan, user_id: int | None, rerun_of: int | None) -> Job:
         """Lock the plan's servers and record the job as running on this node."""
@@ -216,7 +224,8 @@ class Planner:
             refuse_busy(session, server_ids)
             job = Job(runbook=plan.runbook_name, kind=plan.kind, params=plan.shown_params,
                       strategy=plan.strategy.model_dump(), status="running",
-                      created_by_id=user_id, node_id=self.node_id, rerun_of_id=rerun_of)
+                      created_by_id=user_id, node_id=self.node_id, rerun_of_id=rerun_of,
+                      target_version=plan.target_version)
             session.add(job)
             session.flush()
             hidden_params = plan.params if plan.params != plan.shown_params else None
@@ -248,6 +257,8 @@ class Planner:
                                     "job_id")
             names = [host.name for host in job.hosts if host.status != "succeeded"]
             runbook: str | Runbook = CommandRunbook() if job.kind == ADHOC else job.runbook
+            if job.kind == ROLLBACK:
+                runbook = self._rollback_runbook(job.runbook)
             try:
                 params = real_params(job, self.secrets)
             except SecretUnreadable as exc:
@@ -255,7 +266,19 @@ class Planner:
                                     f"{exc.message}; start a new job instead",
                                     "job_id") from None
             strategy = dict(job.strategy)
+        if job.kind == ROLLBACK:  # the runbook's defaults as they are now
+            params = {}
         return self.plan(runbook, params, names, strategy=strategy)
+
+    def _rollback_runbook(self, name: str) -> RollbackRunbook:
+        """The rollback section of runbook ``name`` as it is now, for a re-run."""
+        try:
+            book = self.runbooks().get(name)
+        except RunbookError as exc:
+            raise PatchbayError("runbook_invalid", str(exc), "runbook") from None
+        if book is None:
+            raise PatchbayError("unknown_runbook", f"no runbook named {name!r}", "runbook")
+        return RollbackRunbook(book)
 
 
 def real_params(job: Job, box: SecretBox) -> dict[str, str]:

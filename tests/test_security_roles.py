@@ -13,7 +13,7 @@ from tests.conftest import PASSWORD, socket_test_client
 
 ROLES = ["viewer", "operator", "admin"]
 SAMPLE_ARGS = {"job_id": 1, "user_id": 1, "filename": "css/app.css",
-               "webhook_id": 1, "token_id": 1}
+               "webhook_id": 1, "token_id": 1, "name": "h01"}
 
 
 @pytest.fixture
