@@ -76,7 +76,32 @@ def log_lines(event: dict[str, Any]) -> list[str]:
         text = f"connecting to {data.get('address')}"
     elif kind == "step_started":
         text = f"step {data.get('step')} started" + (
-            " (on failure)" if data.get("phase") == "on_failure" else "")
+            " (on failure)" if data.get("phase") == "on_failure" else
+            " (soak health check)" if data.get("phase") == "health" else "")
+        if isinstance(data.get("wait"), dict):
+            wait = data["wait"]
+            text += f": waiting for {wait.get('until')} every {wait.get('every')} s, up to " \
+                    f"{wait.get('timeout')} s, then {wait.get('on_timeout')}"
+    elif kind == "wait_probe":  # one line per probe: its last output line
+        output = data.get("output") or []
+        text = f"probe {data.get('attempt')} of {data.get('step')}: exit code " \
+               f"{data.get('exit_code')}, {'matched' if data.get('matched') else 'no match'}, " \
+               f"{data.get('remaining')} s left" + (f": {output[-1]}" if output else "")
+    elif kind == "job_paused":
+        text = f"paused after batch {(data.get('batch') or 0) + 1}: waiting at the gate " \
+               "for an operator to promote or abort"
+    elif kind == "job_resumed":
+        text = f"promoted by {data.get('by')}: batch {(data.get('batch') or 0) + 1} starts"
+    elif kind == "job_aborted":
+        text = f"aborted at the gate by {data.get('by')} after batch " \
+               f"{(data.get('batch') or 0) + 1}"
+    elif kind == "soak_started":
+        text = f"soaking batch {(data.get('batch') or 0) + 1} for {data.get('seconds')} s, " \
+               "then its health checks again"
+    elif kind == "soak_finished":
+        text = f"batch {(data.get('batch') or 0) + 1} " + (
+            "passed its health checks after the soak" if data.get("passed")
+            else f"failed its soak: {data.get('reason') or ', '.join(data.get('failed') or [])}")
     elif kind == "step_finished":
         text = f"step {data.get('step')}: {data.get('status')}" + _details(data)
     elif kind in ("host_finished", "job_finished"):

@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from models import LIVE_JOB_STATUSES, Job, JobHost, User
+from models import LIVE_JOB_STATUSES, Job, JobEvent, JobHost, User
 
 DURATION_SAMPLE_JOBS = 20
+# A rollout's gate decisions, as history rows show them ("promoted by alice").
+GATE_EVENTS = {"job_paused": "paused", "job_resumed": "promoted", "job_aborted": "aborted"}
 
 
 @dataclass(frozen=True)
@@ -82,19 +84,35 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
     """One page of history rows (newest first) and whether an older page exists.
 
     A row is the job without its per-server list, plus ``duration`` (seconds, for
-    finished jobs), ``servers`` (how many) and ``counts`` (servers per status): history
-    of thousand-server jobs stays one grouped query per page."""
+    finished jobs), ``servers`` (how many), ``counts`` (servers per status), ``batches``
+    (servers per status of each batch) and ``gates`` (its pauses, promotions and aborts
+    at a manual gate, with who: ``{"kind", "by", "batch"}``): history of thousand-server
+    jobs stays one grouped query per page, and one over the job-level events."""
     jobs = session.scalars(jobs_query(job_filter).offset((page - 1) * per_page)
                            .limit(per_page + 1)).all()
     has_next = len(jobs) > per_page
     jobs = jobs[:per_page]
     counts: dict[int, dict[str, int]] = {job.id: {} for job in jobs}
+    batches: dict[int, list[dict[str, int]]] = {job.id: [] for job in jobs}
+    gates: dict[int, list[dict[str, Any]]] = {job.id: [] for job in jobs}
     if jobs:
         grouped = session.execute(
-            select(JobHost.job_id, JobHost.status, func.count())
-            .where(JobHost.job_id.in_(list(counts))).group_by(JobHost.job_id, JobHost.status))
-        for job_id, status, number in grouped:
-            counts[job_id][status] = number
+            select(JobHost.job_id, JobHost.batch, JobHost.status, func.count())
+            .where(JobHost.job_id.in_(list(counts)))
+            .group_by(JobHost.job_id, JobHost.batch, JobHost.status))
+        for job_id, batch, status, number in grouped:
+            counts[job_id][status] = counts[job_id].get(status, 0) + number
+            per_batch = batches[job_id]
+            per_batch.extend({} for _ in range(len(per_batch), (batch or 0) + 1))
+            per_batch[batch or 0][status] = number
+        # Job-level events only (host IS NULL: the (job_id, host, seq) index).
+        for job_id, kind, data in session.execute(
+                select(JobEvent.job_id, JobEvent.type, JobEvent.data)
+                .where(JobEvent.job_id.in_(list(counts)), JobEvent.host.is_(None),
+                       JobEvent.type.in_(list(GATE_EVENTS)))
+                .order_by(JobEvent.job_id, JobEvent.seq)):
+            gates[job_id].append({"kind": GATE_EVENTS[kind], "by": (data or {}).get("by"),
+                                  "batch": (data or {}).get("batch")})
     rows = []
     for job in jobs:
         duration = (job.finished_at - job.created_at).total_seconds() \
@@ -107,6 +125,7 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
             "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
             "duration": round(duration, 1) if duration is not None else None,
             "servers": sum(counts[job.id].values()), "counts": counts[job.id],
+            "batches": batches[job.id], "gates": gates[job.id],
             "rerun_of": job.rerun_of_id,
         })
     return rows, has_next

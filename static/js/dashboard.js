@@ -45,6 +45,8 @@
     batches: document.getElementById("strategy-batches"),
     maxFailures: document.getElementById("strategy-max-failures"),
     timeout: document.getElementById("strategy-timeout"),
+    gate: document.getElementById("strategy-gate"),
+    soak: document.getElementById("strategy-soak"),
     preview: document.getElementById("preview-button"),
     run: document.getElementById("run-button"),
     busy: document.getElementById("form-busy"),
@@ -229,7 +231,20 @@
       const seconds = Number(timeout);
       result.timeout = Number.isFinite(seconds) ? seconds : timeout;
     }
+    if (els.gate && els.gate.value === "soak") {
+      const soak = els.soak.value.trim();
+      result.gate = { soak: soak !== "" && Number.isFinite(Number(soak)) ? Number(soak) : soak };
+    } else if (els.gate && els.gate.value !== "") {
+      result.gate = els.gate.value;
+    }
     return result;
+  }
+
+  if (els.gate) {
+    // The soak's seconds only mean something for a soak gate.
+    const showSoak = () => { els.soak.hidden = els.gate.value !== "soak"; };
+    els.gate.addEventListener("change", showSoak);
+    showSoak();
   }
 
   function runKind() {
@@ -266,6 +281,7 @@
     batches: "batches",
     max_failures: "maxFailures",
     timeout: "timeout",
+    gate: "gate",
   };
 
   function fieldElement(field) {
