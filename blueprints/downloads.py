@@ -98,10 +98,11 @@ def log_lines(event: dict[str, Any]) -> list[str]:
     elif kind == "soak_started":
         text = f"soaking batch {(data.get('batch') or 0) + 1} for {data.get('seconds')} s, " \
                "then its health checks again"
+    elif kind == "soak_finished" and data.get("passed"):
+        text = f"batch {(data.get('batch') or 0) + 1} passed its health checks after the soak"
     elif kind == "soak_finished":
-        text = f"batch {(data.get('batch') or 0) + 1} " + (
-            "passed its health checks after the soak" if data.get("passed")
-            else f"failed its soak: {data.get('reason') or ', '.join(data.get('failed') or [])}")
+        text = data.get("reason") or f"batch {(data.get('batch') or 0) + 1} failed its " \
+            f"health check after the soak ({', '.join(data.get('failed') or [])})"
     elif kind == "step_finished":
         text = f"step {data.get('step')}: {data.get('status')}" + _details(data)
     elif kind in ("host_finished", "job_finished"):

@@ -12,7 +12,7 @@ from tasks.errors import PatchbayError
 from tasks.event_pages import EventQuery
 from tasks.history import JobFilter
 
-JOB_KINDS = ("runbook", "adhoc")
+JOB_KINDS = ("runbook", "adhoc", "rollback")
 MAX_SEQ = 2**62
 
 

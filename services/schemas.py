@@ -304,7 +304,7 @@ class JobListQuery(BaseModel):
                                   "smaller id (go on after a page that ended early)")
     status: JobStatus | None = None
     runbook: str | None = None
-    kind: Literal["runbook", "adhoc"] | None = None
+    kind: Literal["runbook", "adhoc", "rollback"] | None = None
     user: str | None = Field(default=None, description="the starter's user name")
     since: str | None = Field(default=None, description="UTC date (2026-11-25) or time "
                               "(2026-11-25T12:00)")

@@ -330,10 +330,11 @@ def select_servers(session: Session, names: list[str] | None,
 def refuse_busy(session: Session, server_ids: list[int]) -> None:
     """Raise ``server_busy`` if any of the servers is held by a running job."""
     held = session.execute(
-        select(Server.name, ServerLock.job_id).join(ServerLock,
-                                                    ServerLock.server_id == Server.id)
+        select(Server.name, ServerLock.job_id, Job.status)
+        .join(ServerLock, ServerLock.server_id == Server.id)
+        .join(Job, Job.id == ServerLock.job_id)
         .where(ServerLock.server_id.in_(server_ids)).order_by(Server.name)).first()
     if held is not None:
         raise PatchbayError("server_busy",
-                            f"server {held.name} is held by running job #{held.job_id}",
-                            "servers")
+                            f"server {held.name} is held by {held.status} job "
+                            f"#{held.job_id}", "servers")

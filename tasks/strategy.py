@@ -181,8 +181,10 @@ def canary_stop(batch_index: int, batch_count: int, failures: int) -> str | None
 
 
 def soak_stop(batch_index: int, seconds: float, failed: list[str]) -> str:
-    """Why the rollout stops when a batch failed its health check after a soak."""
-    text = f"batch {batch_index + 1} failed its health check after a {seconds:g} s soak"
+    """Why the rollout stops when a batch failed its health check after a soak (a gate
+    follows a batch that has another after it, so the first one is a canary)."""
+    which = "the canary" if batch_index == 0 else f"batch {batch_index + 1}"
+    text = f"{which} failed its health check after a {seconds:g} s soak"
     return f"{text} ({', '.join(failed)})" if failed else text
 
 

@@ -391,7 +391,7 @@ def test_a_soak_that_finds_the_batch_unhealthy_stops_the_rollout(world, fleet):
     job = world.wait_finished(job_id, timeout=15)
 
     events = world.events(job_id)
-    reason = "batch 1 failed its health check after a 0.2 s soak (h1)"
+    reason = "the canary failed its health check after a 0.2 s soak (h1)"
     assert (job.status, [h.status for h in job.hosts]) == \
         ("failed", ["succeeded", "skipped", "skipped"])
     assert job.hosts[1].reason == f"not started: {reason}"

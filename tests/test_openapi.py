@@ -95,7 +95,7 @@ def test_declared_routes_carry_their_schemas(seeded, client):
     history = {p["name"]: p for p in paths["/api/jobs"]["get"]["parameters"]}
     assert set(history) == {"limit", "page", "before_id", "status", "runbook", "kind",
                             "user", "since", "until"}
-    assert history["kind"]["schema"]["enum"] == ["runbook", "adhoc"]
+    assert history["kind"]["schema"]["enum"] == ["runbook", "adhoc", "rollback"]
     assert set(schemas["RunbookParam"]["required"]) == {
         "type", "pattern", "required", "default", "description", "secret", "example",
         "pattern_hint"}

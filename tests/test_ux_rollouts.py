@@ -307,7 +307,7 @@ def test_a_failed_soak_says_which_server_and_stops_the_rollout(browser, console,
     history = page.locator("#rollout-history")
     expect(history).to_contain_text("soaking the canary for 1 s, then its health checks again")
     expect(history).to_contain_text(
-        "batch 1 failed its health check after a 1 s soak (h01)")
+        "the canary failed its health check after a 1 s soak (h01)")
     expect(segment(page, 0)).to_have_attribute("data-status", "failed")
     expect(segment(page, 0)).to_contain_text("failed its soak")
     expect(segment(page, 1)).to_have_attribute("data-status", "skipped")
@@ -316,9 +316,8 @@ def test_a_failed_soak_says_which_server_and_stops_the_rollout(browser, console,
         "soak check 2 health check")
     expect(h01.locator('.step-header[data-phase="health"]')).to_have_attribute(
         "data-status", "failed")
-    expect(h01.locator(".log-note", has_text="soak failed: batch 1 failed its health "
+    expect(h01.locator(".log-note", has_text="soak failed: the canary failed its health "
                        "check after a 1 s soak (h01)")).to_have_count(1)
     text = http.get(f"{console.url}/jobs/{job_id}/log.txt", timeout=30).text
     assert "[h01] step health check started (soak health check)" in text
-    assert "[job] batch 1 failed its soak: batch 1 failed its health check after a 1 s soak " \
-        "(h01)" in text
+    assert "[job] the canary failed its health check after a 1 s soak (h01)" in text
