@@ -77,7 +77,8 @@ def log_lines(event: dict[str, Any]) -> list[str]:
     elif kind == "step_started":
         text = f"step {data.get('step')} started" + (
             " (on failure)" if data.get("phase") == "on_failure" else
-            " (soak health check)" if data.get("phase") == "health" else "")
+            " (soak health check)" if data.get("phase") == "health" else
+            " (no step reported the build)" if data.get("phase") == "probe" else "")
         if isinstance(data.get("wait"), dict):
             wait = data["wait"]
             text += f": waiting for {wait.get('until')} every {wait.get('every')} s, up to " \

@@ -23,8 +23,8 @@ from tasks.errors import PatchbayError
 from tasks.events import EventLog
 from tasks.nodes import claim_job
 from tasks.planning import HostPlan, JobPlan, Planner, stored_plan
-from tasks.resume import ON_FAILURE, STEPS, VERSION_FACT, read_progress
-from tasks.runbooks import Runbook
+from tasks.resume import ON_FAILURE, PROBE, STEPS, VERSION_FACT, read_progress
+from tasks.runbooks import VERSION_PROBE_STEP, Runbook
 from tasks.running import JobRun, JobWorld, RunSettings
 from tasks.secrets import SecretBox, SecretUnreadable
 from tasks.ssh import SSHHostSession
@@ -269,9 +269,11 @@ class JobEngine:
         progress = read_progress(
             events, [h.name for h in plan.hosts],
             {STEPS: [s.capture for s in first.steps] if first else [],
-             ON_FAILURE: [s.capture for s in first.on_failure] if first else []},
+             ON_FAILURE: [s.capture for s in first.on_failure] if first else [],
+             PROBE: [VERSION_FACT]},
             {STEPS: [s.name for s in first.steps] if first else [],
-             ON_FAILURE: [s.name for s in first.on_failure] if first else []})
+             ON_FAILURE: [s.name for s in first.on_failure] if first else [],
+             PROBE: [VERSION_PROBE_STEP]})
         self.events.open_job(job_id, owner_id, last_seq)
         under_way = sorted(name for name, host in progress.hosts.items()
                            if host.state in ("between", "in_step"))
@@ -311,7 +313,7 @@ class JobEngine:
 def _reports_version(plan: dict[str, Any] | None) -> bool:
     """Whether a server's stored plan has a step that reports its version (a plan
     recorded before plans were stored is assumed to)."""
-    if plan is None:
+    if plan is None or plan.get("version_probe"):
         return True
     return any(step.get("capture") == VERSION_FACT
                for phase in (STEPS, ON_FAILURE) for step in plan.get(phase) or [])

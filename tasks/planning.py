@@ -50,6 +50,7 @@ class HostPlan:
     steps: list[RenderedStep]
     on_failure: list[RenderedStep]
     secrets: list[str] = field(default_factory=list)
+    version_probe: RenderedStep | None = None  # the runbook's, run when no step reported
 
     def to_json(self, box: SecretBox, params: dict[str, str] | None = None
                 ) -> dict[str, Any]:
@@ -64,6 +65,10 @@ class HostPlan:
             if any(s.command != s.shown for s in steps):
                 hidden[phase] = [s.command if s.command != s.shown else None
                                  for s in steps]
+        if self.version_probe is not None:
+            data["version_probe"] = _stored_step(self.version_probe)
+            if self.version_probe.command != self.version_probe.shown:
+                hidden["version_probe"] = self.version_probe.command
         if self.secrets:
             hidden["secrets"] = self.secrets
         if params is not None:
@@ -87,8 +92,13 @@ class HostPlan:
                                  bool(step.get("health")))
                     for step, command in zip(data[phase], real, strict=True)]
 
+        probe = None
+        if data.get("version_probe"):
+            stored = data["version_probe"]
+            probe = RenderedStep(stored["name"], hidden.get("version_probe") or stored["command"],
+                                 stored["timeout"], stored["capture"], stored["command"])
         return cls(server_id, name, Target(**data["target"]), steps("steps"),
-                   steps("on_failure"), list(hidden.get("secrets") or []))
+                   steps("on_failure"), list(hidden.get("secrets") or []), probe)
 
 
 def _stored_step(step: RenderedStep) -> dict[str, Any]:
@@ -140,7 +150,8 @@ class JobPlan:
                 {"name": h.name,
                  "steps": [{"name": s.name, "command": s.shown} for s in h.steps],
                  "on_failure": [{"name": s.name, "command": s.shown}
-                                for s in h.on_failure]}
+                                for s in h.on_failure],
+                 "version_probe": h.version_probe.shown if h.version_probe else None}
                 for h in self.hosts
             ],
         }
@@ -207,7 +218,8 @@ class Planner:
         hosts = [HostPlan(server_id, context.name, target,
                           book.render(values, context, shown),
                           book.render_on_failure(values, context, shown),
-                          sorted(set(param_secrets + found)))
+                          sorted(set(param_secrets + found)),
+                          book.render_version_probe(values, context, shown))
                  for server_id, context, target, found in chosen]
         if isinstance(book, RollbackRunbook):
             target_version = book.target_version([context for _, context, *_ in chosen])

@@ -16,6 +16,7 @@ from tasks.output import line_bytes
 
 STEPS, ON_FAILURE = "steps", "on_failure"
 HEALTH = "health"  # a soak gate's second run of a finished server's health steps
+PROBE = "probe"  # the runbook's version_probe, after the steps, when none reported it
 # Gate events and the state each leaves its gate in (job_resumed names the next batch).
 GATE_STATES = {"job_paused": "paused", "job_resumed": "promoted", "job_aborted": "aborted",
                "soak_started": "soak_started", "soak_finished": "soak_finished"}
@@ -61,6 +62,7 @@ class HostProgress:
     facts: dict[str, str] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
     version_unreported: bool = False
+    probed: bool = False  # its version probe ran (it runs once)
 
 
 @dataclass
@@ -148,6 +150,12 @@ def _close_step(host: HostProgress, data: dict[str, Any],
     position = step.position
     host.open_step, host.state = None, "between"
     ok = data.get("status") == "ok"
+    if position.phase == PROBE:
+        host.probed, host.next_step = True, None
+        if ok and step.last_stdout_line is not None:
+            host.facts[VERSION_FACT] = step.last_stdout_line
+            host.version_unreported = False
+        return
     if ok:  # an on_failure step may report a fact too (the version it rolled back to)
         names = captures.get(position.phase, [])
         capture = names[position.index] if position.index < len(names) else None

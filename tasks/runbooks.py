@@ -158,6 +158,10 @@ class RunbookSpec(BaseModel):
     rollback: list[StepSpec] = Field(default_factory=list)
     # The parameter that names the build a job of this runbook installs.
     version_param: str | None = None
+    # A command whose last stdout line is the server's build, run after a server's
+    # steps whenever no step reported it (a failure, a cancel, a runbook without
+    # `capture: version`), so the version shown is always a fact.
+    version_probe: str | None = Field(default=None, min_length=1)
     strategy: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -321,6 +325,12 @@ class Runbook:
         return [self._render_step(step, params, host, shown)
                 for step in self.spec.on_failure]
 
+    def render_version_probe(self, params: dict[str, str], host: HostContext,
+                             shown: dict[str, str] | None = None) -> RenderedStep | None:
+        """The ``version_probe`` as a step capturing ``version`` (None without one)."""
+        probe = version_probe_step(self.spec)
+        return None if probe is None else self._render_step(probe, params, host, shown)
+
     def render_rollback(self, params: dict[str, str], host: HostContext,
                         shown: dict[str, str] | None = None) -> list[RenderedStep]:
         """The ``rollback:`` steps, ``{{ previous_version }}`` being
@@ -384,6 +394,17 @@ class Runbook:
         return float(seconds)
 
 
+VERSION_PROBE_STEP = "version probe"
+
+
+def version_probe_step(spec: RunbookSpec) -> StepSpec | None:
+    """A runbook's ``version_probe`` as the step that runs it."""
+    if spec.version_probe is None:
+        return None
+    return StepSpec(name=VERSION_PROBE_STEP, run=spec.version_probe, timeout=30,
+                    capture="version")
+
+
 def _pattern_words(name: str, spec: ParamSpec) -> str:
     """What a value that missed ``spec.pattern`` must be, from its hint and example."""
     if spec.pattern_hint is None:
@@ -421,9 +442,14 @@ def parse_runbook(text: str, source: str) -> Runbook:
 
 
 def _check_placeholders(spec: RunbookSpec, source: str) -> None:
-    for section in ("steps", "on_failure", "rollback"):
-        for index, step in enumerate(getattr(spec, section)):
+    probe = version_probe_step(spec)
+    sections = {"steps": spec.steps, "on_failure": spec.on_failure,
+                "rollback": spec.rollback, "version_probe": [probe] if probe else []}
+    for section, steps in sections.items():
+        for index, step in enumerate(steps):
             where = f"{source}: field {section}.{index}.{'run' if step.run else 'wait.command'}"
+            if section == "version_probe":
+                where = f"{source}: field version_probe"
             for match in PLACEHOLDER.finditer(step.command):
                 scope, key = match.group(1), match.group(2)
                 if match.group(3):

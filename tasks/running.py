@@ -32,6 +32,7 @@ from tasks.planning import HostPlan, JobPlan
 from tasks.resume import (
     HEALTH,
     ON_FAILURE,
+    PROBE,
     STEPS,
     VERSION_FACT,
     HostProgress,
@@ -62,7 +63,7 @@ log = logging.getLogger(__name__)
 CANCEL_POLL_SECONDS = 1.0  # how soon a cancel requested by another process is seen
 # A step's run directory is named after its phase and index: "3", "f0" (on_failure),
 # "h4" (a health step run again by a soak gate); a wait step's probes add "w<n>-<id>".
-PHASE_KEYS = {STEPS: "", ON_FAILURE: "f", HEALTH: "h"}
+PHASE_KEYS = {STEPS: "", ON_FAILURE: "f", HEALTH: "h", PROBE: "v"}
 PROBE_TIMEOUT = 30.0  # a probe's time limit when its step names none
 PROBE_LINES_SHOWN = 20  # of a probe's output, the last lines its wait_probe event carries
 PROBE_LINE_CHARS = 500
@@ -120,7 +121,8 @@ def version_state(host: HostPlan, status: str, facts: dict[str, str],
     (or before any) and the server ended without reporting again, so the build may
     have changed: the last reported version is no longer a fact. None: nothing
     learnt (no such runbook, or no step ran)."""
-    if not any(step.capture == VERSION_FACT for step in (*host.steps, *host.on_failure)):
+    if host.version_probe is None and not any(
+            step.capture == VERSION_FACT for step in (*host.steps, *host.on_failure)):
         return None
     if not unreported:
         return "verified" if VERSION_FACT in facts else None
@@ -564,9 +566,12 @@ class JobRun:
         unreported = progress.version_unreported if progress else False
         position: StepPosition | None = StepPosition(STEPS, 0)
         open_step: OpenStep | None = None
+        probe_open: OpenStep | None = None  # a version probe the log shows under way
         if progress is not None:
             open_step = progress.open_step
             position = open_step.position if open_step else progress.next_step
+            if open_step is not None and open_step.position.phase == PROBE:
+                probe_open, open_step, position = open_step, None, None
         while position is not None:
             steps = host.steps if position.phase == STEPS else host.on_failure
             if position.index >= len(steps):
@@ -575,8 +580,8 @@ class JobRun:
                 break
             step = steps[position.index]
             if position.phase == STEPS and open_step is None and self.cancel.is_set():
-                return self._host_outcome(host, {"status": "cancelled",
-                                                 "reason": "job cancelled"}, facts, unreported)
+                failure = {"status": "cancelled", "reason": "job cancelled"}
+                break
             unreported = True
             result = self._run_step(host, holder, step, position, open_step)
             open_step = None
@@ -602,6 +607,15 @@ class JobRun:
                 position = StepPosition(ON_FAILURE, 0)
                 continue
             break
+        probed = progress.probed if progress is not None else False
+        if host.version_probe is not None and (unreported or probe_open) and not probed \
+                and not (failure or {}).get("lost"):
+            # No step reported the build: ask the server (a cancel does not stop this).
+            result = self._run_step(host, holder, host.version_probe, StepPosition(PROBE, 0),
+                                    probe_open)
+            if result.status == "ok" and result.last_line is not None:
+                facts[VERSION_FACT] = result.last_line
+                unreported = False
         if failure is None:
             return self._host_outcome(host, {"status": "succeeded"}, facts, unreported)
         outcome = {key: value for key, value in failure.items() if key != "lost" or value}
@@ -644,7 +658,7 @@ class JobRun:
         if resumed is not None:
             output.last_stdout_line = resumed.last_stdout_line
         output.budget = self.output_budget
-        control = _StepControl(None if position.phase == ON_FAILURE else self.cancel,
+        control = _StepControl(None if position.phase in (ON_FAILURE, PROBE) else self.cancel,
                                started_wall + timeout, output, settings.max_step_output,
                                self.abandoned)
         started = time.monotonic()

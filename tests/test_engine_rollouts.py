@@ -62,6 +62,16 @@ steps:
   - name: deploy
     run: deploy-build
 """, "strict.yml")
+PROBED = parse_runbook("""
+name: probed
+steps:
+  - name: deploy
+    run: deploy-build
+  - name: report
+    run: report-version
+    capture: version
+version_probe: read-version --root {{ vars.token }}
+""", "probed.yml")
 
 
 @pytest.fixture
@@ -69,6 +79,8 @@ def fleet():
     fleet = FakeFleet(kill_grace=0.2)
     fleet.script("count-players", Script(lines("stdout", "0")))
     fleet.script("check-health", Script(lines("stdout", "healthy")))
+    fleet.script("read-version", Script(lines("stdout", "probing", "3.1.0")))
+    fleet.script("report-version", Script(lines("stdout", "3.2.0")))
     yield fleet
     fleet.close()
 
@@ -106,7 +118,7 @@ def make_world(database, fleet, monkeypatch):
 
         engine = JobEngine(
             db_sessions=sessions, events=EventLog(sessions, publish, start_thread),
-            runbooks=lambda: {"rollout": ROLLOUT, "strict": STRICT},
+            runbooks=lambda: {"rollout": ROLLOUT, "strict": STRICT, "probed": PROBED},
             start_task=start_thread,
             settings=EngineSettings(kill_grace=0.2, reattach_timeout=2, flush_interval=0.02),
             transport=transport or fleet.transport)
@@ -405,6 +417,71 @@ def test_a_soak_gate_needs_a_runbook_with_health_steps(world):
         world.engine.plan("strict", {}, ["h1"], strategy={"gate": {"soak": 5}})
 
     assert refused.value.field == "strategy.gate"
+
+
+# -- version probes ---------------------------------------------------------------------
+
+
+def finished_data(events: list[dict], host: str) -> dict:
+    return of_type(events, "host_finished", host)[0]["data"]
+
+
+def test_a_server_whose_steps_did_not_report_its_build_is_probed_for_it(world, fleet):
+    fleet.script("deploy-build", Script(lines("stderr", "disk full"), exit_code=2), host="h2")
+    reported = world.wait_finished(start(world, ["h1"], runbook="probed"), 10)
+    failed = world.wait_finished(start(world, ["h2"], runbook="probed"), 10)
+
+    events = world.events(reported.id)
+    assert fleet.started("h1") == ["deploy-build", "report-version"], "reported: no probe"
+    assert finished_data(events, "h1")["facts"] == {"version": "3.2.0"}
+    events = world.events(failed.id)
+    probe = [e["data"] for e in of_type(events, "step_started", "h2")][-1]
+    assert (probe["step"], probe["phase"], probe["command"]) == \
+        ("version probe", "probe", "read-version --root s3cr3t-token")
+    assert fleet.started("h2") == ["deploy-build", "read-version --root s3cr3t-token"]
+    assert (failed.hosts[0].status, failed.hosts[0].failed_step) == ("failed", "deploy")
+    assert finished_data(events, "h2")["facts"] == {"version": "3.1.0"}
+    assert finished_data(events, "h2")["version_state"] == "verified"
+
+
+def test_a_cancelled_server_is_still_probed_for_its_build(world, fleet):
+    hold = threading.Event()
+    fleet.script("deploy-build", Script([*lines("stdout", "deploying"), hold]))
+    job_id = start(world, ["h1"], runbook="probed")
+    world.wait_for(job_id, lambda ev: of_type(ev, "output", "h1"))
+
+    world.engine.cancel(job_id)
+    job = world.wait_finished(job_id, timeout=10)
+
+    events = world.events(job_id)
+    assert job.hosts[0].status == "cancelled"
+    assert [e["data"]["phase"] for e in of_type(events, "step_finished", "h1")] == \
+        ["steps", "probe"]
+    assert finished_data(events, "h1")["facts"] == {"version": "3.1.0"}
+    assert finished_data(events, "h1")["version_state"] == "verified"
+
+
+def test_a_restart_during_the_version_probe_reads_it_on(make_world, fleet):
+    fleet.script("deploy-build", Script(lines("stderr", "boom"), exit_code=1))
+    release = threading.Event()
+    fleet.script("read-version", Script([*lines("stdout", "probing"), release,
+                                         *lines("stdout", "3.0.9")]))
+    console = fleet.console()
+    first = make_world(transport=console.transport)
+    job_id = start(first, ["h1"], runbook="probed")
+    first.wait_for(job_id, lambda ev: any(e["data"].get("lines") == ["probing"]
+                                          for e in of_type(ev, "output", "h1")))
+    console.crash()
+    release.set()
+
+    second = make_world()
+    assert second.engine.resume_owned_jobs() == [job_id]
+    job = second.wait_finished(job_id, timeout=10)
+
+    events = second.events(job_id)
+    assert job.hosts[0].status == "failed"
+    assert len([s for s in fleet.started("h1") if s.startswith("read-version")]) == 1
+    assert finished_data(events, "h1")["facts"] == {"version": "3.0.9"}
 
 
 # -- the log says where the gates stand -------------------------------------------------

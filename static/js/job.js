@@ -433,7 +433,8 @@
       const total = host.phase === "steps" && view.steps.length ? "/" + view.steps.length : "";
       const label = host.phase === "on_failure" ? "on failure " + (data.index + 1)
         : host.phase === "health" ? "soak check " + (data.index + 1)
-          : "step " + (data.index + 1) + total;
+          : host.phase === "probe" ? "asking the server its build"
+            : "step " + (data.index + 1) + total;
       // An ended wait's panel stays (how it ended) until another wait step starts.
       if (data.wait && typeof data.wait === "object") waitStarted(host, data);
       host.headers.set(stepKey(data), host.log.note(event.seq, {
