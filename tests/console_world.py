@@ -90,8 +90,9 @@ def job_of(server: LiveServer, http, job_id: int) -> dict:
 
 def finished_job(server: LiveServer, http, job_id: int) -> dict:
     """The job once it is no longer running (a deadline of a minute)."""
-    return wait_until(lambda: (lambda job: job if job["status"] != "running" else None)(
-        job_of(server, http, job_id)), timeout=60, what=f"job {job_id} to finish")
+    return wait_until(lambda: (job := job_of(server, http, job_id))["status"]
+                      not in ("running", "paused") and job,
+                      timeout=60, what=f"job {job_id} to finish")
 
 
 def stored_events(server: LiveServer, http, job_id: int) -> list[dict]:

@@ -115,9 +115,9 @@ def test_abort_on_the_dashboard_skips_the_rest_and_the_job_ends_cancelled(
     page = browser.new_page()
     log_in(page, console.url)
     row = page.locator(f'#recent-jobs tr[data-job-id="{job_id}"]')
-    expect(row.locator(".job-status-cell")).to_have_text("paused")
+    expect(row.locator(".job-status-cell")).to_have_text("paused", timeout=LONG)
     expect(row.locator('.batch-segment[data-batch="0"]')).to_have_attribute(
-        "data-status", "succeeded")
+        "data-status", "succeeded", timeout=LONG)
     expect(row.locator('.batch-segment[data-batch="1"]')).to_have_attribute(
         "data-status", "gate")
     expect(row.locator(".job-gate-text")).to_have_text("paused after the canary")
@@ -147,6 +147,36 @@ def test_abort_on_the_dashboard_skips_the_rest_and_the_job_ends_cancelled(
     expect(page.locator("#promote-button")).to_be_hidden()
     text = http.get(f"{console.url}/jobs/{job_id}/log.txt", timeout=30).text
     assert "[job] aborted at the gate by alice after batch 1" in text
+
+
+def test_the_dashboard_form_chooses_the_gate_between_batches(browser, console):
+    http = console.login()
+    page = browser.new_page()
+    log_in(page, console.url)
+    page.select_option("#runbook", "basic")
+    page.fill("#param-message", "from the form")
+    page.fill("#strategy-batches", "1")
+    page.select_option("#strategy-gate", "soak")
+    expect(page.locator("#strategy-soak")).to_be_visible()
+    page.fill("#strategy-soak", "0")
+    page.click("#preview-button")
+    expect(page.locator("#form-error")).to_contain_text("soak", timeout=LONG)
+    expect(page.locator("#strategy-gate")).to_have_attribute("aria-invalid", "true")
+
+    page.select_option("#strategy-gate", "manual")
+    expect(page.locator("#strategy-soak")).to_be_hidden()
+    page.check("#target-servers")
+    page.check("#server-h05")
+    page.check("#server-h06")
+    page.click("#run-button")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"), timeout=LONG)
+    job_id = int(page.url.rsplit("/", 1)[1])
+
+    expect(page.locator("#job-status")).to_have_text("paused", timeout=LONG)
+    assert job_of(console, http, job_id)["strategy"]["gate"] == "manual"
+    page.click("#promote-button")
+    page.click("#confirm-accept")
+    assert finished_job(console, http, job_id)["status"] == "succeeded"
 
 
 def test_a_refused_promote_shows_the_servers_message(browser, console):
