@@ -430,7 +430,12 @@ def show(settings: Settings, job_id: int, as_json: bool) -> int:
 @refusals
 def cancel(settings: Settings, job_id: int) -> int:
     """Cancel a running job (servers not started are skipped, running steps stopped)."""
-    answer = settings.api().post(f"/api/jobs/{job_id}/cancel")
+    return _job_action(settings, job_id, "cancel")
+
+
+def _job_action(settings: Settings, job_id: int, action: str) -> int:
+    """POST /api/jobs/JOB/ACTION and print what the console answered."""
+    answer = settings.api().post(f"/api/jobs/{job_id}/{action}")
     click.echo(answer.get("message") or f"job #{job_id}: {answer.get('status')}")
     return EXIT_SUCCEEDED
 
@@ -441,9 +446,7 @@ def cancel(settings: Settings, job_id: int) -> int:
 @refusals
 def promote(settings: Settings, job_id: int) -> int:
     """Promote a job paused at a manual gate: its next batch runs."""
-    answer = settings.api().post(f"/api/jobs/{job_id}/promote")
-    click.echo(answer.get("message") or f"job #{job_id}: {answer.get('status')}")
-    return EXIT_SUCCEEDED
+    return _job_action(settings, job_id, "promote")
 
 
 @cli.command()
@@ -452,9 +455,7 @@ def promote(settings: Settings, job_id: int) -> int:
 @refusals
 def abort(settings: Settings, job_id: int) -> int:
     """Abort a job paused at a manual gate: servers not started are skipped."""
-    answer = settings.api().post(f"/api/jobs/{job_id}/abort")
-    click.echo(answer.get("message") or f"job #{job_id}: {answer.get('status')}")
-    return EXIT_SUCCEEDED
+    return _job_action(settings, job_id, "abort")
 
 
 @cli.command()

@@ -380,32 +380,20 @@ class JobRun:
         names of those where one failed."""
         queue = deque(hosts)
         failed: list[str] = []
-        done = threading.Semaphore(0)
-        workers = min(self.plan.strategy.parallel, len(hosts))
 
         def worker() -> None:
-            try:
-                while not self.abandoned.is_set():
+            while not self.abandoned.is_set():
+                with self.lock:
+                    if not queue:
+                        return
+                    host = queue.popleft()
+                with self.world.host_slots:
+                    healthy = self._health_of(host)
+                if not healthy:
                     with self.lock:
-                        if not queue:
-                            return
-                        host = queue.popleft()
-                    with self.world.host_slots:
-                        healthy = self._health_of(host)
-                    if not healthy:
-                        with self.lock:
-                            failed.append(host.name)
-            except JobFenced:
-                self.abandoned.set()
-            finally:
-                done.release()
+                        failed.append(host.name)
 
-        for _ in range(workers):
-            self.world.start_task(worker)
-        for _ in range(workers):
-            done.acquire()
-        if self.abandoned.is_set():
-            raise JobFenced(self.job_id)
+        self._in_parallel(min(self.plan.strategy.parallel, len(hosts)), worker)
         return sorted(failed)
 
     def _health_of(self, host: HostPlan) -> bool:
@@ -468,38 +456,46 @@ class JobRun:
         batch = sorted(batch, key=lambda h: 0 if h.name in progress
                        and progress[h.name].state != "pending" else 1)
         queue = deque(batch)
-        workers = min(self.plan.strategy.parallel, len(batch))
-        done = threading.Semaphore(0)
 
         def worker() -> None:
+            while not self.abandoned.is_set():
+                with self.lock:
+                    if not queue:
+                        return
+                    resuming = queue[0].name in progress and \
+                        progress[queue[0].name].state != "pending"
+                    # A server already under way goes on even after a stop: its
+                    # step is running, and it must reach a known state.
+                    if not resuming and (self.cancel.is_set() or self.stop_reason):
+                        return
+                    host = queue.popleft()
+                with self.world.host_slots:
+                    status = self._run_host_safely(host, progress.get(host.name))
+                with self.lock:
+                    self.results[host.name] = status
+                    if status == "failed":
+                        self.failures += 1
+                        self.stop_reason = self.stop_reason or failure_stop(
+                            self.failures, limit, self.plan.strategy.max_failures)
+
+        self._in_parallel(min(self.plan.strategy.parallel, len(batch)), worker)
+
+    def _in_parallel(self, count: int, work: Callable[[], None]) -> None:
+        """Run ``work`` in ``count`` tasks and wait for them all; once another node
+        has taken the job over, they stop and this raises :class:`JobFenced`."""
+        done = threading.Semaphore(0)
+
+        def task() -> None:
             try:
-                while not self.abandoned.is_set():
-                    with self.lock:
-                        if not queue:
-                            return
-                        resuming = queue[0].name in progress and \
-                            progress[queue[0].name].state != "pending"
-                        # A server already under way goes on even after a stop: its
-                        # step is running, and it must reach a known state.
-                        if not resuming and (self.cancel.is_set() or self.stop_reason):
-                            return
-                        host = queue.popleft()
-                    with self.world.host_slots:
-                        status = self._run_host_safely(host, progress.get(host.name))
-                    with self.lock:
-                        self.results[host.name] = status
-                        if status == "failed":
-                            self.failures += 1
-                            self.stop_reason = self.stop_reason or failure_stop(
-                                self.failures, limit, self.plan.strategy.max_failures)
+                work()
             except JobFenced:
                 self.abandoned.set()
             finally:
                 done.release()
 
-        for _ in range(workers):
-            self.world.start_task(worker)
-        for _ in range(workers):
+        for _ in range(count):
+            self.world.start_task(task)
+        for _ in range(count):
             done.acquire()
         if self.abandoned.is_set():
             raise JobFenced(self.job_id)
