@@ -42,8 +42,11 @@ test:
 	$(VENV)/bin/ruff check .
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-gevent test-postgres
 
+## The main pass on PYTEST_WORKERS workers (pytest-xdist), a test module per worker at a
+## time so module fixtures (a demo fleet, a console) stay whole; 0 runs it in one process.
+PYTEST_WORKERS ?= 2
 test-main: venv-dev
-	$(PY) -m pytest -p no:cacheprovider --durations=15
+	$(PY) -m pytest -p no:cacheprovider --durations=15 -n $(PYTEST_WORKERS) --dist loadfile
 
 test-gevent: venv-dev
 	PATCHBAY_ASYNC_MODE=gevent $(PY) -m pytest -p no:cacheprovider -m asyncmode
