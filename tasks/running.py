@@ -663,6 +663,11 @@ class JobRun:
         output.flush()
         outcome = self._judge(step, timeout, result)
         outcome.last_line = output.last_stdout_line
+        return self._step_finished(host, step, position, outcome, started)
+
+    def _step_finished(self, host: HostPlan, step: RenderedStep, position: StepPosition,
+                       outcome: _StepOutcome, started: float) -> _StepOutcome:
+        """Log how a step ended (``started``: its monotonic start); returns ``outcome``."""
         finished: dict[str, Any] = {
             "step": step.name, "index": position.index, "phase": position.phase,
             "status": outcome.status, "exit_code": outcome.exit_code,
@@ -726,14 +731,7 @@ class JobRun:
                 time.sleep(min(wait.every, remaining))
             if self.abandoned.is_set():
                 raise JobFenced(self.job_id)
-        finished: dict[str, Any] = {
-            "step": step.name, "index": position.index, "phase": position.phase,
-            "status": outcome.status, "exit_code": outcome.exit_code,
-            "duration": round(time.monotonic() - started, 3), "reason": outcome.reason}
-        if outcome.lost:
-            finished["lost"] = True
-        self._append("step_finished", host.name, finished)
-        return outcome
+        return self._step_finished(host, step, position, outcome, started)
 
     @staticmethod
     def _wait_timed_out(timeout: float, until: str, on_timeout: str) -> _StepOutcome:

@@ -42,6 +42,28 @@ def start_thread(target, *args) -> threading.Thread:
     return thread
 
 
+def engine_process(database: str, runbooks: dict, transport, **settings: Any
+                   ) -> tuple[EngineWorld, Any]:
+    """An engine on ``database`` as its own "process" (its own SQLAlchemy engine and
+    event log, a publisher recording what it sends); returns the world and the
+    SQLAlchemy engine to dispose of."""
+    from sqlalchemy import create_engine
+
+    db = create_engine(database)
+    sessions = sessionmaker(bind=db, expire_on_commit=False)
+    published: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def publish(job_id: int, owner_id: int | None, events: list[dict]) -> None:
+        with lock:
+            published.extend({"job_id": job_id, **event} for event in events)
+
+    engine = JobEngine(db_sessions=sessions, events=EventLog(sessions, publish, start_thread),
+                       runbooks=lambda: runbooks, start_task=start_thread,
+                       settings=EngineSettings(**settings), transport=transport)
+    return EngineWorld(engine, sessions, published), db
+
+
 @dataclass
 class EngineWorld:
     engine: JobEngine

@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import sessionmaker
 
 from tasks import running
-from tasks.engine import EngineSettings, JobEngine
-from tasks.events import EventLog
+from tasks.engine import JobEngine
 from tasks.resume import ON_FAILURE, STEPS, StepPosition, read_progress
 from tasks.runbooks import parse_runbook
 from tasks.strategy import (
@@ -31,7 +28,7 @@ from tasks.strategy import (
     not_started_outcome,
     split_batches,
 )
-from tests.engine_world import EngineWorld, engine_database, start_thread
+from tests.engine_world import EngineWorld, engine_database, engine_process
 from tests.fake_transport import FakeFleet, Script, lines
 from tests.waiting import wait_until
 
@@ -85,26 +82,11 @@ def make_world(database, fleet, monkeypatch):
     built: list[tuple[JobEngine, Any]] = []
 
     def make(transport=None, **settings: Any) -> EngineWorld:
-        db = create_engine(database)
-        sessions = sessionmaker(bind=db, expire_on_commit=False)
-        published: list[dict[str, Any]] = []
-        lock = threading.Lock()
-
-        def publish(job_id: int, owner_id: int | None, events: list[dict]) -> None:
-            with lock:
-                published.extend({"job_id": job_id, **event} for event in events)
-
-        engine = JobEngine(
-            db_sessions=sessions,
-            events=EventLog(sessions, publish, start_thread),
-            runbooks=lambda: {"deploy": DEPLOY},
-            start_task=start_thread,
-            settings=EngineSettings(**{"kill_grace": 0.2, "reattach_timeout": 2,
-                                       "flush_interval": 0.02, **settings}),
-            transport=transport or fleet.transport,
-        )
-        built.append((engine, db))
-        return EngineWorld(engine, sessions, published)
+        world, db = engine_process(database, {"deploy": DEPLOY}, transport or fleet.transport,
+                                   **{"kill_grace": 0.2, "reattach_timeout": 2,
+                                      "flush_interval": 0.02, **settings})
+        built.append((world.engine, db))
+        return world
 
     yield make
     for engine, db in built:

@@ -11,16 +11,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from models import Job, User
 from tasks import running
-from tasks.engine import EngineSettings, JobEngine
+from tasks.engine import JobEngine
 from tasks.errors import PatchbayError
-from tasks.events import EventLog
 from tasks.resume import read_progress
 from tasks.runbooks import parse_runbook
-from tests.engine_world import EngineWorld, engine_database, start_thread
+from tests.engine_world import EngineWorld, engine_database, engine_process
 from tests.fake_transport import FakeFleet, Script, lines
 from tests.waiting import wait_until
 
@@ -107,23 +106,12 @@ def make_world(database, fleet, monkeypatch):
     built: list[tuple[JobEngine, Any]] = []
 
     def make(transport=None) -> EngineWorld:
-        db = create_engine(database)
-        sessions = sessionmaker(bind=db, expire_on_commit=False)
-        published: list[dict[str, Any]] = []
-        lock = threading.Lock()
-
-        def publish(job_id: int, owner_id: int | None, events: list[dict]) -> None:
-            with lock:
-                published.extend({"job_id": job_id, **event} for event in events)
-
-        engine = JobEngine(
-            db_sessions=sessions, events=EventLog(sessions, publish, start_thread),
-            runbooks=lambda: {"rollout": ROLLOUT, "strict": STRICT, "probed": PROBED},
-            start_task=start_thread,
-            settings=EngineSettings(kill_grace=0.2, reattach_timeout=2, flush_interval=0.02),
-            transport=transport or fleet.transport)
-        built.append((engine, db))
-        return EngineWorld(engine, sessions, published)
+        world, db = engine_process(
+            database, {"rollout": ROLLOUT, "strict": STRICT, "probed": PROBED},
+            transport or fleet.transport, kill_grace=0.2, reattach_timeout=2,
+            flush_interval=0.02)
+        built.append((world.engine, db))
+        return world
 
     yield make
     for engine, db in built:

@@ -34,15 +34,11 @@
     return index === 0 && count > 1 ? "the canary" : "batch " + (index + 1);
   }
 
-  /** Seconds as a countdown: "42 s", "4 min 05 s", "1 h 02 min" (whole seconds, up). */
+  /** Seconds as a countdown: "42 s", "4 min 05 s", "1 h 02 min" (whole seconds, up;
+   * live.js's duration format, which shows tenths below 10 s, fed whole seconds). */
   function countdown(seconds) {
     const total = Math.max(0, Math.ceil(seconds));
-    if (total < 60) return total + " s";
-    const h = Math.floor(total / 3600);
-    const m = Math.floor((total % 3600) / 60);
-    const s = total % 60;
-    if (h) return h + " h " + String(m).padStart(2, "0") + " min";
-    return m + " min " + String(s).padStart(2, "0") + " s";
+    return total < 10 ? total + " s" : window.Patchbay.formatDuration(total);
   }
 
   function listed(names, most = 8) {
