@@ -7,6 +7,7 @@ In CI (``CI=true``) a missing tool (sshd, Chromium) fails the test instead of sk
 from __future__ import annotations
 
 import os
+import sys
 
 if os.environ.get("PATCHBAY_ASYNC_MODE") == "gevent":  # engine tests run green too
     from gevent import monkey
@@ -28,6 +29,7 @@ TEST_RUNBOOKS = PROJECT / "tests" / "runbooks"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
+LOG_TAIL_LINES = 60
 
 
 def require_tool(available: bool, what: str) -> None:
@@ -160,9 +162,18 @@ def auth(app, client) -> AuthActions:
     return AuthActions(app, client)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    """Keep each phase's report on the item, so fixtures can tell that a test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def live_server_factory(tmp_path: Path) -> Iterator:
-    """Start real server processes (``python app.py``); stopped after the test."""
+def live_server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
+    """Start real server processes (``python app.py``); stopped after the test. When the
+    test failed, each server's log tail goes to stderr (shown with the failure in CI)."""
     servers: list[LiveServer] = []
 
     def start(**kwargs) -> LiveServer:
@@ -173,6 +184,12 @@ def live_server_factory(tmp_path: Path) -> Iterator:
     yield start
     for server in servers:
         server.stop()
+    call = getattr(request.node, "report_call", None)
+    if call is not None and call.failed:
+        for number, server in enumerate(servers):
+            tail = "\n".join(server.log().splitlines()[-LOG_TAIL_LINES:])
+            print(f"--- server {number} log (last {LOG_TAIL_LINES} lines) ---\n{tail}",
+                  file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,13 @@ def test_resume_after_disconnect_gives_exactly_the_database_log(fleet_server, ss
     # A generous deadline: on a loaded 2-core machine an ack can be slow; the server
     # logs any socket event that takes a second or more ("socket event ... took").
     resumed = second.call("job:subscribe", {"job_id": job_id, "after_seq": cut}, timeout=30)
-    wait_until(seen_second.finished, timeout=60, what="job_finished")
+    try:
+        wait_until(seen_second.finished, timeout=60, what="job_finished")
+    except TimeoutError as exc:
+        job = http.get(f"{fleet_server.url}/api/jobs/{job_id}", timeout=10).json()
+        raise AssertionError(f"{exc}: cut {cut}, ack {resumed}, second client saw "
+                             f"{sorted(seen_second.seqs())[-5:]} (connected: "
+                             f"{second.connected}), job now {job}") from exc
     second.disconnect()
 
     stored = http.get(f"{fleet_server.url}/api/jobs/{job_id}/events",
