@@ -31,7 +31,6 @@ from blueprints import (
     downloads,
     errors,
     fleet,
-    fleet_live,
     headers,
     input_guard,
     jobs,
@@ -42,6 +41,7 @@ from blueprints import (
     tokens,
     webhooks,
 )
+from blueprints.live_publish import JobPublisher
 from blueprints.socket_sweeper import SocketSweeper
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
@@ -136,18 +136,13 @@ def _trust_proxies(app: Flask, hops: int) -> None:
 def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
     """The engine, handed its world: sessions, a Socket.IO publisher, a task starter."""
 
-    def publish(job_id: int, owner_id: int | None, events: list[dict[str, Any]]) -> None:
-        rooms = [f"job:{job_id}"] + ([f"user:{owner_id}"] if owner_id is not None else [])
-        socketio.emit("job:events", {"job_id": job_id, "events": events}, to=rooms)
-        fleet_live.publish_job_changes(sessions, job_id, events)  # servers page rows
-
     def abandon(job_id: int) -> None:
         app.extensions["patchbay"].abandon(job_id)
 
     config = app.config
     return JobEngine(
         db_sessions=sessions,
-        events=EventLog(sessions, publish, socketio.start_background_task,
+        events=EventLog(sessions, JobPublisher(sessions), socketio.start_background_task,
                         node_id=str(config["NODE_ID"]), on_fenced=abandon,
                         on_event=Outbox(config["PUBLIC_URL"])),
         runbooks=RunbookStore(config["RUNBOOK_DIR"], on_change=_audit_runbook_change).load,

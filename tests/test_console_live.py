@@ -19,6 +19,7 @@ from tests.console_world import (
     rendered_logs,
     run_from_dashboard,
     start_console,
+    start_job,
     stored_events,
 )
 from tests.waiting import wait_until
@@ -150,6 +151,52 @@ def test_a_job_started_in_one_tab_appears_and_streams_in_another(browser, consol
     expect(second.locator("body")).to_have_attribute("data-applied-seq",
                                                       str(events[-1]["seq"]))
     assert rendered_logs(second, HOSTS) == logs_from_events(events)
+
+
+class ReceivedBytes:
+    """Bytes a page receives over its Socket.IO connection (websocket frames and long-poll
+    answers), counted by Chromium (CDP Network events)."""
+
+    def __init__(self, page) -> None:
+        self.total = 0
+        self._polls: set[str] = set()
+        session = page.context.new_cdp_session(page)
+        session.on("Network.webSocketFrameReceived",
+                   lambda e: self._add(len(e["response"]["payloadData"].encode())))
+        session.on("Network.requestWillBeSent", lambda e: self._poll(e))
+        session.on("Network.dataReceived", lambda e: self._add(
+            e["dataLength"] if e["requestId"] in self._polls else 0))
+        session.send("Network.enable")
+
+    def _poll(self, event: dict) -> None:
+        if "/socket.io/" in event["request"]["url"]:
+            self._polls.add(event["requestId"])
+
+    def _add(self, count: int) -> None:
+        self.total += count
+
+
+def test_a_dashboard_open_during_a_million_line_job_gets_its_progress_not_its_output(
+        browser, console):
+    page = browser.new_page()
+    log_in(page, console.url)
+    expect(page.locator("#connection-state")).to_have_text(re.compile(r"^connected"))
+    received = ReceivedBytes(page)
+    http = console.login()
+    job_id = start_job(console, http, {"runbook": "flood", "tags": ["test"],
+                                       "params": {"lines": "125000", "bursts": "25"}})
+
+    row = page.locator(f'#recent-jobs tr[data-job-id="{job_id}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".job-latest")).to_contain_text(re.compile(r"\[h0\d\] h0\d line \d+"),
+                                                       timeout=LONG)
+    expect(row.locator(".job-status-cell")).to_have_text("succeeded", timeout=LONG)
+    expect(row.locator(".job-progress")).to_have_text("8 / 8 succeeded")
+    lines = query_db(console, "SELECT SUM(json_array_length(data, '$.lines')) FROM job_events"
+                              " WHERE job_id = ? AND type = 'output'", job_id)[0][0]
+
+    assert lines == 1_000_000
+    assert received.total < 200_000, received.total
 
 
 def test_network_cut_mid_job_reconnects_and_catches_up_with_no_gap_or_duplicate(

@@ -1,12 +1,14 @@
 /*
  * Live job rows on the dashboard (recent jobs) and the history page.
  *
- * Every tab of a user is in the room user:<id> and receives the events of every job that
- * user starts, so a job started in another tab appears here at once (tables marked
- * data-job-feed="insert"; a filtered or later history page only updates its rows), and
- * each row shows its status, how many servers are done and the latest output line as
- * they happen. Rows of running jobs are refreshed from the API after a reconnect, since
- * events missed while disconnected are not replayed to these pages.
+ * Every tab of a user is in the room user:<id> and receives `job:progress` for every job
+ * that user starts: the job's events without its output, and at most about once a second
+ * its latest line (never the log: a chatty job costs these pages nothing). So a job
+ * started in another tab appears here at once (tables marked data-job-feed="insert"; a
+ * filtered or later history page only updates its rows), and each row shows its status,
+ * how many servers are done and the latest output line as they happen. Rows of running
+ * jobs are refreshed from the API after a reconnect, since messages missed while
+ * disconnected are not replayed to these pages.
  *
  * Under the status, a rollout's batches show as compact segments (rollout.js), with who
  * promoted or aborted it at a gate; a paused job shows Promote and Abort (operators:
@@ -260,6 +262,12 @@
     }
   }
 
+  /** A progress message's latest output line, as "[server] line". */
+  function showLatest(entry, latest) {
+    if (!latest || !LIVE.has(entry.status)) return;
+    entry.latest.textContent = "[" + latest.host + "] " + String(latest.line).slice(0, 120);
+  }
+
   function apply(entry, events) {
     let needNames = false;
     let changed = false;
@@ -292,9 +300,6 @@
         entry.done = Math.min(entry.total, entry.done + 1);
         const status = data.status || "failed";
         entry.counts[status] = (entry.counts[status] || 0) + 1;
-      } else if (event.type === "output" && Array.isArray(data.lines) && data.lines.length) {
-        entry.latest.textContent = "[" + event.host + "] " +
-          String(data.lines[data.lines.length - 1]).slice(0, 120);
       } else if (event.type === "job_finished") {
         entry.status = data.status || "failed";
         entry.latest.textContent = "";
@@ -323,11 +328,12 @@
       if (LIVE.has(entry.status)) refresh(id);
     }
   });
-  P.onJobEvents((payload) => {
+  P.onJobProgress((payload) => {
     const id = Number(payload.job_id);
-    const entry = rows.get(id);
+    let entry = rows.get(id);
     if (entry) {
       apply(entry, payload.events);
+      showLatest(entry, payload.latest);
       return;
     }
     if (!inserting) return;
@@ -338,8 +344,10 @@
     }
     const data = started.data || {};
     const servers = data.servers || [];
-    apply(insert({ id, kind: data.kind, runbook: data.runbook, params: data.params,
+    entry = insert({ id, kind: data.kind, runbook: data.runbook, params: data.params,
       status: "running", total: servers.length, done: 0, createdBy: me,
-      createdAt: new Date(started.ts * 1000).toISOString() }), payload.events);
+      createdAt: new Date(started.ts * 1000).toISOString() });
+    apply(entry, payload.events);
+    showLatest(entry, payload.latest);
   });
 })();

@@ -5,7 +5,7 @@
  *   - EventStore: applies a job's events strictly in seq order, exactly once.
  *
  * Exposes window.Patchbay = {connect, socket(), request, onConnect, onStatus,
- * onJobEvents, EventStore, fetchJSON, formatDuration, el, readJSON, root}.
+ * onJobEvents, onJobProgress, EventStore, fetchJSON, formatDuration, el, readJSON, root}.
  */
 (function () {
   "use strict";
@@ -126,9 +126,18 @@
     if (socket && socket.connected) handler(socket);
   }
 
-  /** Call `handler(payload)` for every `job:events` message (all jobs of the user). */
+  /** Call `handler(payload)` for every `job:events` message (the jobs this socket
+   * subscribed to or started: the rooms job:<id>). */
   function onJobEvents(handler) {
     connect().on("job:events", (payload) => {
+      if (payload && Array.isArray(payload.events)) handler(payload);
+    });
+  }
+
+  /** Call `handler(payload)` for every `job:progress` message: every job of this user,
+   * without its output (`events`), and now and then its `latest` line. */
+  function onJobProgress(handler) {
+    connect().on("job:progress", (payload) => {
       if (payload && Array.isArray(payload.events)) handler(payload);
     });
   }
@@ -345,6 +354,7 @@
     onConnect,
     onStatus,
     onJobEvents,
+    onJobProgress,
     request,
     fetchJSON,
     formatDuration,
