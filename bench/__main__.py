@@ -1,8 +1,11 @@
-"""Run the benchmarks: ``python -m bench [--full] [--only fanout,chatty,...]``.
+"""Run the benchmarks: ``python -m bench [--full | --smoke] [--only fanout,chatty,...]``.
 
-Starts an OpenSSH fleet on 127.1.0.x, runs each scenario at each of the mode's sizes,
-writes ``bench/results/<timestamp>.json``, the plots in ``docs/benchmarks/`` and the
-numbers in ``docs/benchmarks.md`` (between its generated-section markers).
+Starts an OpenSSH fleet on 127.1.0.x, runs each scenario at each of the mode's sizes
+(a scenario that starts on a busy machine runs twice: ``bench/runs.py``), writes
+``bench/results/<mode>.json`` and prints the result tables; a quick run also prints a
+comparison with the published full run. Only a full run writes the plots in
+``docs/benchmarks/``, the numbers in ``docs/benchmarks.md`` (between its
+generated-section markers) and the published figures, ``docs/benchmarks/full.json``.
 """
 
 from __future__ import annotations
@@ -22,15 +25,14 @@ from typing import Any
 
 import psutil
 
+from bench import browser, runs, scenarios
 from bench import fleet as bench_fleet
-from bench import report, scenarios
 from tests.sshd_fleet import SSHD
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 # What each scenario runs, per mode (quick mode fits in 5 minutes on 2 cores):
 # fanout (hosts, rounds); chatty (hosts, lines per host); latency (hosts, ticks of 50 ms);
-# watchers (idle clients, subscribed clients, hosts, ticks); bigjob (hosts, lines per host).
+# watchers (idle clients, subscribed clients, hosts, ticks); bigjob (hosts, lines per host);
+# browser (hosts, lines per host).
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "fanout": [(50, 1), (200, 1)],
@@ -38,6 +40,7 @@ MODES: dict[str, dict[str, Any]] = {
         "latency": [(10, 100), (50, 100)],
         "watchers": [(500, 50, 50, 100)],
         "bigjob": [(10, 100_000)],
+        "browser": [(200, 1000)],
     },
     "smoke": {  # seconds: checks the harness itself
         "fanout": [(10, 1)],
@@ -45,6 +48,7 @@ MODES: dict[str, dict[str, Any]] = {
         "latency": [(5, 20)],
         "watchers": [(20, 5, 5, 20)],
         "bigjob": [(2, 10_000)],
+        "browser": [(5, 200)],
     },
     "full": {
         "fanout": [(50, 2), (200, 2), (500, 1), (1000, 1)],
@@ -52,9 +56,13 @@ MODES: dict[str, dict[str, Any]] = {
         "latency": [(10, 200), (50, 200), (100, 200)],
         "watchers": [(100, 10, 50, 200), (500, 50, 50, 200)],
         "bigjob": [(10, 10_000), (10, 100_000), (1, 1_000_000)],
+        "browser": [(1000, 1000)],
     },
 }
-SCENARIOS = ("fanout", "chatty", "latency", "watchers", "bigjob")
+RUNNERS = {"fanout": scenarios.fanout, "chatty": scenarios.chatty,
+           "latency": scenarios.latency, "watchers": scenarios.watchers,
+           "bigjob": scenarios.bigjob, "browser": browser.browser}
+SCENARIOS = tuple(RUNNERS)
 
 
 def machine() -> dict[str, Any]:
@@ -86,19 +94,22 @@ def background_load(seconds: float = 1.0) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--full", action="store_true", help="every size (about 10 minutes)")
+    parser.add_argument("--full", action="store_true",
+                        help="every size (about 10 minutes); publishes the figures")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes, to check the harness itself (no docs written)")
+                        help="tiny sizes, to check the harness itself")
     parser.add_argument("--only", default=",".join(SCENARIOS),
                         help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--sizes", type=json.loads, default={},
-                        help='override sizes as JSON, e.g. \'{"fanout": [[500, 2]]}\'')
+                        help='override sizes as JSON, e.g. \'{"fanout": [[500, 2]]}\' '
+                             "(never publishes)")
     parser.add_argument("--no-docs", action="store_true",
-                        help="write only the JSON, not docs/benchmarks.md and its plots")
+                        help="a full run writes only bench/results/, not docs/benchmarks.md, "
+                             "its plots and docs/benchmarks/full.json")
     args = parser.parse_args()
     mode = "full" if args.full else "smoke" if args.smoke else "quick"
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = set(chosen) - set(SCENARIOS)
+    unknown = (set(chosen) | set(args.sizes)) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     sizes = {**MODES[mode], **{name: [tuple(size) for size in value]
@@ -110,10 +121,10 @@ def main() -> int:
         print(f"[{time.monotonic() - began:6.1f} s] {message}", flush=True)
 
     limit = bench_fleet.raise_open_files_limit()
-    chosen = [name for name in chosen if name in sizes]
+    chosen = [name for name in SCENARIOS if name in chosen and sizes.get(name)]
     needs = {"fanout": lambda size: size[0], "chatty": lambda size: size[0],
              "latency": lambda size: size[0], "watchers": lambda size: size[2],
-             "bigjob": lambda size: size[0]}
+             "bigjob": lambda size: size[0], "browser": lambda size: size[0]}
     fleet_size = max(needs[name](size) for name in chosen for size in sizes[name])
     workdir = Path(tempfile.mkdtemp(prefix="patchbay-bench-"))
     log(f"{mode} mode: {', '.join(chosen)}; fleet of {fleet_size} sshd hosts "
@@ -124,30 +135,24 @@ def main() -> int:
     ctx = scenarios.Context(fleet, inventory, workdir, log)
     results: dict[str, Any] = {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "mode": mode, "machine": machine(), "scenarios": {},
+        "mode": mode, "machine": machine(), "scenarios": {}, "background": {}, "busy": {},
+        # --only or --sizes: a full run's partial results are laid over the published ones
+        "partial": chosen != list(SCENARIOS) or bool(args.sizes),
+        "sizes": {name: sizes[name] for name in chosen},
     }
     try:
-        results["background"] = {}
         for name in chosen:
-            load = background_load()
-            results["background"][name] = load
-            log(f"{name} ... (other CPU load on the machine: {load}% of all cores)")
-            if load > 15:
-                log("  warning: the machine is busy; expect noisier numbers than on an "
-                    "idle one")
-            runner = getattr(scenarios, name)
-            results["scenarios"][name] = runner(ctx, sizes[name])
+            rows, record = runs.measure(name, lambda name=name: RUNNERS[name](ctx, sizes[name]),
+                                        background_load, log)
+            results["scenarios"][name] = rows
+            results["background"][name] = record["load"]
+            if "busy" in record:
+                results["busy"][name] = record["busy"]
     finally:
         fleet.stop()
     results["seconds"] = round(time.monotonic() - began, 1)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = RESULTS / f"{stamp}.json"
-    path.write_text(json.dumps(results, indent=1))
-    log(f"results: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
-    if not args.no_docs and mode != "smoke":
-        for written in report.write(results):
-            log(f"wrote {written}")
+    runs.finish(results, log=log, refusal=runs.docs_refusal(
+        mode, sizes_given=bool(args.sizes), no_docs=args.no_docs))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

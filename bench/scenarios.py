@@ -1,4 +1,5 @@
-"""The five benchmark scenarios. Each returns a list of result rows (plain dicts).
+"""Benchmark scenarios 1 to 5 (the sixth, the browser, is ``bench/browser.py``). Each
+returns a list of result rows (plain dicts).
 
 Patchbay is always a real ``python app.py`` process (a fresh one and a fresh database
 per scenario); its CPU and memory are read with psutil on its PID. Clients are
