@@ -60,8 +60,11 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.dev-installed
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
-## Benchmarks against Fabric, parallel-ssh and ThreadingGroup on a local OpenSSH fleet
-## (docs/benchmarks.md): quick mode, under 5 minutes on 2 cores; bench-full: every size.
+## Benchmarks against Fabric, parallel-ssh and ThreadingGroup on a local OpenSSH fleet,
+## and the job page in Chromium (docs/benchmarks.md). bench: quick mode, under 5 minutes
+## on 2 cores; writes bench/results/quick.json, prints its tables and compares them with
+## the published full run. bench-full: every size; writes bench/results/full.json and
+## publishes it: docs/benchmarks.md's figures, its plots and docs/benchmarks/full.json.
 bench:
 	@scripts/system-deps.sh test
 	@$(MAKE) --no-print-directory $(VENV)/.bench-installed
