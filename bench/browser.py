@@ -322,22 +322,22 @@ def _reload(server: pb.LiveServer, http: Any, tab: _Tab, job_id: int, hosts: int
     tab.page.reload(wait_until="commit")
     timeout = round(60 + hosts * lines / 10_000)
     deadline = time.monotonic() + timeout
-    while True:
-        tab.page.wait_for_timeout(POLL_S * 1000)  # polling interval (and heap sample)
-        tab.metrics("reload")
-        marks = tab.bench().get("reload")
-        if marks is None:
-            raise RuntimeError("the reloaded page did not pick up the harness's marks "
-                               "(the init script found nothing in sessionStorage)")
-        if marks["shown"] is not None and marks["applied"] is not None:
-            break
+    marks: dict[str, Any] = {}
+    while marks.get("shown") is None or marks.get("applied") is None:
         if time.monotonic() > deadline:
+            if not marks:
+                raise TimeoutError(f"the reloaded page of job {job_id} never started the "
+                                   "harness's marks (its init script found nothing in "
+                                   "sessionStorage)")
             missing = [what for what, key in (("every host row", "rows"),
                                               ("every host's final status", "shown"),
                                               ("every event applied", "applied"))
                        if marks[key] is None]
             raise TimeoutError(f"the reloaded page of job {job_id} did not show "
                                f"{' and '.join(missing)} within {timeout} s")
+        tab.page.wait_for_timeout(POLL_S * 1000)  # polling interval (and heap sample)
+        tab.metrics("reload")
+        marks = (tab.bench() or {}).get("reload") or {}
     navigation = tab.page.evaluate(
         "() => { const n = performance.getEntriesByType('navigation')[0];"
         " return n ? {response: n.responseEnd, dcl: n.domContentLoadedEventEnd,"
