@@ -3,11 +3,7 @@ long-task figures, CDP's metric names, the script that marks the reloaded page."
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("psutil")  # bench.patchbay needs it (requirements-bench.txt)
-
-from bench import browser  # noqa: E402 - after the skip
+from bench import browser
 
 
 def test_frame_times_are_nearest_rank_percentiles_of_the_deltas():
