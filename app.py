@@ -48,6 +48,7 @@ from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from services.audit import record
 from services.commands import Commands
 from services.login_sessions import Lifetimes
+from socket_packets import TextPacket
 from socket_queue import client_manager
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
@@ -89,6 +90,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # manager of an earlier app built in this process.
         client_manager=client_manager(app.config["MESSAGE_QUEUE"]),
         max_http_buffer_size=int(app.config["MAX_SOCKET_PAYLOAD"]),
+        serializer=TextPacket,  # no bytes are ever sent: skip the search for them
     )
     _trust_proxies(app, int(app.config["TRUSTED_PROXIES"]))
 
@@ -152,6 +154,7 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
             default_parallel=int(config["DEFAULT_PARALLEL"]),
             max_concurrent_hosts=int(config["MAX_CONCURRENT_HOSTS"]),
             connect_timeout=float(config["SSH_CONNECT_TIMEOUT"]),
+            ssh_window=int(config["SSH_WINDOW"]),
             step_timeout=float(config["STEP_TIMEOUT"]),
             kill_grace=float(config["KILL_GRACE"]),
             flush_interval=float(config["OUTPUT_FLUSH_INTERVAL"]),

@@ -67,10 +67,18 @@ DEFAULTS: dict[str, Any] = {
     "CONFIRM_SERVERS_OVER": 20,
     "MAX_CONCURRENT_HOSTS": 500,  # hard cap per process, across all jobs
     "SSH_CONNECT_TIMEOUT": 10,
+    # Bytes of a step's output a server may send ahead of the console's reading (the
+    # SSH channel window, in packets of a quarter of it; paramiko's own default is 2 MiB).
+    # What a chatty job costs the console's memory grows with this times its servers; a
+    # distant server streams at most this much per round trip (32 KiB at 50 ms: 650 KB/s
+    # per server). At least 16384.
+    "SSH_WINDOW": 32_768,
     "STEP_TIMEOUT": 3600,  # seconds, when neither runbook nor job sets one
     "KILL_GRACE": 5,  # seconds between TERM and KILL when stopping a command
     "KNOWN_HOSTS": None,  # path; defaults to ~/.ssh/known_hosts
-    "OUTPUT_FLUSH_INTERVAL": 0.1,  # seconds: output coalescing window per host
+    # Seconds: output coalescing window per host (the event writer gathers every host's
+    # events for 0.03 s more, so a shorter window costs no extra commits or messages)
+    "OUTPUT_FLUSH_INTERVAL": 0.05,
     "OUTPUT_FLUSH_LINES": 500,  # ... or this many lines, whichever comes first
     # Nodes (docs/architecture.md)
     "NODE_ID": None,  # names this process as the owner of the jobs it runs

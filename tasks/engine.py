@@ -41,9 +41,10 @@ class EngineSettings:
     default_parallel: int = 10
     max_concurrent_hosts: int = 500
     connect_timeout: float = 10
+    ssh_window: int = 32_768  # bytes: each step channel's SSH window (tasks/ssh.py)
     step_timeout: float = 3600
     kill_grace: float = 5
-    flush_interval: float = 0.1
+    flush_interval: float = 0.05
     flush_lines: int = 500
     node_id: str = "local"
     known_hosts: str | None = None  # for servers whose inventory names none
@@ -307,7 +308,8 @@ class JobEngine:
         self.events.wait_written()
 
     def _ssh_session(self, target: Target) -> HostSession:
-        return SSHHostSession(target, self.settings.connect_timeout, self.settings.kill_grace)
+        return SSHHostSession(target, self.settings.connect_timeout, self.settings.kill_grace,
+                              window=self.settings.ssh_window)
 
 
 def _reports_version(plan: dict[str, Any] | None) -> bool:

@@ -49,6 +49,12 @@ MAX_BATCH_LINES = 20_000
 # OUTPUT_WAIT_SECONDS), so a job printing faster than the database takes it slows its
 # SSH readers (and so the remote commands) instead of growing this process's memory.
 MAX_QUEUED_LINES = 50_000
+# The writer writes (and publishes) at most once per this many seconds, gathering what
+# every server said meanwhile: 50 servers flushing their output every 0.05 s make a
+# thousand small batches a second otherwise, each a commit and a message to every
+# watcher. Measured with 50 watchers of 50 ticking servers: the server's CPU fell from
+# 55% to 37% of a core and the p95 delivery time from 160 ms to 113-130 ms.
+WRITE_INTERVAL = 0.03
 OUTPUT_WAIT_SECONDS = 10.0
 
 
@@ -142,10 +148,18 @@ class EventLog:
         return len(self._queue)
 
     def _writer_loop(self) -> None:
+        last_write = float("-inf")
         while True:
             with self._lock:
                 while not self._queue:
                     self._wakeup.wait(1.0)
+                while True:  # gather until the interval is over or a batch is full
+                    rest = WRITE_INTERVAL - (time.monotonic() - last_write)
+                    if rest <= 0 or len(self._queue) >= MAX_BATCH \
+                            or self._queued_lines >= MAX_BATCH_LINES:
+                        break
+                    self._wakeup.wait(rest)
+                last_write = time.monotonic()
                 size = lines = 0
                 for item in self._queue:
                     size += 1
@@ -183,8 +197,9 @@ class EventLog:
                     if written:
                         session.execute(insert(JobEvent), [{"job_id": item.job_id,
                                                             **item.event} for item in written])
+                    hosts = _job_hosts(session, written)
                     for item in written:
-                        apply_event(session, item.job_id, item.event)
+                        apply_event(session, item.job_id, item.event, hosts)
                         if self.on_event is not None:
                             self.on_event(session, item.job_id, item.event)
                 return written, fenced
@@ -233,8 +248,25 @@ class EventLog:
                 log.exception("publishing events of job %s failed", job_id)
 
 
-def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
-    """Update the derived state for one event (inside the writer's transaction)."""
+HOST_STATE_EVENTS = ("host_started", "step_started", "host_finished")
+
+
+def _job_hosts(session: Session, batch: list[_Pending]) -> dict[tuple[int, str], JobHost]:
+    """The job-host rows a batch's events change, in one query (not one per event)."""
+    wanted = {(item.job_id, item.event["host"]) for item in batch
+              if item.event["host"] is not None and item.event["type"] in HOST_STATE_EVENTS}
+    if not wanted:
+        return {}
+    rows = session.scalars(select(JobHost).where(
+        JobHost.job_id.in_({job_id for job_id, _ in wanted}),
+        JobHost.name.in_({name for _, name in wanted})))
+    return {(row.job_id, row.name): row for row in rows if (row.job_id, row.name) in wanted}
+
+
+def apply_event(session: Session, job_id: int, event: dict[str, Any],
+                hosts: dict[tuple[int, str], JobHost] | None = None) -> None:
+    """Update the derived state for one event (inside the writer's transaction);
+    ``hosts`` holds the batch's job-host rows (else each is looked up)."""
     kind, data = event["type"], event["data"]
     job = session.get(Job, job_id)
     if job is None:
@@ -251,10 +283,13 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any]) -> None:
         job.gate_request = None
         job.gate_request_by_id = None
         return
-    if event["host"] is None or kind not in ("host_started", "step_started", "host_finished"):
+    if event["host"] is None or kind not in HOST_STATE_EVENTS:
         return
-    host = session.scalar(select(JobHost).where(JobHost.job_id == job_id,
-                                                JobHost.name == event["host"]))
+    if hosts is not None:
+        host = hosts.get((job_id, event["host"]))
+    else:
+        host = session.scalar(select(JobHost).where(JobHost.job_id == job_id,
+                                                    JobHost.name == event["host"]))
     if host is None:
         return
     if kind == "host_started":

@@ -77,7 +77,7 @@ class RunSettings:
     """What every run of this process shares (from ``config.DEFAULTS``)."""
 
     step_timeout: float = 3600
-    flush_interval: float = 0.1
+    flush_interval: float = 0.05
     flush_lines: int = 500
     remote_run_dir: str = "~/.patchbay/runs"
     reattach_timeout: float = 120

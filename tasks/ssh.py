@@ -62,6 +62,16 @@ PGID_MARKER = b"@@patchbay-pgid "
 ERROR_MARKER = b"@@patchbay-error "  # the wrapper's own failure, for the reason
 MAX_LINE_BYTES = 16_384  # longer lines are cut into pieces rather than buffered whole
 READ_CHUNK = 65_536
+# A step channel's window (PATCHBAY_SSH_WINDOW): how much output a server may send
+# before the console has read it. paramiko's default, 2 MiB in packets of 32 KiB, let
+# each server of a chatty job park megabytes here (in the channel and in the copies of
+# every packet paramiko makes while decrypting it) while the event writer caught up:
+# 100 servers printing 20,000 lines each grew the console by 150 MB. With a 32 KiB
+# window in 8 KiB packets it grew by about 42 MB, and took the lines faster (smaller
+# copies): a reader that lags holds back the remote command (its tee) instead.
+MIN_WINDOW = 16_384
+MAX_PACKET = 32_768  # paramiko's own largest
+MIN_PACKET = 4_096
 CHUNKS_PER_ROUND = 16
 TICK_SECONDS = 0.1
 EOF_GRACE = 2.0  # seconds to wait for end of output after the exit status
@@ -133,11 +143,29 @@ class PrivateKeyError(TransportError):
     """A server's private key file cannot be used (missing, unreadable, encrypted)."""
 
 
+_private_keys: dict[Path, tuple[tuple[int, int, int], paramiko.PKey]] = {}
+
+
 def load_private_key(path: Path) -> paramiko.PKey:
-    """The private key in ``path`` (with its ``-cert.pub`` certificate, if there is one).
+    """The private key in ``path`` (with its ``-cert.pub`` certificate, if there is one),
+    read again only when the file changes: a fleet shares a few keys, and parsing one
+    per connection was a measurable part of a 1,000-server fan-out.
 
     A failure names the file, not its folder: the reason is shown on job pages and in
     events, and the full path would tell every viewer where the console keeps keys."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return _read_private_key(path)  # names the failure
+    version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _private_keys.get(path)
+    if cached is None or cached[0] != version:
+        cached = (version, _read_private_key(path))
+        _private_keys[path] = cached
+    return cached[1]
+
+
+def _read_private_key(path: Path) -> paramiko.PKey:
     name = path.name
     try:
         return paramiko.PKey.from_path(path)
@@ -311,10 +339,47 @@ class _MarkerReader:
         self.splitter.close()
 
 
-_known_hosts_files: dict[Path, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
+class KnownHosts:
+    """A parsed known_hosts file, looked up by host name in constant time.
+
+    paramiko's ``HostKeys.lookup`` compares the name with every entry, hashing it once
+    per hashed entry: with a 1,000-server file that is a million comparisons per
+    fan-out. Plain names are indexed once; hashed entries (``|1|salt|hash``, whose name
+    can only be found by hashing) are scanned once per name, and every answer is kept
+    while the file stays the same."""
+
+    def __init__(self, path: Path) -> None:
+        self.host_keys = paramiko.HostKeys(str(path))
+        self._plain: dict[str, list[paramiko.hostkeys.HostKeyEntry]] = {}
+        self._hashed: list[paramiko.hostkeys.HostKeyEntry] = []
+        self._answers: dict[str, dict[str, paramiko.PKey]] = {}
+        for entry in self.host_keys._entries:  # noqa: SLF001 - no public way to iterate
+            if entry.key is None:
+                continue
+            for name in entry.hostnames:
+                if name.startswith("|1|"):
+                    self._hashed.append(entry)
+                else:
+                    self._plain.setdefault(name, []).append(entry)
+
+    def lookup(self, hostname: str) -> dict[str, paramiko.PKey]:
+        """``{key type: key}`` recorded for ``hostname`` (empty when none is)."""
+        answer = self._answers.get(hostname)
+        if answer is None:
+            entries = self._plain.get(hostname, []) + [
+                entry for entry in self._hashed
+                if self.host_keys._hostname_matches(hostname, entry)]  # noqa: SLF001
+            answer = {}
+            for entry in entries:
+                answer.setdefault(entry.key.get_name(), entry.key)
+            self._answers[hostname] = answer
+        return answer
 
 
-def known_host_keys(path: Path) -> paramiko.HostKeys:
+_known_hosts_files: dict[Path, tuple[tuple[int, int, int], KnownHosts]] = {}
+
+
+def known_host_keys(path: Path) -> KnownHosts:
     """The parsed known_hosts file at ``path``, parsed again only when it changes.
 
     paramiko's parser is quadratic (about 0.2 ms per line at 1,000 lines): parsing a
@@ -324,19 +389,33 @@ def known_host_keys(path: Path) -> paramiko.HostKeys:
     version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
     cached = _known_hosts_files.get(path)
     if cached is None or cached[0] != version:
-        cached = (version, paramiko.HostKeys(str(path)))
+        cached = (version, KnownHosts(path))
         _known_hosts_files[path] = cached
     return cached[1]
+
+
+_shared_config: list[Config] = []
+
+
+def _fabric_config() -> Config:
+    """One Fabric configuration for every connection (no ssh_config files: the
+    inventory says how to reach each server). Connections only read it, and building
+    one per connection cost a fan-out more CPU than its host-key checks."""
+    if not _shared_config:
+        _shared_config.append(Config(overrides={"load_ssh_configs": False}))
+    return _shared_config[0]
 
 
 class SSHHostSession:
     """One authenticated connection to one server, reused for all of a job's steps."""
 
     def __init__(self, target: Target, connect_timeout: float = 10,
-                 kill_grace: float = 5) -> None:
+                 kill_grace: float = 5, window: int = 32_768) -> None:
         self.target = target
         self.connect_timeout = connect_timeout
         self.kill_grace = kill_grace
+        self.window = max(MIN_WINDOW, window)
+        self.packet_size = min(MAX_PACKET, max(MIN_PACKET, self.window // 4))
         connect_kwargs: dict[str, object] = {
             "allow_agent": target.key_path is None,
             "look_for_keys": False,
@@ -347,7 +426,7 @@ class SSHHostSession:
         self.connection = Connection(
             host=target.address, port=target.port, user=target.user,
             connect_timeout=int(max(1, connect_timeout)), connect_kwargs=connect_kwargs,
-            config=Config(overrides={"load_ssh_configs": False}),
+            config=_fabric_config(),
         )
         client = self.connection.client
         known_hosts = Path(target.known_hosts or "~/.ssh/known_hosts").expanduser()
@@ -355,7 +434,7 @@ class SSHHostSession:
             # Only this server's entries: the client then checks exactly as if it had
             # loaded the whole file, without parsing it once per connection.
             name = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
-            for keytype, key in (known_host_keys(known_hosts).lookup(name) or {}).items():
+            for keytype, key in known_host_keys(known_hosts).lookup(name).items():
                 client.get_host_keys().add(name, keytype, key)
         client.set_missing_host_key_policy(
             _AcceptNew(str(known_hosts)) if target.accept_new_host_keys else _RejectUnknown())
@@ -448,14 +527,13 @@ class SSHHostSession:
 
     def signal(self, where: StepLocation, signal_name: str) -> bool:
         try:
-            result = self.connection.run(remote_script(SIGNAL_SCRIPT, signal_name, where.path),
-                                         in_stream=False, hide=True, warn=True,
-                                         timeout=self.connect_timeout)
-        except Exception as exc:  # noqa: BLE001 - best effort: the caller bounds the wait
+            exit_code, _ = self._control(remote_script(SIGNAL_SCRIPT, signal_name,
+                                                       where.path))
+        except SSHError as exc:  # best effort: the caller bounds the wait
             log.warning("%s: sending %s to %s failed: %s", self.target.name, signal_name,
-                        where.path, _first_line(exc))
+                        where.path, exc)
             return False
-        return result.ok
+        return exit_code == 0
 
     def clean(self, host_dir: str, root: str, retention_seconds: float) -> None:
         minutes = str(max(1, int(retention_seconds // 60)))
@@ -475,7 +553,9 @@ class SSHHostSession:
             SSH_FAILURES.labels("dropped").inc()
             raise SSHError("connection lost")
         try:
-            channel = transport.open_session(timeout=self.connect_timeout)
+            channel = transport.open_session(window_size=self.window,
+                                             max_packet_size=self.packet_size,
+                                             timeout=self.connect_timeout)
             channel.exec_command(command)
             channel.shutdown_write()  # the command gets EOF on stdin, never our stdin
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -485,15 +565,36 @@ class SSHHostSession:
     def _short(self, command: str) -> str:
         """Run a short control command; its stdout. Raises :class:`SSHError` when the
         connection is gone."""
-        transport = self.connection.transport
-        if transport is None or not transport.is_active():
-            raise SSHError("connection lost")
+        return self._control(command)[1]
+
+    def _control(self, command: str) -> tuple[int | None, str]:
+        """Run a short control command on a channel of its own: its exit status (None
+        if it sent none) and stdout, within ``connect_timeout``. Read here rather than
+        by Fabric's ``run``, whose runner starts three green threads per command (the
+        clean-up after every server's last step was a tenth of a fan-out's CPU)."""
+        channel = self._open(command)
+        deadline = time.monotonic() + self.connect_timeout
+        out = bytearray()
         try:
-            result = self.connection.run(command, in_stream=False, hide=True, warn=True,
-                                         timeout=self.connect_timeout)
-        except Exception as exc:  # noqa: BLE001 - Fabric/paramiko raise many kinds
+            channel.settimeout(self.connect_timeout)
+            while True:
+                chunk = channel.recv(READ_CHUNK)
+                if not chunk:
+                    break
+                out += chunk
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+            if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError
+        except TimeoutError:
+            raise SSHError(f"control command timed out after {self.connect_timeout:g} s"
+                           ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"control command failed: {_first_line(exc)}") from None
-        return result.stdout
+        finally:
+            channel.close()
+        exit_code = channel.exit_status if channel.exit_status_ready() else None
+        return (None if exit_code == -1 else exit_code), out.decode("utf-8", "replace")
 
     def _follow(self, channel: paramiko.Channel, stdout_in: LineSplitter | _MarkerReader,
                 stdout: LineSplitter, stderr: LineSplitter, where: StepLocation,

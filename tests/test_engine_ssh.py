@@ -442,3 +442,44 @@ def test_a_job_removes_its_run_directories_and_leftovers_past_retention(world, s
     assert not (runs / job.uid / "h08").exists()
     assert not (runs / "an-old-job").exists()
     assert recent.exists()
+
+
+SEQ_BOOK = """\
+name: seq
+description: Prints numbered lines as fast as the server can.
+params:
+  lines:
+    type: integer
+    pattern: '^[0-9]{1,7}$'
+steps:
+  - name: seq
+    run: seq -f 'line %07.0f of a step that prints far more than its window' {{ params.lines }}
+"""
+
+
+def test_a_small_ssh_window_streams_a_big_output_whole_and_in_order(app, sshd_fleet, tmp_path):
+    """PATCHBAY_SSH_WINDOW bounds what a server sends ahead of the console's reading;
+    at its smallest (16 KiB, in 4 KiB packets) 4 MB per server still arrives whole."""
+    from extensions import db
+    from tasks.inventory import apply_inventory, parse_inventory
+
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    with app.app_context():
+        apply_inventory(db.session, parse_inventory(inventory.read_text()))
+        db.session.commit()
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "seq.yml").write_text(SEQ_BOOK)
+    world = build_world(app, books, ssh_window=1)  # raised to the 16 KiB minimum
+    hosts = names(sshd_fleet)[:2]
+
+    job = world.wait_finished(world.engine.start(
+        world.engine.plan("seq", {"lines": "70000"}, hosts), None))
+
+    events = world.events(job.id)
+    assert job.status == "succeeded", events[-1]
+    for host in hosts:
+        lines = [line for e in events if e["type"] == "output" and e["host"] == host
+                 for line in e["data"]["lines"]]
+        assert lines == [f"line {i:07d} of a step that prints far more than its window"
+                         for i in range(1, 70_001)]
