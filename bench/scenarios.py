@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -293,6 +292,34 @@ def watchers(ctx: Context, sizes: list[tuple[int, int, int, int]]) -> list[dict[
     return rows
 
 
+WATCHER_PROCESSES = 5  # the subscribed watchers are spread over this many processes
+
+
+def _watcher_groups(server: pb.LiveServer, http: Any, subscribed: int
+                    ) -> list[subprocess.Popen]:
+    """Processes of subscribed watchers (bench/watch_clients.py says why not threads of
+    this one), each connected and waiting for a job id."""
+    sizes = [subscribed // WATCHER_PROCESSES + (i < subscribed % WATCHER_PROCESSES)
+             for i in range(min(WATCHER_PROCESSES, subscribed))]
+    groups = [subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-m", "bench.watch_clients", server.url,
+         json.dumps(http.cookies.get_dict()), http.headers["X-CSRFToken"], str(size)],
+        cwd=PROJECT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for size in sizes]
+    for group, size in zip(groups, sizes, strict=True):
+        ready = group.stdout.readline().split()
+        if ready[:1] != ["ready"] or int(ready[1]) != size:
+            raise RuntimeError(f"watchers did not all connect: {ready}")
+    return groups
+
+
+def _cpu_of(process: subprocess.Popen) -> float:
+    try:
+        return pb.cpu_seconds(pb.psutil.Process(process.pid))
+    except pb.psutil.NoSuchProcess:
+        return 0.0
+
+
 def _watchers_once(ctx: Context, server: pb.LiveServer, idle: int, subscribed: int,
                    hosts: int, ticks: int) -> dict[str, Any]:
     session = Session(server)
@@ -303,44 +330,43 @@ def _watchers_once(ctx: Context, server: pb.LiveServer, idle: int, subscribed: i
          json.dumps(idle_http.cookies.get_dict()), str(idle),
          idle_http.headers["X-CSRFToken"]], cwd=PROJECT,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    groups: list[subprocess.Popen] = []
     try:
         ready = idle_process.stdout.readline().split()
         if ready[:1] != ["ready"] or int(ready[1]) != idle:
             raise RuntimeError(f"idle clients did not all connect: {ready}")
         watcher_http = pb.login(server, pb.WATCHER)
-        watches = [pb.Watch() for _ in range(subscribed)]
-        with ThreadPoolExecutor(16) as pool:
-            clients = list(pool.map(lambda w: pb.watching_client(server, watcher_http, w.take),
-                                    watches))
-        process, me = pb.psutil.Process(server.process.pid), pb.psutil.Process()
-        cpu0, me0, wall0 = pb.cpu_seconds(process), pb.cpu_seconds(me), time.monotonic()
+        groups.extend(_watcher_groups(server, watcher_http, subscribed))
+        process = pb.psutil.Process(server.process.pid)
+        clients_cpu0 = sum(pb.cpu_seconds(pb.psutil.Process(g.pid)) for g in groups)
+        cpu0, wall0 = pb.cpu_seconds(process), time.monotonic()
         session.watch = pb.Watch()
         job_id = pb.start_job(session.client, "ticker", {"ticks": ticks}, ctx.hosts(hosts))
-
-        def subscribe(client: Any) -> dict[str, Any]:
-            return client.call("job:subscribe", {"job_id": job_id, "after_seq": 0}, timeout=60)
-
-        with ThreadPoolExecutor(16) as pool:
-            acks = list(pool.map(subscribe, clients))
-        if not all(ack.get("ok") for ack in acks):
-            raise RuntimeError(f"a subscribe was refused: {acks[0]}")
-        deadline = time.monotonic() + ticks * 0.1 + 120
-        for watch in watches:
-            pb.wait(watch.done, max(1, deadline - time.monotonic()), "a watcher's job_finished")
+        for group in groups:
+            group.stdin.write(f"{job_id}\n")
+            group.stdin.flush()
+        reports = [json.loads(group.stdout.readline()) for group in groups]
         cpu, wall = pb.cpu_seconds(process) - cpu0, time.monotonic() - wall0
-        client_cpu = pb.cpu_seconds(me) - me0
+        client_cpu = sum(_cpu_of(g) for g in groups) - clients_cpu0
+        for group in groups:
+            group.stdin.close()
+            group.wait(timeout=60)
+        if any(report["refused"] for report in reports):
+            raise RuntimeError("a watcher's subscribe was refused")
         pb.wait(session.watch.done, 60, "the starter's job_finished")
         check_succeeded(session.watch, "watched job")
-        delays = [d for watch in watches for d in line_delays(watch)]
-        for client in clients:
-            client.disconnect()
+        delays = [d for report in reports for d in report["delays"]]
+        complete = sum(report["complete"] for report in reports)
     finally:
+        for group in groups:
+            if group.poll() is None:
+                group.kill()
         idle_process.stdin.close()
         still = idle_process.stdout.readline().split()
         idle_process.wait(timeout=120)
     session.close()
     return {"idle": idle, "subscribed": subscribed, "hosts": hosts, "ticks": ticks,
-            "all_complete": all(w.complete() for w in watches),
+            "all_complete": complete == subscribed,
             "idle_still_connected": int(still[1]) if still[:1] == ["connected"] else None,
             **delay_stats(delays), "server_cpu_s": round(cpu, 2),
             "server_cpu_percent": round(100 * cpu / wall, 1),
