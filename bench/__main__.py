@@ -25,14 +25,14 @@ from typing import Any
 
 import psutil
 
-from bench import browser, runs, scenarios
+from bench import browser, runs, scale, scenarios
 from bench import fleet as bench_fleet
 from tests.sshd_fleet import SSHD
 
 # What each scenario runs, per mode (quick mode fits in 5 minutes on 2 cores):
 # fanout (hosts, rounds); chatty (hosts, lines per host); latency (hosts, ticks of 50 ms);
 # watchers (idle clients, subscribed clients, hosts, ticks); bigjob (hosts, lines per host);
-# browser (hosts, lines per host).
+# browser (hosts, lines per host); scale (hosts): full and smoke modes only.
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "fanout": [(50, 1), (200, 1)],
@@ -49,6 +49,7 @@ MODES: dict[str, dict[str, Any]] = {
         "watchers": [(20, 5, 5, 20)],
         "bigjob": [(2, 10_000)],
         "browser": [(5, 200)],
+        "scale": [(40,)],
     },
     "full": {
         "fanout": [(50, 2), (200, 2), (500, 1), (1000, 1)],
@@ -57,11 +58,12 @@ MODES: dict[str, dict[str, Any]] = {
         "watchers": [(100, 10, 50, 200), (500, 50, 50, 200)],
         "bigjob": [(10, 10_000), (10, 100_000), (1, 1_000_000)],
         "browser": [(1000, 1000)],
+        "scale": [(5000,)],
     },
 }
 RUNNERS = {"fanout": scenarios.fanout, "chatty": scenarios.chatty,
            "latency": scenarios.latency, "watchers": scenarios.watchers,
-           "bigjob": scenarios.bigjob, "browser": browser.browser}
+           "bigjob": scenarios.bigjob, "browser": browser.browser, "scale": scale.scale}
 SCENARIOS = tuple(RUNNERS)
 
 
@@ -124,7 +126,8 @@ def main() -> int:
     chosen = [name for name in SCENARIOS if name in chosen and sizes.get(name)]
     needs = {"fanout": lambda size: size[0], "chatty": lambda size: size[0],
              "latency": lambda size: size[0], "watchers": lambda size: size[2],
-             "bigjob": lambda size: size[0], "browser": lambda size: size[0]}
+             "bigjob": lambda size: size[0], "browser": lambda size: size[0],
+             "scale": lambda size: size[0]}
     fleet_size = max(needs[name](size) for name in chosen for size in sizes[name])
     workdir = Path(tempfile.mkdtemp(prefix="patchbay-bench-"))
     log(f"{mode} mode: {', '.join(chosen)}; fleet of {fleet_size} sshd hosts "
