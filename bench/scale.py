@@ -12,7 +12,6 @@ the job's page costs a browser (reload until every host shows, and its heap).
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,8 @@ def scale(ctx: Context, sizes: list[tuple[int]]) -> list[dict[str, Any]]:
 
 
 def summary_line(row: dict[str, Any]) -> str:
-    return (f"  scale {row['hosts']:,} hosts: {row['failures']} failures, wall "
+    return (f"  scale {row['hosts']:,} hosts: {row['failures']} failures (client dropped "
+            f"{row['client_drops']} times, caught up), wall "
             f"{row['wall_s']} s, server cpu {row['cpu_s']} s ({row['cpu_ms_per_host']} "
             f"ms/host), rss +{row['rss_growth_mb']} MB, {row['events']:,} events "
             f"({row['event_log_mb']} MB); page: every host in {row['page_hosts_ms']} ms, "
@@ -48,28 +48,29 @@ def summary_line(row: dict[str, Any]) -> str:
 def _scale_once(ctx: Context, server: pb.LiveServer, hosts: int) -> dict[str, Any]:
     session = Session(server)
     session.warm_up(ctx.hosts(1))
+    session.close()
     process = pb.psutil.Process(server.process.pid)
     names = ctx.hosts(hosts)
-    session.watch = pb.Watch()  # the warm-up's is done
+    starter = _Starter(server)
     with pb.Sampler(server.process.pid, interval=0.25) as sampler:
-        started = time.time()
-        ack = session.client.call("job:start", {
-            "runbook": "fanout", "params": {}, "servers": names,
-            "strategy": {"parallel": min(PARALLEL, hosts)}}, timeout=300)
-        if not ack.get("ok"):
-            raise RuntimeError(f"job:start refused: {ack}")
-        job_id = ack["job_id"]
-        pb.wait(session.watch.done, JOB_TIMEOUT, f"job {job_id} on {hosts} hosts")
-    wall = session.watch.finished_at - started
-    finished = session.watch.events[session.watch.last_seq]["data"]
+        job_id = starter.start(names)
+        try:
+            pb.wait(starter.watch.done, JOB_TIMEOUT, f"job {job_id} on {hosts} hosts")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: the client (connected: {starter.client.connected}, "
+                               f"dropped {starter.drops} times) has {_seen(starter.watch)}"
+                               ) from None
+    finished = starter.watch.events[starter.watch.last_seq]["data"]
     counts = finished.get("counts") or {}
     failures = sum(n for status, n in counts.items() if status != "succeeded")
+    wall = float(finished.get("duration") or 0)  # the server's own measure of the job
     cpu = sampler.cpu
     log_rows, log_bytes = _event_log(server, job_id)
     page = _job_page(server, job_id, hosts)
-    session.close()
+    starter.close()
     return {
-        "hosts": hosts, "parallel": min(PARALLEL, hosts), "complete": session.watch.complete(),
+        "hosts": hosts, "parallel": min(PARALLEL, hosts), "complete": starter.watch.complete(),
+        "client_drops": starter.drops,
         "status": finished.get("status"), "failures": failures,
         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
         "cpu_ms_per_host": round(cpu / hosts * 1000, 2),
@@ -81,6 +82,68 @@ def _scale_once(ctx: Context, server: pb.LiveServer, hosts: int) -> dict[str, An
         **page,
         "process_cpu_total_s": round(pb.cpu_seconds(process), 2),
     }
+
+
+class _Starter:
+    """The starter's client, as the console's pages and CLI behave: it reconnects when
+    dropped and subscribes again after the last event it has, so the job's whole log
+    reaches it. On a 2-core machine saturated by thousands of SSH handshakes a measuring
+    client in Python can fall 20 s behind and miss a ping; the server then drops it, as
+    it drops any client that stops answering."""
+
+    def __init__(self, server: pb.LiveServer) -> None:
+        self.http = pb.login(server, pb.STARTER)
+        self.watch = pb.Watch()
+        self.job_id: int | None = None
+        self.drops = 0
+        self.client = pb.MeasuringClient(http_session=self.http, reconnection=True,
+                                         reconnection_delay=0.5,
+                                         websocket_extra_options=pb.CLIENT_WEBSOCKET_OPTIONS)
+        self.client.on("job:events", self.watch.take)
+        self.client.on("connect", self._connected)
+        self.client.on("disconnect", self._dropped)
+        self.client.connect(server.url, transports=["websocket"], wait_timeout=30,
+                            auth=pb.handshake(self.http))
+
+    def start(self, names: list[str]) -> int:
+        ack = self.client.call("job:start", {
+            "runbook": "fanout", "params": {}, "servers": names,
+            "strategy": {"parallel": min(PARALLEL, len(names))}}, timeout=300)
+        if not ack.get("ok"):
+            raise RuntimeError(f"job:start refused: {ack}")
+        self.job_id = ack["job_id"]
+        return self.job_id
+
+    def _connected(self) -> None:
+        if self.job_id is not None:  # a reconnect: catch up from the log
+            self.client.emit("job:subscribe", {"job_id": self.job_id,
+                                               "after_seq": _contiguous(self.watch)})
+
+    def _dropped(self, *_: Any) -> None:
+        self.drops += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.http.close()
+
+
+def _contiguous(watch: pb.Watch) -> int:
+    with watch.lock:
+        top = 0
+        while top + 1 in watch.events:
+            top += 1
+    return top
+
+
+def _seen(watch: pb.Watch) -> str:
+    """Which events a client has (for a delivery that never completed)."""
+    with watch.lock:
+        seqs = sorted(watch.events)
+    if not seqs:
+        return "no events"
+    missing = sorted(set(range(1, seqs[-1] + 1)) - set(seqs))
+    return (f"{len(seqs)} events up to seq {seqs[-1]} (job_finished: {watch.last_seq}); "
+            f"missing {len(missing)}: {missing[:20]}")
 
 
 def _mb(value: float) -> float:
