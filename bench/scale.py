@@ -67,10 +67,11 @@ def _scale_once(ctx: Context, server: pb.LiveServer, hosts: int) -> dict[str, An
     cpu = sampler.cpu
     log_rows, log_bytes = _event_log(server, job_id)
     page = _job_page(server, job_id, hosts)
+    drops = starter.drops
     starter.close()
     return {
         "hosts": hosts, "parallel": min(PARALLEL, hosts), "complete": starter.watch.complete(),
-        "client_drops": starter.drops,
+        "client_drops": drops,
         "status": finished.get("status"), "failures": failures,
         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
         "cpu_ms_per_host": round(cpu / hosts * 1000, 2),
