@@ -107,19 +107,20 @@ def on_disconnect(reason: Any = None) -> None:
     SOCKET_CONNECTIONS.dec()
 
 
+def _join_job(job_id: int) -> None:
+    """Put the starting socket in the job's room before the job can publish anything."""
+    join_room(f"job:{job_id}")
+
+
 @acknowledged(StartJob)
 def start_job(data: StartJob) -> dict[str, Any]:
-    job_id = _commands().start(data, _caller())
-    join_room(f"job:{job_id}")
-    return {"job_id": job_id}
+    return {"job_id": _commands().start(data, _caller(), on_recorded=_join_job)}
 
 
 @acknowledged(JobRef)
 def rerun_job(data: JobRef) -> dict[str, Any]:
     """Start a new job on the servers of ``job_id`` that did not succeed."""
-    job_id = _commands().rerun(data.job_id, _caller())
-    join_room(f"job:{job_id}")
-    return {"job_id": job_id}
+    return {"job_id": _commands().rerun(data.job_id, _caller(), on_recorded=_join_job)}
 
 
 @acknowledged(StartJob)
@@ -141,9 +142,7 @@ def subscribe(data: Subscribe) -> dict[str, Any]:
 @acknowledged(AdhocCommand)
 def adhoc_job(data: AdhocCommand) -> dict[str, Any]:
     """Run one shell command, as typed, on the chosen servers: a job of kind "adhoc"."""
-    job_id = _commands().start(data, _caller())
-    join_room(f"job:{job_id}")
-    return {"job_id": job_id}
+    return {"job_id": _commands().start(data, _caller(), on_recorded=_join_job)}
 
 
 @acknowledged(FleetSubscribe)

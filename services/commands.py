@@ -114,10 +114,12 @@ class Commands:
         """What the job would run, per server, with parameters quoted as they will be."""
         return self._plan(request).preview()
 
-    def start(self, request: JobRequest, caller: Caller) -> int:
-        """Start a runbook job or an ad-hoc command; returns the new job's id."""
+    def start(self, request: JobRequest, caller: Caller,
+              on_recorded: Callable[[int], None] | None = None) -> int:
+        """Start a runbook job or an ad-hoc command; returns the new job's id
+        (``on_recorded``: see :meth:`JobEngine.start`)."""
         plan = self._plan(request)
-        job_id = self.engine.start(plan, caller.user_id)
+        job_id = self.engine.start(plan, caller.user_id, on_recorded=on_recorded)
         shown = dict(plan.shown_params or {})
         if isinstance(request, AdhocCommand):
             self.audit("job.adhoc", f"job #{job_id}", command=shown["command"],
@@ -128,10 +130,11 @@ class Commands:
                        via=caller.via)
         return job_id
 
-    def rerun(self, job_id: int, caller: Caller) -> int:
+    def rerun(self, job_id: int, caller: Caller,
+              on_recorded: Callable[[int], None] | None = None) -> int:
         """Start job ``job_id`` again on its servers that did not succeed."""
         new_id = self.engine.start(self.engine.rerun_plan(job_id), caller.user_id,
-                                   rerun_of=job_id)
+                                   rerun_of=job_id, on_recorded=on_recorded)
         self.audit("job.rerun", f"job #{new_id}", rerun_of=job_id, via=caller.via)
         return new_id
 

@@ -101,11 +101,16 @@ class JobEngine:
 
     # -- starting -----------------------------------------------------------------
 
-    def start(self, plan: JobPlan, user_id: int | None, rerun_of: int | None = None) -> int:
-        """Lock the plan's servers, record the job and start running it; returns its id."""
+    def start(self, plan: JobPlan, user_id: int | None, rerun_of: int | None = None,
+              on_recorded: Callable[[int], None] | None = None) -> int:
+        """Lock the plan's servers, record the job and start running it; returns its id.
+        ``on_recorded(job_id)`` runs before any of the job's events can be published
+        (the starting socket joins the job's room there, so it misses none)."""
         job = self.planner.record(plan, user_id, rerun_of)
         run = JobRun(job.id, job.uid, plan, self.world)
         self.events.open_job(job.id, user_id)
+        if on_recorded is not None:
+            on_recorded(job.id)
         self._launch(run)
         return job.id
 

@@ -179,6 +179,21 @@ def test_every_host_succeeds_and_every_line_arrives_once_in_order(world, fleet):
     assert len(of_type(events, "output")) < 4 * 10, "output is coalesced, not per line"
 
 
+def test_the_starter_is_told_the_job_id_before_any_event_is_published(world, fleet):
+    """``on_recorded`` is where a starting socket joins the job's room: nothing of the
+    job may be published before it (the room is the only way its events reach it)."""
+    told: list[tuple[int, int]] = []
+    plan = world.engine.plan("deploy", {"build": "1.2"}, HOSTS[:3])
+
+    job_id = world.engine.start(plan, None, on_recorded=lambda recorded: told.append(
+        (recorded, len(world.published))))
+    job = world.wait_finished(job_id, timeout=10)
+
+    assert told == [(job_id, 0)]
+    assert job.status == "succeeded"
+    assert [e["seq"] for e in world.published if e["job_id"] == job_id][:1] == [1]
+
+
 def test_a_failed_canary_batch_skips_the_later_batches(world, fleet):
     fleet.script("install-build", Script(lines("stderr", "disk full"), exit_code=3),
                  host="h1")
