@@ -7,7 +7,10 @@
  * replayed in full: the subscription asks for at most REPLAY_LINES lines per server and
  * gets later output events as stubs (seq, count), which the windowed logs
  * (PatchbayLogs.LogSet) index and fetch by seq only when their rows are on screen.
- * The view model is updated synchronously and the DOM once per animation frame.
+ * The servers' rows and logs are built, and events applied to the view model, in
+ * slices of a few milliseconds that yield to the browser (a job of a thousand servers
+ * or a replay page of a thousand events is never one long task); the DOM is updated
+ * once per animation frame, writing only what changed.
  *
  * Steps run detached on the servers, so a server whose SSH connection drops shows
  * "reconnecting to <server>…" (host_reconnecting) until the console is back
@@ -23,9 +26,10 @@
  * last output (wait_probe) in a panel above the server's log, one updating log line and
  * a countdown to its deadline; a soak gate says when the health checks run again.
  *
- * For tests: window.patchbay = {store, appliedSeq(), select(name), logStats(), ...} and
- * document.body.dataset.appliedSeq (the seq the DOM shows), .pendingRows (rows on screen
- * still being fetched) and .logRows (rows of all logs).
+ * For tests: window.patchbay = {store, appliedSeq() (received), renderedSeq() (applied),
+ * slices() (how many slices applied events, and the most events in one), select(name),
+ * logStats(), ...} and document.body.dataset.appliedSeq (the seq the DOM shows),
+ * .pendingRows (rows on screen still being fetched) and .logRows (rows of all logs).
  */
 (function () {
   "use strict";
@@ -39,9 +43,21 @@
   const page = document.getElementById("job-page");
   if (!P || !L || !J || !R || !page) return;
 
-  const REPLAY_LINES = 2000; // output lines per server sent with a (re)subscription
   const jobId = Number(page.dataset.jobId);
   const job = readJSON("job-data", {});
+  // Output lines per server sent with a (re)subscription, later output as stubs (fetched
+  // when on screen): no more in all than the logs hold (L.HELD_LINES), so the reload of
+  // a thousand servers' job carries 60,000 lines, not a million.
+  const REPLAY_LINES = Math.max(50, Math.min(2000,
+    Math.floor(L.HELD_LINES / Math.max(1, (job.hosts || []).length))));
+  // Building the servers' rows and logs and applying events go in slices of at most
+  // SLICE_MS (and SLICE_EVENTS events), in order, yielding to the browser in between:
+  // input, frames and the socket go on while a thousand servers or a big replay page
+  // are taken in.
+  const SLICE_MS = 8;
+  const SLICE_EVENTS = 100;
+  const FRAME_HOSTS = 100; // servers rendered in one frame (see flush)
+  const FRAME_MOVES = 100; // rows moved in one frame
   // Each server's status as stored when the page was made (final for a finished job).
   const storedStatus = new Map((job.hosts || []).map((host) => [host.name, host.status]));
   const usual = readJSON("usual-data", {});
@@ -126,6 +142,21 @@
 
   const formatDuration = P.formatDuration;
 
+  // Writes that change nothing still cost the browser style and layout work (a new text
+  // node, an attribute set again): at a thousand servers a frame writes only changes.
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+  function setClass(node, name) {
+    if (node.className !== name) node.className = name;
+  }
+  function setAttr(node, name, value) {
+    if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+  }
+  function setHidden(node, hidden) {
+    if (node.hidden !== hidden) node.hidden = hidden;
+  }
+
   /** A server's or step's reason, with its exit code unless the reason says it, or the
    * step was stopped by a signal (the reason then says "stopped (TERM)"), or it has
    * none (-1: killed). */
@@ -198,10 +229,12 @@
     };
 
     const row = el("tr");
+    row.setAttribute("role", "row"); // a table whatever its display (job.html)
     row.dataset.host = name;
     row.dataset.status = "pending";
     const nameCell = el("th", "host-name", name);
     nameCell.scope = "row";
+    nameCell.setAttribute("role", "rowheader");
     host.cells = {
       batch: el("td", "host-batch"),
       status: el("td", "host-status"),
@@ -212,7 +245,10 @@
       reason: el("td", "host-reason"),
     };
     // Column names for the cards the rows become on a narrow screen (app.css).
-    for (const [key, cell] of Object.entries(host.cells)) cell.dataset.label = CELL_LABELS[key];
+    for (const [key, cell] of Object.entries(host.cells)) {
+      cell.dataset.label = CELL_LABELS[key];
+      cell.setAttribute("role", "cell");
+    }
     host.statusBadge = el("span", "badge status-pending", "pending");
     host.reconnectBadge = el("span", "badge status-reconnecting host-reconnecting");
     host.reconnectBadge.hidden = true;
@@ -220,6 +256,7 @@
     host.bar = el("div", "timeline-bar");
     host.cells.timeline.append(host.bar);
     const logCell = el("td", "host-actions");
+    logCell.setAttribute("role", "cell");
     host.button = el("button", "button button-small show-log", "Show log");
     host.button.type = "button";
     host.button.dataset.host = name;
@@ -271,7 +308,7 @@
     if (selected !== null && selected !== name) section.hidden = true;
     host.section = section;
     els.logs.append(section);
-    host.log = logs.add(name, log);
+    host.log = logs.add(name, log, section);
     host.log.onScrollState = (hostLog) => { host.jump.hidden = hostLog.pinned; };
     host.jump.addEventListener("click", () => host.log.scrollToEnd());
 
@@ -662,25 +699,78 @@
     },
   };
 
-  function applyEvents(events, upTo) {
-    for (const event of events) {
-      try {
-        if (rollout.apply(event)) rolloutDirty = true;
-      } catch (err) {
-        console.error("cannot apply event to the rollout", event, err);
-      }
-      const handler = handlers[event.type];
-      if (!handler) continue;
-      try {
-        handler(event, event.data || {});
-      } catch (err) {
-        console.error("cannot apply event", event, err);
+  // --- work in slices: building the servers, applying events ----------------------------
+
+  const toBuild = (job.hosts || []).slice(); // the job's servers not built yet
+  let built = 0;
+  const queue = []; // events handed over by the store, in seq order, not applied yet
+  let queueAt = 0;
+  let pumpQueued = false;
+  const slices = { count: 0, most: 0 }; // slices that applied events; most in one (tests)
+  const pumpChannel = new MessageChannel(); // a task at once, unlike a nested setTimeout
+  pumpChannel.port1.onmessage = pump;
+
+  /** The store's events, in seq order: applied in slices (see pump). */
+  function applyEvents(events) {
+    for (const event of events) queue.push(event);
+    schedulePump();
+  }
+
+  function schedulePump() {
+    if (pumpQueued) return;
+    pumpQueued = true;
+    pumpChannel.port2.postMessage(null);
+  }
+
+  /** One slice of the page's work: the servers' rows and logs first, then events. */
+  function pump() {
+    pumpQueued = false;
+    const deadline = performance.now() + SLICE_MS;
+    while (built < toBuild.length && performance.now() < deadline) {
+      const host = toBuild[built];
+      built += 1;
+      ensureHost(host.name, host.batch);
+    }
+    let count = 0;
+    if (built === toBuild.length) {
+      while (queueAt < queue.length && count < SLICE_EVENTS &&
+             (count === 0 || performance.now() < deadline)) {
+        applyEvent(queue[queueAt]);
+        queueAt += 1;
+        count += 1;
       }
     }
-    appliedUpTo = upTo;
-    headerDirty = true;
-    health.progress();
+    if (count) {
+      appliedUpTo = queue[queueAt - 1].seq;
+      if (queueAt === queue.length) {
+        queue.length = 0;
+        queueAt = 0;
+      } else if (queueAt >= 4096) {
+        queue.splice(0, queueAt);
+        queueAt = 0;
+      }
+      slices.count += 1;
+      slices.most = Math.max(slices.most, count);
+      headerDirty = true;
+      health.progress();
+    }
     scheduleFlush();
+    if (built < toBuild.length || queueAt < queue.length) schedulePump();
+  }
+
+  function applyEvent(event) {
+    try {
+      if (rollout.apply(event)) rolloutDirty = true;
+    } catch (err) {
+      console.error("cannot apply event to the rollout", event, err);
+    }
+    const handler = handlers[event.type];
+    if (!handler) return;
+    try {
+      handler(event, event.data || {});
+    } catch (err) {
+      console.error("cannot apply event", event, err);
+    }
   }
 
   // --- rendering (once per frame) -------------------------------------------------------
@@ -692,30 +782,44 @@
     setTimeout(flush, 250); // background tabs get no animation frames
   }
 
+  /** One frame's DOM work. The logs first: they read their scroll positions before
+   * anything else is written (the page is still laid out then). A frame renders at most
+   * FRAME_HOSTS servers and moves at most FRAME_MOVES rows: what a thousand servers
+   * starting or finishing at once change is spread over a few frames (each changed row
+   * costs the browser style and layout work). data-applied-seq says `appliedUpTo` once
+   * the DOM shows all of it. */
   function flush() {
     if (!flushQueued) return;
     flushQueued = false;
-    for (const host of dirtyHosts) renderHost(host);
-    dirtyHosts.clear();
-    if (orderDirty) renderOrder();
-    orderDirty = false;
+    logs.render();
+    let rendered = 0;
+    for (const host of dirtyHosts) {
+      if (rendered === FRAME_HOSTS) break;
+      renderHost(host);
+      dirtyHosts.delete(host);
+      rendered += 1;
+    }
+    if (orderDirty) orderDirty = !renderOrder(FRAME_MOVES);
     if (headerDirty) renderHeader();
     headerDirty = false;
     if (rolloutDirty) renderRollout();
     rolloutDirty = false;
-    logs.render();
-    document.body.dataset.appliedSeq = String(appliedUpTo);
+    if (dirtyHosts.size || orderDirty) {
+      scheduleFlush();
+    } else if (document.body.dataset.appliedSeq !== String(appliedUpTo)) {
+      document.body.dataset.appliedSeq = String(appliedUpTo);
+    }
   }
 
   function renderHost(host) {
     const status = host.status;
-    host.row.dataset.status = status;
-    host.statusBadge.className = "badge status-" + status;
-    host.statusBadge.textContent = status;
-    host.logBadge.className = "badge status-" + status;
-    host.logBadge.textContent = status;
+    if (host.row.dataset.status !== status) host.row.dataset.status = status;
+    setClass(host.statusBadge, "badge status-" + status);
+    setText(host.statusBadge, status);
+    setClass(host.logBadge, "badge status-" + status);
+    setText(host.logBadge, status);
     renderReconnecting(host);
-    host.cells.batch.textContent = host.batch === null ? "" : String(host.batch + 1);
+    setText(host.cells.batch, host.batch === null ? "" : String(host.batch + 1));
     let step = "";
     if (host.wait && !host.wait.ended && status === "running") {
       step = waitWords(host.wait);
@@ -727,23 +831,24 @@
     } else if (status === "pending" && rollout.gate && host.batch === rollout.gate.next) {
       step = "waiting at the gate";
     }
-    host.cells.step.textContent = step;
+    setText(host.cells.step, step);
     renderWait(host);
-    host.cells.duration.textContent = formatDuration(host.duration);
-    host.cells.version.textContent = versionText(host);
-    host.cells.version.title = host.versionState === "unverified" ? "A step ran on " +
+    setText(host.cells.duration, formatDuration(host.duration));
+    setText(host.cells.version, versionText(host));
+    const versionTitle = host.versionState === "unverified" ? "A step ran on " +
       host.name + " after it reported this version: its build may differ now." : "";
-    host.cells.reason.textContent = status === "succeeded" ? ""
+    if (host.cells.version.title !== versionTitle) host.cells.version.title = versionTitle;
+    setText(host.cells.reason, status === "succeeded" ? ""
       : reasonText(host.reason, host.exitCode, host.signal) +
         (host.onFailure === "succeeded" && !host.reason.includes("rolled back to")
-          ? "; on_failure steps succeeded" : "");
+          ? "; on_failure steps succeeded" : ""));
     renderTimeline(host);
   }
 
   /** The wait panel above the server's log: state, countdown and the probe's last output. */
   function renderWait(host) {
     const wait = host.wait;
-    host.waitPanel.hidden = !wait;
+    setHidden(host.waitPanel, !wait);
     if (!wait) return;
     host.waitPanel.dataset.state = wait.ended ? wait.ended.status : "waiting";
     host.waitState.replaceChildren(el("strong", "wait-step", wait.step), " ");
@@ -769,7 +874,8 @@
   /** "reconnecting to <server>…" next to the server's status, in its row and log title. */
   function renderReconnecting(host) {
     const state = host.reconnecting;
-    host.row.dataset.reconnecting = state ? "true" : "false";
+    const flag = state ? "true" : "false";
+    if (host.row.dataset.reconnecting !== flag) host.row.dataset.reconnecting = flag;
     let title = "";
     if (state) {
       title = "The SSH connection to " + host.name + " dropped" +
@@ -778,45 +884,49 @@
         (state.timeout !== null ? " for up to " + formatDuration(state.timeout) : "") + ".";
     }
     for (const badge of [host.reconnectBadge, host.logReconnect]) {
-      badge.hidden = !state;
-      badge.textContent = state ? "reconnecting to " + host.name + "…" : "";
-      badge.title = title;
+      setHidden(badge, !state);
+      setText(badge, state ? "reconnecting to " + host.name + "…" : "");
+      if (badge.title !== title) badge.title = title;
     }
   }
 
   /** The server's steps as a bar (widths by duration, the running step by its time so
-   * far) and as labelled chips; the bar's label says it all in words. */
+   * far) and as labelled chips; the bar's label says it all in words. Elements are kept
+   * and changed in place: a step finishing changes one segment and one chip. */
   function renderTimeline(host) {
     const now = Date.now() / 1000;
     const weights = host.timeline.map((item) => item.duration !== null ? item.duration
       : Math.max(0, now - item.startTs));
     const total = weights.reduce((sum, weight) => sum + weight, 0);
-    const segments = [];
-    const chips = [];
+    const segments = host.bar.children;
+    const chips = host.chips.children;
     const described = [];
     host.timeline.forEach((item, index) => {
       const duration = item.duration === null ? "" : formatDuration(item.duration);
       const text = item.step + (item.phase === "on_failure" ? " (on failure)" : "") + ": " +
         item.status + (duration ? ", " + duration : "");
       described.push(text);
-      const segment = el("span", "timeline-segment status-" + item.status);
-      segment.style.flexGrow = String(total > 0 ? Math.max(weights[index] / total, 0.03) : 1);
-      segment.title = text;
-      segments.push(segment);
-      const chip = el("li", "step-chip-live badge status-" + item.status);
-      chip.append(item.step + (duration ? " " + duration : ""));
-      chip.title = text;
-      chips.push(chip);
+      const segment = segments[index] || host.bar.appendChild(el("span"));
+      setClass(segment, "timeline-segment status-" + item.status);
+      const grow = String(total > 0 ? Math.max(weights[index] / total, 0.03) : 1);
+      if (segment.style.flexGrow !== grow) segment.style.flexGrow = grow;
+      if (segment.title !== text) segment.title = text;
+      const chip = chips[index] || host.chips.appendChild(el("li"));
+      setClass(chip, "step-chip-live badge status-" + item.status);
+      setText(chip, item.step + (duration ? " " + duration : ""));
+      if (chip.title !== text) chip.title = text;
     });
-    host.bar.replaceChildren(...segments);
-    host.bar.setAttribute("role", "img");
-    host.bar.setAttribute("aria-label", described.length
+    while (segments.length > host.timeline.length) segments[segments.length - 1].remove();
+    while (chips.length > host.timeline.length) chips[chips.length - 1].remove();
+    setAttr(host.bar, "role", "img");
+    setAttr(host.bar, "aria-label", described.length
       ? "Steps of " + host.name + ": " + described.join("; ") : "No steps yet");
-    host.chips.replaceChildren(...chips);
   }
 
-  /** Failed servers first (when asked), and the status filter. */
-  function renderOrder() {
+  /** Failed servers first (when asked), and the status filter. Only the rows out of
+   * place move, at most `moves` of them (the first ones): a server that starts or fails
+   * moves alone, not the whole table. Returns whether every row is in place. */
+  function renderOrder(moves = Infinity) {
     const filter = els.hostFilter ? els.hostFilter.value : "";
     const failedFirst = !els.failedFirst || els.failedFirst.checked;
     const ordered = Array.from(hosts.values());
@@ -824,23 +934,62 @@
       ordered.sort((a, b) => (FAILED_FIRST[a.status] ?? 9) - (FAILED_FIRST[b.status] ?? 9) ||
         a.position - b.position);
     }
-    const current = Array.from(els.hostsBody.children);
-    if (ordered.some((host, i) => current[i] !== host.row)) {
-      els.hostsBody.append(...ordered.map((host) => host.row));
-    }
+    const placed = placeRows(ordered.map((host) => host.row), moves);
     const counts = {};
     for (const host of hosts.values()) {
       counts[host.status] = (counts[host.status] || 0) + 1;
       const shown = !filter || host.status === filter;
-      host.row.hidden = !shown;
-      host.section.hidden = !(selected === null ? shown : host.name === selected);
+      setHidden(host.row, !shown);
+      setHidden(host.section, !(selected === null ? shown : host.name === selected));
     }
     if (els.hostFilter) {
       for (const option of els.hostFilter.options) {
         const n = option.value ? counts[option.value] || 0 : hosts.size;
-        option.textContent = (option.value || "all servers") + " (" + n + ")";
+        setText(option, (option.value || "all servers") + " (" + n + ")");
       }
     }
+    return placed;
+  }
+
+  /** Put the table's rows in the order of `rows` (every row of it), moving the fewest:
+   * those outside a longest run already in order (a longest increasing subsequence), at
+   * most `moves` of them, top first. Returns whether all are in place. */
+  function placeRows(rows, moves) {
+    const body = els.hostsBody;
+    const current = Array.from(body.children);
+    if (current.length === rows.length && rows.every((row, i) => current[i] === row)) return true;
+    const wanted = new Map(rows.map((row, i) => [row, i]));
+    // Patience sorting over the rows' wanted places, in their current order.
+    const tails = []; // tails[k]: index in `current` ending the best run of length k+1
+    const before = new Array(current.length).fill(-1);
+    current.forEach((row, i) => {
+      const place = wanted.has(row) ? wanted.get(row) : -1;
+      if (place < 0) return;
+      let lo = 0;
+      let hi = tails.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (wanted.get(current[tails[mid]]) < place) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo > 0) before[i] = tails[lo - 1];
+      tails[lo] = i;
+    });
+    const stay = new Set();
+    for (let i = tails.length ? tails[tails.length - 1] : -1; i >= 0; i = before[i]) {
+      stay.add(current[i]);
+    }
+    let previous = null;
+    let left = moves;
+    for (const row of rows) {
+      if (!stay.has(row)) {
+        if (left === 0) return false;
+        body.insertBefore(row, previous ? previous.nextSibling : body.firstChild);
+        left -= 1;
+      }
+      previous = row;
+    }
+    return true;
   }
 
   /** One line per console restart that resumed this job, above the summary. */
@@ -1077,7 +1226,7 @@
     selected = hosts.has(name) ? name : null;
     for (const host of hosts.values()) {
       host.row.classList.toggle("selected", host.name === selected);
-      host.button.setAttribute("aria-pressed", String(host.name === selected));
+      setAttr(host.button, "aria-pressed", String(host.name === selected));
     }
     renderOrder();
     els.showAll.setAttribute("aria-pressed", String(selected === null));
@@ -1099,7 +1248,12 @@
   });
   els.showAll.addEventListener("click", () => select(null));
   for (const control of [els.hostFilter, els.failedFirst]) {
-    if (control) control.addEventListener("change", renderOrder);
+    if (control) {
+      control.addEventListener("change", () => {
+        orderDirty = !renderOrder(FRAME_MOVES);
+        if (orderDirty) scheduleFlush();
+      });
+    }
   }
   if (els.follow) {
     els.follow.addEventListener("change", () => {
@@ -1254,9 +1408,8 @@
 
   // --- wiring ---------------------------------------------------------------------------
 
-  for (const host of job.hosts || []) ensureHost(host.name, host.batch);
   document.body.dataset.appliedSeq = "0";
-  scheduleFlush();
+  pump(); // the first servers now, the others in the next slices
 
   P.onConnect(async () => {
     // `applied` is contiguous: everything after it is replayed, duplicates are ignored.
@@ -1289,6 +1442,7 @@
     store,
     appliedSeq: () => store.applied,
     renderedSeq: () => appliedUpTo,
+    slices: () => ({ ...slices }),
     logStats: () => logs.stats(),
     select,
   });

@@ -18,7 +18,7 @@
  * A stderr line is marked quietly (plenty of tools print warnings and notes there); it
  * is marked as an error only when its step failed.
  *
- * Exposes window.PatchbayLogs = {LogSet}.
+ * Exposes window.PatchbayLogs = {LogSet, ROW_PX, HELD_LINES}.
  */
 (function () {
   "use strict";
@@ -30,6 +30,8 @@
   const MIN_HOST_LINES = 300; // ... but at least this tail per server
   const OVERSCAN = 15; // rows rendered above and below the visible ones
   const MAX_CANVAS_PX = 15000000; // stay well below the browser's largest element
+  const MAX_LOG_PX = 448; // a log's largest height: keep in step with .host-log in app.css
+  const TITLE_PX = 34; // about the height of a log's title (.log-title)
   const FETCH_EVENTS = 40; // output events per fetch
   const FETCH_LINES = 4000; // ... or this many lines
   const RETRY_MS = 2000;
@@ -128,9 +130,10 @@
         : "This job's logs are too long to wrap: scroll long lines sideways";
     }
 
-    /** The log of server `name`, shown in the scroll container `element`. */
-    add(name, element) {
-      const log = new HostLog(this, name, element);
+    /** The log of server `name`, shown in the scroll container `element`, in `box` (its
+     * section: skipped by the browser while off screen, given the size its rows take). */
+    add(name, element, box) {
+      const log = new HostLog(this, name, element, box);
       this.logs.set(name, log);
       if (this.observer) this.observer.observe(element);
       else log.visible = true;
@@ -179,12 +182,25 @@
       setTimeout(() => this.render(), 250);
     }
 
+    /**
+     * Render the dirty logs in passes, so that one frame lays the page out once: first
+     * every write that changes a log's geometry (its height; the rows of a log rendered
+     * whole), then the reads (scroll position and size, only of logs on screen), then the
+     * writes that depend on them (scroll positions first, then windows of rows). A log
+     * off screen is never measured nor scrolled: it follows its tail when shown again.
+     */
     render() {
       if (!this.queued) return;
       this.queued = false;
       const logs = Array.from(this.dirty);
       this.dirty.clear();
-      for (const log of logs) log.render();
+      const shown = [];
+      for (const log of logs) {
+        if (log.layout()) shown.push(log);
+      }
+      for (const log of shown) log.measure();
+      for (const log of shown) log.followTail();
+      for (const log of shown) log.fill();
       this.evict();
       this.onRender();
     }
@@ -223,10 +239,11 @@
 
   /** One server's log: a row index, held lines, and the rows in the DOM. */
   class HostLog {
-    constructor(set, name, element) {
+    constructor(set, name, element, box) {
       this.set = set;
       this.name = name;
       this.element = element;
+      this.box = box || null; // the log's section, sized while off screen
       this.canvas = el("div", "log-canvas");
       this.block = el("div", "log-rows");
       this.canvas.append(this.block);
@@ -244,6 +261,13 @@
       this.window = { first: 0, last: 0, lowSeq: 0, highSeq: -1 };
       this.pendingRows = 0;
       this.visible = false;
+      this.wrapped = false; // the log-wrapped class as set
+      this.height = ""; // the canvas height as set
+      this.transform = ""; // the rows' offset as set
+      this.estimate = 0; // the section's size off screen, as set
+      this.clientHeight = 0; // measured in LogSet.render's second pass
+      this.scrollHeight = 0;
+      this.scrollTop = 0;
       this.pinned = true;
       this.followed = -1; // `total` when last scrolled to the end
       this.fetching = false;
@@ -405,43 +429,77 @@
 
     // --- rendering -------------------------------------------------------------------
 
-    render() {
-      const element = this.element;
-      const height = Math.min(this.total * ROW_PX, MAX_CANVAS_PX);
+    /**
+     * Pass 1 of LogSet.render: the log's height (or, wrapped, its rows), and all its rows
+     * when the job is small enough to render whole. Writes only. Returns whether the log
+     * is on screen (then measured, scrolled and filled in passes 2 and 3).
+     */
+    layout() {
       const wrapped = this.set.wrap && this.set.full;
-      element.classList.toggle("log-wrapped", wrapped);
-      if (wrapped) {
-        // Rows take their own height: lay them all out, then follow the real end.
-        this.canvas.style.height = "";
-        this.block.style.transform = "";
-        this.paint(0, this.total);
-        if (this.pinned && this.set.follow() && this.followed !== this.total) {
-          element.scrollTop = element.scrollHeight;
-        }
-        this.followed = this.total;
-        return;
+      if (wrapped !== this.wrapped) {
+        this.wrapped = wrapped;
+        this.element.classList.toggle("log-wrapped", wrapped);
       }
-      this.canvas.style.height = height + "px";
-      if (!this.set.full && !this.visible) return;
-      // Follow only when rows were added: a render between a key press or wheel turn and
-      // its first scroll event must not snap the view back to the end.
+      const height = wrapped ? "" : Math.min(this.total * ROW_PX, MAX_CANVAS_PX) + "px";
+      if (height !== this.height) {
+        this.height = height;
+        this.canvas.style.height = height;
+      }
+      if (this.box) {
+        // What the section is thought to take while its content is skipped off screen
+        // (content-visibility: auto in app.css): the title and the log's rows.
+        const estimate = TITLE_PX + Math.max(2 * ROW_PX, Math.min(this.total * ROW_PX,
+          MAX_LOG_PX)) + 2;
+        if (estimate !== this.estimate) {
+          this.estimate = estimate;
+          this.box.style.containIntrinsicBlockSize = "auto " + estimate + "px";
+        }
+      }
+      if (this.set.full) {
+        this.setOffset(0);
+        this.paint(0, this.total);
+      }
+      return this.visible;
+    }
+
+    /** Pass 2: the scroll container's size and position (one layout for all logs). */
+    measure() {
+      const element = this.element;
+      this.clientHeight = element.clientHeight;
+      this.scrollHeight = element.scrollHeight;
+      this.scrollTop = element.scrollTop;
+    }
+
+    /** Pass 3: follow the tail, only when rows were added: a render between a key press
+     * or wheel turn and its first scroll event must not snap the view back to the end. */
+    followTail() {
       if (this.pinned && this.set.follow() && this.followed !== this.total) {
-        element.scrollTop = height;
+        const end = Math.max(0, this.scrollHeight - this.clientHeight);
+        if (end !== this.scrollTop) {
+          this.element.scrollTop = end;
+          this.scrollTop = end;
+        }
       }
       this.followed = this.total;
+    }
 
-      let first = 0;
-      let last = this.total;
-      let offset = 0;
-      if (!this.set.full) {
-        const top = this.topRow();
-        const shown = Math.ceil(element.clientHeight / ROW_PX) + 1;
-        first = Math.max(0, Math.floor(top) - OVERSCAN);
-        last = Math.min(this.total, Math.floor(top) + shown + OVERSCAN);
-        offset = element.scrollTop - (top - first) * ROW_PX;
-      }
-      this.block.style.transform = "translateY(" + Math.max(0, offset) + "px)";
+    /** Pass 3, after every log's scroll: a windowed log's rows on screen. */
+    fill() {
+      if (this.set.full) return; // every row is rendered (pass 1)
+      const top = this.topRow(this.scrollTop, this.scrollHeight, this.clientHeight);
+      const shown = Math.ceil(this.clientHeight / ROW_PX) + 1;
+      const first = Math.max(0, Math.floor(top) - OVERSCAN);
+      const last = Math.min(this.total, Math.floor(top) + shown + OVERSCAN);
+      this.setOffset(Math.max(0, this.scrollTop - (top - first) * ROW_PX));
       this.paint(first, last);
+    }
+
+    setOffset(px) {
+      const transform = px ? "translateY(" + px + "px)" : "";
+      if (transform !== this.transform) {
+        this.transform = transform;
+        this.block.style.transform = transform;
+      }
     }
 
     paint(first, last) {
@@ -557,15 +615,16 @@
     }
 
     /**
-     * The (fractional) row at the top of the view. The scroll range maps linearly onto
-     * rows 0 … total - rows in view; with at most MAX_CANVAS_PX / ROW_PX rows that is
-     * exactly scrollTop / ROW_PX, beyond it the canvas is compressed.
+     * The (fractional) row at the top of the view, from the scroll container's position
+     * and sizes. The scroll range maps linearly onto rows 0 … total - rows in view; with
+     * at most MAX_CANVAS_PX / ROW_PX rows that is exactly scrollTop / ROW_PX, beyond it
+     * the canvas is compressed.
      */
-    topRow() {
-      const range = this.element.scrollHeight - this.element.clientHeight;
-      const rows = this.total - this.element.clientHeight / ROW_PX;
+    topRow(scrollTop, scrollHeight, clientHeight) {
+      const range = scrollHeight - clientHeight;
+      const rows = this.total - clientHeight / ROW_PX;
       if (range <= 0 || rows <= 0) return 0;
-      return Math.min(rows, Math.max(0, this.element.scrollTop) * rows / range);
+      return Math.min(rows, Math.max(0, scrollTop) * rows / range);
     }
 
     /** Scroll so that `row` is in view, a third down (row 0: the very top), and stop
@@ -626,5 +685,5 @@
     return node;
   }
 
-  window.PatchbayLogs = Object.freeze({ LogSet, ROW_PX });
+  window.PatchbayLogs = Object.freeze({ LogSet, ROW_PX, HELD_LINES });
 })();
