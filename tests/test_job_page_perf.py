@@ -1,0 +1,144 @@
+"""The job page of a big job, in Chromium against a real server and real sshd: a replay
+of hundreds of events is applied in slices that let other tasks run in between, and a
+job of more than 100 servers (its rows laid out on their own, skipped off screen) still
+shows every server and line, selects a server, shows all, searches and scrolls to a
+line. Structural checks only: no timings."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.console_world import (
+    LONG,
+    finished_job,
+    log_in,
+    logs_from_events,
+    rendered_logs,
+    start_console,
+    start_job,
+    stored_events,
+)
+
+pytestmark = pytest.mark.browser
+HOSTS = [f"h{i:02d}" for i in range(1, 9)]
+ALIASES = [f"m{i:03d}" for i in range(1, 103)]  # with HOSTS: 110 servers
+
+# Runs before the page's scripts: a chain of tasks (MessageChannel, so no timer clamping)
+# noting each seq the page has applied (window.patchbay.renderedSeq()) until it is LAST.
+# Applied in one task, a replay shows only 0 and LAST to it; applied in slices that yield,
+# it shows seqs in between too.
+PROBE = """
+(() => {
+  const seen = window.__appliedSeen = [];
+  const channel = new MessageChannel();
+  const started = performance.now();
+  channel.port1.onmessage = () => {
+    const applied = window.patchbay ? window.patchbay.renderedSeq() : 0;
+    if (seen[seen.length - 1] !== applied) seen.push(applied);
+    if (applied < LAST && performance.now() - started < 60000) channel.port2.postMessage(null);
+  };
+  channel.port2.postMessage(null);
+})();
+"""
+
+
+@pytest.fixture
+def console(live_server_factory, sshd_fleet, tmp_path):
+    # More servers than the fleet has addresses: names of their own on the same sshd.
+    hosts = sshd_fleet.inventory_entries()
+    extra = [{**hosts[i % len(hosts)], "name": name, "tags": ["alias"]}
+             for i, name in enumerate(ALIASES)]
+    return start_console(live_server_factory, sshd_fleet, tmp_path, extra=extra)
+
+
+def test_a_replay_of_hundreds_of_events_is_applied_in_slices_and_shows_every_line(
+        browser, console):
+    http = console.login()
+    job_id = start_job(console, http, {"runbook": "flood", "tags": ["test"],
+                                       "params": {"lines": "400", "bursts": "40"}})
+    job = finished_job(console, http, job_id)
+    events = stored_events(console, http, job_id)
+    last = events[-1]["seq"]
+    # One replay page (at most 1,000 events and 1 MiB): whatever slices it, the page does.
+    assert 300 < len(events) < 1000, len(events)
+
+    page = browser.new_page()
+    log_in(page, console.url)
+    page.add_init_script(PROBE.replace("LAST", str(last)))
+    page.goto(f"{console.url}/jobs/{job_id}")
+    body = page.locator("body")
+    expect(body).to_have_attribute("data-applied-seq", str(last), timeout=LONG)
+
+    seen = page.evaluate("() => window.__appliedSeen")
+    slices = page.evaluate("() => window.patchbay.slices()")
+    assert seen[-1] == last, seen
+    assert any(0 < seq < last for seq in seen), seen  # tasks ran between the slices
+    assert slices["count"] >= 2 and slices["most"] < len(events), slices
+
+    expect(page.locator("#job-status")).to_have_text(job["status"])
+    for host in job["hosts"]:
+        expect(page.locator(f'#hosts tr[data-host="{host["name"]}"]')).to_have_attribute(
+            "data-status", host["status"])
+    assert page.locator("#hosts tbody tr").count() == len(HOSTS)
+    assert rendered_logs(page, HOSTS) == logs_from_events(events)
+
+
+def test_a_job_of_more_than_100_servers_shows_every_row_selects_searches_and_scrolls(
+        browser, console):
+    servers = HOSTS + ALIASES
+    http = console.login()
+    job_id = start_job(console, http, {
+        "runbook": "basic", "servers": servers, "strategy": {"parallel": 55},
+        "params": {"message": "hi", "fail_on": "m050"}})
+    page = browser.new_page()
+    log_in(page, console.url)
+    page.goto(f"{console.url}/jobs/{job_id}")  # while it runs
+    job = finished_job(console, http, job_id)
+    last = stored_events(console, http, job_id)[-1]["seq"]
+    expect(page.locator("body")).to_have_attribute("data-applied-seq", str(last),
+                                                   timeout=LONG)
+
+    table = page.locator("#hosts")
+    expect(table).to_have_class(re.compile(r"\bhosts-many\b"))
+    rows = page.locator("#hosts tbody tr")
+    assert rows.count() == len(servers)
+    statuses = page.evaluate("""() => Object.fromEntries(Array.from(
+        document.querySelectorAll("#hosts tbody tr"), (row) => [row.dataset.host,
+        [row.dataset.status, row.hidden, row.querySelector(".host-status").textContent]]))""")
+    assert statuses == {host["name"]: [host["status"], False, host["status"]]
+                        for host in job["hosts"]}
+    assert rows.first.get_attribute("data-host") == "m050"  # failed servers first
+    # One grid for every row: each row's cells line up under the headers.
+    far = page.locator('#hosts tr[data-host="m100"]')
+    far.scroll_into_view_if_needed()
+    columns = page.evaluate("""() => [document.querySelector("#hosts thead tr"),
+        document.querySelector('#hosts tr[data-host="m100"]')].map((row) =>
+        Array.from(row.children, (cell) => Math.round(cell.getBoundingClientRect().left)))""")
+    assert columns[0] == columns[1], columns
+
+    far.locator(".host-name").click()
+    expect(far).to_have_class(re.compile(r"\bselected\b"))
+    section = page.locator('section.log-section[data-host="m100"]')
+    expect(section).to_be_visible()
+    expect(page.locator("section.log-section:not([hidden])")).to_have_count(1)
+    log = page.locator('.host-log[data-host="m100"]')
+    log.focus()
+    page.keyboard.press("End")
+    expect(log.locator(".line").last).to_have_text("2.0.0")
+    page.keyboard.press("Home")
+    expect(log.locator(".line").first).to_have_text("hello from m100:  hi")
+
+    page.click("#show-all-logs")
+    expect(page.locator("section.log-section[hidden]")).to_have_count(0)
+    expect(page.locator("#log-selection")).to_have_text("Showing all servers")
+
+    page.fill("#search-text", "boom on m050")
+    page.press("#search-text", "Enter")
+    expect(page.locator("#search-summary")).to_have_text("1 matching line")
+    page.locator("#search-list .search-hit").click()
+    failed_log = page.locator('.host-log[data-host="m050"]')
+    expect(failed_log.locator(".line mark")).to_have_text("boom on m050")
+    expect(failed_log.locator(".line", has_text="boom on m050")).to_be_visible()
