@@ -76,9 +76,11 @@ def test_failing_step_fails_only_that_host_and_runs_on_failure_there(world, sshd
     job = world.wait_finished(world.engine.start(plan, None))
 
     statuses = {h.name: h.status for h in job.hosts}
+    reasons = {h.name: (h.failed_step, h.exit_code, h.reason) for h in job.hosts
+               if h.status != "succeeded"}
     assert job.status == "failed"
     assert statuses.pop("h03") == "failed"
-    assert set(statuses.values()) == {"succeeded"}
+    assert set(statuses.values()) == {"succeeded"}, reasons
     failed = next(h for h in job.hosts if h.name == "h03")
     assert (failed.failed_step, failed.exit_code) == ("maybe fail", 3)
     events = world.events(job.id)
