@@ -40,7 +40,9 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from fabric import Config, Connection
@@ -143,7 +145,21 @@ class PrivateKeyError(TransportError):
     """A server's private key file cannot be used (missing, unreadable, encrypted)."""
 
 
-_private_keys: dict[Path, tuple[tuple[int, int, int], paramiko.PKey]] = {}
+_FileVersion = tuple[int, int, int]  # inode, mtime (ns), size
+_private_keys: dict[Path, tuple[_FileVersion, paramiko.PKey]] = {}
+
+
+def _per_file_version(cache: dict[Path, tuple[_FileVersion, Any]], path: Path,
+                      load: Callable[[Path], Any]) -> Any:
+    """``load(path)``, kept in ``cache`` until the file changes (``path.stat()`` may
+    raise ``OSError``)."""
+    stat = path.stat()
+    version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = cache.get(path)
+    if cached is None or cached[0] != version:
+        cached = (version, load(path))
+        cache[path] = cached
+    return cached[1]
 
 
 def load_private_key(path: Path) -> paramiko.PKey:
@@ -154,15 +170,9 @@ def load_private_key(path: Path) -> paramiko.PKey:
     A failure names the file, not its folder: the reason is shown on job pages and in
     events, and the full path would tell every viewer where the console keeps keys."""
     try:
-        stat = path.stat()
+        return _per_file_version(_private_keys, path, _read_private_key)
     except OSError:
         return _read_private_key(path)  # names the failure
-    version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    cached = _private_keys.get(path)
-    if cached is None or cached[0] != version:
-        cached = (version, _read_private_key(path))
-        _private_keys[path] = cached
-    return cached[1]
 
 
 def _read_private_key(path: Path) -> paramiko.PKey:
@@ -376,7 +386,7 @@ class KnownHosts:
         return answer
 
 
-_known_hosts_files: dict[Path, tuple[tuple[int, int, int], KnownHosts]] = {}
+_known_hosts_files: dict[Path, tuple[_FileVersion, KnownHosts]] = {}
 
 
 def known_host_keys(path: Path) -> KnownHosts:
@@ -385,13 +395,7 @@ def known_host_keys(path: Path) -> KnownHosts:
     paramiko's parser is quadratic (about 0.2 ms per line at 1,000 lines): parsing a
     fleet's file once per connection cost more CPU than everything else a server needs.
     """
-    stat = path.stat()
-    version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    cached = _known_hosts_files.get(path)
-    if cached is None or cached[0] != version:
-        cached = (version, KnownHosts(path))
-        _known_hosts_files[path] = cached
-    return cached[1]
+    return _per_file_version(_known_hosts_files, path, KnownHosts)
 
 
 _shared_config: list[Config] = []
