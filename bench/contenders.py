@@ -10,7 +10,8 @@ and CPU seconds (user + system, all threads) of this process for the fan-out alo
   Everything Patchbay adds is overhead over this.
 - ``floor-wrapped``: the floor running each command as Patchbay runs a step: detached
   in its run directory (``tasks.ssh.START_SCRIPT``: output teed to files, exit status
-  by rename), plus the per-host clean-up (``tasks.ssh.CLEAN_SCRIPT``). It separates
+  in a file written once both files are complete), plus the per-host clean-up a
+  console makes between two retention sweeps (``tasks.ssh.REMOVE_SCRIPT``). It separates
   the cost of what makes steps survive (extra processes on the remote, i.e. on this
   machine) from the engine's.
 - ``pssh``: parallel-ssh's ``ParallelSSHClient`` (libssh2, gevent), connections reused.
@@ -44,7 +45,7 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
     import paramiko
     from fabric import Config, Connection
 
-    from tasks.ssh import CLEAN_SCRIPT, START_SCRIPT, remote_script
+    from tasks.ssh import REMOVE_SCRIPT, START_SCRIPT, remote_script
 
     hosts, commands, timeout = _load(fleet_json, count)
     root = "~/.patchbay/bench-runs"
@@ -57,7 +58,7 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
         return [remote_script(START_SCRIPT, command, *dirs[index:index + 1],
                               *(dirs[1:] if index == 0 else []))
                 for index, command in enumerate(commands)] + [
-            remote_script(CLEAN_SCRIPT, host_dir, root, "10080")]
+            remote_script(REMOVE_SCRIPT, host_dir)]
 
     known = _known_hosts(hosts)
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

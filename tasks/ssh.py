@@ -87,15 +87,28 @@ SSHError = TransportError  # the name callers used before the Transport protocol
 # sees no variable or parameter of this script. The wrapper's own messages never reach
 # the step's output: a failure to make the run directory comes first, behind
 # ERROR_MARKER (it becomes the step's reason), and tee's complaints are dropped.
+#
+# Each fork of the login shell costs the server about 1 ms of CPU (bash), so the
+# script spares what it can. `mkdir` runs plainly, and only when it fails again is its
+# message captured (a command substitution is one more fork). Under bash the command
+# runs in the subshell that is the pipeline's own element, and its exit status comes
+# from PIPESTATUS (even when the command `exec`s); a POSIX shell has no PIPESTATUS, so
+# there a further subshell runs the command and reports its status itself.
 START_SCRIPT = r"""
 __pb_c=$1; shift; __pb_d=$1
-[ -d "$__pb_d" ] || __pb_e=$(mkdir -p -- "$@" 2>&1) || {
+[ -d "$__pb_d" ] || mkdir -p -- "$@" 2>/dev/null || __pb_e=$(mkdir -p -- "$@" 2>&1) || {
   printf '@@patchbay-error %s\n' "$(printf %s "$__pb_e" | tr '\n' ' ')"; exit 125; }
 { echo $$ > "$__pb_d/pgid"; } 2>/dev/null
 printf '@@patchbay-pgid %s\n' $$
-{ { ( set -- "$__pb_c"; unset __pb_c __pb_d __pb_e; eval "shift; $1" ) </dev/null 4>&-
-    echo $? >&4; } 2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 2>/dev/null 3>&- 4>&-
-  } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out" 2>/dev/null
+if [ -n "${BASH_VERSION-}" ]; then
+  { { set -- "$__pb_c"; unset __pb_c __pb_d __pb_e; eval "shift; $1"; } </dev/null 4>&- \
+      2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 2>/dev/null 3>&- 4>&-
+    echo "${PIPESTATUS[0]}" >&4; } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out" 2>/dev/null
+else
+  { { ( set -- "$__pb_c"; unset __pb_c __pb_d __pb_e; eval "shift; $1" ) </dev/null 4>&-
+      echo $? >&4; } 2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 2>/dev/null 3>&- 4>&-
+    } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out" 2>/dev/null
+fi
 __pb_c=; { read __pb_c < "$__pb_d/exit"; echo "${__pb_c:=125}" > "$__pb_d/status"; } 2>/dev/null
 exit "${__pb_c:-125}"
 """
@@ -139,6 +152,20 @@ find "$2" -mindepth 1 -maxdepth 2 \( -path "$1" -o ! -path "$2/*/*" -mmin +"$3" 
   -prune -exec rm -rf -- {} + 2>/dev/null
 exit 0
 """
+
+# $1: host run directory. Between two sweeps a finished host's directory is removed by
+# this alone: the login shell runs a command line's last command in place (bash and dash
+# do), so it costs the server one program and no fork, where CLEAN_SCRIPT's `find`
+# costs two programs and a fork and reads the whole run root. (No redirection: with one,
+# bash forks first. rm's complaints go to the channel's stderr, which nobody reads.)
+REMOVE_SCRIPT = 'rm -rf -- "$1"'
+
+# The retention sweep (CLEAN_SCRIPT) runs on a server (address, port, user, run root)
+# at most once per SWEEP_INTERVAL seconds in each console process: leftovers are days
+# old before they are due, so sweeping at every finished host bought nothing but CPU
+# on the server (a `find` over the run root for every host of every job).
+SWEEP_INTERVAL = 3600.0
+_last_sweep: dict[tuple[str, int, str, str], float] = {}
 
 
 class PrivateKeyError(TransportError):
@@ -540,11 +567,25 @@ class SSHHostSession:
         return exit_code == 0
 
     def clean(self, host_dir: str, root: str, retention_seconds: float) -> None:
-        minutes = str(max(1, int(retention_seconds // 60)))
+        """Remove the host's run directory; and, if this server's run root was not
+        swept in the last :data:`SWEEP_INTERVAL`, every job directory there older than
+        ``retention_seconds``."""
+        target = self.target
+        server = (target.address, target.port, target.user, root)
+        swept = _last_sweep.get(server)
+        sweep = swept is None or time.monotonic() - swept >= SWEEP_INTERVAL
+        if sweep:
+            minutes = str(max(1, int(retention_seconds // 60)))
+            command = remote_script(CLEAN_SCRIPT, host_dir, root, minutes)
+        else:
+            command = remote_script(REMOVE_SCRIPT, host_dir)
         try:
-            self._short(remote_script(CLEAN_SCRIPT, host_dir, root, minutes))
+            self._short(command)
         except SSHError as exc:
-            log.warning("%s: removing %s failed: %s", self.target.name, host_dir, exc)
+            log.warning("%s: removing %s failed: %s", target.name, host_dir, exc)
+            return
+        if sweep:
+            _last_sweep[server] = time.monotonic()
 
     def close(self) -> None:
         self.connection.close()

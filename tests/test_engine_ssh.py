@@ -426,22 +426,58 @@ def test_a_step_whose_output_passes_the_limit_is_stopped(app, sshd_fleet, tmp_pa
                timeout=10, what="the remote command to be gone")
 
 
-def test_a_job_removes_its_run_directories_and_leftovers_past_retention(world, sshd_fleet):
+def _leftovers(runs, host: str):
+    """A leftover job directory 8 days old and a recent one, on ``host``'s account."""
     import os
     import time
 
-    runs = sshd_fleet.hosts[7].root / ".patchbay" / "runs"
-    old, recent = runs / "an-old-job" / "h08" / "0", runs / "a-recent-job" / "h08" / "0"
+    old, recent = runs / "an-old-job" / host / "0", runs / "a-recent-job" / host / "0"
     for leftover in (old, recent):
         leftover.mkdir(parents=True, exist_ok=True)
     eight_days_ago = time.time() - 8 * 86_400
     os.utime(runs / "an-old-job", (eight_days_ago, eight_days_ago))
+    return old, recent
+
+
+def test_a_job_removes_its_run_directories_and_leftovers_past_retention(
+        world, sshd_fleet, monkeypatch):
+    import tasks.ssh
+
+    monkeypatch.setattr(tasks.ssh, "_last_sweep", {})  # this console never swept h08
+    runs = sshd_fleet.hosts[7].root / ".patchbay" / "runs"
+    old, recent = _leftovers(runs, "h08")
 
     job = world.wait_finished(world.engine.start(
         world.engine.plan("basic", {"message": "x"}, ["h08"]), None))
 
     assert job.status == "succeeded"
     assert not (runs / job.uid / "h08").exists()
+    assert not (runs / "an-old-job").exists()
+    assert recent.exists()
+
+
+def test_the_retention_sweep_runs_once_an_interval_and_every_job_removes_its_own(
+        world, sshd_fleet, monkeypatch):
+    """Between two sweeps of a server, a finished server's directory goes by a plain
+    `rm`; leftovers past retention wait for the next sweep."""
+    import tasks.ssh
+
+    monkeypatch.setattr(tasks.ssh, "_last_sweep", {})
+    runs = sshd_fleet.hosts[7].root / ".patchbay" / "runs"
+
+    def run_job():
+        job = world.wait_finished(world.engine.start(
+            world.engine.plan("basic", {"message": "x"}, ["h08"]), None))
+        assert job.status == "succeeded"
+        assert not (runs / job.uid / "h08").exists()
+
+    run_job()  # the first job sweeps
+    old, recent = _leftovers(runs, "h08")
+    run_job()  # within the interval: its own directory only
+    assert old.exists() and recent.exists()
+
+    monkeypatch.setattr(tasks.ssh, "SWEEP_INTERVAL", 0.0)  # the interval has passed
+    run_job()
     assert not (runs / "an-old-job").exists()
     assert recent.exists()
 
