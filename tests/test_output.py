@@ -358,3 +358,20 @@ def test_status_of_a_step_that_never_started_is_missing(tmp_path):
                             capture_output=True, text=True, check=True)
 
     assert status.stdout.split()[0] == "missing"
+
+
+def test_packet_macs_are_compared_in_constant_time_by_the_c_function():
+    """tasks.ssh hands paramiko's per-packet MAC check to hmac.compare_digest: the same
+    answers (also for a length mismatch) as paramiko's own Python loop."""
+    import hmac
+
+    import paramiko
+
+    import tasks.ssh  # noqa: F401 - the import makes the change
+
+    check = paramiko.util.constant_time_bytes_eq
+    assert check is hmac.compare_digest
+    mac = bytes(range(32))
+    assert check(mac, bytes(mac))
+    assert not check(mac, mac[:31] + b"\xff")
+    assert not check(mac, mac[:16])
