@@ -97,11 +97,17 @@ INIT_SCRIPT = """
 """.replace("RELOAD_KEY", json.dumps(RELOAD_KEY))
 
 # Brings `selector` ("page": the document) into view, scrolled to its top; its range.
+# A log of a job of more than 100 servers is built when its section (`reveal`) comes near
+# the view: that section is brought into view first.
 SCROLL_START_SCRIPT = """
-async (selector) => {
+async ([selector, reveal]) => {
   const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
-  const target = selector === "page" ? document.scrollingElement
+  const find = () => selector === "page" ? document.scrollingElement
     : document.querySelector(selector);
+  const section = reveal && document.querySelector(reveal);
+  if (section) section.scrollIntoView({block: "center"});
+  for (let frames = 0; !find() && frames < 600; frames++) await frame();
+  const target = find();
   if (!target) return {error: "no element matches " + selector};
   if (selector !== "page") target.scrollIntoView({block: "center"});
   target.scrollTop = 0;
@@ -245,7 +251,8 @@ def _browser_once(ctx: Any, server: pb.LiveServer, instance: Any, hosts: int, li
         names = ctx.hosts(hosts)
         live = _live(ctx, server, http, tab, names, lines)
         reload = _reload(server, http, tab, live["job_id"], hosts, lines)
-        log_scroll = _scroll(tab, f'.host-log[data-host="{names[0]}"]', "scroll a log")
+        log_scroll = _scroll(tab, f'.host-log[data-host="{names[0]}"]', "scroll a log",
+                             reveal=f'section.log-section[data-host="{names[0]}"]')
         page_scroll = _scroll(tab, "page", "scroll the page")
         after = tab.metrics("after")
         tab.cdp.send("HeapProfiler.collectGarbage")
@@ -357,13 +364,15 @@ def _reload(server: pb.LiveServer, http: Any, tab: _Tab, job_id: int, hosts: int
     }
 
 
-def _scroll(tab: _Tab, selector: str, what: str) -> dict[str, Any]:
+def _scroll(tab: _Tab, selector: str, what: str, reveal: str | None = None
+            ) -> dict[str, Any]:
     """Frame times while scrolling ``selector`` down and up in ``SCROLL_STEPS`` steps each
     way (in runs of ``SCROLL_RUN`` frames with a heap sample between them; the frame
     across a break is not counted); then how long the rows on screen took to be filled
-    in (their text fetched)."""
+    in (their text fetched). ``reveal``: the element to bring into view first (a log's
+    section, which builds the log)."""
     tab.metrics("scroll")
-    start = tab.page.evaluate(SCROLL_START_SCRIPT, selector)
+    start = tab.page.evaluate(SCROLL_START_SCRIPT, [selector, reveal])
     if start.get("error"):
         raise RuntimeError(f"{what}: {start['error']}")
     span = start["range"]
