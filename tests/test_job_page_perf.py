@@ -2,7 +2,8 @@
 of hundreds of events is applied in slices that let other tasks run in between, and a
 job of more than 100 servers (its rows laid out on their own, skipped off screen) still
 shows every server and line, selects a server, shows all, searches and scrolls to a
-line. Structural checks only: no timings."""
+line; reloaded, such a job shows every server's final status while building the log
+sections only near the view. Structural checks only: no timings."""
 
 from __future__ import annotations
 
@@ -142,3 +143,69 @@ def test_a_job_of_more_than_100_servers_shows_every_row_selects_searches_and_scr
     failed_log = page.locator('.host-log[data-host="m050"]')
     expect(failed_log.locator(".line mark")).to_have_text("boom on m050")
     expect(failed_log.locator(".line", has_text="boom on m050")).to_be_visible()
+
+
+# The first log section in the view, once built (None while it is not).
+SECTION_IN_VIEW = """() => {
+  for (const section of document.querySelectorAll("section.log-section")) {
+    const box = section.getBoundingClientRect();
+    if (box.bottom > 0 && box.top < innerHeight) {
+      return section.querySelector(".host-log") ? section.dataset.host : null;
+    }
+  }
+  return null;
+}"""
+
+
+def assert_tail_shown(page, name: str, lines: list[str]) -> None:
+    """The log of `name` shows the end of its output (its window of rows, following)."""
+    shown = page.locator(f'.host-log[data-host="{name}"] .line')
+    expect(shown.last).to_have_text(lines[-1])
+    rendered = shown.all_text_contents()
+    assert rendered and rendered == lines[-len(rendered):], (name, rendered)
+
+
+def test_a_reloaded_job_of_more_than_100_servers_builds_only_the_logs_near_the_view(
+        browser, console):
+    servers = HOSTS + ALIASES
+    http = console.login()
+    job_id = start_job(console, http, {
+        "runbook": "basic", "servers": servers, "strategy": {"parallel": 55},
+        "params": {"message": "hi"}})
+    job = finished_job(console, http, job_id)
+    events = stored_events(console, http, job_id)
+    page = browser.new_page()
+    log_in(page, console.url)
+    page.goto(f"{console.url}/jobs/{job_id}")  # finished: the page replays its log
+    expect(page.locator("body")).to_have_attribute("data-applied-seq",
+                                                   str(events[-1]["seq"]), timeout=LONG)
+
+    statuses = page.evaluate("""() => Object.fromEntries(Array.from(
+        document.querySelectorAll("#hosts tr[data-host]"), (row) => [row.dataset.host,
+        [row.dataset.status, row.querySelector(".host-status").textContent]]))""")
+    assert statuses == {host["name"]: [host["status"], host["status"]]
+                        for host in job["hosts"]}
+    # Every server has its (empty) section; the view shows the table, so no log is built.
+    expect(page.locator("section.log-section")).to_have_count(len(servers))
+    assert page.locator(".host-log").count() < len(servers) // 2
+
+    # Scrolled to, a log is built and shows its lines.
+    lines = logs_from_events(events)
+    page.locator('section.log-section[data-host="m090"]').scroll_into_view_if_needed()
+    assert_tail_shown(page, "m090", lines["m090"])
+    expect(page.locator('section.log-section[data-host="m090"] .badge').first) \
+        .to_have_text("succeeded")
+
+    # Down every log of the page: each one in view is built, never all of them at once.
+    page.evaluate("() => document.getElementById('logs').scrollIntoView()")
+    seen = set()
+    while True:
+        page.wait_for_function(SECTION_IN_VIEW)
+        name = page.evaluate(SECTION_IN_VIEW)
+        seen.add(name)
+        assert_tail_shown(page, name, lines[name])
+        if page.evaluate("() => innerHeight + scrollY >= document.scrollingElement.scrollHeight"):
+            break
+        page.evaluate("() => scrollBy(0, innerHeight * 2)")
+    assert len(seen) > 10, seen
+    assert page.locator(".host-log").count() < len(servers)

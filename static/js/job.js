@@ -58,6 +58,18 @@
   const SLICE_EVENTS = 100;
   const FRAME_HOSTS = 100; // servers rendered in one frame (see flush)
   const FRAME_MOVES = 100; // rows moved in one frame
+  // While more events than this wait to be applied (a reload's replay), the DOM is not
+  // rendered, except every CATCH_UP_MS: each server would be drawn again for each of its
+  // events, and each frame in between costs a big page tens of milliseconds, for which
+  // the slices wait (a 5,000-server replay took 450 frames, one slice each).
+  const CATCH_UP_EVENTS = 1000;
+  const CATCH_UP_MS = 1000;
+  // Over this many servers (as job.html's hosts-many), a server's log section is built
+  // when it first comes within a screen's height of the view (or is selected, or a
+  // search result in it is opened), not with its row: a page of 5,000 servers holds the
+  // DOM of the few logs shown, the others' events as data.
+  const MANY_HOSTS = 100;
+  const MAX_BUILT = 40; // ... and at most twice this many built (see buildNear)
   // Each server's status as stored when the page was made (final for a finished job).
   const storedStatus = new Map((job.hosts || []).map((host) => [host.name, host.status]));
   const usual = readJSON("usual-data", {});
@@ -130,9 +142,11 @@
 
   const logs = new L.LogSet({
     jobId,
+    build: (log) => buildSection(hosts.get(log.name)),
     fetchJSON: P.fetchJSON,
     wrapButton: document.getElementById("wrap-logs"),
     follow: () => !els.follow || els.follow.checked,
+    deferred: () => catchingUp(),
     onRender: () => {
       const stats = logs.stats();
       document.body.dataset.pendingRows = String(stats.pending);
@@ -141,6 +155,9 @@
   });
 
   const formatDuration = P.formatDuration;
+
+  // A job of more than MANY_HOSTS servers builds log sections near the screen only.
+  const lazyLogs = (job.hosts || []).length > MANY_HOSTS;
 
   // Writes that change nothing still cost the browser style and layout work (a new text
   // node, an attribute set again): at a thousand servers a frame writes only changes.
@@ -269,9 +286,33 @@
     host.row = row;
     els.hostsBody.append(row);
 
+    // The log's section; its title and log are built when it first comes near the
+    // screen (buildSection), or at once in a job of at most MANY_HOSTS servers.
     const section = el("section", "log-section");
     section.id = logId;
     section.dataset.host = name;
+    if (selected !== null && selected !== name) section.hidden = true;
+    host.section = section;
+    host.built = false;
+    els.logs.append(section);
+    host.log = logs.add(name, section);
+    if (lazyLogs) scheduleNear();
+    else buildSection(host);
+
+    hosts.set(name, host);
+    dirtyHosts.add(host);
+    headerDirty = true;
+    orderDirty = true;
+    return host;
+  }
+
+  /** The title, wait panel and log of `host`'s section, built once. Until then its
+   * events are data only (the log's index, notes and held lines). */
+  function buildSection(host) {
+    if (host.built) return;
+    host.built = true;
+    builtHosts.add(host);
+    const name = host.name;
     const heading = el("div", "log-title");
     host.logBadge = el("span", "badge status-pending", "pending");
     host.logReconnect = el("span", "badge status-reconnecting host-reconnecting");
@@ -304,19 +345,79 @@
     host.waitOutput = el("pre", "wait-output");
     host.waitOutput.setAttribute("aria-label", "Last output of the probe on " + name);
     host.waitPanel.append(host.waitState, host.waitOutput);
-    section.append(heading, host.waitPanel, log);
-    if (selected !== null && selected !== name) section.hidden = true;
-    host.section = section;
-    els.logs.append(section);
-    host.log = logs.add(name, log, section);
+    host.section.append(heading, host.waitPanel, log);
     host.log.onScrollState = (hostLog) => { host.jump.hidden = hostLog.pinned; };
     host.jump.addEventListener("click", () => host.log.scrollToEnd());
+    logs.attach(host.log, log);
+    dirtyHosts.add(host); // its title's status, steps, wait panel
+    scheduleFlush();
+  }
 
-    hosts.set(name, host);
-    dirtyHosts.add(host);
-    headerDirty = true;
-    orderDirty = true;
-    return host;
+  /** Back to data only: the section is emptied (it keeps the log's height). */
+  function unbuildSection(host) {
+    if (!host.built) return;
+    host.built = false;
+    builtHosts.delete(host);
+    logs.detach(host.log);
+    host.section.replaceChildren();
+    for (const key of ["logBadge", "logReconnect", "chips", "jump", "waitPanel", "waitState",
+      "waitCountdown", "waitOutput"]) host[key] = null;
+  }
+
+  // Log sections near the screen (lazyLogs). The sections not built are empty boxes of
+  // their log's height in server order, so the shown ones are found by a binary search
+  // on their positions: no observer of thousands of elements (Chromium computes every
+  // observed target's intersection on every frame: 13 ms a frame at 5,000 servers).
+  const builtHosts = new Set(); // built sections, least recently near the screen first
+  let shownHosts = []; // the servers whose sections are not hidden, in page order
+  let nearQueued = false;
+
+  function scheduleNear() {
+    if (!lazyLogs || nearQueued) return;
+    nearQueued = true;
+    requestAnimationFrame(buildNear);
+  }
+
+  /** Build the sections within half a screen's height of the view (each costs a
+   * frame's layout: scrolling a page of logs fast builds a few every frame); past twice
+   * MAX_BUILT built sections, empty those longest away from it down to MAX_BUILT (never
+   * the selected one, nor one with the focus). */
+  function buildNear() {
+    nearQueued = false;
+    const margin = window.innerHeight / 2;
+    const near = [];
+    let lo = 0;
+    let hi = shownHosts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (shownHosts[mid].section.getBoundingClientRect().bottom > -margin) hi = mid;
+      else lo = mid + 1;
+    }
+    for (let i = lo; i < shownHosts.length; i++) {
+      const host = shownHosts[i];
+      if (host.section.getBoundingClientRect().top > window.innerHeight + margin) break;
+      near.push(host);
+    }
+    let added = false;
+    for (const host of near) {
+      added = added || !host.built;
+      buildSection(host);
+      builtHosts.delete(host); // most recently near: last
+      builtHosts.add(host);
+    }
+    for (const host of builtHosts.size > 2 * MAX_BUILT ? builtHosts : []) {
+      if (builtHosts.size <= MAX_BUILT) break;
+      if (near.includes(host) || host.name === selected ||
+          host.section.contains(document.activeElement)) continue;
+      unbuildSection(host);
+    }
+    // Built sections take their own height: look again once it is laid out.
+    if (added) scheduleNear();
+  }
+
+  if (lazyLogs) {
+    window.addEventListener("scroll", scheduleNear, { passive: true });
+    window.addEventListener("resize", scheduleNear);
   }
 
   function stepKey(data) {
@@ -775,6 +876,14 @@
 
   // --- rendering (once per frame) -------------------------------------------------------
 
+  let renderedAt = 0; // when flush last rendered
+
+  /** Many events still to apply, and the DOM rendered not long ago: render later. */
+  function catchingUp() {
+    return queue.length - queueAt > CATCH_UP_EVENTS &&
+      performance.now() - renderedAt < CATCH_UP_MS;
+  }
+
   function scheduleFlush() {
     if (flushQueued) return;
     flushQueued = true;
@@ -791,6 +900,8 @@
   function flush() {
     if (!flushQueued) return;
     flushQueued = false;
+    if (catchingUp()) return; // the slices call again
+    renderedAt = performance.now();
     logs.render();
     let rendered = 0;
     for (const host of dirtyHosts) {
@@ -816,8 +927,10 @@
     if (host.row.dataset.status !== status) host.row.dataset.status = status;
     setClass(host.statusBadge, "badge status-" + status);
     setText(host.statusBadge, status);
-    setClass(host.logBadge, "badge status-" + status);
-    setText(host.logBadge, status);
+    if (host.built) {
+      setClass(host.logBadge, "badge status-" + status);
+      setText(host.logBadge, status);
+    }
     renderReconnecting(host);
     setText(host.cells.batch, host.batch === null ? "" : String(host.batch + 1));
     let step = "";
@@ -847,6 +960,7 @@
 
   /** The wait panel above the server's log: state, countdown and the probe's last output. */
   function renderWait(host) {
+    if (!host.built) return; // the panel is in the log's section
     const wait = host.wait;
     setHidden(host.waitPanel, !wait);
     if (!wait) return;
@@ -883,7 +997,8 @@
         "the server while the console reconnects" +
         (state.timeout !== null ? " for up to " + formatDuration(state.timeout) : "") + ".";
     }
-    for (const badge of [host.reconnectBadge, host.logReconnect]) {
+    for (const badge of host.built ? [host.reconnectBadge, host.logReconnect]
+      : [host.reconnectBadge]) {
       setHidden(badge, !state);
       setText(badge, state ? "reconnecting to " + host.name + "…" : "");
       if (badge.title !== title) badge.title = title;
@@ -899,7 +1014,7 @@
       : Math.max(0, now - item.startTs));
     const total = weights.reduce((sum, weight) => sum + weight, 0);
     const segments = host.bar.children;
-    const chips = host.chips.children;
+    const chips = host.built ? host.chips.children : null;
     const described = [];
     host.timeline.forEach((item, index) => {
       const duration = item.duration === null ? "" : formatDuration(item.duration);
@@ -911,13 +1026,14 @@
       const grow = String(total > 0 ? Math.max(weights[index] / total, 0.03) : 1);
       if (segment.style.flexGrow !== grow) segment.style.flexGrow = grow;
       if (segment.title !== text) segment.title = text;
+      if (!chips) return; // the chips are in the log's section, not built yet
       const chip = chips[index] || host.chips.appendChild(el("li"));
       setClass(chip, "step-chip-live badge status-" + item.status);
       setText(chip, item.step + (duration ? " " + duration : ""));
       if (chip.title !== text) chip.title = text;
     });
     while (segments.length > host.timeline.length) segments[segments.length - 1].remove();
-    while (chips.length > host.timeline.length) chips[chips.length - 1].remove();
+    while (chips && chips.length > host.timeline.length) chips[chips.length - 1].remove();
     setAttr(host.bar, "role", "img");
     setAttr(host.bar, "aria-label", described.length
       ? "Steps of " + host.name + ": " + described.join("; ") : "No steps yet");
@@ -936,11 +1052,19 @@
     }
     const placed = placeRows(ordered.map((host) => host.row), moves);
     const counts = {};
+    const sections = [];
     for (const host of hosts.values()) {
       counts[host.status] = (counts[host.status] || 0) + 1;
       const shown = !filter || host.status === filter;
       setHidden(host.row, !shown);
-      setHidden(host.section, !(selected === null ? shown : host.name === selected));
+      const section = selected === null ? shown : host.name === selected;
+      setHidden(host.section, !section);
+      if (section) sections.push(host);
+    }
+    if (sections.length !== shownHosts.length ||
+        sections.some((host, i) => host !== shownHosts[i])) {
+      shownHosts = sections;
+      scheduleNear();
     }
     if (els.hostFilter) {
       for (const option of els.hostFilter.options) {
@@ -1208,6 +1332,7 @@
 
   setInterval(() => {
     if (view.running && !view.finished) renderEta();
+    scheduleNear(); // the logs above the view may have grown or shrunk
     // Countdowns: waits under way, and a soak.
     for (const host of waiting) {
       if (host.wait.note) {
@@ -1234,6 +1359,7 @@
     els.showAll.hidden = selected === null;
     if (selected !== null) {
       const host = hosts.get(selected);
+      buildSection(host);
       host.section.scrollIntoView({ block: "nearest" });
       logs.mark(host.log);
     }
@@ -1259,7 +1385,7 @@
     els.follow.addEventListener("change", () => {
       if (!els.follow.checked) return;
       for (const host of hosts.values()) {
-        if (!host.section.hidden) host.log.scrollToEnd();
+        if (host.built && !host.section.hidden) host.log.scrollToEnd();
       }
     });
   }

@@ -15,6 +15,11 @@
  * row per ROW_PX and scrolls sideways. Wrapping is on by default on narrow screens
  * (WRAP_QUERY); the wrap button's choice is kept in localStorage.
  *
+ * A log is data first (its index, notes and held lines) and gets its DOM when it is
+ * attached (LogSet.attach): a job of thousands of servers builds only the logs that are
+ * shown. Until then LogSet.add's `box` (the log's empty section) takes the height the
+ * log would take, so that the page scrolls as if every log were there.
+ *
  * A stderr line is marked quietly (plenty of tools print warnings and notes there); it
  * is marked as an error only when its step failed.
  *
@@ -87,6 +92,11 @@
       this.onRender = options.onRender || (() => {});
       this.fetchJSON = options.fetchJSON;
       this.wrapButton = options.wrapButton || null;
+      // Asked to attach a log that is needed at once (scrolled to a row): builds its DOM.
+      this.build = options.build || (() => {});
+      // While true, frames render nothing (the page is catching up); render() then runs
+      // when the page calls it.
+      this.deferred = options.deferred || (() => false);
       this.logs = new Map();
       this.totalRows = 0;
       this.held = 0;
@@ -130,14 +140,27 @@
         : "This job's logs are too long to wrap: scroll long lines sideways";
     }
 
-    /** The log of server `name`, shown in the scroll container `element`, in `box` (its
-     * section: skipped by the browser while off screen, given the size its rows take). */
-    add(name, element, box) {
-      const log = new HostLog(this, name, element, box);
+    /** The log of server `name`, in `box` (its section: skipped by the browser while off
+     * screen, given the size its rows take); shown once attached to a scroll container. */
+    add(name, box) {
+      const log = new HostLog(this, name, box);
       this.logs.set(name, log);
+      return log;
+    }
+
+    /** Stop showing `log` (its DOM goes): data only again, its box sized by it. */
+    detach(log) {
+      if (!log.element) return;
+      if (this.observer) this.observer.unobserve(log.element);
+      log.detach();
+    }
+
+    /** Show `log` in the scroll container `element` (inside its box), from now on. */
+    attach(log, element) {
+      log.attach(element);
       if (this.observer) this.observer.observe(element);
       else log.visible = true;
-      return log;
+      this.mark(log);
     }
 
     onIntersect(entries) {
@@ -157,6 +180,7 @@
       if (this.full && this.totalRows > FULL_ROWS) {
         this.full = false; // for good: from now on only rows on screen are rendered
         for (const log of this.logs.values()) {
+          if (!log.element) continue;
           log.forget();
           this.mark(log);
         }
@@ -170,7 +194,7 @@
     }
 
     markAll() {
-      for (const log of this.logs.values()) this.dirty.add(log);
+      for (const log of this.logs.values()) if (log.element) this.dirty.add(log);
       this.schedule();
     }
 
@@ -190,7 +214,7 @@
      * off screen is never measured nor scrolled: it follows its tail when shown again.
      */
     render() {
-      if (!this.queued) return;
+      if (!this.queued || this.deferred()) return;
       this.queued = false;
       const logs = Array.from(this.dirty);
       this.dirty.clear();
@@ -229,27 +253,28 @@
     stats() {
       let rendered = 0;
       let pending = 0;
+      let attached = 0;
       for (const log of this.logs.values()) {
         rendered += log.nodes.size;
         pending += log.pendingRows;
+        if (log.element) attached += 1;
       }
-      return { held: this.held, rows: this.totalRows, rendered, pending, full: this.full };
+      return { held: this.held, rows: this.totalRows, rendered, pending, full: this.full,
+        logs: this.logs.size, attached };
     }
   }
 
-  /** One server's log: a row index, held lines, and the rows in the DOM. */
+  /** One server's log: a row index, held lines, and (once attached) the rows in the DOM. */
   class HostLog {
-    constructor(set, name, element, box) {
+    constructor(set, name, box) {
       this.set = set;
       this.name = name;
-      this.element = element;
-      this.box = box || null; // the log's section, sized while off screen
-      this.canvas = el("div", "log-canvas");
-      this.block = el("div", "log-rows");
-      this.canvas.append(this.block);
-      element.append(this.canvas);
-      this.seqs = new Int32Array(64); // per chunk (event): its seq ...
-      this.starts = new Int32Array(64); // ... and its first row
+      this.element = null; // the scroll container, once attached
+      this.box = box || null; // the log's section, sized while off screen or not attached
+      this.canvas = null;
+      this.block = null;
+      this.seqs = new Int32Array(16); // per chunk (event): its seq ...
+      this.starts = new Int32Array(16); // ... and its first row
       this.chunks = 0;
       this.total = 0;
       this.notes = new Map(); // seq -> note {kind, parts, status, version, node}
@@ -274,6 +299,17 @@
       this.retryAt = 0;
       this.retryQueued = false;
       this.onScrollState = null;
+    }
+
+    /** Render into the scroll container `element` from now on (LogSet.attach). */
+    attach(element) {
+      this.element = element;
+      this.canvas = el("div", "log-canvas");
+      this.block = el("div", "log-rows");
+      this.canvas.append(this.block);
+      element.append(this.canvas);
+      if (this.box) this.box.style.height = ""; // sized by its content from now on
+      this.estimate = 0; // the box's size: as an attached log's (see layout)
       // The intent of a key or wheel counts at once, before its scroll events (and any
       // render in between, which would otherwise snap a following view back to the end).
       // Home and End jump at once: a smooth scroll across a million rows is no help, and
@@ -294,8 +330,35 @@
         const bottom = element.scrollHeight - element.clientHeight;
         this.pinned = element.scrollTop >= bottom - ROW_PX / 2;
         if (this.onScrollState) this.onScrollState(this);
-        set.mark(this);
+        this.set.mark(this);
       }, { passive: true });
+      // Its height now, before any frame: a search result scrolls to a row at once.
+      this.layout();
+    }
+
+    /** Leave the DOM (LogSet.detach): the view starts again at the tail when attached. */
+    detach() {
+      this.element = null;
+      this.canvas = null;
+      this.block = null;
+      this.nodes.clear();
+      this.window = { first: 0, last: 0, lowSeq: 0, highSeq: -1 };
+      this.pendingRows = 0;
+      this.visible = false;
+      this.wrapped = false;
+      this.height = "";
+      this.transform = "";
+      this.estimate = 0;
+      this.pinned = true;
+      this.followed = -1;
+      this.onScrollState = null;
+      this.sizeBox();
+    }
+
+    /** Attach now if not yet (LogSet's `build`): for what needs the DOM at once. */
+    needed() {
+      if (!this.element) this.set.build(this);
+      return Boolean(this.element);
     }
 
     // --- the index -------------------------------------------------------------------
@@ -423,7 +486,7 @@
     /** Leave whole-log rendering: drop the DOM rows (render() builds the window). */
     forget() {
       this.nodes.clear();
-      this.block.replaceChildren();
+      if (this.block) this.block.replaceChildren();
       this.window = { first: 0, last: 0, lowSeq: 0, highSeq: -1 };
     }
 
@@ -435,6 +498,10 @@
      * is on screen (then measured, scrolled and filled in passes 2 and 3).
      */
     layout() {
+      if (!this.element) {
+        this.sizeBox();
+        return false;
+      }
       const wrapped = this.set.wrap && this.set.full;
       if (wrapped !== this.wrapped) {
         this.wrapped = wrapped;
@@ -448,8 +515,7 @@
       if (this.box) {
         // What the section is thought to take while its content is skipped off screen
         // (content-visibility: auto in app.css): the title and the log's rows.
-        const estimate = TITLE_PX + Math.max(2 * ROW_PX, Math.min(this.total * ROW_PX,
-          MAX_LOG_PX)) + 2;
+        const estimate = this.boxEstimate();
         if (estimate !== this.estimate) {
           this.estimate = estimate;
           this.box.style.containIntrinsicBlockSize = "auto " + estimate + "px";
@@ -460,6 +526,20 @@
         this.paint(0, this.total);
       }
       return this.visible;
+    }
+
+    /** The height of the log's section: its title and its rows (at most MAX_LOG_PX). */
+    boxEstimate() {
+      return TITLE_PX + Math.max(2 * ROW_PX, Math.min(this.total * ROW_PX, MAX_LOG_PX)) + 2;
+    }
+
+    /** Not attached: the empty section takes the height the log would take. */
+    sizeBox() {
+      const estimate = this.boxEstimate();
+      if (this.box && estimate !== this.estimate) {
+        this.estimate = estimate;
+        this.box.style.height = estimate + "px";
+      }
     }
 
     /** Pass 2: the scroll container's size and position (one layout for all logs). */
@@ -630,6 +710,7 @@
     /** Scroll so that `row` is in view, a third down (row 0: the very top), and stop
      * following the tail. */
     scrollToRow(row) {
+      if (!this.needed()) return;
       if (this.element.classList.contains("log-wrapped")) {
         const node = this.block.children[row]; // a wrapped log renders every row
         const top = node ? node.offsetTop : 0;
@@ -648,6 +729,7 @@
 
     /** Follow the tail again. */
     scrollToEnd() {
+      if (!this.needed()) return;
       this.pinned = true;
       this.followed = -1;
       this.element.scrollTop = this.element.scrollHeight;
