@@ -70,6 +70,12 @@
   // DOM of the few logs shown, the others' events as data.
   const MANY_HOSTS = 100;
   const MAX_BUILT = 40; // ... and at most twice this many built (see buildNear)
+  // Building log sections (buildNear), at most this many a frame: those on screen first,
+  // those within the margin once the page has not scrolled for SETTLE_MS. Emptying
+  // sections past twice MAX_BUILT: at most EVICT_FRAME a frame.
+  const BUILD_FRAME = 2;
+  const SETTLE_MS = 150;
+  const EVICT_FRAME = 8;
   // Each server's status as stored when the page was made (final for a finished job).
   const storedStatus = new Map((job.hosts || []).map((host) => [host.name, host.status]));
   const usual = readJSON("usual-data", {});
@@ -143,6 +149,8 @@
   const logs = new L.LogSet({
     jobId,
     build: (log) => buildSection(hosts.get(log.name)),
+    // The logs render in the page's frame (flush): reads first, then writes.
+    requestFrame: () => scheduleFlush(),
     fetchJSON: P.fetchJSON,
     wrapButton: document.getElementById("wrap-logs"),
     follow: () => !els.follow || els.follow.checked,
@@ -349,8 +357,7 @@
     host.log.onScrollState = (hostLog) => { host.jump.hidden = hostLog.pinned; };
     host.jump.addEventListener("click", () => host.log.scrollToEnd());
     logs.attach(host.log, log);
-    dirtyHosts.add(host); // its title's status, steps, wait panel
-    scheduleFlush();
+    renderHost(host); // its title's status, steps, wait panel (writes only)
   }
 
   /** Back to data only: the section is emptied (it keeps the log's height). */
@@ -368,23 +375,37 @@
   // their log's height in server order, so the shown ones are found by a binary search
   // on their positions: no observer of thousands of elements (Chromium computes every
   // observed target's intersection on every frame: 13 ms a frame at 5,000 servers).
+  // They are measured at the start of the page's frame (flush), before it writes
+  // anything, and built at its end: a frame lays the page out once.
   const builtHosts = new Set(); // built sections, least recently near the screen first
   let shownHosts = []; // the servers whose sections are not hidden, in page order
   let nearQueued = false;
+  let evicting = false; // emptying built sections down to MAX_BUILT
+  let scrolledAt = -Infinity; // the page's last scroll event ...
+  let scrollY = window.scrollY; // ... where it left the page ...
+  let scrollStep = 0; // ... and how far it had moved it since the one before
+  let settleTimer = 0;
 
   function scheduleNear() {
-    if (!lazyLogs || nearQueued) return;
+    if (!lazyLogs) return;
     nearQueued = true;
-    requestAnimationFrame(buildNear);
+    scheduleFlush();
   }
 
-  /** Build the sections within half a screen's height of the view (each costs a
-   * frame's layout: scrolling a page of logs fast builds a few every frame); past twice
-   * MAX_BUILT built sections, empty those longest away from it down to MAX_BUILT (never
-   * the selected one, nor one with the focus). */
-  function buildNear() {
+  function pageScrolled() {
+    scrolledAt = performance.now();
+    scrollStep = Math.abs(window.scrollY - scrollY);
+    scrollY = window.scrollY;
+    scheduleNear();
+  }
+
+  /** Reads only: the shown servers whose sections are on screen, and those within half
+   * a screen's height of it. */
+  function measureNear() {
     nearQueued = false;
-    const margin = window.innerHeight / 2;
+    const height = window.innerHeight;
+    const margin = height / 2;
+    const onScreen = [];
     const near = [];
     let lo = 0;
     let hi = shownHosts.length;
@@ -395,28 +416,65 @@
     }
     for (let i = lo; i < shownHosts.length; i++) {
       const host = shownHosts[i];
-      if (host.section.getBoundingClientRect().top > window.innerHeight + margin) break;
+      const box = host.section.getBoundingClientRect();
+      if (box.top > height + margin) break;
       near.push(host);
+      if (box.bottom > 0 && box.top < height) onScreen.push(host);
     }
-    let added = false;
-    for (const host of near) {
-      added = added || !host.built;
+    return { onScreen, near };
+  }
+
+  /** Writes only: build at most BUILD_FRAME sections of `found` (measureNear), those on
+   * screen first, those within the margin only once the page has stopped scrolling (a
+   * fast scroll passes most logs by), none while it moves a screen's height or more a
+   * frame (no one reads a log that passes in a frame: they are built where it stops); past twice MAX_BUILT built sections, empty those
+   * longest away from the view down to MAX_BUILT, EVICT_FRAME a frame (never the selected
+   * one, nor one with the focus). What is left waits for the next frame. */
+  function buildNear(found) {
+    const settled = performance.now() - scrolledAt >= SETTLE_MS;
+    const flung = !settled && scrollStep >= window.innerHeight;
+    const most = flung ? 0 : BUILD_FRAME;
+    let builds = 0;
+    let more = false;
+    for (const host of settled ? [...found.onScreen, ...found.near] : found.onScreen) {
+      if (host.built) continue;
+      if (builds === most) {
+        more = !flung;
+        break;
+      }
       buildSection(host);
+      builds += 1;
+    }
+    for (const host of found.near) {
+      if (!host.built) continue;
       builtHosts.delete(host); // most recently near: last
       builtHosts.add(host);
     }
-    for (const host of builtHosts.size > 2 * MAX_BUILT ? builtHosts : []) {
-      if (builtHosts.size <= MAX_BUILT) break;
-      if (near.includes(host) || host.name === selected ||
-          host.section.contains(document.activeElement)) continue;
-      unbuildSection(host);
+    if (builtHosts.size > 2 * MAX_BUILT) evicting = true;
+    if (evicting) {
+      let evicts = EVICT_FRAME;
+      for (const host of Array.from(builtHosts)) {
+        if (builtHosts.size <= MAX_BUILT || evicts === 0) break;
+        if (found.near.includes(host) || host.name === selected ||
+            host.section.contains(document.activeElement)) continue;
+        unbuildSection(host);
+        evicts -= 1;
+      }
+      evicting = builtHosts.size > MAX_BUILT && evicts === 0;
+      more = more || evicting;
     }
     // Built sections take their own height: look again once it is laid out.
-    if (added) scheduleNear();
+    if (builds || more) {
+      scheduleNear();
+    } else if (!settled && found.near.some((host) => !host.built)) {
+      // The near ones once the scroll settles.
+      clearTimeout(settleTimer);
+      settleTimer = setTimeout(scheduleNear, SETTLE_MS - (performance.now() - scrolledAt));
+    }
   }
 
   if (lazyLogs) {
-    window.addEventListener("scroll", scheduleNear, { passive: true });
+    window.addEventListener("scroll", pageScrolled, { passive: true });
     window.addEventListener("resize", scheduleNear);
   }
 
@@ -884,11 +942,14 @@
       performance.now() - renderedAt < CATCH_UP_MS;
   }
 
+  let flushFrame = 0; // the frame asked for ...
+  let flushTimer = 0; // ... and the timer in case none comes: the one that runs cancels the other
+
   function scheduleFlush() {
     if (flushQueued) return;
     flushQueued = true;
-    requestAnimationFrame(flush);
-    setTimeout(flush, 250); // background tabs get no animation frames
+    flushFrame = requestAnimationFrame(flush);
+    flushTimer = setTimeout(flush, 250); // background tabs get no animation frames
   }
 
   /** One frame's DOM work. The logs first: they read their scroll positions before
@@ -900,8 +961,13 @@
   function flush() {
     if (!flushQueued) return;
     flushQueued = false;
+    // Else a frame asked for before a timer's flush would run flush again in the frame
+    // after, as many times as asked: each one laying out what the one before wrote.
+    cancelAnimationFrame(flushFrame);
+    clearTimeout(flushTimer);
     if (catchingUp()) return; // the slices call again
     renderedAt = performance.now();
+    const near = nearQueued ? measureNear() : null; // reads, before any write
     logs.render();
     let rendered = 0;
     for (const host of dirtyHosts) {
@@ -915,6 +981,7 @@
     headerDirty = false;
     if (rolloutDirty) renderRollout();
     rolloutDirty = false;
+    if (near) buildNear(near); // writes, last
     if (dirtyHosts.size || orderDirty) {
       scheduleFlush();
     } else if (document.body.dataset.appliedSeq !== String(appliedUpTo)) {

@@ -97,6 +97,9 @@
       // While true, frames render nothing (the page is catching up); render() then runs
       // when the page calls it.
       this.deferred = options.deferred || (() => false);
+      // Asks the page for a frame that calls render() (the page then reads and writes in
+      // one pass for everything); by default a frame of its own.
+      this.requestFrame = options.requestFrame || null;
       this.logs = new Map();
       this.totalRows = 0;
       this.held = 0;
@@ -199,6 +202,11 @@
     }
 
     schedule() {
+      if (this.requestFrame) {
+        this.queued = true;
+        this.requestFrame();
+        return;
+      }
       if (this.queued) return;
       this.queued = true;
       requestAnimationFrame(() => this.render());
@@ -299,6 +307,7 @@
       this.retryAt = 0;
       this.retryQueued = false;
       this.onScrollState = null;
+      this.scrolled = false; // scrolled since the last measure
     }
 
     /** Render into the scroll container `element` from now on (LogSet.attach). */
@@ -326,10 +335,10 @@
       element.addEventListener("wheel", (event) => {
         if (event.deltaY < 0) this.pinned = false;
       }, { passive: true });
+      // Whether a scroll reached the end is read with the log's other sizes in the next
+      // render (measure): read here, between frames, it would lay the page out again.
       element.addEventListener("scroll", () => {
-        const bottom = element.scrollHeight - element.clientHeight;
-        this.pinned = element.scrollTop >= bottom - ROW_PX / 2;
-        if (this.onScrollState) this.onScrollState(this);
+        this.scrolled = true;
         this.set.mark(this);
       }, { passive: true });
       // Its height now, before any frame: a search result scrolls to a row at once.
@@ -352,6 +361,7 @@
       this.pinned = true;
       this.followed = -1;
       this.onScrollState = null;
+      this.scrolled = false;
       this.sizeBox();
     }
 
@@ -548,6 +558,11 @@
       this.clientHeight = element.clientHeight;
       this.scrollHeight = element.scrollHeight;
       this.scrollTop = element.scrollTop;
+      if (this.scrolled) {
+        this.scrolled = false;
+        this.pinned = this.scrollTop >= this.scrollHeight - this.clientHeight - ROW_PX / 2;
+        if (this.onScrollState) this.onScrollState(this);
+      }
     }
 
     /** Pass 3: follow the tail, only when rows were added: a render between a key press
