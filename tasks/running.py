@@ -644,7 +644,7 @@ class JobRun:
             started_wall = time.time()
             self._append("step_started", host.name, {
                 "step": step.name, "index": position.index, "phase": position.phase,
-                "command": step.shown, "timeout": timeout, "run_dir": where.path})
+                "command": step.shown, "timeout": timeout, "run_dir": where.host_dir})
         else:
             started_wall = resumed.started_ts or time.time()
         output = HostOutput(self.events, self.job_id, host.name, step.name,
@@ -694,7 +694,7 @@ class JobRun:
             started_wall = time.time()
             self._append("step_started", host.name, {
                 "step": step.name, "index": position.index, "phase": position.phase,
-                "command": step.shown, "timeout": wait.timeout, "run_dir": base.path,
+                "command": step.shown, "timeout": wait.timeout, "run_dir": base.host_dir,
                 "wait": {**wait.to_json(), "deadline": round(started_wall + wait.timeout, 3)}})
         else:
             started_wall = resumed.started_ts or time.time()
@@ -801,10 +801,7 @@ class JobRun:
                     result = holder[0].attach_step(where, dict(output.offsets), output.line,
                                                    control)
                 else:
-                    prepare = [self._location(host, StepPosition(STEPS, i))
-                               for i in range(len(host.steps))] if where.key == "0" else None
-                    result = holder[0].start_step(where, step.command, output.line, control,
-                                                  prepare=prepare)
+                    result = holder[0].start_step(where, step.command, output.line, control)
             except TransportError as exc:
                 result = StepResult(None, lost=True, reason=str(exc))
             if not result.lost:
@@ -854,7 +851,7 @@ class JobRun:
         if step is None or where is None:
             return lead
         return (f"{lead}; step {step.name!r} was left running on the server "
-                f"(not killed), its output so far is kept there in {where.path}")
+                f"(not killed), its output so far is kept there in {where.host_dir}")
 
     def _lost_outcome(self, host: HostPlan, open_step: OpenStep | None) -> dict[str, Any]:
         step, where = None, None

@@ -36,8 +36,7 @@ import fcntl
 import hashlib
 import hmac
 import logging
-import re
-import shlex
+import secrets
 import socket
 import threading
 import time
@@ -49,6 +48,22 @@ import paramiko
 from fabric import Config, Connection
 
 from tasks.metrics import SSH_CONNECT_SECONDS, SSH_FAILURES
+from tasks.remote_scripts import (
+    AGENT_MARKER,
+    AGENT_SCRIPT,
+    ATTACH_MARKER,
+    ATTACH_SCRIPT,
+    CLEAN_SCRIPT,
+    ERROR_MARKER,
+    NO_RUN_DIR,
+    REMOVE_REQUEST,
+    REMOVE_SCRIPT,
+    SIGNAL_SCRIPT,
+    STATUS_SCRIPT,
+    remote_script,
+    step_request,
+)
+from tasks.step_output import LineSplitter, StepStream
 from tasks.transport import (
     OutputSink,
     RemoteStatus,
@@ -66,9 +81,6 @@ log = logging.getLogger(__name__)
 # packet.py looks the function up on the module at each call, so this reaches it.
 paramiko.util.constant_time_bytes_eq = hmac.compare_digest
 
-PGID_MARKER = b"@@patchbay-pgid "
-ERROR_MARKER = b"@@patchbay-error "  # the wrapper's own failure, for the reason
-MAX_LINE_BYTES = 16_384  # longer lines are cut into pieces rather than buffered whole
 READ_CHUNK = 65_536
 # A step channel's window (PATCHBAY_SSH_WINDOW): how much output a server may send
 # before the console has read it. paramiko's default, 2 MiB in packets of 32 KiB, let
@@ -83,88 +95,8 @@ MIN_PACKET = 4_096
 CHUNKS_PER_ROUND = 16
 TICK_SECONDS = 0.1
 EOF_GRACE = 2.0  # seconds to wait for end of output after the exit status
-NO_RUN_DIR = 125  # START_SCRIPT's exit status when it cannot make the run directory
 
 SSHError = TransportError  # the name callers used before the Transport protocol
-
-# $1: the command; $2: its run directory; $3...: run directories to create as well.
-# The command runs by `eval` in a subshell, in the shell's own working directory: its
-# `exit N` ends only that subshell, a syntax error in it is its own failure, and it
-# sees no variable or parameter of this script. The wrapper's own messages never reach
-# the step's output: a failure to make the run directory comes first, behind
-# ERROR_MARKER (it becomes the step's reason), and tee's complaints are dropped.
-#
-# Each fork of the login shell costs the server about 1 ms of CPU (bash), so the
-# script spares what it can. `mkdir` runs plainly, and only when it fails again is its
-# message captured (a command substitution is one more fork). Under bash the command
-# runs in the subshell that is the pipeline's own element, and its exit status comes
-# from PIPESTATUS (even when the command `exec`s); a POSIX shell has no PIPESTATUS, so
-# there a further subshell runs the command and reports its status itself.
-START_SCRIPT = r"""
-__pb_c=$1; shift; __pb_d=$1
-[ -d "$__pb_d" ] || mkdir -p -- "$@" 2>/dev/null || __pb_e=$(mkdir -p -- "$@" 2>&1) || {
-  printf '@@patchbay-error %s\n' "$(printf %s "$__pb_e" | tr '\n' ' ')"; exit 125; }
-{ echo $$ > "$__pb_d/pgid"; } 2>/dev/null
-printf '@@patchbay-pgid %s\n' $$
-if [ -n "${BASH_VERSION-}" ]; then
-  { { set -- "$__pb_c"; unset __pb_c __pb_d __pb_e; eval "shift; $1"; } </dev/null 4>&- \
-      2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 2>/dev/null 3>&- 4>&-
-    echo "${PIPESTATUS[0]}" >&4; } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out" 2>/dev/null
-else
-  { { ( set -- "$__pb_c"; unset __pb_c __pb_d __pb_e; eval "shift; $1" ) </dev/null 4>&-
-      echo $? >&4; } 2>&1 >&3 3>&- | tee -p "$__pb_d/err" >&2 2>/dev/null 3>&- 4>&-
-    } 4>"$__pb_d/exit" 3>&1 | tee -p "$__pb_d/out" 2>/dev/null
-fi
-__pb_c=; { read __pb_c < "$__pb_d/exit"; echo "${__pb_c:=125}" > "$__pb_d/status"; } 2>/dev/null
-exit "${__pb_c:-125}"
-"""
-
-# $1: run directory; $2, $3: first byte of stdout / stderr to send (1-based). tail's
-# own complaints are dropped: only the step's bytes are its output.
-ATTACH_SCRIPT = r"""
-cd "$1" 2>/dev/null && read p < pgid 2>/dev/null || exit 0
-if [ -f status ]; then
-  tail -c +"$2" out 2>/dev/null; tail -c +"$3" err >&2 2>/dev/null; exit 0; fi
-tail -c +"$2" -s 0.1 -f --pid="$p" out 2>/dev/null &
-tail -c +"$3" -s 0.1 -f --pid="$p" err >&2 2>/dev/null
-wait
-"""
-
-# $1: run directory. Prints "STATE PGID EXIT": the status is read again after the
-# group is found gone, since the step may have ended between the two looks.
-STATUS_SCRIPT = r"""
-cd "$1" 2>/dev/null && read p < pgid 2>/dev/null || { echo missing - -; exit 0; }
-if read c < status 2>/dev/null; then echo exited "$p" "$c"
-elif kill -s 0 -- -"$p" 2>/dev/null; then echo running "$p" -
-elif read c < status 2>/dev/null; then echo exited "$p" "$c"
-else echo vanished "$p" -; fi
-"""
-
-# $1: signal name; $2: run directory.
-SIGNAL_SCRIPT = r"""
-read p < "$2/pgid" 2>/dev/null || exit 3
-[ -f "$2/status" ] && exit 0
-kill -s "$1" -- -"$p"
-"""
-
-# $1: host run directory; $2: run root; $3: minutes a job directory is kept. One find
-# (and the rm it starts) removes both: the host's directory, and every job directory
-# directly under the root that is older than that (`-path "$2/*/*"` is any deeper one).
-# Other hosts of the same account may be removing theirs at the same moment: what
-# vanished under find is no error.
-CLEAN_SCRIPT = r"""
-[ -d "$2" ] || exit 0
-find "$2" -mindepth 1 -maxdepth 2 \( -path "$1" -o ! -path "$2/*/*" -mmin +"$3" \) \
-  -prune -exec rm -rf -- {} + 2>/dev/null
-exit 0
-"""
-
-# $1: host run directory. Between two sweeps a finished host's directory is removed by
-# this alone: the login shell runs a command line's last command in place (bash and dash
-# do), so it costs the server one program and no fork, where CLEAN_SCRIPT's `find`
-# costs two programs and a fork and reads the whole run root. (No redirection: with one,
-# bash forks first. rm's complaints go to the channel's stderr, which nobody reads.)
-REMOVE_SCRIPT = 'rm -rf -- "$1"'
 
 # The retention sweep (CLEAN_SCRIPT) runs on a server (address, port, user, run root)
 # at most once per SWEEP_INTERVAL seconds in each console process: leftovers are days
@@ -225,22 +157,6 @@ def _read_private_key(path: Path) -> paramiko.PKey:
                               "can use") from None
 
 
-def remote_script(script: str, *args: str) -> str:
-    """A command line that runs ``script`` in the login shell sshd starts, with ``args``
-    as its positional parameters (quoted, never spliced into the script). A path
-    starting ``~/`` becomes ``"$HOME"/...`` so the remote expands it.
-
-    The script runs in that shell itself, not in a further ``sh -c``: every process
-    spared is one fewer fork and exec per step on the server."""
-    return " ".join(["set --", *(_remote_path(arg) for arg in args)]) + "\n" + script
-
-
-def _remote_path(value: str) -> str:
-    if value.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(value[2:])
-    return shlex.quote(value)
-
-
 def fingerprint(key: paramiko.PKey) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
@@ -291,95 +207,6 @@ def record_host_key(path: Path, hostname: str, key: paramiko.PKey) -> None:
                 hostname, key, expected or next(iter(recorded.values())))
         separator = "\n" if text and not text.endswith("\n") else ""
         handle.write(f"{separator}{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-class LineSplitter:
-    """Cuts one stream's bytes into lines, each handed on with the byte offset just
-    after it, so a reader that stops can go on at exactly the next unread byte.
-
-    Lines are cut from bytes and decoded whole (a newline never falls inside a UTF-8
-    sequence); only the partial last line is buffered, and a line longer than
-    :data:`MAX_LINE_BYTES` is cut at a character boundary."""
-
-    def __init__(self, stream: str, sink: OutputSink, offset: int = 0) -> None:
-        self.stream = stream
-        self.sink = sink
-        self.offset = offset  # end of the last line handed on
-        self.pending = b""
-
-    def feed(self, data: bytes) -> None:
-        if not data:
-            return
-        parts = (self.pending + data).split(b"\n")
-        self.pending = parts.pop()
-        for part in parts:
-            self._emit_cut(part, 1)
-        while len(self.pending) > MAX_LINE_BYTES:
-            cut = _char_boundary(self.pending, MAX_LINE_BYTES)
-            self._emit(self.pending[:cut], 0)
-            self.pending = self.pending[cut:]
-
-    def close(self) -> None:
-        """Hand on the partial last line, if any (the stream has ended)."""
-        if self.pending:
-            rest, self.pending = self.pending, b""
-            self._emit_cut(rest, 0)
-
-    def _emit_cut(self, line: bytes, newline: int) -> None:
-        while len(line) > MAX_LINE_BYTES:
-            cut = _char_boundary(line, MAX_LINE_BYTES)
-            self._emit(line[:cut], 0)
-            line = line[cut:]
-        self._emit(line, newline)
-
-    def _emit(self, line: bytes, newline: int) -> None:
-        self.offset += len(line) + newline
-        text = line.decode("utf-8", "replace")
-        self.sink(self.stream, text[:-1] if text.endswith("\r") else text, self.offset)
-
-
-def _char_boundary(data: bytes, limit: int) -> int:
-    """The largest cut at or below ``limit`` that does not split a UTF-8 sequence."""
-    cut = limit
-    while cut > limit - 4 and cut > 0 and (data[cut] & 0xC0) == 0x80:
-        cut -= 1
-    return cut if cut > limit - 4 else limit
-
-
-class _MarkerReader:
-    """Takes the wrapper's first line off the front of a live step's stdout: the PGID
-    marker, or the error marker of a wrapper that could not start the step."""
-
-    def __init__(self, splitter: LineSplitter) -> None:
-        self.splitter = splitter
-        self.head: bytes | None = b""
-        self.pgid: int | None = None
-        self.error: str | None = None
-
-    def feed(self, data: bytes) -> None:
-        if self.head is None:
-            self.splitter.feed(data)
-            return
-        self.head += data
-        newline = self.head.find(b"\n")
-        if newline < 0:
-            return
-        line, rest, self.head = self.head[:newline], self.head[newline + 1:], None
-        match = re.fullmatch(rb"(\d+)", line.removeprefix(PGID_MARKER).strip())
-        if line.startswith(PGID_MARKER) and match:
-            self.pgid = int(match.group(1))
-            self.splitter.feed(rest)
-        elif line.startswith(ERROR_MARKER):
-            self.error = line.removeprefix(ERROR_MARKER).decode("utf-8", "replace").strip()
-            self.splitter.feed(rest)
-        else:  # not our wrapper's first line: hand everything on unchanged
-            self.splitter.feed(line + b"\n" + rest)
-
-    def close(self) -> None:
-        if self.head:
-            self.splitter.feed(self.head)
-        self.head = None
-        self.splitter.close()
 
 
 class KnownHosts:
@@ -443,6 +270,55 @@ def _fabric_config() -> Config:
     return _shared_config[0]
 
 
+class _Agent:
+    """A session's agent shell (``AGENT_SCRIPT``) on its channel: how many bytes of
+    each stream it has sent since its first line (where the next step's output begins
+    in its files, less what came after the last end marker, kept in ``rest``)."""
+
+    def __init__(self, channel: paramiko.Channel, host_dir: str, rest: bytes) -> None:
+        self.channel = channel
+        self.host_dir = host_dir
+        self.received = [len(rest), 0]
+        self.rest = [rest, b""]
+
+    def alive(self) -> bool:
+        channel = self.channel
+        return not channel.closed and not channel.exit_status_ready() \
+            and not channel.eof_received and channel.get_transport().is_active()
+
+    def counted(self, stream: int, feed: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        def counted_feed(data: bytes) -> None:
+            self.received[stream] += len(data)
+            feed(data)
+        return counted_feed
+
+
+class _AttachHead:
+    """Takes ATTACH_SCRIPT's first line (the step's end-marker token) off its stdout
+    and gives the token to both streams."""
+
+    def __init__(self, stdout: StepStream, stderr: StepStream) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.head: bytes | None = b""
+
+    def feed(self, data: bytes) -> None:
+        if self.head is None:
+            self.stdout.feed(data)
+            return
+        self.head += data
+        line, newline, rest = self.head.partition(b"\n")
+        if not newline:
+            return
+        self.head = None
+        token = line.removeprefix(ATTACH_MARKER).decode("ascii", "replace").strip()
+        if not line.startswith(ATTACH_MARKER) or not token.isalnum():
+            raise SSHError(f"unexpected answer from the step's run directory: {line!r:.100}")
+        self.stdout.set_token(token)
+        self.stderr.set_token(token)
+        self.stdout.feed(rest)
+
+
 class SSHHostSession:
     """One authenticated connection to one server, reused for all of a job's steps."""
 
@@ -460,6 +336,7 @@ class SSHHostSession:
             "auth_timeout": connect_timeout,
         }
         self.key_file = Path(target.key_path).expanduser() if target.key_path else None
+        self._agent: _Agent | None = None
         self.connection = Connection(
             host=target.address, port=target.port, user=target.user,
             connect_timeout=int(max(1, connect_timeout)), connect_kwargs=connect_kwargs,
@@ -524,38 +401,53 @@ class SSHHostSession:
     # -- steps ------------------------------------------------------------------------
 
     def start_step(self, where: StepLocation, command: str, sink: OutputSink,
-                   control: StepControl, *, prepare: list[StepLocation] | None = None
-                   ) -> StepResult:
-        dirs = [where.path] + [p.path for p in prepare or [] if p.path != where.path]
-        channel = self._open(remote_script(START_SCRIPT, command, *dirs))
-        stdout = LineSplitter("stdout", sink)
-        marker = _MarkerReader(stdout)
-        stderr = LineSplitter("stderr", sink)
-        result = self._follow(channel, marker, stdout, stderr, where, control)
-        if result.exit_code == NO_RUN_DIR and marker.pgid is None:
-            result.reason = f"could not create the run directory {where.path} on the server"
-            if marker.error:
-                result.reason += f": {marker.error[:300]}"
+                   control: StepControl) -> StepResult:
+        agent = self._agent_for(where.host_dir)
+        if isinstance(agent, StepResult):
+            return agent  # the agent could not start: the run directory
+        token = secrets.token_hex(8)
+        start = (agent.received[0] - len(agent.rest[0]),
+                 agent.received[1] - len(agent.rest[1]))
+        try:
+            agent.channel.sendall(step_request(where.key, token, start, command))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self._agent = None
+            raise SSHError(f"could not start the step: {_first_line(exc)}") from None
+        stdout = StepStream(LineSplitter("stdout", sink), token)
+        stderr = StepStream(LineSplitter("stderr", sink), token)
+        rest, agent.rest = agent.rest, [b"", b""]
+        stdout.feed(rest[0])
+        stderr.feed(rest[1])
+        result = self._follow(agent.channel, agent.counted(0, stdout.feed),
+                              agent.counted(1, stderr.feed), stdout, stderr, where, control,
+                              keep_channel=True)
+        if stdout.ended and stderr.ended:
+            agent.rest = [stdout.rest, stderr.rest]
+        else:
+            self._agent = None  # it died with the step (stopped), or the connection did
         return result
 
     def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
                     control: StepControl) -> StepResult:
         out, err = offsets.get("stdout", 0), offsets.get("stderr", 0)
-        channel = self._open(remote_script(ATTACH_SCRIPT, where.path, str(out + 1),
-                                           str(err + 1)))
-        stdout = LineSplitter("stdout", sink, out)
-        stderr = LineSplitter("stderr", sink, err)
-        result = self._follow(channel, stdout, stdout, stderr, where, control)
-        if not result.lost:
-            status = self.step_status(where)
-            result.exit_code = status.exit_code
-            if status.state == "vanished":
-                result.reason = ("the step's processes are gone and left no exit status "
-                                 "(killed, or the server restarted)")
+        channel = self._open(remote_script(ATTACH_SCRIPT, where.host_dir, where.key,
+                                           str(out), str(err)))
+        stdout = StepStream(LineSplitter("stdout", sink, out))
+        stderr = StepStream(LineSplitter("stderr", sink, err))
+        head = _AttachHead(stdout, stderr)
+        result = self._follow(channel, head.feed, stderr.feed, stdout, stderr, where,
+                              control, keep_channel=False)
+        if result.lost or (stdout.ended and stderr.ended):
+            return result
+        status = self.step_status(where)
+        result.exit_code = status.exit_code
+        if status.state == "vanished":
+            result.reason = ("the step's processes are gone and left no exit status "
+                             "(killed, or the server restarted)")
         return result
 
     def step_status(self, where: StepLocation) -> RemoteStatus:
-        words = self._short(remote_script(STATUS_SCRIPT, where.path)).split()
+        words = self._short(remote_script(STATUS_SCRIPT, where.host_dir, where.key)).split()
         if len(words) != 3 or words[0] not in ("missing", "running", "exited", "vanished"):
             raise SSHError(f"unexpected answer from the step status check: {words!r:.100}")
         state, pgid, code = words
@@ -565,40 +457,110 @@ class SSHHostSession:
     def signal(self, where: StepLocation, signal_name: str) -> bool:
         try:
             exit_code, _ = self._control(remote_script(SIGNAL_SCRIPT, signal_name,
-                                                       where.path))
+                                                       where.host_dir, where.key))
         except SSHError as exc:  # best effort: the caller bounds the wait
-            log.warning("%s: sending %s to %s failed: %s", self.target.name, signal_name,
-                        where.path, exc)
+            log.warning("%s: sending %s to step %s in %s failed: %s", self.target.name,
+                        signal_name, where.key, where.host_dir, exc)
             return False
         return exit_code == 0
 
     def clean(self, host_dir: str, root: str, retention_seconds: float) -> None:
         """Remove the host's run directory; and, if this server's run root was not
         swept in the last :data:`SWEEP_INTERVAL`, every job directory there older than
-        ``retention_seconds``."""
+        ``retention_seconds``. Between sweeps the host's agent removes it (one ``rm``
+        run in place of the agent), or, when no agent is left, a command of its own."""
         target = self.target
         server = (target.address, target.port, target.user, root)
         swept = _last_sweep.get(server)
         sweep = swept is None or time.monotonic() - swept >= SWEEP_INTERVAL
-        if sweep:
-            minutes = str(max(1, int(retention_seconds // 60)))
-            command = remote_script(CLEAN_SCRIPT, host_dir, root, minutes)
-        else:
-            command = remote_script(REMOVE_SCRIPT, host_dir)
+        agent, self._agent = self._agent, None
         try:
-            self._short(command)
+            if sweep:
+                minutes = str(max(1, int(retention_seconds // 60)))
+                self._short(remote_script(CLEAN_SCRIPT, host_dir, root, minutes))
+                _last_sweep[server] = time.monotonic()
+            elif agent is not None and agent.host_dir == host_dir and agent.alive():
+                self._remove_by(agent)
+            else:
+                self._short(remote_script(REMOVE_SCRIPT, host_dir))
         except SSHError as exc:
             log.warning("%s: removing %s failed: %s", target.name, host_dir, exc)
-            return
-        if sweep:
-            _last_sweep[server] = time.monotonic()
 
     def close(self) -> None:
+        """Close the connection: an agent reads end of input and ends after its step."""
+        self._agent = None
         self.connection.close()
+
+    # -- the agent ----------------------------------------------------------------------
+
+    def _agent_for(self, host_dir: str) -> _Agent | StepResult:
+        """The session's agent for ``host_dir``, started if there is none (or it died).
+        A :class:`StepResult` (exit code 125) when it could not make the directory."""
+        agent = self._agent
+        if agent is not None and agent.host_dir == host_dir and agent.alive():
+            return agent
+        self._agent = None
+        channel = self._open(remote_script(AGENT_SCRIPT, host_dir, secrets.token_hex(4)),
+                             stdin=True)
+        first, rest = self._first_line(channel)
+        if first.startswith(AGENT_MARKER) and first[len(AGENT_MARKER):].strip().isdigit():
+            self._agent = _Agent(channel, host_dir, rest)
+            return self._agent
+        channel.close()
+        reason = f"could not create the run directory {host_dir} on the server"
+        if first.startswith(ERROR_MARKER):
+            detail = first[len(ERROR_MARKER):].decode("utf-8", "replace").strip()
+            return StepResult(NO_RUN_DIR, reason=f"{reason}: {detail[:300]}")
+        code = channel.exit_status if channel.exit_status_ready() else None
+        if code == NO_RUN_DIR:
+            return StepResult(NO_RUN_DIR, reason=reason)
+        raise SSHError(f"the step runner did not start on the server (exit status {code})")
+
+    def _first_line(self, channel: paramiko.Channel) -> tuple[bytes, bytes]:
+        """The first line the channel's stdout sends (without its newline), and what
+        came after it; ``b""`` when the channel ends first."""
+        data = b""
+        deadline = time.monotonic() + self.connect_timeout
+        try:
+            channel.settimeout(self.connect_timeout)
+            while b"\n" not in data:
+                chunk = channel.recv(READ_CHUNK)
+                if not chunk:
+                    channel.status_event.wait(max(0.0, deadline - time.monotonic()))
+                    return data, b""
+                data += chunk
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+        except TimeoutError:
+            channel.close()
+            raise SSHError(f"the step runner did not answer within "
+                           f"{self.connect_timeout:g} s") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise SSHError(f"the step runner failed: {_first_line(exc)}") from None
+        finally:
+            channel.settimeout(None)
+        first, _, rest = data.partition(b"\n")
+        return first, rest
+
+    def _remove_by(self, agent: _Agent) -> None:
+        """Have the agent remove its run directory; wait for it within the timeout."""
+        try:
+            agent.channel.sendall(REMOVE_REQUEST)
+            agent.channel.shutdown_write()
+            if not agent.channel.status_event.wait(self.connect_timeout):
+                raise SSHError(f"removing the run directory took over "
+                               f"{self.connect_timeout:g} s")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"removing the run directory failed: {_first_line(exc)}"
+                           ) from None
+        finally:
+            agent.channel.close()
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _open(self, command: str) -> paramiko.Channel:
+    def _open(self, command: str, stdin: bool = False) -> paramiko.Channel:
+        """A channel running ``command``; its stdin closed unless ``stdin``."""
         transport = self.connection.transport
         if transport is None or not transport.is_active():
             SSH_FAILURES.labels("dropped").inc()
@@ -608,7 +570,8 @@ class SSHHostSession:
                                              max_packet_size=self.packet_size,
                                              timeout=self.connect_timeout)
             channel.exec_command(command)
-            channel.shutdown_write()  # the command gets EOF on stdin, never our stdin
+            if not stdin:
+                channel.shutdown_write()  # the command gets EOF on stdin, never ours
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"could not start command: {_first_line(exc)}") from None
         return channel
@@ -647,11 +610,14 @@ class SSHHostSession:
         exit_code = channel.exit_status if channel.exit_status_ready() else None
         return (None if exit_code == -1 else exit_code), out.decode("utf-8", "replace")
 
-    def _follow(self, channel: paramiko.Channel, stdout_in: LineSplitter | _MarkerReader,
-                stdout: LineSplitter, stderr: LineSplitter, where: StepLocation,
-                control: StepControl) -> StepResult:
-        """Read a step's channel until it ends, the connection breaks, or ``control``
-        stops it (TERM, then KILL after the grace period, then give up waiting)."""
+    def _follow(self, channel: paramiko.Channel, feed_stdout: Callable[[bytes], None],
+                feed_stderr: Callable[[bytes], None], stdout: StepStream,
+                stderr: StepStream, where: StepLocation, control: StepControl, *,
+                keep_channel: bool) -> StepResult:
+        """Read a step's output until both streams have its end marker, the channel
+        ends, the connection breaks, or ``control`` stops it (TERM, then KILL after the
+        grace period, then give up waiting). An agent's channel (``keep_channel``) stays
+        open for its next step."""
         transport = channel.get_transport()
         # Both output buffers set one event when data arrives: a green-friendly wait on
         # either stream (selecting on the channel's pipe confuses eventlet's hub when
@@ -677,11 +643,13 @@ class SSHHostSession:
             for _ in range(CHUNKS_PER_ROUND):
                 if not channel.recv_ready():
                     break
-                stdout_in.feed(channel.recv(READ_CHUNK))
+                feed_stdout(channel.recv(READ_CHUNK))
             for _ in range(CHUNKS_PER_ROUND):
                 if not channel.recv_stderr_ready():
                     break
-                stderr.feed(channel.recv_stderr(READ_CHUNK))
+                feed_stderr(channel.recv_stderr(READ_CHUNK))
+            if stdout.ended and stderr.ended:
+                break
             wait = 0 if channel.recv_ready() or channel.recv_stderr_ready() else TICK_SECONDS
             due = control.tick()
             if due is not None:
@@ -715,7 +683,13 @@ class SSHHostSession:
                     and now - kill_sent_at >= self.kill_grace * 2:
                 channel.close()  # the remote ignores even KILL: stop waiting for it
                 break
-        stdout_in.close()
+        if stdout.ended and stderr.ended:
+            if not keep_channel:
+                channel.close()
+            if stopped is not None and not killed_hard:
+                sent = self._kill_survivors(where, kill_sent_at, sent)
+            return StepResult(stdout.exit_code, stopped, offsets=offsets(), signal=sent)
+        stdout.close()
         stderr.close()
         code = channel.recv_exit_status() if channel.exit_status_ready() else None
         channel.close()

@@ -88,7 +88,10 @@ class RemoteStatus:
 
 @dataclass(frozen=True)
 class StepLocation:
-    """Where a step keeps its files: ``<root>/<job uid>/<host>/<step key>``."""
+    """Where a step keeps its files: the host's run directory
+    ``<root>/<job uid>/<host>``, where the step's own files are named by its key
+    (``<key>.start``, ``<key>.pgid``, ``<key>.status``; docs/remote-steps.md). ``path``
+    names the step in that directory (the fake transport keys its steps by it)."""
 
     root: str
     job_uid: str
@@ -111,11 +114,9 @@ class HostSession(Protocol):
         """Open the connection; raise :class:`TransportError` with a one-line reason."""
 
     def start_step(self, where: StepLocation, command: str, sink: OutputSink,
-                   control: StepControl, *, prepare: list[StepLocation] | None = None
-                   ) -> StepResult:
-        """Start ``command`` detached in ``where`` and stream its output until it ends,
-        it is stopped, or the connection breaks. ``prepare`` lists run directories to
-        create first (the host's later steps), saving them a round trip each."""
+                   control: StepControl) -> StepResult:
+        """Start ``command`` detached as step ``where`` and stream its output until it
+        ends, it is stopped, or the connection breaks."""
 
     def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
                     control: StepControl) -> StepResult:

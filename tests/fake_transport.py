@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tasks.ssh import LineSplitter
+from tasks.step_output import LineSplitter
 from tasks.transport import (
     STREAMS,
     OutputSink,
@@ -353,14 +353,13 @@ class FakeHostSession:
             self.closed = False
 
     def start_step(self, where: StepLocation, command: str, sink: OutputSink,
-                   control: StepControl, *, prepare: list[StepLocation] | None = None
-                   ) -> StepResult:
+                   control: StepControl) -> StepResult:
         with self._call():
             with self.fleet.cond:
                 self._require()
                 self.fleet.calls.append(("start", self.host, where.path, command))
                 server = self.fleet.server(self.host)
-                server.dirs.update([where.path, *(p.path for p in prepare or [])])
+                server.dirs.add(where.path)
                 step = self.fleet.launch(self.host, where, command)
             return self._follow(step, {}, sink, control)
 

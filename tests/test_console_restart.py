@@ -97,7 +97,7 @@ def test_steps_that_ended_while_the_console_was_down_are_collected(console, sshd
         for release in releases:
             release.touch()
         wait_until(lambda: all(list((host.root / ".patchbay" / "runs").glob(
-            f"*/{host.name}/0/status")) for host in (ok_host, failing_host)),
+            f"*/{host.name}/0.status")) for host in (ok_host, failing_host)),
                    what="both steps ended on their servers")
         console.start()
         wait_until(lambda: database.job(job_id)[0].status != "running", timeout=60,

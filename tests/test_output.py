@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 
 from tasks.output import HostOutput
-from tasks.ssh import (
+from tasks.remote_scripts import (
+    AGENT_MARKER,
+    AGENT_SCRIPT,
     ATTACH_SCRIPT,
-    MAX_LINE_BYTES,
-    PGID_MARKER,
-    START_SCRIPT,
+    REMOVE_REQUEST,
     STATUS_SCRIPT,
-    LineSplitter,
     remote_script,
+    step_request,
 )
+from tasks.step_output import MAX_LINE_BYTES, LineSplitter, StepStream
 
 MAX_LINE_CHARS = MAX_LINE_BYTES  # the long-line tests use one-byte characters
 
@@ -275,44 +276,71 @@ def test_long_multibyte_lines_are_cut_at_character_boundaries():
 # --- the remote step scripts, run by a local shell ---------------------------------------
 
 
-def run_step(tmp_path, command: str, shell: str = "sh") -> subprocess.CompletedProcess[str]:
-    """Run START_SCRIPT as sshd would: in a login shell leading its own session."""
+def run_agent(tmp_path, commands: list[str], shell: str = "sh", remove: bool = False
+              ) -> subprocess.CompletedProcess[bytes]:
+    """Run AGENT_SCRIPT as sshd would (in a login shell leading its own session), sent
+    ``commands`` as steps 0, 1, ... with tokens t0, t1, ..., each step's output
+    starting where the last one's end marker line ended."""
+    host_dir = tmp_path / "run" / "h"
+    requests = b""
+    for index, command in enumerate(commands):
+        requests += step_request(str(index), f"t{index}", (0, 0), command)
     return subprocess.run(["setsid", "-w", shell, "-c",
-                           remote_script(START_SCRIPT, command, str(tmp_path / "run" / "0"))],
-                          capture_output=True, text=True, timeout=10, check=False,
-                          cwd=tmp_path)
+                           remote_script(AGENT_SCRIPT, str(host_dir), "a1")],
+                          input=requests + (REMOVE_REQUEST if remove else b""),
+                          capture_output=True, timeout=10, check=False, cwd=tmp_path)
+
+
+def step_outputs(stream: bytes, count: int) -> list[tuple[bytes, int]]:
+    """Each step's bytes and exit status, cut at its end marker."""
+    found = []
+    for index in range(count):
+        marker = b"\n@@patchbay-end t%d " % index
+        output, _, stream = stream.partition(marker)
+        status, _, stream = stream.partition(b"\n")
+        found.append((output, int(status)))
+    return found
 
 
 @pytest.mark.parametrize("shell", ["sh", "bash"])
-def test_a_step_prints_its_process_group_first_and_keeps_the_exit_code(tmp_path, shell):
-    result = run_step(tmp_path, "echo hi; exit 7", shell)
+def test_the_agent_names_itself_first_and_ends_each_step_with_its_exit_code(tmp_path, shell):
+    result = run_agent(tmp_path, ["echo hi; exit 7", "printf 'no newline'", "echo; echo"],
+                       shell)
 
-    first, *rest = result.stdout.split("\n")
-    assert re.fullmatch(re.escape(PGID_MARKER.decode()) + r"[0-9]+", first)
-    assert rest == ["hi", ""]
-    assert result.returncode == 7
+    first, stream = result.stdout.split(b"\n", 1)
+    assert re.fullmatch(re.escape(AGENT_MARKER) + rb"[0-9]+", first)
+    assert step_outputs(stream, 3) == [(b"hi\n", 7), (b"no newline", 0), (b"\n\n", 0)]
+    assert step_outputs(result.stderr, 3) == [(b"", 7), (b"", 0), (b"", 0)]
+    assert result.returncode == 0  # it ends at the end of its input
 
 
-def test_a_step_writes_its_output_pgid_and_status_to_its_run_directory(tmp_path):
-    result = run_step(tmp_path, "echo out; echo err >&2; printf tail; exit 3")
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_steps_write_output_pgid_start_and_status_to_the_host_run_directory(tmp_path,
+                                                                          shell):
+    result = run_agent(tmp_path, ["echo out; echo err >&2; printf tail; exit 3",
+                                  "echo two"], shell)
 
-    run = tmp_path / "run" / "0"
-    pgid = result.stdout.splitlines()[0].removeprefix(PGID_MARKER.decode())
-    assert (run / "out").read_bytes() == b"out\ntail"
-    assert (run / "err").read_bytes() == b"err\n"
-    assert (run / "status").read_text() == "3\n"
-    assert (run / "pgid").read_text() == pgid + "\n"
-    assert (run / "exit").read_text() == "3\n"
+    run = tmp_path / "run" / "h"
+    pgid = result.stdout.split(b"\n", 1)[0].removeprefix(AGENT_MARKER).decode()
+    assert (run / "out.a1").read_bytes() == (
+        b"out\ntail\n@@patchbay-end t0 3\ntwo\n\n@@patchbay-end t1 0\n")
+    assert (run / "err.a1").read_bytes() == (
+        b"err\n\n@@patchbay-end t0 3\n\n@@patchbay-end t1 0\n")
+    assert (run / "0.status").read_text() == "3\n"
+    assert (run / "1.status").read_text() == "0\n"
+    assert (run / "0.pgid").read_text() == pgid + "\n"
+    agent, out, err, token, _out_tee, _err_tee = (run / "1.start").read_text().split()
+    assert (agent, out, err, token) == ("a1", "0", "0", "t1")  # as the request said
 
 
 def test_the_step_runs_in_the_shell_session_and_group_and_in_its_working_directory(
         tmp_path):
-    result = run_step(tmp_path, "awk '{print $5, $6}' /proc/$$/stat; pwd")
+    result = run_agent(tmp_path, ["awk '{print $5, $6}' /proc/$$/stat; pwd"])
 
-    marker, group_and_session, cwd = result.stdout.splitlines()
-    pgid = marker.removeprefix(PGID_MARKER.decode())
-    assert group_and_session == f"{pgid} {pgid}"
-    assert cwd == str(tmp_path)
+    first, stream = result.stdout.split(b"\n", 1)
+    pgid = first.removeprefix(AGENT_MARKER).decode()
+    [(output, _)] = step_outputs(stream, 1)
+    assert output.decode().splitlines() == [f"{pgid} {pgid}", str(tmp_path)]
 
 
 @pytest.mark.parametrize("command", [
@@ -320,44 +348,88 @@ def test_the_step_runs_in_the_shell_session_and_group_and_in_its_working_directo
     "for i in 1 2 3; do echo $i; done",
     "x='a  b'; echo \"$x\"; echo $x",
     "echo no newline at the end | tr -d '\\n'",
-    "echo \"[$1] [$#] [$__pb_c] [$__pb_d]\"",
+    "echo \"[$1] [$#] [$__pb_c] [$__pb_h] [$__pb_n]\"",
+    "echo one\n  echo '  two  '\n\necho 'multi\nline'\\\n",
+    "cd /; echo $PWD",
 ])
 def test_the_command_text_reaches_the_shell_unchanged(tmp_path, command):
-    direct = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
-                            timeout=10, check=False)
+    direct = subprocess.run(["/bin/sh", "-c", command], capture_output=True, timeout=10,
+                            check=False)
 
-    wrapped = run_step(tmp_path, command)
+    wrapped = run_agent(tmp_path, [command, "pwd"])
 
-    assert wrapped.stdout.split("\n", 1)[1] == direct.stdout
+    [(output, _), (cwd, _)] = step_outputs(wrapped.stdout.split(b"\n", 1)[1], 2)
+    assert output == direct.stdout
+    assert cwd == str(tmp_path).encode() + b"\n"  # a step's `cd` stays in its subshell
 
 
 def test_a_syntax_error_is_the_step_s_own_failure(tmp_path):
-    result = run_step(tmp_path, "echo ( oops")
+    result = run_agent(tmp_path, ["echo ( oops", "echo fine"])
 
-    assert result.returncode == 2
-    assert "Syntax error" in result.stderr
-    assert (tmp_path / "run" / "0" / "status").read_text() == "2\n"
+    assert step_outputs(result.stdout.split(b"\n", 1)[1], 2) == [(b"", 2), (b"fine\n", 0)]
+    assert b"Syntax error" in result.stderr
+    assert (tmp_path / "run" / "h" / "0.status").read_text() == "2\n"
+
+
+def test_the_remove_request_removes_the_host_run_directory(tmp_path):
+    result = run_agent(tmp_path, ["echo x"], remove=True)
+
+    assert result.returncode == 0
+    assert not (tmp_path / "run" / "h").exists()
 
 
 def test_status_and_attach_read_a_finished_step_from_offsets(tmp_path):
-    run_step(tmp_path, "echo one; echo two; echo e1 >&2; echo e2 >&2; exit 4")
-    where = str(tmp_path / "run" / "0")
+    run_agent(tmp_path, ["echo zero", "echo one; echo two; echo e1 >&2; echo e2 >&2; exit 4"])
+    host_dir = str(tmp_path / "run" / "h")
+    run = tmp_path / "run" / "h"
+    # The console sent step 1's start: what it had read when it sent the step.
+    start = (run / "1.start").read_text().split()
+    start[1:3] = [str(len(b"zero\n\n@@patchbay-end t0 0\n")), str(len(b"\n@@patchbay-end t0 0\n"))]
+    (run / "1.start").write_text(" ".join(start) + "\n")
 
-    status = subprocess.run(["sh", "-c", remote_script(STATUS_SCRIPT, where)],
+    status = subprocess.run(["sh", "-c", remote_script(STATUS_SCRIPT, host_dir, "1")],
                             capture_output=True, text=True, check=True)
-    rest = subprocess.run(["sh", "-c", remote_script(ATTACH_SCRIPT, where, "5", "4")],
-                          capture_output=True, text=True, check=True)
+    rest = subprocess.run(["sh", "-c", remote_script(ATTACH_SCRIPT, host_dir, "1", "4", "3")],
+                          capture_output=True, check=True, timeout=10)
 
     state, _, code = status.stdout.split()
     assert (state, code) == ("exited", "4")
-    assert (rest.stdout, rest.stderr) == ("two\n", "e2\n")
+    assert rest.stdout == b"@@patchbay-attach t1\ntwo\n\n@@patchbay-end t1 4\n"
+    assert rest.stderr == b"e2\n\n@@patchbay-end t1 4\n"
 
 
 def test_status_of_a_step_that_never_started_is_missing(tmp_path):
-    status = subprocess.run(["sh", "-c", remote_script(STATUS_SCRIPT, str(tmp_path / "x"))],
+    status = subprocess.run(["sh", "-c", remote_script(STATUS_SCRIPT, str(tmp_path / "x"),
+                                                       "0")],
                             capture_output=True, text=True, check=True)
 
     assert status.stdout.split()[0] == "missing"
+
+
+# --- StepStream: a step's output up to its end marker ------------------------------------
+
+
+@pytest.mark.parametrize("output", [
+    b"", b"a", b"a\n", b"a\n\n", b"\n", b"\n\n", b"x\r", b"x\r\n", b"\r", b"a\nb",
+    b"@@patchbay-end t 3", b"\n@@patchbay-end other 0\n",
+])
+@pytest.mark.parametrize("cut", range(1, 30, 3))
+def test_a_step_stream_gives_the_step_s_lines_and_offset_wherever_reads_cut_it(output, cut):
+    emitted: list[tuple[str, int]] = []
+    stream = StepStream(LineSplitter("stdout", lambda _s, text, offset:
+                                     emitted.append((text, offset))), "t")
+    data = output + b"\n@@patchbay-end t 3\nthe next step's\n"
+
+    for start in range(0, len(data), cut):
+        stream.feed(data[start:start + cut])
+
+    expected = output.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+    assert [text for text, _ in emitted] == [
+        line.removesuffix(b"\r").decode() for line in expected]
+    assert (stream.ended, stream.exit_code, stream.offset) == (True, 3, len(output))
+    assert stream.rest == b"the next step's\n"
 
 
 def test_packet_macs_are_compared_in_constant_time_by_the_c_function():

@@ -339,7 +339,7 @@ def test_item_5_the_step_wrappers_own_messages_stay_out_of_the_output(console, s
 
     assert output == []
     assert host["status"] == "failed"
-    assert re.fullmatch(r"could not create the run directory ~/\.patchbay/runs/\w+/h08/0 on "
+    assert re.fullmatch(r"could not create the run directory ~/\.patchbay/runs/\w+/h08 on "
                         r"the server: mkdir: cannot create directory .*Not a directory ?",
                         host["reason"]), host["reason"]
 

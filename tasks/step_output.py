@@ -1,0 +1,177 @@
+"""A step's output as it comes off the channel: bytes cut into lines with their byte
+offsets (:class:`LineSplitter`), and the agent's end-of-step marker taken off each
+stream (:class:`StepStream`).
+
+An agent (``tasks.remote_scripts.AGENT_SCRIPT``) runs a server's steps one after the
+other on one channel. After each step it writes ``\\n@@patchbay-end TOKEN STATUS\\n`` to
+both streams; TOKEN is the console's random name for that step. That first newline ends
+the step's last line when it had none, or else makes an empty line of its own: so an
+empty line right before the marker is the marker's (dropped), a partial line is the
+step's (kept, with no newline counted). Bytes after the marker line are the next step's.
+"""
+
+from __future__ import annotations
+
+from tasks.remote_scripts import END_MARKER
+from tasks.transport import OutputSink
+
+MAX_LINE_BYTES = 16_384  # longer lines are cut into pieces rather than buffered whole
+
+
+class LineSplitter:
+    """Cuts one stream's bytes into lines, each handed on with the byte offset just
+    after it, so a reader that stops can go on at exactly the next unread byte.
+
+    Lines are cut from bytes and decoded whole (a newline never falls inside a UTF-8
+    sequence); only the partial last line is buffered, and a line longer than
+    :data:`MAX_LINE_BYTES` is cut at a character boundary."""
+
+    def __init__(self, stream: str, sink: OutputSink, offset: int = 0) -> None:
+        self.stream = stream
+        self.sink = sink
+        self.offset = offset  # end of the last line handed on
+        self.pending = b""
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        parts = (self.pending + data).split(b"\n")
+        self.pending = parts.pop()
+        for part in parts:
+            self._emit_cut(part, 1)
+        while len(self.pending) > MAX_LINE_BYTES:
+            cut = _char_boundary(self.pending, MAX_LINE_BYTES)
+            self._emit(self.pending[:cut], 0)
+            self.pending = self.pending[cut:]
+
+    def close(self) -> None:
+        """Hand on the partial last line, if any (the stream has ended)."""
+        if self.pending:
+            rest, self.pending = self.pending, b""
+            self._emit_cut(rest, 0)
+
+    def _emit_cut(self, line: bytes, newline: int) -> None:
+        while len(line) > MAX_LINE_BYTES:
+            cut = _char_boundary(line, MAX_LINE_BYTES)
+            self._emit(line[:cut], 0)
+            line = line[cut:]
+        self._emit(line, newline)
+
+    def _emit(self, line: bytes, newline: int) -> None:
+        self.offset += len(line) + newline
+        text = line.decode("utf-8", "replace")
+        self.sink(self.stream, text[:-1] if text.endswith("\r") else text, self.offset)
+
+
+def _char_boundary(data: bytes, limit: int) -> int:
+    """The largest cut at or below ``limit`` that does not split a UTF-8 sequence."""
+    cut = limit
+    while cut > limit - 4 and cut > 0 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut if cut > limit - 4 else limit
+
+
+class StepStream:
+    """One stream of an agent's (or an attach script's) channel, read for one step:
+    the step's bytes go on to ``splitter`` until the step's end marker; what follows
+    the marker line is kept in :attr:`rest` for the server's next step.
+
+    ``token`` may be learned late (:meth:`set_token`): an attach script names it on its
+    first line, and the other stream's bytes wait for it."""
+
+    def __init__(self, splitter: LineSplitter, token: str | None = None) -> None:
+        self.splitter = splitter
+        self.step_sink = splitter.sink
+        splitter.sink = self._line
+        self.held: tuple[str, str, int] | None = None  # an empty line, maybe the marker's
+        self.last_offset = self.start_offset = splitter.offset
+        self.fed = 0  # bytes handed on to the splitter
+        self.marker = b""
+        self.waiting = b""  # bytes that came before the token was known
+        self.tail = b""  # the last bytes handed on: a marker may straddle two reads
+        self.end_line: bytes | None = None  # the marker line after the token, so far
+        self.ended = False
+        self.exit_code: int | None = None
+        self.rest = b""
+        if token is not None:
+            self.set_token(token)
+
+    @property
+    def offset(self) -> int:
+        return self.splitter.offset
+
+    def set_token(self, token: str) -> None:
+        self.marker = b"\n" + END_MARKER + token.encode() + b" "
+        waiting, self.waiting = self.waiting, b""
+        self.feed(waiting)
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.ended:
+            self.rest += data
+        elif not self.marker:
+            self.waiting += data
+        elif self.end_line is not None:
+            self._end_line(data)
+        else:
+            self._search(data)
+
+    def close(self) -> None:
+        """The stream ended without a marker (the agent died): hand on what is held."""
+        if not self.ended:
+            self.splitter.close()
+            self._flush_held()
+
+    def _search(self, data: bytes) -> None:
+        window = self.tail + data
+        found = window.find(self.marker)
+        if found < 0:
+            self._hand_on(data)
+            return
+        before = found - len(self.tail)  # negative: the marker began in bytes handed on
+        if before >= 0:
+            self._hand_on(data[:before])
+            self.splitter.close()  # a partial line was the step's last, with no newline
+            self._flush_held()  # and a held empty line the step's own
+            length = self.splitter.offset
+        else:
+            # The marker's newline was handed on: it ended the step's partial line, or
+            # made the empty line held now, which is dropped. Its next bytes are pending.
+            self.held = None
+            self.splitter.pending = b""
+            length = self.start_offset + self.fed + before
+        self.splitter.offset = length
+        self._end_line(window[found + len(self.marker):])
+
+    def _end_line(self, data: bytes) -> None:
+        line = (self.end_line or b"") + data
+        newline = line.find(b"\n")
+        if newline < 0:
+            self.end_line = line
+            return
+        code = line[:newline].strip()
+        self.exit_code = int(code) if code.lstrip(b"-").isdigit() else None
+        self.end_line = None
+        self.ended = True
+        self.rest = line[newline + 1:]
+
+    def _hand_on(self, data: bytes) -> None:
+        if data:
+            self.splitter.feed(data)
+            self.fed += len(data)
+            keep = len(self.marker) - 1
+            self.tail = (self.tail + data)[-keep:]
+
+    def _line(self, stream: str, text: str, offset: int) -> None:
+        self._flush_held()
+        if offset - self.last_offset == 1 and not text:  # zero bytes and a newline
+            self.held = (stream, text, offset)
+        else:
+            self.step_sink(stream, text, offset)
+        self.last_offset = offset
+
+    def _flush_held(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.step_sink(*held)
