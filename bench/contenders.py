@@ -8,11 +8,12 @@ and CPU seconds (user + system, all threads) of this process for the fan-out alo
 - ``floor``: bare Fabric in an eventlet green pool, one connection per host reused for
   the three commands, host keys checked against the fleet's known_hosts (parsed once).
   Everything Patchbay adds is overhead over this.
-- ``floor-wrapped``: the floor running each command as Patchbay runs a step: detached
-  in its run directory (``tasks.ssh.START_SCRIPT``: output teed to files, exit status
-  in a file written once both files are complete), plus the per-host clean-up a
-  console makes between two retention sweeps (``tasks.ssh.REMOVE_SCRIPT``). It separates
-  the cost of what makes steps survive (extra processes on the remote, i.e. on this
+- ``floor-wrapped``: the floor running the commands as Patchbay runs steps: one agent
+  shell per host on one channel (``tasks.remote_scripts.AGENT_SCRIPT``: each step
+  detached, its output through two long-lived ``tee``s into files of the host's run
+  directory, ended by a marker line with its exit status), plus the per-host clean-up a
+  console makes between two retention sweeps (the agent's ``remove`` request). It
+  separates the cost of what makes steps survive (processes on the remote, i.e. on this
   machine) from the engine's.
 - ``pssh``: parallel-ssh's ``ParallelSSHClient`` (libssh2, gevent), connections reused.
 - ``threading``: Fabric's ``ThreadingGroup`` (one OS thread per host per command).
@@ -40,25 +41,44 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
 
     eventlet.monkey_patch()
     import resource
+    import secrets
     import time
 
     import paramiko
     from fabric import Config, Connection
 
-    from tasks.ssh import REMOVE_SCRIPT, START_SCRIPT, remote_script
+    from tasks.remote_scripts import AGENT_SCRIPT, REMOVE_REQUEST, remote_script, step_request
 
     hosts, commands, timeout = _load(fleet_json, count)
     root = "~/.patchbay/bench-runs"
 
-    def steps_for(host: dict) -> list[str]:
-        if not wrapped:
-            return commands
+    def wrapped_steps(connection: Connection, host: dict) -> int:
+        """The commands as an agent's steps (no Patchbay engine: bytes are only
+        searched for each step's end markers)."""
         host_dir = f"{root}/floor-{wall0:.0f}/{host['name']}"
-        dirs = [f"{host_dir}/{index}" for index in range(len(commands))]
-        return [remote_script(START_SCRIPT, command, *dirs[index:index + 1],
-                              *(dirs[1:] if index == 0 else []))
-                for index, command in enumerate(commands)] + [
-            remote_script(REMOVE_SCRIPT, host_dir)]
+        channel = connection.transport.open_session(window_size=32_768,
+                                                    max_packet_size=8_192)
+        channel.exec_command(remote_script(AGENT_SCRIPT, host_dir, secrets.token_hex(4)))
+        streams = [b"", b""]
+        failed = 0
+        for index, command in enumerate(commands):
+            token = secrets.token_hex(8)
+            channel.sendall(step_request(str(index), token, (0, 0), command))
+            marker = b"\n@@patchbay-end " + token.encode() + b" "
+            for stream, recv in enumerate((channel.recv, channel.recv_stderr)):
+                while marker not in streams[stream] or not streams[stream].endswith(b"\n"):
+                    data = recv(65_536)
+                    if not data:
+                        raise RuntimeError(f"{host['name']}: the agent ended")
+                    streams[stream] += data
+                status = streams[stream].partition(marker)[2].split(b"\n", 1)[0]
+                streams[stream] = b""
+            failed += status != b"0"
+        channel.sendall(REMOVE_REQUEST)
+        channel.shutdown_write()
+        failed += channel.recv_exit_status() != 0
+        channel.close()
+        return failed
 
     known = _known_hosts(hosts)
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -77,7 +97,10 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
         connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         failed = 0
         try:
-            for command in steps_for(host):
+            if wrapped:
+                connection.open()
+                return wrapped_steps(connection, host)
+            for command in commands:
                 result = connection.run(command, hide=True, in_stream=False, warn=True,
                                         timeout=600)
                 failed += result.exited != 0

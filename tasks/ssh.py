@@ -1,7 +1,7 @@
 """SSH transport: the :class:`~tasks.transport.HostSession` of a real server.
 
 Everything SSH-specific lives here: host-key checking, timeouts, the remote scripts
-that run a step detached in its run directory, and incremental output decoding.
+that run steps detached (:mod:`tasks.remote_scripts`), and reading their output.
 
 Fabric's :class:`~fabric.Connection` opens and authenticates the connection (one per
 server per job; every step reuses it). Output is read from paramiko channels of that
@@ -9,21 +9,16 @@ connection directly: Fabric's runner decodes each 1,000-byte chunk on its own (s
 multi-byte UTF-8) and keeps the whole output in memory, while here lines are cut from
 the bytes and decoded whole, and only the current partial line is buffered.
 
-**A step outlives its connection.** :data:`START_SCRIPT` runs the command in a subshell
-of the login shell sshd started for the channel (as ``ssh host command`` would; that
-shell already leads its own session and process group, so ``$$`` is the PGID and no
-extra ``setsid`` process is needed), with stdin from ``/dev/null`` and
-each stream piped through ``tee -p`` into ``out``/``err`` in the step's run directory
-and on to the channel. When the connection breaks, ``tee -p`` ignores the broken pipe
-and keeps writing the file, and the command never notices. The step's exit status goes
-to ``status`` once both files are complete, in one write of one line (readers accept
-only a whole line: what a rename would give, without an ``mv`` process per step). A
-later session re-attaches
-with :data:`ATTACH_SCRIPT` (``tail`` from byte offsets, following until the PGID's
-leader exits) and reads the status with :data:`STATUS_SCRIPT`. Stopping a step is
+**A step outlives its connection.** Each session runs one agent shell
+(:data:`~tasks.remote_scripts.AGENT_SCRIPT`) on one channel for all its steps: the login
+shell sshd started for the channel (it leads its own session and process group, so its
+PID is the steps' PGID), which runs each step detached from the channel, its output
+through two long-lived ``tee -p`` into files of the host's run directory, and ends it
+with a marker line carrying its exit status (:class:`~tasks.step_output.StepStream`
+cuts the streams there). A later session re-attaches with ``ATTACH_SCRIPT`` (``tail``
+from byte offsets) and reads the state with ``STATUS_SCRIPT``. Stopping a step is
 ``kill -s TERM -- -PGID`` (a form dash's builtin accepts) over a second channel, PGID
-read from the run directory. Those short commands go through Fabric's ``run`` with
-``in_stream=False`` (otherwise it reads our stdin, which eventlet refuses to share).
+read from the run directory; it ends the agent too, and the next step starts another.
 
 The remote needs a POSIX login shell (bash, dash, ksh, zsh) and GNU coreutils
 (``tee -p``, ``tail --pid``).

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import TEST_RUNBOOKS, write_inventory
 from tests.engine_world import build_world
+from tests.remote import RunToTheEnd, host_session, unique_seconds
 from tests.remote import remote_commands as commands_on
-from tests.remote import unique_seconds
 from tests.waiting import wait_until
 
 # `make test` runs these again under gevent, and again on PostgreSQL
@@ -521,3 +521,68 @@ def test_a_small_ssh_window_streams_a_big_output_whole_and_in_order(app, sshd_fl
                  for line in e["data"]["lines"]]
         assert lines == [f"line {i:07d} of a step that prints far more than its window"
                          for i in range(1, 70_001)]
+
+
+class StopAtOnce:
+    """A step control that asks to cancel the step at its first check."""
+
+    def stop_reason(self) -> str:
+        return "cancel"
+
+    def tick(self) -> None:
+        return None
+
+
+def test_one_agent_runs_a_server_s_steps_on_one_channel_and_a_stop_starts_another(
+        sshd_fleet, monkeypatch):
+    """Every step of a session goes to one agent shell (one channel, one pair of output
+    files); a stopped step ends that agent, and the next step starts a new one."""
+    import time
+    from secrets import token_hex
+
+    import tasks.ssh
+    from tasks.transport import StepLocation
+
+    host = sshd_fleet.hosts[6]
+    uid = f"agent-test-{token_hex(8)}"
+    run_dir = host.root / ".patchbay" / "runs" / uid / host.name
+    with host_session(sshd_fleet, 6) as (session, _):
+        opened: list[str] = []
+        original_open = session._open
+
+        def counting_open(command: str, stdin: bool = False):
+            opened.append("agent" if stdin else "control")
+            return original_open(command, stdin)
+
+        session._open = counting_open
+        lines: list[tuple[str, str, str]] = []
+
+        def run(key: str, command: str, control=None):
+            where = StepLocation("~/.patchbay/runs", uid, host.name, key)
+            return session.start_step(
+                where, command, lambda stream, text, _offset: lines.append((key, stream, text)),
+                control or RunToTheEnd())
+
+        results = [run("0", "echo one; printf two"), run("1", "echo oops >&2; exit 3"),
+                   run("2", "echo")]
+        assert [r.exit_code for r in results] == [0, 3, 0]
+        assert lines == [("0", "stdout", "one"), ("0", "stdout", "two"),
+                         ("1", "stderr", "oops"), ("2", "stdout", "")]
+        assert opened == ["agent"]
+        agents = {(run_dir / f"{key}.start").read_text().split()[0] for key in "012"}
+        assert len(agents) == 1
+
+        stopped = run("3", "sleep 30", StopAtOnce())
+        after = run("4", "echo after")
+        assert stopped.stopped == "cancel" and stopped.exit_code is None
+        assert after.exit_code == 0 and lines[-1] == ("4", "stdout", "after")
+        assert opened.count("agent") == 2
+        assert (run_dir / "4.start").read_text().split()[0] not in agents
+
+        # Swept a moment ago: the agent removes the directory itself.
+        monkeypatch.setattr(tasks.ssh, "_last_sweep", {
+            (host.address, host.port, "root", "~/.patchbay/runs"): time.monotonic()})
+        channels = len(opened)
+        session.clean(f"~/.patchbay/runs/{uid}/{host.name}", "~/.patchbay/runs", 3600)
+        assert len(opened) == channels
+    assert not run_dir.exists()
