@@ -23,6 +23,7 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
+import gc_tuning
 from blueprints import (
     admin,
     api,
@@ -217,6 +218,7 @@ def start_node(app: Flask) -> None:
     resumed = app.extensions["patchbay"].resume_owned_jobs()
     if resumed:
         app.logger.warning("resuming jobs left running: %s", resumed)
+    gc_tuning.tune_after_start_up()
 
 
 def _drop_socket(sid: str) -> None:
