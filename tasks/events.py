@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -197,11 +197,12 @@ class EventLog:
                     if written:
                         session.execute(insert(JobEvent), [{"job_id": item.job_id,
                                                             **item.event} for item in written])
-                    hosts = _job_hosts(session, written)
+                    rows = _batch_rows(session, written)
                     for item in written:
-                        apply_event(session, item.job_id, item.event, hosts)
+                        apply_event(session, item.job_id, item.event, rows)
                         if self.on_event is not None:
                             self.on_event(session, item.job_id, item.event)
+                    rows.release_locks(session)
                 return written, fenced
             except Exception:  # noqa: BLE001 - never drop events: retry until the DB answers
                 log.exception("writing %d events failed; retrying in %.2f s", len(batch), delay)
@@ -251,24 +252,55 @@ class EventLog:
 HOST_STATE_EVENTS = ("host_started", "step_started", "host_finished")
 
 
-def _job_hosts(session: Session, batch: list[_Pending]) -> dict[tuple[int, str], JobHost]:
-    """The job-host rows a batch's events change, in one query (not one per event)."""
+@dataclass
+class _BatchRows:
+    """The rows a batch of events changes, each loaded once for the batch (a query
+    per event was most of the writer's time in a fan-out), and the server locks its
+    finished hosts release, deleted in one statement per job."""
+
+    jobs: dict[int, Job] = field(default_factory=dict)
+    hosts: dict[tuple[int, str], JobHost] = field(default_factory=dict)
+    servers: dict[int, Server] = field(default_factory=dict)
+    released: dict[int, list[int]] = field(default_factory=dict)  # job id: server ids
+
+    def release_locks(self, session: Session) -> None:
+        for job_id, server_ids in self.released.items():
+            session.execute(delete(ServerLock).where(ServerLock.job_id == job_id,
+                                                     ServerLock.server_id.in_(server_ids)))
+
+
+def _batch_rows(session: Session, batch: list[_Pending]) -> _BatchRows:
+    """The jobs, job-host rows and servers a batch's events change: a query each."""
+    rows = _BatchRows()
+    job_ids = {item.job_id for item in batch}
+    if not job_ids:
+        return rows
+    rows.jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
     wanted = {(item.job_id, item.event["host"]) for item in batch
               if item.event["host"] is not None and item.event["type"] in HOST_STATE_EVENTS}
     if not wanted:
-        return {}
-    rows = session.scalars(select(JobHost).where(
+        return rows
+    found = session.scalars(select(JobHost).where(
         JobHost.job_id.in_({job_id for job_id, _ in wanted}),
         JobHost.name.in_({name for _, name in wanted})))
-    return {(row.job_id, row.name): row for row in rows if (row.job_id, row.name) in wanted}
+    rows.hosts = {(row.job_id, row.name): row for row in found
+                  if (row.job_id, row.name) in wanted}
+    finishing = {(item.job_id, item.event["host"]) for item in batch
+                 if item.event["type"] == "host_finished"}
+    server_ids = {row.server_id for key, row in rows.hosts.items()
+                  if key in finishing and row.server_id is not None}
+    if server_ids:
+        rows.servers = {server.id: server for server in session.scalars(
+            select(Server).where(Server.id.in_(server_ids)))}
+    return rows
 
 
 def apply_event(session: Session, job_id: int, event: dict[str, Any],
-                hosts: dict[tuple[int, str], JobHost] | None = None) -> None:
-    """Update the derived state for one event (inside the writer's transaction);
-    ``hosts`` holds the batch's job-host rows (else each is looked up)."""
+                rows: _BatchRows) -> None:
+    """Update the derived state for one event (inside the writer's transaction), on
+    the rows :func:`_batch_rows` loaded for its batch."""
     kind, data = event["type"], event["data"]
-    job = session.get(Job, job_id)
+    job = rows.jobs.get(job_id) or session.get(Job, job_id)
     if job is None:
         return
     job.last_seq = max(job.last_seq, event["seq"])
@@ -285,11 +317,7 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any],
         return
     if event["host"] is None or kind not in HOST_STATE_EVENTS:
         return
-    if hosts is not None:
-        host = hosts.get((job_id, event["host"]))
-    else:
-        host = session.scalar(select(JobHost).where(JobHost.job_id == job_id,
-                                                    JobHost.name == event["host"]))
+    host = rows.hosts.get((job_id, event["host"]))
     if host is None:
         return
     if kind == "host_started":
@@ -305,9 +333,8 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any],
         host.exit_code = data.get("exit_code")
         host.reason = data.get("reason")
         if host.server_id is not None:
-            session.execute(delete(ServerLock).where(ServerLock.server_id == host.server_id,
-                                                     ServerLock.job_id == job_id))
-            server = session.get(Server, host.server_id)
+            rows.released.setdefault(job_id, []).append(host.server_id)
+            server = rows.servers.get(host.server_id)
             if server is not None and host.started_at is not None:
                 server.last_job_id = job_id
                 server.last_status = data["status"]
