@@ -265,6 +265,23 @@ def _fabric_config() -> Config:
     return _shared_config[0]
 
 
+class _Connection(Connection):
+    """Fabric's Connection with cheap attribute sets. invoke's ``DataProxy`` runs
+    ``dir(self)`` on every one to tell a real attribute from a config key: about half
+    of building a Connection, once per server per job. Names the class defines are
+    real attributes whatever the instance holds, so those are known once; any other
+    name goes the usual way."""
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in _CONNECTION_ATTRIBUTES:
+            object.__setattr__(self, key, value)
+        else:
+            super().__setattr__(key, value)
+
+
+_CONNECTION_ATTRIBUTES = frozenset(dir(_Connection))
+
+
 class _Agent:
     """A session's agent shell (``AGENT_SCRIPT``) on its channel: how many bytes of
     each stream it has sent since its first line (where the next step's output begins
@@ -332,7 +349,7 @@ class SSHHostSession:
         }
         self.key_file = Path(target.key_path).expanduser() if target.key_path else None
         self._agent: _Agent | None = None
-        self.connection = Connection(
+        self.connection = _Connection(
             host=target.address, port=target.port, user=target.user,
             connect_timeout=int(max(1, connect_timeout)), connect_kwargs=connect_kwargs,
             config=_fabric_config(),
