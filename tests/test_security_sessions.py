@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -316,9 +315,12 @@ def test_finding_5_login_timing_does_not_tell_which_user_names_exist(tmp_path):
         samples["unknown"].append(_timed_login(client, f"nobody-{round_}"))
         samples["disabled"].append(_timed_login(client, "erin"))
 
-    medians = {kind: statistics.median(times) for kind, times in samples.items()}
-    assert abs(medians["real"] - medians["unknown"]) < 0.015, medians
-    assert abs(medians["real"] - medians["disabled"]) < 0.015, medians
+    # Each kind's fastest answer: the work the server does for it. Load from the rest of
+    # the suite only ever adds time, and with three passes sharing 2 cores it moved the
+    # medians of 20 logins apart by up to 40 ms (each login hashes for about 200 ms).
+    fastest = {kind: min(times) for kind, times in samples.items()}
+    assert abs(fastest["real"] - fastest["unknown"]) < 0.015, samples
+    assert abs(fastest["real"] - fastest["disabled"]) < 0.015, samples
 
 
 def test_finding_6_failed_logins_are_limited_per_account_and_address(tmp_path):
