@@ -24,31 +24,54 @@ class LineSplitter:
 
     Lines are cut from bytes and decoded whole (a newline never falls inside a UTF-8
     sequence); only the partial last line is buffered, and a line longer than
-    :data:`MAX_LINE_BYTES` is cut at a character boundary."""
+    :data:`MAX_LINE_BYTES` is cut at a character boundary. With ``hold_empty`` an
+    empty line is handed on only once something follows it (:class:`StepStream`
+    may find it was the end marker's)."""
 
     def __init__(self, stream: str, sink: OutputSink, offset: int = 0) -> None:
         self.stream = stream
         self.sink = sink
-        self.offset = offset  # end of the last line handed on
+        self.offset = offset  # end of the last line handed on (or held)
         self.pending = b""
+        self.hold_empty = False
+        self.held: int | None = None  # the offset after a held empty line
 
     def feed(self, data: bytes) -> None:
         if not data:
             return
         parts = (self.pending + data).split(b"\n")
         self.pending = parts.pop()
+        # The common line is handled inline: this loop runs for every line of output.
+        sink, stream, hold = self.sink, self.stream, self.hold_empty
         for part in parts:
-            self._emit_cut(part, 1)
+            if self.held is not None:
+                self.release_held()
+            if len(part) > MAX_LINE_BYTES:
+                self._emit_cut(part, 1)
+            elif hold and not part:
+                self.offset += 1
+                self.held = self.offset
+            else:
+                self.offset += len(part) + 1
+                text = part.decode("utf-8", "replace")
+                sink(stream, text[:-1] if text.endswith("\r") else text, self.offset)
         while len(self.pending) > MAX_LINE_BYTES:
             cut = _char_boundary(self.pending, MAX_LINE_BYTES)
             self._emit(self.pending[:cut], 0)
             self.pending = self.pending[cut:]
 
     def close(self) -> None:
-        """Hand on the partial last line, if any (the stream has ended)."""
+        """Hand on what is held and the partial last line, if any (the stream has
+        ended)."""
+        self.release_held()
         if self.pending:
             rest, self.pending = self.pending, b""
             self._emit_cut(rest, 0)
+
+    def release_held(self) -> None:
+        if self.held is not None:
+            offset, self.held = self.held, None
+            self.sink(self.stream, "", offset)
 
     def _emit_cut(self, line: bytes, newline: int) -> None:
         while len(line) > MAX_LINE_BYTES:
@@ -58,6 +81,7 @@ class LineSplitter:
         self._emit(line, newline)
 
     def _emit(self, line: bytes, newline: int) -> None:
+        self.release_held()
         self.offset += len(line) + newline
         text = line.decode("utf-8", "replace")
         self.sink(self.stream, text[:-1] if text.endswith("\r") else text, self.offset)
@@ -81,10 +105,8 @@ class StepStream:
 
     def __init__(self, splitter: LineSplitter, token: str | None = None) -> None:
         self.splitter = splitter
-        self.step_sink = splitter.sink
-        splitter.sink = self._line
-        self.held: tuple[str, str, int] | None = None  # an empty line, maybe the marker's
-        self.last_offset = self.start_offset = splitter.offset
+        splitter.hold_empty = True  # an empty line before the marker is the marker's
+        self.start_offset = splitter.offset
         self.fed = 0  # bytes handed on to the splitter
         self.marker = b""
         self.waiting = b""  # bytes that came before the token was known
@@ -121,28 +143,34 @@ class StepStream:
         """The stream ended without a marker (the agent died): hand on what is held."""
         if not self.ended:
             self.splitter.close()
-            self._flush_held()
 
     def _search(self, data: bytes) -> None:
-        window = self.tail + data
-        found = window.find(self.marker)
-        if found < 0:
-            self._hand_on(data)
-            return
-        before = found - len(self.tail)  # negative: the marker began in bytes handed on
+        marker = self.marker
+        # A marker that began in the bytes handed on comes first; else one in `data`.
+        edge = self.tail + data[:len(marker) - 1]
+        found = edge.find(marker) if self.tail else -1
+        if 0 <= found < len(self.tail):
+            before = found - len(self.tail)
+            after = found + len(marker) - len(self.tail)
+        else:
+            before = data.find(marker)
+            if before < 0:
+                self._hand_on(data)
+                return
+            after = before + len(marker)
+        splitter = self.splitter
         if before >= 0:
             self._hand_on(data[:before])
-            self.splitter.close()  # a partial line was the step's last, with no newline
-            self._flush_held()  # and a held empty line the step's own
-            length = self.splitter.offset
+            splitter.close()  # a partial line was the step's last, with no newline
+            length = splitter.offset
         else:
             # The marker's newline was handed on: it ended the step's partial line, or
             # made the empty line held now, which is dropped. Its next bytes are pending.
-            self.held = None
-            self.splitter.pending = b""
+            splitter.held = None
+            splitter.pending = b""
             length = self.start_offset + self.fed + before
-        self.splitter.offset = length
-        self._end_line(window[found + len(self.marker):])
+        splitter.offset = length
+        self._end_line(data[after:])
 
     def _end_line(self, data: bytes) -> None:
         line = (self.end_line or b"") + data
@@ -161,17 +189,4 @@ class StepStream:
             self.splitter.feed(data)
             self.fed += len(data)
             keep = len(self.marker) - 1
-            self.tail = (self.tail + data)[-keep:]
-
-    def _line(self, stream: str, text: str, offset: int) -> None:
-        self._flush_held()
-        if offset - self.last_offset == 1 and not text:  # zero bytes and a newline
-            self.held = (stream, text, offset)
-        else:
-            self.step_sink(stream, text, offset)
-        self.last_offset = offset
-
-    def _flush_held(self) -> None:
-        if self.held is not None:
-            held, self.held = self.held, None
-            self.step_sink(*held)
+            self.tail = data[-keep:] if len(data) >= keep else (self.tail + data)[-keep:]
