@@ -192,12 +192,12 @@ class EventLog:
                 # updates are flushed once at commit instead of before every lookup.
                 with self.session_factory() as session, session.begin(), \
                         session.no_autoflush:
-                    fenced = self._lost_jobs(session, {item.job_id for item in batch})
+                    jobs, fenced = self._owned_jobs(session, {item.job_id for item in batch})
                     written = [item for item in batch if item.job_id not in fenced]
                     if written:
                         session.execute(insert(JobEvent), [{"job_id": item.job_id,
                                                             **item.event} for item in written])
-                    rows = _batch_rows(session, written)
+                    rows = _batch_rows(session, written, jobs)
                     for item in written:
                         apply_event(session, item.job_id, item.event, rows)
                         if self.on_event is not None:
@@ -209,14 +209,19 @@ class EventLog:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _lost_jobs(self, session: Session, job_ids: set[int]) -> set[int]:
-        """Jobs of ``job_ids`` another node owns now. Their rows stay locked until the
-        batch commits, so a takeover (an UPDATE of the owner) waits for the batch, or
-        the batch sees the new owner: never both writing."""
-        if self.node_id is None:
-            return set()
-        jobs = session.scalars(select(Job).where(Job.id.in_(job_ids)).with_for_update())
-        return {job.id for job in jobs if job.node_id not in (None, self.node_id)}
+    def _owned_jobs(self, session: Session, job_ids: set[int]
+                    ) -> tuple[dict[int, Job], set[int]]:
+        """The rows of ``job_ids`` (for the batch to update), and the ids of those
+        another node owns now. The rows stay locked until the batch commits, so a
+        takeover (an UPDATE of the owner) waits for the batch, or the batch sees the
+        new owner: never both writing."""
+        query = select(Job).where(Job.id.in_(job_ids))
+        if self.node_id is not None:
+            query = query.with_for_update()
+        jobs = {job.id: job for job in session.scalars(query)}
+        fenced = set() if self.node_id is None else {
+            job.id for job in jobs.values() if job.node_id not in (None, self.node_id)}
+        return jobs, fenced
 
     def _fence(self, job_id: int) -> None:
         with self._lock:
@@ -269,13 +274,11 @@ class _BatchRows:
                                                      ServerLock.server_id.in_(server_ids)))
 
 
-def _batch_rows(session: Session, batch: list[_Pending]) -> _BatchRows:
-    """The jobs, job-host rows and servers a batch's events change: a query each."""
-    rows = _BatchRows()
-    job_ids = {item.job_id for item in batch}
-    if not job_ids:
-        return rows
-    rows.jobs = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+def _batch_rows(session: Session, batch: list[_Pending], jobs: dict[int, Job]
+                ) -> _BatchRows:
+    """The job-host rows and servers a batch's events change, a query each, with its
+    ``jobs`` (loaded already)."""
+    rows = _BatchRows(jobs=jobs)
     wanted = {(item.job_id, item.event["host"]) for item in batch
               if item.event["host"] is not None and item.event["type"] in HOST_STATE_EVENTS}
     if not wanted:
