@@ -97,7 +97,19 @@ done
 # its output (with its end markers, once written), following both files until the tee
 # writing each has ended. The console stops reading at the end markers: an agent whose
 # connection is half-open lives on (and its tees) until TCP gives up on it.
+# A step started before the agent (a console upgraded mid-job) has a directory of its
+# own ($1/$2: pgid, out, err, status): its output is sent from there, until its group's
+# leader exits, behind a token no marker has (the console then reads its status).
 ATTACH_SCRIPT = r"""
+if [ -f "$1/$2/pgid" ]; then
+  cd "$1/$2" && { read p < pgid; } 2>/dev/null || exit 0
+  printf '@@patchbay-attach %s\n' before0agent
+  if [ -f status ]; then
+    tail -c +$(($3 + 1)) out 2>/dev/null; tail -c +$(($4 + 1)) err >&2 2>/dev/null; exit 0; fi
+  tail -c +$(($3 + 1)) -s 0.1 -f --pid="$p" out 2>/dev/null &
+  tail -c +$(($4 + 1)) -s 0.1 -f --pid="$p" err >&2 2>/dev/null
+  wait; exit 0
+fi
 cd "$1" 2>/dev/null && { read a o e n to te < "$2.start"; } 2>/dev/null || exit 0
 printf '@@patchbay-attach %s\n' "$n"
 tail -c +$((o + $3 + 1)) -s 0.1 -f --pid="$to" "out.$a" 2>/dev/null &
@@ -107,19 +119,22 @@ wait
 
 # $1: host run directory; $2: step key. Prints "STATE PGID EXIT": the status is read
 # again after the group is found gone, since the step may have ended between the two
-# looks.
+# looks. A step started before the agent keeps its files in $1/$2/ (ATTACH_SCRIPT).
 STATUS_SCRIPT = r"""
-cd "$1" 2>/dev/null && { read p < "$2.pgid"; } 2>/dev/null || { echo missing - -; exit 0; }
-if { read c < "$2.status"; } 2>/dev/null; then echo exited "$p" "$c"
+cd "$1" 2>/dev/null || { echo missing - -; exit 0; }
+f=$2.; [ -f "$2/pgid" ] && f=$2/
+{ read p < "${f}pgid"; } 2>/dev/null || { echo missing - -; exit 0; }
+if { read c < "${f}status"; } 2>/dev/null; then echo exited "$p" "$c"
 elif kill -s 0 -- -"$p" 2>/dev/null; then echo running "$p" -
-elif { read c < "$2.status"; } 2>/dev/null; then echo exited "$p" "$c"
+elif { read c < "${f}status"; } 2>/dev/null; then echo exited "$p" "$c"
 else echo vanished "$p" -; fi
 """
 
 # $1: signal name; $2: host run directory; $3: step key.
 SIGNAL_SCRIPT = r"""
-{ read p < "$2/$3.pgid"; } 2>/dev/null || exit 3
-[ -f "$2/$3.status" ] && exit 0
+f=$2/$3.; [ -f "$2/$3/pgid" ] && f=$2/$3/
+{ read p < "${f}pgid"; } 2>/dev/null || exit 3
+[ -f "${f}status" ] && exit 0
 kill -s "$1" -- -"$p"
 """
 

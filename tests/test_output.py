@@ -15,6 +15,7 @@ from tasks.remote_scripts import (
     AGENT_SCRIPT,
     ATTACH_SCRIPT,
     REMOVE_REQUEST,
+    SIGNAL_SCRIPT,
     STATUS_SCRIPT,
     remote_script,
     step_request,
@@ -404,6 +405,30 @@ def test_status_of_a_step_that_never_started_is_missing(tmp_path):
                             capture_output=True, text=True, check=True)
 
     assert status.stdout.split()[0] == "missing"
+
+
+def test_a_step_started_before_the_agent_is_still_read_from_its_own_directory(tmp_path):
+    """A console upgraded mid-job finds the running step's files where the console
+    before the agent left them (<host dir>/<step>/): status, output and signals."""
+    step = tmp_path / "run" / "h" / "0"
+    step.mkdir(parents=True)
+    (step / "pgid").write_text("999999999\n")  # no such group: it has ended
+    (step / "out").write_bytes(b"one\ntwo\n")
+    (step / "err").write_bytes(b"e1\ne2\n")
+    (step / "status").write_text("4\n")
+    host_dir = str(tmp_path / "run" / "h")
+
+    status = subprocess.run(["sh", "-c", remote_script(STATUS_SCRIPT, host_dir, "0")],
+                            capture_output=True, text=True, check=True)
+    rest = subprocess.run(["sh", "-c", remote_script(ATTACH_SCRIPT, host_dir, "0", "4", "3")],
+                          capture_output=True, check=True, timeout=10)
+    signal = subprocess.run(["sh", "-c", remote_script(SIGNAL_SCRIPT, "TERM", host_dir, "0")],
+                            capture_output=True, check=False, timeout=10)
+
+    assert status.stdout.split() == ["exited", "999999999", "4"]
+    assert rest.stdout == b"@@patchbay-attach before0agent\ntwo\n"
+    assert rest.stderr == b"e2\n"
+    assert signal.returncode == 0  # it had ended: nothing to signal
 
 
 # --- StepStream: a step's output up to its end marker ------------------------------------
