@@ -266,20 +266,18 @@ def _fabric_config() -> Config:
 
 
 class _Connection(Connection):
-    """Fabric's Connection with cheap attribute sets. invoke's ``DataProxy`` runs
-    ``dir(self)`` on every one to tell a real attribute from a config key: about half
-    of building a Connection, once per server per job. Names the class defines are
-    real attributes whatever the instance holds, so those are known once; any other
-    name goes the usual way."""
+    """Fabric's Connection that never writes to its configuration, which every
+    connection shares (:func:`_fabric_config`).
+
+    invoke's ``DataProxy`` turns a set of any name its class does not define into a
+    config update, and each update re-merges the whole config (it is empty for a
+    moment: a connection built in another thread then read no ``timeouts`` or
+    ``authentication`` and failed with AttributeError). Fabric sets
+    ``inline_ssh_env`` that way. Here every attribute set is the instance's own;
+    it is also cheaper, as DataProxy runs ``dir(self)`` on every set."""
 
     def __setattr__(self, key: str, value: Any) -> None:
-        if key in _CONNECTION_ATTRIBUTES:
-            object.__setattr__(self, key, value)
-        else:
-            super().__setattr__(key, value)
-
-
-_CONNECTION_ATTRIBUTES = frozenset(dir(_Connection))
+        object.__setattr__(self, key, value)
 
 
 class _Agent:

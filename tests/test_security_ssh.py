@@ -186,6 +186,39 @@ def test_finding_9_accept_new_records_each_host_once_when_sessions_meet_it_at_on
     assert names == sorted(f"[{h.address}]:{h.port}" for h in sshd_fleet.hosts)
 
 
+def test_building_sessions_in_threads_never_writes_the_shared_fabric_config(tmp_path):
+    """Connections share one Fabric config; a write re-merges it, and a connection
+    built meanwhile in another thread read it empty (CI, stop 20: AttributeError on
+    one server of eight)."""
+    targets = [Target(f"h{i}", f"127.0.0.{i + 1}", 2200 + i, "root", None,
+                      str(tmp_path / "known_hosts")) for i in range(40)]
+    failures: list[Exception] = []
+    sessions: list[SSHHostSession] = []
+
+    def build(batch: list[Target]) -> None:
+        try:
+            sessions.extend(SSHHostSession(target, connect_timeout=7) for target in batch)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            failures.append(exc)
+
+    threads = [threading.Thread(target=build, args=(targets[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert failures == []
+    assert len(sessions) == len(targets)
+    configs = {id(session.connection.config) for session in sessions}
+    assert len(configs) == 1
+    shared = sessions[0].connection.config
+    assert shared._modifications == {}
+    for session in sessions:
+        assert session.connection.inline_ssh_env is True
+        assert session.connection.connect_timeout == 7
+        assert session.connection.port == session.target.port
+
+
 @pytest.mark.parametrize("kind", ["missing", "a directory", "encrypted", "not a key"])
 def test_finding_9_failure_reason_names_key_file_not_path(sshd_fleet, tmp_path, kind):
     folder = tmp_path / "some" / "dir" / "secret_dir"
