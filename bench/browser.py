@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import patchbay as pb
+from bench.cpu_groups import operators
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,6 +46,7 @@ LONG_TASK_MS = 200  # the live page's target: no long task over this
 SCROLL_STEPS = 100  # steps each way, one per animation frame
 SCROLL_RUN = 20  # frames scrolled between two heap samples
 RELOAD_KEY = "patchbay-bench-reload"
+TRACE_CATEGORIES = ["toplevel", "devtools.timeline", "disabled-by-default-devtools.timeline"]
 
 # Runs before the page's own scripts in every document of the context: records long
 # tasks and, when the harness asked for it (sessionStorage), the moments the reloaded
@@ -176,12 +181,20 @@ def browser(ctx: Any, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
             instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                   args=CHROMIUM_ARGS)
             try:
-                rows.append(_browser_once(ctx, server, instance, hosts, lines))
+                with operators(chromium_pids()) as browser_cpu:
+                    rows.append({**_browser_once(ctx, server, instance, hosts, lines),
+                                 "browser_cpu": browser_cpu})
             finally:
                 instance.close()
                 server.stop()
             ctx.log(summary_line(rows[-1]))
     return rows
+
+
+def chromium_pids() -> list[int]:
+    """Chromium's processes started by this benchmark (under Playwright's driver)."""
+    return [child.pid for child in psutil.Process().children(recursive=True)
+            if "chrom" in child.name()]
 
 
 def summary_line(row: dict[str, Any]) -> str:
@@ -281,6 +294,9 @@ def _live(ctx: Any, server: pb.LiveServer, http: Any, tab: _Tab, names: list[str
     job's last event."""
     tab.started = time.monotonic()  # the heap series starts with the job
     tab.metrics("live")
+    trace = os.environ.get("BENCH_BROWSER_TRACE")  # a diagnosis: the live phase's trace
+    if trace:
+        tab.context.browser.start_tracing(page=tab.page, categories=TRACE_CATEGORIES)
     job_id = start_job(server, http, "chatty", {"lines": lines}, names)
     opened = time.monotonic()
     tab.page.goto(f"{server.url}/jobs/{job_id}", wait_until="commit")
@@ -301,6 +317,8 @@ def _live(ctx: Any, server: pb.LiveServer, http: Any, tab: _Tab, names: list[str
                             f"the live page of job {job_id}")
     seconds = time.monotonic() - opened
     end = tab.metrics("live")
+    if trace:
+        Path(trace).write_bytes(tab.context.browser.stop_tracing())
     if job["status"] != "succeeded":
         raise RuntimeError(f"browser job {job_id} ended {job['status']}")
     bench = tab.bench()

@@ -344,7 +344,9 @@ def _generated(results: dict[str, Any], images: bool = True) -> str:
                            f"{r['lines']:,}", r["p50_ms"], r["p95_ms"], r["p99_ms"],
                            f"{r['server_cpu_s']} s ({r['server_cpu_percent']}%)"]
                           for r in scenarios["watchers"]]),
-                  *busy_note(results, "watchers")]
+                  *busy_note(results, "watchers"),
+                  *_cpu_group_note("The watching clients' processes",
+                                   scenarios["watchers"], "clients_cpu_group")]
     if scenarios.get("bigjob"):
         parts += ["", "### 5. Big job memory", "", *image("memory", "memory.png"),
                   _table(["lines (hosts)", "seconds", "RSS before MB", "peak MB",
@@ -394,6 +396,7 @@ def _browser_tables(rows: list[dict[str, Any]]) -> list[str]:
                  r["live_longtasks_over_200ms"], r["live_longtask_max_ms"],
                  r["live_longtask_total_ms"], r["live_script_s"], r["live_task_s"],
                  r["live_heap_peak_mb"], f"{r['live_nodes']:,}"] for r in rows]),
+        *_cpu_group_note("Chromium's processes", rows, "browser_cpu"),
         "",
         "The finished job's page reloaded (ms from navigation start until the host table "
         "has every row, the first event is shown, every host shows its final status, "
@@ -409,6 +412,16 @@ def _browser_tables(rows: list[dict[str, Any]]) -> list[str]:
                  frames(r, "log"), frames(r, "page"), r["heap_peak_mb"],
                  f"{r['heap_after_mb']} ({r['heap_after_gc_mb']})"] for r in rows]),
     ]
+
+
+def _cpu_group_note(who: str, rows: list[dict[str, Any]], key: str) -> list[str]:
+    """Where the processes standing for operators' machines ran (bench/cpu_groups.py)."""
+    ways = sorted({r[key] for r in rows if r.get(key)})
+    if not ways:
+        return []
+    return ["", f"{who} ran in {'; '.join(ways)} (bench/cpu_groups.py: they stand for "
+            "operators' machines; the fleet and Patchbay's server share the cores as "
+            "before)."]
 
 
 def _fanout_table(rows: list[dict[str, Any]]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import patchbay as pb
+from bench.cpu_groups import operators
 from bench.fleet import write_contender_fleet
 from tests.sshd_fleet import SshdFleet
 
@@ -348,13 +349,15 @@ def _watchers_once(ctx: Context, server: pb.LiveServer, idle: int, subscribed: i
         clients_cpu0 = sum(pb.cpu_seconds(pb.psutil.Process(g.pid)) for g in groups)
         cpu0, wall0 = pb.cpu_seconds(process), time.monotonic()
         session.watch = pb.Watch()
-        job_id = pb.start_job(session.client, "ticker", {"ticks": ticks}, ctx.hosts(hosts))
-        for group in groups:
-            group.stdin.write(f"{job_id}\n")
-            group.stdin.flush()
-        reports = [json.loads(group.stdout.readline()) for group in groups]
-        cpu, wall = pb.cpu_seconds(process) - cpu0, time.monotonic() - wall0
-        client_cpu = sum(_cpu_of(g) for g in groups) - clients_cpu0
+        with operators([idle_process.pid, *(g.pid for g in groups)]) as clients_cpu_group:
+            job_id = pb.start_job(session.client, "ticker", {"ticks": ticks},
+                                  ctx.hosts(hosts))
+            for group in groups:
+                group.stdin.write(f"{job_id}\n")
+                group.stdin.flush()
+            reports = [json.loads(group.stdout.readline()) for group in groups]
+            cpu, wall = pb.cpu_seconds(process) - cpu0, time.monotonic() - wall0
+            client_cpu = sum(_cpu_of(g) for g in groups) - clients_cpu0
         for group in groups:
             group.stdin.close()
             group.wait(timeout=60)
@@ -377,7 +380,8 @@ def _watchers_once(ctx: Context, server: pb.LiveServer, idle: int, subscribed: i
             "idle_still_connected": int(still[1]) if still[:1] == ["connected"] else None,
             **delay_stats(delays), "server_cpu_s": round(cpu, 2),
             "server_cpu_percent": round(100 * cpu / wall, 1),
-            "client_cpu_percent": round(100 * client_cpu / wall, 1)}
+            "client_cpu_percent": round(100 * client_cpu / wall, 1),
+            "clients_cpu_group": clients_cpu_group}
 
 
 # -- 5. big job memory ---------------------------------------------------------------------
