@@ -344,6 +344,9 @@ def _reload(server: pb.LiveServer, http: Any, tab: _Tab, job_id: int, hosts: int
     tab.page.evaluate("([key, value]) => sessionStorage.setItem(key, value)",
                       [RELOAD_KEY, json.dumps(wanted)])
     tab.metrics("reload")
+    trace = os.environ.get("BENCH_BROWSER_TRACE")  # a diagnosis: FILE.reload
+    if trace:
+        tab.context.browser.start_tracing(page=tab.page, categories=TRACE_CATEGORIES)
     tab.page.reload(wait_until="commit")
     timeout = round(60 + hosts * lines / 10_000)
     deadline = time.monotonic() + timeout
@@ -363,6 +366,8 @@ def _reload(server: pb.LiveServer, http: Any, tab: _Tab, job_id: int, hosts: int
         tab.page.wait_for_timeout(POLL_S * 1000)  # polling interval (and heap sample)
         tab.metrics("reload")
         marks = (tab.bench() or {}).get("reload") or {}
+    if trace:
+        Path(f"{trace}.reload").write_bytes(tab.context.browser.stop_tracing())
     navigation = tab.page.evaluate(
         "() => { const n = performance.getEntriesByType('navigation')[0];"
         " return n ? {response: n.responseEnd, dcl: n.domContentLoadedEventEnd,"
