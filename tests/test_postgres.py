@@ -228,3 +228,67 @@ def test_without_the_green_wait_psycopg_would_freeze_every_greenlet(database):
     result = green_check(database, "bare")
 
     assert result["longest_pause"] >= 0.9, result
+
+
+# A greenlet waits on a socket that another closes (as paramiko closes its transport's
+# socket under its reader), then psycopg connects at once: libpq, in C, gets the freed
+# descriptor number. Prints whether the connection worked and which number it got.
+STALE_WAIT = """
+import json, socket, sys
+if sys.argv[2] == "patchbay":
+    import async_mode
+    async_mode.monkey_patch()
+else:
+    import eventlet
+    eventlet.monkey_patch()
+import eventlet
+import psycopg
+
+url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://", 1)
+a, b = socket.socketpair()
+freed = a.fileno()
+told = []
+
+def reader():  # paramiko's transport reader takes a closed socket as the end
+    try:
+        a.recv(10)
+    except (EOFError, OSError) as exc:
+        told.append(type(exc).__name__)
+
+waiter = eventlet.spawn(reader)
+eventlet.sleep(0)  # the reader now waits on a
+a.close()
+try:
+    with psycopg.connect(url, connect_timeout=10) as connection:
+        got = connection.pgconn.socket
+        connection.execute("SELECT 1")
+    waiter.wait()
+    print(json.dumps({"ok": True, "fd": got, "freed": freed, "reader": told}))
+except Exception as exc:  # noqa: BLE001 - reported to the test
+    print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300],
+                      "freed": freed}))
+"""
+
+
+def stale_wait(url: str, patching: str) -> dict:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PSYCOPG_WAIT_FUNC", "PATCHBAY_ASYNC_MODE")}
+    done = subprocess.run([sys.executable, "-c", STALE_WAIT, url, patching], cwd=PROJECT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_connection_on_a_descriptor_freed_under_a_waiting_greenlet_goes_ahead(database):
+    result = stale_wait(database, "patchbay")
+
+    assert result == {"ok": True, "fd": result["freed"], "freed": result["freed"],
+                      "reader": ["EOFError"]}
+
+
+def test_without_the_reclaim_that_connection_fails_as_it_did_in_ci(database):
+    """The check above can fail: eventlet alone refuses the second wait on the number."""
+    result = stale_wait(database, "bare")
+
+    assert result["ok"] is False
+    assert "Second simultaneous read on fileno" in result["error"], result
