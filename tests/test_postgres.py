@@ -206,13 +206,19 @@ print(json.dumps({"ticks": len(during), "query": query["end"] - query["start"],
 """
 
 
-def green_check(url: str, patching: str) -> dict:
+def run_patched(script: str, url: str, patching: str) -> dict:
+    """Run ``script`` in a process of its own (``patching``: "patchbay" or "bare");
+    its last line of output, as JSON."""
     env = {key: value for key, value in os.environ.items()
            if key not in ("PSYCOPG_WAIT_FUNC", "PATCHBAY_ASYNC_MODE")}
-    done = subprocess.run([sys.executable, "-c", GREEN_CHECK, url, patching], cwd=PROJECT,
+    done = subprocess.run([sys.executable, "-c", script, url, patching], cwd=PROJECT,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def green_check(url: str, patching: str) -> dict:
+    return run_patched(GREEN_CHECK, url, patching)
 
 
 def test_a_slow_query_does_not_freeze_other_greenlets_under_eventlet(database):
@@ -271,12 +277,7 @@ except Exception as exc:  # noqa: BLE001 - reported to the test
 
 
 def stale_wait(url: str, patching: str) -> dict:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PSYCOPG_WAIT_FUNC", "PATCHBAY_ASYNC_MODE")}
-    done = subprocess.run([sys.executable, "-c", STALE_WAIT, url, patching], cwd=PROJECT,
-                          env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_patched(STALE_WAIT, url, patching)
 
 
 def test_a_connection_on_a_descriptor_freed_under_a_waiting_greenlet_goes_ahead(database):
