@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run cluster test test-main test-gevent test-postgres lint bench bench-full clean venv venv-dev
+.PHONY: run cluster test test-main test-gevent test-postgres lint audit bench bench-full clean venv venv-dev
 
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	@scripts/system-deps.sh run
@@ -75,8 +75,19 @@ bench-full:
 	@$(MAKE) --no-print-directory $(VENV)/.bench-installed
 	$(PY) -m bench --full
 
-lint: venv-dev
+## ruff, then pip-audit against the pinned requirements (a plain note where the advisory
+## data cannot be reached; any known vulnerability fails).
+lint: venv-dev audit
 	$(VENV)/bin/ruff check .
 
+AUDIT_VENV ?= .venv-audit
+$(AUDIT_VENV)/.installed: requirements-audit.txt
+	@test -x $(AUDIT_VENV)/bin/python || $(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-audit.txt
+	@touch $@
+
+audit: $(AUDIT_VENV)/.installed
+	$(AUDIT_VENV)/bin/python scripts/audit-deps.py $(AUDIT_VENV)/bin/pip-audit
+
 clean:
-	rm -rf $(VENV) .demo .cluster instance patchbay.egg-info
+	rm -rf $(VENV) $(AUDIT_VENV) .demo .cluster instance patchbay.egg-info
