@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import pytest
@@ -9,6 +10,7 @@ import socketio
 
 from tests.conftest import PROJECT, write_inventory
 from tests.live_server import handshake
+from tests.live_watch import ResumingWatcher
 from tests.waiting import wait_until
 
 # `make test` runs these again under gevent, and again on PostgreSQL
@@ -63,29 +65,62 @@ def test_resume_after_disconnect_gives_exactly_the_database_log(fleet_server, ss
     wait_until(lambda: http.get(f"{fleet_server.url}/api/jobs/{job_id}").json()
                ["job"]["last_seq"] > cut + 10, what="job progressed while disconnected")
 
-    second = fleet_server.socket(http, transports=["polling"])
-    seen_second = EventCollector(second)
-    # A generous deadline: on a loaded 2-core machine an ack can be slow; the server
-    # logs any socket event that takes a second or more ("socket event ... took").
-    resumed = second.call("job:subscribe", {"job_id": job_id, "after_seq": cut}, timeout=30)
-    try:
-        wait_until(seen_second.finished, timeout=60, what="job_finished")
-    except TimeoutError as exc:
-        job = http.get(f"{fleet_server.url}/api/jobs/{job_id}", timeout=10).json()
-        raise AssertionError(f"{exc}: cut {cut}, ack {resumed}, second client saw "
-                             f"{sorted(seen_second.seqs())[-5:]} (connected: "
-                             f"{second.connected}), job now {job}") from exc
-    second.disconnect()
+    # Over long-polling, like a browser behind a proxy that blocks websockets; it
+    # reconnects and resubscribes after a drop as the console's page does.
+    second = ResumingWatcher(fleet_server.url, http, job_id, after_seq=cut,
+                             transports=["polling"])
+    wait_until(second.finished, timeout=60, what=f"job_finished ({second.story()})")
+    second.close()
 
-    stored = http.get(f"{fleet_server.url}/api/jobs/{job_id}/events",
+    assert_watcher_holds_the_stored_log(fleet_server, http, second, cut, seen_first)
+
+
+def test_a_watcher_dropped_by_a_stalled_console_reconnects_and_gets_the_whole_log(
+        fleet_server, sshd_fleet):
+    """The cause of the lossless-resume test's failures, made to happen: the console
+    stalls (here: stopped) while a long-polling client's POST waits, the client's
+    writer gives up after its request timeout and the client drops. A client that
+    reconnects and resubscribes from its contiguous seq still gets every event."""
+    http = fleet_server.login()
+    starter = fleet_server.socket(http)
+    ack = starter.call("job:start", {"runbook": "ticker", "params": {"ticks": "40"},
+                                     "tags": ["test"]}, timeout=10)
+    assert ack["ok"], ack
+    starter.disconnect()
+    watcher = ResumingWatcher(fleet_server.url, http, ack["job_id"], transports=["polling"])
+    wait_until(lambda: watcher.contiguous() >= 5, what=f"first events ({watcher.story()})")
+
+    fleet_server.process.send_signal(signal.SIGSTOP)
+    try:
+        # A subscribe again, as a page does on focus: a POST that the stall holds.
+        watcher.client.emit("job:subscribe", {"job_id": watcher.job_id,
+                                              "after_seq": watcher.contiguous()})
+        # The client's writer ends when that POST times out (request_timeout): the drop.
+        wait_until(lambda: watcher.client.eio.write_loop_task is None, timeout=30,
+                   what="the client's writer to give up on the stalled console")
+    finally:
+        fleet_server.process.send_signal(signal.SIGCONT)
+    wait_until(lambda: watcher.drops, what=f"the drop ({watcher.story()})")
+    wait_until(watcher.finished, timeout=60, what=f"job_finished ({watcher.story()})")
+    watcher.close()
+
+    assert len(watcher.acks) >= 2, watcher.story()  # subscribed again after the drop
+    assert_watcher_holds_the_stored_log(fleet_server, http, watcher, 0)
+
+
+def assert_watcher_holds_the_stored_log(server, http, watcher: ResumingWatcher, cut: int,
+                                        before: EventCollector | None = None) -> None:
+    """The stored log has no gap, ended well, and is exactly what the client holds
+    (events up to ``cut`` from ``before``, the rest from ``watcher``) keyed by seq."""
+    stored = http.get(f"{server.url}/api/jobs/{watcher.job_id}/events",
                       params={"after_seq": 0, "limit": 5000}).json()["events"]
-    union = {e["seq"]: e for e in seen_first.events if e["seq"] <= cut}
-    for event in seen_second.events:
-        union.setdefault(event["seq"], event)
-    assert resumed["ok"] and resumed["job"]["id"] == job_id
-    assert min(e["seq"] for e in seen_second.events) == cut + 1
+    union = {e["seq"]: e for e in (before.events if before else []) if e["seq"] <= cut}
+    for seq, event in watcher.by_seq().items():
+        union.setdefault(seq, event)
+    assert all(ack["ok"] and ack["job"]["id"] == watcher.job_id for ack in watcher.acks)
+    assert min(watcher.seqs()) == cut + 1, watcher.story()
     assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
-    assert [union[seq] for seq in sorted(union)] == stored
+    assert [union[seq] for seq in sorted(union)] == stored, watcher.story()
     failures = [e["data"] for e in stored
                 if e["type"] == "host_finished" and e["data"]["status"] != "succeeded"]
     assert (stored[-1]["data"]["status"], failures) == ("succeeded", [])
