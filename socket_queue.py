@@ -11,9 +11,12 @@ a process that does not know the flag at worst empties the room.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import socketio
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "flask-socketio"  # Flask-SocketIO's default channel name, kept
 
@@ -38,6 +41,7 @@ class RoomDisconnectingRedisManager(socketio.RedisManager):
 def disconnect_local(manager: socketio.Manager, room: str, namespace: str = "/") -> None:
     """Disconnect the sockets of ``room`` that this process holds."""
     for sid, _ in list(manager.get_participants(namespace, room)):
+        log.info("dropping socket %s: its room %s was closed (session ended)", sid, room)
         manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
 

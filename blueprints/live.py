@@ -100,8 +100,22 @@ def on_connect(auth: Any = None) -> bool:
     return True
 
 
+# python-socketio's disconnect reasons, in the words of the log line
+DROP_REASONS = {
+    "client disconnect": "closed by the client",
+    "server disconnect": "closed by the console (session ended, logout or a message "
+                         "queue drop)",
+    "ping timeout": "ping timeout (the client stopped answering)",
+    "transport close": "transport closed (the connection went away)",
+    "transport error": "transport error (a failed request, or a message over "
+                       "PATCHBAY_MAX_SOCKET_PAYLOAD)",
+}
+
+
 def on_disconnect(reason: Any = None) -> None:
-    """Only accepted sockets get here (a refused connect never does)."""
+    """Only accepted sockets get here (a refused connect never does). Every socket that
+    goes is logged with why: a drop that loses a watcher can be traced to its cause."""
+    log.info("socket %s disconnected: %s", request.sid, DROP_REASONS.get(reason, reason))
     _sweeper().discard(request.sid)
     replays(current_app).stop(request.sid)
     SOCKET_CONNECTIONS.dec()

@@ -79,6 +79,7 @@ class SocketSweeper:
                 continue
             for sid in stale:
                 self.discard(sid)
+                log.info("dropping socket %s: its session or token ended", sid)
                 disconnect(sid)
             if stale:
                 log.info("dropped %d socket(s) whose session or token ended", len(stale))

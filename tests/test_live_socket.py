@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 
@@ -243,3 +244,23 @@ def test_a_job_can_be_cancelled_from_another_console_process(
     job = http_first.get(f"{first.url}/api/jobs/{ack['job_id']}").json()["job"]
     assert cancel["cancelled"] is True
     assert (job["status"], job["hosts"][0]["status"]) == ("cancelled", "cancelled")
+
+
+def test_the_console_logs_why_each_socket_went(fleet_server):
+    http = fleet_server.login()
+    closed_by_client = fleet_server.socket(http)
+    sid = closed_by_client.get_sid()
+    closed_by_client.disconnect()
+    # The client's DISCONNECT packet or its closing the websocket, whichever is first
+    by_client = re.compile(rf"socket {sid} disconnected: (closed by the client|"
+                           r"transport closed)")
+    wait_until(lambda: by_client.search(fleet_server.log()),
+               what=f"the client's own disconnect of {sid} in the log")
+
+    dropped = fleet_server.socket(http)
+    sid = dropped.get_sid()
+    assert http.post(f"{fleet_server.url}/logout", allow_redirects=False).status_code == 302
+    wait_until(lambda: f"socket {sid} disconnected: closed by the console"
+               in fleet_server.log(), what=f"the logout's drop of socket {sid} in the log")
+    assert f"dropping socket {sid}: its room login:" in fleet_server.log()
+    assert "Traceback" not in fleet_server.log()

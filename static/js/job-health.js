@@ -42,6 +42,7 @@
         }
       } else {
         text = status.state === "reconnecting" ? "reconnecting…" : "disconnected";
+        if (status.detail) text += " (" + status.detail + ")";
         if (downSince) {
           text += " · no live events for " + P.formatDuration((Date.now() - downSince) / 1000);
         }

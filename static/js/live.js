@@ -97,19 +97,26 @@
         }
       }
     });
+    // Why the connection went, in words; kept through the reconnect attempts after it.
+    let dropReason = null;
+    const reconnecting = () => setConnectionState(
+      "reconnecting", "reconnecting…" + (dropReason ? " (" + dropReason + ")" : ""), dropReason);
     socket.on("disconnect", (reason) => {
+      dropReason = dropReasonText(reason);
       // A dropped transport reconnects by itself (socket.active): say so at once.
-      if (socket.active) setConnectionState("reconnecting", "reconnecting…", reason);
-      else setConnectionState("disconnected", "disconnected", reason);
+      if (socket.active) reconnecting();
+      else setConnectionState("disconnected", "disconnected", dropReason);
     });
-    socket.io.on("reconnect_attempt", () => {
-      setConnectionState("reconnecting", "reconnecting…");
-    });
+    socket.io.on("reconnect_attempt", reconnecting);
     socket.on("connect_error", (err) => {
       // socket.active is false when the server refused us (e.g. not logged in):
       // no reconnection will follow.
+      const message = (err && err.message) || "could not connect";
       if (!socket.active) {
-        setConnectionState("disconnected", "disconnected", err && err.message);
+        setConnectionState("disconnected", "disconnected", message);
+      } else {
+        dropReason = dropReasonText(message);
+        reconnecting();
       }
     });
     socket.on("session:ended", (data) => {
@@ -118,6 +125,23 @@
         "session ended: " + ((data && data.reason) || "logged out"));
     });
     return socket;
+  }
+
+  /** Socket.IO's disconnect reasons, as an operator would say them. */
+  const DROP_REASONS = {
+    "transport close": "connection lost",
+    "transport error": "connection error",
+    "ping timeout": "no answer from the console",
+    "io server disconnect": "closed by the console",
+    "io client disconnect": "closed by this page",
+    "parse error": "unreadable message from the console",
+    "xhr poll error": "the console did not answer",
+    "websocket error": "the console did not answer",
+    "timeout": "the console did not answer in time",
+  };
+
+  function dropReasonText(reason) {
+    return DROP_REASONS[reason] || String(reason || "connection lost");
   }
 
   /** Run `handler(socket)` on every connect, including now if already connected. */
