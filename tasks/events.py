@@ -29,6 +29,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Job, JobEvent, JobHost, Server, ServerLock, utcnow
+from tasks.write_errors import describe, is_transient, minimal_copy, storable_copy
 
 log = logging.getLogger(__name__)
 
@@ -184,30 +185,78 @@ class EventLog:
 
     def _write_with_retry(self, batch: list[_Pending]) -> tuple[list[_Pending], set[int]]:
         """Write the batch's events of the jobs this node still owns; returns those
-        written and the ids of the jobs found taken over by another node."""
+        written and the ids of the jobs found taken over by another node. A transient
+        failure is retried until the database answers; a permanent one isolates the
+        refused event (:mod:`tasks.write_errors`) and the rest is written as it was."""
+        try:
+            return self._retry_transient(batch)
+        except Exception as error:  # noqa: BLE001 - refused for good: isolate it
+            log.error("writing %d events was refused (%s); writing them one by one to "
+                      "isolate the refused one", len(batch), describe(error))
+        written: list[_Pending] = []
+        fenced: set[int] = set()
+        for item in batch:
+            if item.job_id in fenced:
+                continue
+            done, lost = self._write_one_storable(item)
+            written += done
+            fenced |= lost
+        return written, fenced
+
+    def _write_one_storable(self, item: _Pending) -> tuple[list[_Pending], set[int]]:
+        """One event, then (if refused for good) its storable copy, then its minimal one."""
+        original, reason = item, ""
+        for shape in (None, storable_copy, minimal_copy):
+            if shape is not None:
+                item = _Pending(item.job_id, shape(original.event, reason), item.lines)
+            try:
+                return self._retry_transient([item])
+            except Exception as error:  # noqa: BLE001 - refused: try the next shape
+                reason = describe(error)
+                log.error("job %s: event %s (%s) refused by the database (%s)",
+                          item.job_id, item.event["seq"], item.event["type"], reason)
+        # Even a plain row is refused: the trouble is the database, not this event.
+        # Never drop it: wait for the database as for a transient failure.
+        delay = 0.5
+        while True:
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            try:
+                return self._write([item])
+            except Exception as error:  # noqa: BLE001 - keep the log gap-free
+                log.error("job %s: event %s still refused (%s); retrying in %.1f s",
+                          item.job_id, item.event["seq"], describe(error), delay)
+
+    def _retry_transient(self, batch: list[_Pending]) -> tuple[list[_Pending], set[int]]:
+        """Write the batch, retrying transient failures; a permanent one is raised."""
         delay = 0.05
         while True:
             try:
-                # One multi-row INSERT for the log; no autoflush, so the derived-state
-                # updates are flushed once at commit instead of before every lookup.
-                with self.session_factory() as session, session.begin(), \
-                        session.no_autoflush:
-                    jobs, fenced = self._owned_jobs(session, {item.job_id for item in batch})
-                    written = [item for item in batch if item.job_id not in fenced]
-                    if written:
-                        session.execute(insert(JobEvent), [{"job_id": item.job_id,
-                                                            **item.event} for item in written])
-                    rows = _batch_rows(session, written, jobs)
-                    for item in written:
-                        apply_event(session, item.job_id, item.event, rows)
-                        if self.on_event is not None:
-                            self.on_event(session, item.job_id, item.event)
-                    rows.release_locks(session)
-                return written, fenced
-            except Exception:  # noqa: BLE001 - never drop events: retry until the DB answers
-                log.exception("writing %d events failed; retrying in %.2f s", len(batch), delay)
+                return self._write(batch)
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning("writing %d events failed (%s); retrying in %.2f s",
+                            len(batch), describe(error), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _write(self, batch: list[_Pending]) -> tuple[list[_Pending], set[int]]:
+        # One multi-row INSERT for the log; no autoflush, so the derived-state updates
+        # are flushed once at commit instead of before every lookup.
+        with self.session_factory() as session, session.begin(), session.no_autoflush:
+            jobs, fenced = self._owned_jobs(session, {item.job_id for item in batch})
+            written = [item for item in batch if item.job_id not in fenced]
+            if written:
+                session.execute(insert(JobEvent), [{"job_id": item.job_id, **item.event}
+                                                   for item in written])
+            rows = _batch_rows(session, written, jobs)
+            for item in written:
+                apply_event(session, item.job_id, item.event, rows)
+                if self.on_event is not None:
+                    self.on_event(session, item.job_id, item.event)
+            rows.release_locks(session)
+        return written, fenced
 
     def _owned_jobs(self, session: Session, job_ids: set[int]
                     ) -> tuple[dict[int, Job], set[int]]:
