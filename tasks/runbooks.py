@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.errors import PatchbayError
+from tasks.pattern_start import may_start_with_dash
 from tasks.secrets import MASK
 from tasks.shell_context import placeholder_sites
 
@@ -474,18 +475,46 @@ def _check_placeholders(spec: RunbookSpec, source: str) -> None:
             if "{{" in leftover or "}}" in leftover:
                 raise RunbookError(
                     f"{where}: malformed placeholder (expected {{{{ scope.name }}}})")
-            _check_shell_context(step, f"{section}.{index}", source)
+            _check_shell_context(spec, step, f"{section}.{index}", source)
 
 
-def _check_shell_context(step: StepSpec, position: str, source: str) -> None:
-    """Refuse a placeholder where its shell quoting would not hold (tasks.shell_context)."""
+def _check_shell_context(spec: RunbookSpec, step: StepSpec, position: str,
+                         source: str) -> None:
+    """Refuse a placeholder where its shell quoting would not hold (tasks.shell_context),
+    and one where a command reads options unless its value cannot start with "-"."""
     text = step.command
     for site in placeholder_sites(text, PLACEHOLDER):
-        if not site.safe:
-            raise RunbookError(
-                f'{source}: step "{step.name}" ({position}), line {site.line}: '
-                f"{text[site.start:site.end]} is {site.describe()}, where shell quoting "
-                f"cannot protect it; {site.advice(text)}")
+        if site.safe:
+            continue
+        where = f'{source}: step "{step.name}" ({position}), line {site.line}: '
+        placeholder = text[site.start:site.end]
+        if site.context == "option":
+            why_dash = _may_start_with_dash(spec, placeholder)
+            if why_dash is None:
+                continue
+            raise RunbookError(f"{where}{placeholder} is {site.describe()} ({why_dash}); "
+                               f"{site.advice(text)}")
+        raise RunbookError(f"{where}{placeholder} is {site.describe()}, where shell quoting "
+                           f"cannot protect it; {site.advice(text)}")
+
+
+def _may_start_with_dash(spec: RunbookSpec, placeholder: str) -> str | None:
+    """Why a placeholder's value may start with "-", or None if it never does."""
+    match = PLACEHOLDER.fullmatch(placeholder)
+    assert match is not None
+    scope, key = match.group(1), match.group(2)
+    if scope == "params":
+        pattern = spec.params[key].pattern
+        if pattern is None:
+            return f"parameter {key!r} has no pattern"
+        if may_start_with_dash(pattern):
+            return f"the pattern {pattern} of parameter {key!r} lets a value start with -"
+        return None
+    if scope in ("host", "vars"):
+        # The inventory's own values, written by whoever writes the inventory, as the
+        # runbook is: trusted like the runbook's text (docs/runbooks.md).
+        return None
+    return "the previous build is whatever a server reported"
 
 
 def load_runbooks(directory: str | Path) -> dict[str, Runbook]:

@@ -13,25 +13,47 @@ step's own script — at the top level, or in a ``( … )`` subshell, a ``{ …;
 an ``if``/``while``/``for``/``case`` body — and not
 
 - in the command name (the first word of a simple command, also after ``exec``,
-  ``command``, ``builtin``, ``nohup``, ``setsid`` or ``time``), unless it is the value
-  of a leading assignment (``X={{ params.v }}`` is fine): a value there chooses the
-  command, and an unquoted ``NAME=value`` would be read as an assignment;
+  ``command``, ``builtin``, ``nohup``, ``setsid``, ``time``, ``coproc``, ``.`` or
+  ``source`` and their options), unless it is the value of a leading assignment
+  (``X={{ params.v }}`` is fine): a value there chooses the command, and an unquoted
+  ``NAME=value`` would be read as an assignment;
 - in an argument of ``eval``, which parses the value again as code;
+- in an argument of a builtin that evaluates it: ``let`` (arithmetic), ``trap`` (its
+  action is code), the declaration builtins ``declare``, ``typeset``, ``local``,
+  ``export`` and ``readonly`` (a value becomes ``NAME=value`` or an option, and bash
+  evaluates a ``[subscript]`` or an ``-i`` variable's value as arithmetic), builtins
+  that take variable names (``unset``, ``read``, ``mapfile``, ``readarray``, the
+  operand of ``-v``/``-R`` in ``test``, ``[`` and ``[[ ]]``, ``printf -v``: bash
+  evaluates ``a[$(id)]`` there and runs ``id``), and ``alias``, ``compgen``,
+  ``complete``, ``bind``, ``fc``, ``enable``;
+- as an operand of ``-eq``, ``-ne``, ``-lt``, ``-le``, ``-gt`` or ``-ge`` in bash's
+  ``[[ … ]]``, which evaluates it as arithmetic (``[ … ]`` does not);
 - glued right after ``\\`` (which escapes the value's opening quote) or ``$``;
 - as a here-document delimiter.
 
-So ``cmd {{ params.v }}``, ``releases/{{ params.v }}``, ``--opt={{ params.v }}``,
-``a && b {{ params.v }} | c``, ``> {{ params.v }}``, ``for x in {{ params.v }}``,
-``case {{ params.v }} in`` and a case pattern ``*,{{ params.v }},*)`` are accepted.
+A placeholder that begins an argument of a command before any ``--`` argument sits
+where the command reads options (``rm {{ params.f }}`` with ``f=-rf``): its context is
+``"option"``, which the caller accepts only where no valid value can start with ``-``
+(the parameter's pattern says so, :mod:`tasks.pattern_start`).
+
+So ``cmd -- {{ params.v }}``, ``releases/{{ params.v }}``, ``--opt={{ params.v }}``,
+``a && b -- {{ params.v }} | c``, ``> {{ params.v }}``, ``for x in {{ params.v }}``,
+``case {{ params.v }} in``, a case pattern ``*,{{ params.v }},*)`` and
+``[[ {{ params.v }} == x ]]`` are accepted.
 
 Inside ``$( … )`` a quoted value is parsed again as part of a nested script; POSIX
 shells get that right, but the rule stays "top level, unquoted" so that it can be
 checked with certainty and read at a glance; copy the value into a variable first.
 
-This is a lexer, not a shell: it does not follow aliases or functions, and it cannot
-see a program that treats an argument as code (``sh -c``, ``ssh``, ``sudo``, ``env``,
-``xargs``, ``find -exec``, an ``awk`` or ``sed`` script, ``declare``): there the
-parameter's pattern is the guard.
+This is a lexer, not a shell: it does not follow aliases, functions or a command name
+held in a variable (``$cmd {{ params.v }}``), it does not know which option of a
+command takes an argument (``grep -e -- {{ params.v }}`` counts as after ``--``), and
+it cannot see a program that treats an argument as code (``sh -c``, ``ssh``, ``sudo``,
+``env``, ``xargs``, ``find -exec``, an ``awk`` or ``sed`` script): there the
+parameter's pattern is the guard. Nor does it follow a value once copied into a
+variable: under bash, ``v={{ params.n }}; echo $((v + 1))`` (or ``[[ $v -eq 1 ]]``,
+``let``, an ``-i`` variable) evaluates it as arithmetic, so a variable used there needs
+a digits-only pattern.
 """
 
 from __future__ import annotations
@@ -40,6 +62,9 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
+# A number copied into a variable is safe in arithmetic only if it is digits only.
+NUMBER_ADVICE = ("give the parameter a digits-only pattern (^[0-9]+$), copy it into a "
+                 "variable first (n={{ X }}) and write $n there")
 # What each refused context is called in a message, and what to write instead.
 CONTEXTS: dict[str, tuple[str, str]] = {
     "double quotes": (
@@ -64,7 +89,7 @@ CONTEXTS: dict[str, tuple[str, str]] = {
         'copy it into a variable first (v={{ X }}) and write "$v" there'),
     "arithmetic": (
         "inside an arithmetic expression",
-        'copy it into a variable first (v={{ X }}) and write "$v" there'),
+        NUMBER_ADVICE),
     "here-document": (
         "inside a here-document body",
         "copy it into a variable before the here-document (v={{ X }}) and write $v in "
@@ -89,16 +114,71 @@ CONTEXTS: dict[str, tuple[str, str]] = {
     "eval": (
         "an argument of eval, which parses it again as code",
         'do not pass it through eval; copy it into a variable (v={{ X }}) and use "$v"'),
+    "let": (
+        "an argument of let, which evaluates it as arithmetic (under bash a value like "
+        "a[$(id)] runs id)",
+        NUMBER_ADVICE),
+    "conditional arithmetic": (
+        "an operand of {command} in [[ … ]], which bash evaluates as arithmetic (a value "
+        "like a[$(id)] runs id)",
+        "compare with [ … {command} … ] instead, which takes plain numbers only (and give "
+        "the parameter a pattern that cannot start with -)"),
+    "trap": (
+        "an argument of trap, whose action the shell runs as code",
+        "write the action in the runbook (trap 'cleanup' EXIT) and let it read the value "
+        "from a variable"),
+    "declaration": (
+        "an argument of {command}, which reads it as NAME=value or as an option (a value "
+        "such as PATH=… or -f) and under bash evaluates a [subscript] as arithmetic",
+        "assign the variable on a line of its own (NAME={{ X }}), then {command} NAME"),
+    "variable name": (
+        "an argument of {command}, which bash reads as a variable name and evaluates a "
+        "[subscript] in it as arithmetic (a value like a[$(id)] runs id)",
+        "name the variable in the runbook and put the value in it (NAME={{ X }})"),
+    "builtin code": (
+        "an argument of {command}, which the shell can run as code",
+        "keep the value out of it: write the code in the runbook and let it read the "
+        "value from a variable (v={{ X }})"),
+    "option": (
+        "an argument of {command} before any --, where a value starting with - is read "
+        "as an option",
+        "add -- before it ({command} -- {{ X }}), or give the parameter a pattern that "
+        "cannot start with -"),
     "unknown": (
         "where the checker cannot tell its context",
         "move it to a plain word of the script"),
 }
 
+# Commands that take no "--": what to write instead of adding one.
+NO_DOUBLE_DASH = {
+    "echo": "echo takes no --: write printf -- '%s\\n' {{ X }}, or give the parameter a "
+            "pattern that cannot start with -",
+    **dict.fromkeys(("[", "test"), "{command} takes no --: give the parameter a pattern "
+                    "that cannot start with -, or test a copy of the value (v={{ X }}, "
+                    "then \"$v\")"),
+}
+
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
-# Words after which the next word is a command name again: reserved words, and the
-# builtins and programs that run their first argument as the command.
-_LEADING_WORDS = frozenset({"if", "then", "else", "elif", "do", "while", "until", "!", "{",
-                            "time", "exec", "command", "builtin", "nohup", "setsid"})
+# Reserved words after which the next word is a command name again (unquoted only).
+_LEADING_WORDS = frozenset({"if", "then", "else", "elif", "do", "while", "until", "!", "{"})
+# Builtins and programs that run their first non-option argument as the command (or,
+# for "." and "source", as a script), quoted or not.
+_RUNNERS = frozenset({"time", "exec", "command", "builtin", "nohup", "setsid", "coproc",
+                      ".", "source"})
+# Builtins whose every argument is refused, and why (a CONTEXTS key).
+_EVALUATING = {"eval": "eval", "let": "let", "trap": "trap",
+               **dict.fromkeys(("declare", "typeset", "local", "export", "readonly"),
+                               "declaration"),
+               **dict.fromkeys(("unset", "read", "mapfile", "readarray"), "variable name"),
+               **dict.fromkeys(("alias", "compgen", "complete", "bind", "fc", "enable"),
+                               "builtin code")}
+# Options after which the next argument is a variable name bash evaluates.
+_NAME_OPTIONS = {"test": ("-v", "-R"), "[": ("-v", "-R"), "printf": ("-v",)}
+# [[ … ]] operators whose operands bash evaluates as arithmetic, or as variable names.
+_COND_ARITHMETIC = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+_COND_NAMES = frozenset({"-v", "-R"})
+# Words whose arguments are a word list, not options.
+_WORD_LISTS = frozenset({"for", "select"})
 _OPERATOR_CHARS = frozenset(";&|()<>")
 _BLANKS = frozenset(" \t")
 
@@ -112,6 +192,7 @@ class PlaceholderSite:
     line: int  # 1-based line of ``start`` within the template
     context: str | None  # None: a plain word of the script, where quoting protects it
     quote_start: int | None = None  # the opening ", for double quotes in the script itself
+    command: str = ""  # the command (or operator) the context names, if it names one
 
     @property
     def safe(self) -> bool:
@@ -119,7 +200,9 @@ class PlaceholderSite:
 
     def describe(self) -> str:
         """Where it is, as the end of the sentence "{{ params.v }} is ..."."""
-        return CONTEXTS[self.context][0] if self.context else "in a plain word"
+        if not self.context:
+            return "in a plain word"
+        return CONTEXTS[self.context][0].replace("{command}", self.command)
 
     def advice(self, template: str) -> str:
         """What to write instead, with the line rewritten where that is mechanical."""
@@ -128,7 +211,10 @@ class PlaceholderSite:
             return f"put it outside the quotes: {self._unquoted_line(template)}"
         if self.context is None:
             return ""
-        return CONTEXTS[self.context][1].replace("{{ X }}", placeholder)
+        advice = CONTEXTS[self.context][1]
+        if self.context == "option" and self.command in NO_DOUBLE_DASH:
+            advice = NO_DOUBLE_DASH[self.command]
+        return advice.replace("{command}", self.command).replace("{{ X }}", placeholder)
 
     def _unquoted_line(self, template: str) -> str:
         assert self.quote_start is not None
@@ -166,8 +252,19 @@ class _Frame:
     word: str = ""  # the current word's raw text (a placeholder counts as "\0")
     word_is_command: bool = False
     word_is_redirect_target: bool = False
+    # The current word without its quotes, None once it holds an expansion or a value;
+    # and whether it surely holds a character already (a value there does not begin it).
+    literal: str | None = ""
+    filled: bool = False
     redirect_next: bool = False
-    command: str = ""  # the current simple command's name
+    command: str = ""  # the current simple command's name, its quotes removed
+    runner: str = ""  # the runner (exec, nohup, …) whose options are being read
+    skip_next: bool = False  # the next word is a runner option's argument (exec -a NAME)
+    last_argument: str | None = None  # the previous argument, its quotes removed
+    options_ended: bool = False  # a "--" argument was seen
+    # Inside [[ … ]]: its words (quotes removed) and the placeholders each holds.
+    condition: list[tuple[str | None, list[int]]] | None = None
+    condition_values: list[int] = field(default_factory=list)
     parens: int = 0  # open ( … ) subshells
     function_name_next: bool = False  # after "function": the name, then a command
     cases: list[str] = field(default_factory=list)  # per open case: where in it we are
@@ -179,7 +276,7 @@ class _Lexer:
         self.matches = [(m.start(), m.end()) for m in placeholder.finditer(text)]
         self.starts = [start for start, _ in self.matches]
         self.ends = dict(self.matches)
-        self.found: dict[int, tuple[str | None, int | None]] = {}
+        self.found: dict[int, tuple[str | None, int | None, str]] = {}
         self.pos = 0
         self.frames = [_Frame("cmd", top=True)]
         self.heredocs: list[tuple[str, bool]] = []  # (delimiter, strip leading tabs)
@@ -198,18 +295,21 @@ class _Lexer:
                 self._in_parameter(frame)
             else:
                 self._in_arithmetic(frame)
+        if self.frames[-1].kind == "cmd":
+            self._end_word(self.frames[-1])  # the last word, "]]" say, ends with the text
         sites = []
         for start, end in self.matches:
             # A placeholder the lexer never reached (it should not happen) is refused too.
-            context, quote = self.found.get(start, ("unknown", None))
+            context, quote, command = self.found.get(start, ("unknown", None, ""))
             sites.append(PlaceholderSite(start, end, text.count("\n", 0, start) + 1,
-                                         context, quote))
+                                         context, quote, command))
         return sites
 
     # -- placeholders ------------------------------------------------------------------
 
-    def _tag(self, start: int, context: str | None, quote: int | None = None) -> None:
-        self.found.setdefault(start, (context, quote))
+    def _tag(self, start: int, context: str | None, quote: int | None = None,
+             command: str = "") -> None:
+        self.found.setdefault(start, (context, quote, command))
 
     def _tag_span(self, begin: int, end: int, context: str) -> None:
         index = bisect.bisect_left(self.starts, begin)
@@ -230,17 +330,34 @@ class _Lexer:
             self._tag(start, "arithmetic")
         else:
             self._begin_word(frame)
-            if frame.word_is_redirect_target or not frame.word_is_command \
-                    or _ASSIGNMENT.match(frame.word):
-                context = None
+            if frame.condition is not None:  # told at "]]", by the words around it
+                frame.condition_values.append(start)
             else:
-                context = "command name"
-            if context is None and frame.command == "eval" and not frame.word_is_command:
-                context = "eval"
-            if context is None and not frame.top:
-                context = "command substitution"
-            self._tag(start, context)
+                context, command = self._word_context(frame)
+                if not frame.top:
+                    context, command = "command substitution", ""
+                self._tag(start, context, None, command)
             frame.word += "\0"
+            frame.literal = None
+
+    def _word_context(self, frame: _Frame) -> tuple[str | None, str]:
+        """The context of a value in the current word of a command frame."""
+        if frame.word_is_redirect_target or frame.skip_next:
+            return None, ""
+        if frame.word_is_command:
+            return (None if _ASSIGNMENT.match(frame.word) else "command name"), ""
+        if self._case_state(frame) not in (None, "body") or frame.function_name_next:
+            return None, ""
+        command = frame.command
+        if command in _EVALUATING:
+            return _EVALUATING[command], command
+        names = _NAME_OPTIONS.get(command, ())
+        if frame.last_argument in names or (
+                command == "printf" and frame.word.startswith("-v")):
+            return "variable name", command
+        if frame.filled or frame.options_ended or command in _WORD_LISTS:
+            return None, ""
+        return "option", command
 
     # -- the command grammar -------------------------------------------------------------
 
@@ -252,6 +369,8 @@ class _Lexer:
             return
         frame.in_word = True
         frame.word = ""
+        frame.literal = ""
+        frame.filled = False
         frame.word_is_redirect_target = frame.redirect_next
         frame.word_is_command = (frame.command_start and not frame.redirect_next
                                  and self._case_state(frame) in (None, "body"))
@@ -263,6 +382,12 @@ class _Lexer:
         word = frame.word
         if frame.word_is_redirect_target:
             frame.redirect_next = False
+            return
+        if frame.condition is not None:
+            self._condition_word(frame, word)
+            return
+        if frame.skip_next:
+            frame.skip_next = False
             return
         if frame.function_name_next:
             frame.function_name_next = False
@@ -278,8 +403,18 @@ class _Lexer:
                 frame.cases.pop()
                 frame.command_start = False
         elif frame.word_is_command:
-            if word in _LEADING_WORDS or _ASSIGNMENT.match(word):
+            name = word if frame.literal is None else frame.literal
+            if frame.runner and name.startswith("-") and name != "-":
+                self._runner_option(frame, name)
+            elif word in _LEADING_WORDS or _ASSIGNMENT.match(word):
                 frame.command_start = True
+            elif name in _RUNNERS:
+                frame.runner = name
+                frame.command_start = True
+            elif word == "[[":
+                frame.condition = []
+                frame.condition_values = []
+                frame.command_start = False
             elif word == "case":
                 frame.cases.append("subject")
                 frame.command_start = False
@@ -290,18 +425,78 @@ class _Lexer:
                 frame.cases.pop()
                 frame.command_start = False
             else:
-                frame.command = word
+                frame.command = name
+                frame.runner = ""
                 frame.command_start = False
+        else:
+            frame.last_argument = frame.literal
+            if frame.literal == "--":
+                frame.options_ended = True
+
+    def _runner_option(self, frame: _Frame, option: str) -> None:
+        """An option of a runner: the command still follows, except after command -v."""
+        if frame.runner == "command" and ("v" in option or "V" in option):
+            frame.command = "command " + option  # it looks the names up, runs nothing
+            frame.runner = ""
+            frame.command_start = False
+        elif frame.runner == "exec" and option.endswith("a") and not option.startswith("--"):
+            frame.skip_next = True  # exec -a NAME: NAME is no command
+        elif option == "--":
+            frame.runner = ""
+
+    def _condition_word(self, frame: _Frame, word: str) -> None:
+        """A word of [[ … ]]; at "]]", tell each value in it by the words around it."""
+        assert frame.condition is not None
+        if word != "]]":
+            frame.condition.append((frame.literal, frame.condition_values))
+            frame.condition_values = []
+            return
+        words = frame.condition
+        for index, (_, values) in enumerate(words):
+            before = words[index - 1][0] if index else None
+            after = words[index + 1][0] if index + 1 < len(words) else None
+            context, operator = None, ""
+            if before in _COND_NAMES:
+                context, operator = "variable name", f"[[ {before} ]]"
+            elif before in _COND_ARITHMETIC or after in _COND_ARITHMETIC:
+                context = "conditional arithmetic"
+                operator = before if before in _COND_ARITHMETIC else after
+            if not frame.top:
+                context, operator = "command substitution", ""
+            for start in values:
+                self._tag(start, context, None, operator or "")
+        frame.condition = None
+        frame.condition_values = []
+
+    def _condition_operator(self, frame: _Frame) -> None:
+        """``( ) ! < > && ||`` and the like in [[ … ]]: words of the test, not the shell's."""
+        text, pos = self.text, self.pos
+        length = 2 if text.startswith(("&&", "||"), pos) else 1
+        assert frame.condition is not None
+        frame.condition.append((text[pos:pos + length], []))
+        self.pos += length
 
     def _new_command(self, frame: _Frame) -> None:
         frame.command_start = True
         frame.command = ""
+        frame.runner = ""
+        frame.skip_next = False
+        frame.last_argument = None
+        frame.options_ended = False
         frame.redirect_next = False
 
     def _in_command(self, frame: _Frame) -> None:
         text, pos = self.text, self.pos
         char = text[pos]
-        if char == "\n":
+        if frame.condition is not None and (char in _OPERATOR_CHARS or char == "\n"):
+            self._end_word(frame)  # it may be "]]": then the character is the shell's again
+            if frame.condition is None:
+                return
+            if char == "\n":  # [[ … ]] goes on over lines
+                self.pos += 1
+            else:
+                self._condition_operator(frame)
+        elif char == "\n":
             self._end_word(frame)
             self.pos += 1
             if self._case_state(frame) in (None, "body"):
@@ -325,12 +520,15 @@ class _Lexer:
                 self._tag(pos + 1, "after backslash")
                 self.pos = self.ends[pos + 1]
                 frame.word += "\\\0"
+                frame.literal = None
             else:
                 frame.word += text[pos:pos + 2]
+                self._literal(frame, text[pos + 1:pos + 2])
                 self.pos += 2
         elif char == "'":
             self._begin_word(frame)
             self.pos = self._quoted_span(pos + 1, "'", False, "single quotes")
+            self._literal(frame, text[pos + 1:self.pos - 1])
             frame.word += "''"
         elif char == '"':
             self._begin_word(frame)
@@ -340,10 +538,12 @@ class _Lexer:
         elif char == "`":
             self._begin_word(frame)
             frame.word += "``"
+            frame.literal = None
             self.pos = self._quoted_span(pos + 1, "`", True, "backticks")
         elif char == "$":
             self._begin_word(frame)
             frame.word += "$"
+            frame.literal = None
             if pos + 1 in self.ends:
                 self._tag(pos + 1, "after dollar")
                 self.pos = self.ends[pos + 1]
@@ -359,7 +559,15 @@ class _Lexer:
         else:
             self._begin_word(frame)
             frame.word += char
+            self._literal(frame, char)
             self.pos += 1
+
+    @staticmethod
+    def _literal(frame: _Frame, chars: str) -> None:
+        """Characters the current word surely holds, as they are."""
+        if frame.literal is not None:
+            frame.literal += chars
+        frame.filled = frame.filled or bool(chars)
 
     def _operator(self, frame: _Frame) -> None:
         text, pos = self.text, self.pos
@@ -383,7 +591,8 @@ class _Lexer:
             self.pos += 1
             if state in ("pattern", "in"):
                 return  # the optional "(" before a case pattern
-            if text.startswith("(", self.pos) and frame.command_start:
+            if text.startswith("(", self.pos) and (frame.command_start
+                                                   or frame.command == "for"):
                 self.pos += 1
                 self.frames.append(_Frame("arith", depth=2))
                 return
@@ -459,7 +668,14 @@ class _Lexer:
     def _in_double_quotes(self) -> None:
         char = self.text[self.pos]
         if char == '"':
-            self.frames.pop()
+            quoted = self.frames.pop()
+            outer = self.frames[-1]
+            if outer.kind == "cmd" and quoted.quote_start is not None:
+                content = self.text[quoted.quote_start + 1:self.pos]
+                if any(c in content for c in "$`\\"):
+                    outer.literal = None  # an expansion: maybe empty, unknown
+                else:
+                    self._literal(outer, content)
             self.pos += 1
         elif not self._nested(char):
             self.pos += 1

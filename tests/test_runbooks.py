@@ -42,7 +42,7 @@ GOOD = textwrap.dedent("""\
         default: 4
     steps:
       - name: fetch
-        run: echo fetching {{ params.version }} from {{ params.channel }}
+        run: echo fetching {{ params.version }} from:{{ params.channel }}
         timeout: 30
       - name: report
         run: cat {{ vars.root }}/VERSION
@@ -72,7 +72,7 @@ def with_param(spec: str) -> Runbook:
     """A runbook with one parameter ``version`` declared by the YAML mapping ``spec``."""
     return parse_runbook(
         f"name: t\nparams:\n  version: {spec}\nsteps:\n  - name: s\n"
-        "    run: echo {{ params.version }}\n", "t.yml")
+        "    run: echo v={{ params.version }}\n", "t.yml")
 
 
 # --- parsing -------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_host_password_is_not_a_host_field():
 
 
 def test_placeholders_in_every_scope_are_accepted():
-    text = one_step("echo {{params.v}} {{ vars.root }} {{ host.name }} {{ host.address }} "
+    text = one_step("printf -- '%s\\n' {{params.v}} {{ vars.root }} {{ host.name }} {{ host.address }} "
                     "{{ host.port }} {{ host.user }}", "params:\n  v: {}\n")
 
     runbook = parse_runbook(text, "ok.yml")
@@ -364,7 +364,7 @@ def test_optional_parameter_without_default_is_empty():
 # --- rendering -----------------------------------------------------------------------
 
 PRINTF = parse_runbook(
-    "name: t\nparams:\n  p: {}\nsteps:\n  - name: s\n    run: printf '%s\\n' {{ params.p }}\n",
+    "name: t\nparams:\n  p: {}\nsteps:\n  - name: s\n    run: printf -- '%s\\n' {{ params.p }}\n",
     "printf.yml")
 
 
@@ -405,7 +405,7 @@ def test_rendered_step_keeps_name_timeout_and_capture():
     fetch, report = runbook.render(params, host())
 
     assert (fetch.name, fetch.command, fetch.timeout, fetch.capture) == (
-        "fetch", "echo fetching 1.4.2 from stable", 30, None)
+        "fetch", "echo fetching 1.4.2 from:stable", 30, None)
     assert (report.name, report.command, report.capture) == (
         "report", "cat /srv/game/VERSION", "version")
 
@@ -571,11 +571,11 @@ def test_a_secret_param_and_a_secret_var_render_real_and_shown_masked():
 
 
 def test_a_step_without_secrets_is_shown_as_it_runs():
-    book = parse_runbook(one_step("echo {{ params.v }}", "params:\n  v: {}\n"), "echo.yml")
+    book = parse_runbook(one_step("echo v={{ params.v }}", "params:\n  v: {}\n"), "echo.yml")
 
     step = book.render({"v": "x"}, host())[0]
 
-    assert step.shown == step.command == "echo x\n"
+    assert step.shown == step.command == "echo v=x\n"
 
 
 def test_secret_must_be_a_boolean():

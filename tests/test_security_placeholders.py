@@ -29,7 +29,7 @@ from tests.remote import RunToTheEnd, host_session
 
 P = "{{ params.v }}"
 VALUE_PATTERN = r"^[^\x00\n]{0,40}$"
-PRINT = "printf '[%s]\\n'"  # one line per argument, its ends visible
+PRINT = "printf -- '[%s]\\n'"  # one line per argument, its ends visible
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,13 @@ ARGUMENTS = [
 
 STATEMENTS = [
     Part(PRINT + " {}", True),
+    Part("[[ {} -eq 1 ]] && " + PRINT + " one", False),
+    Part("let n={}", False),
+    Part("declare x={}", False),
+    Part("export {}", False),
+    Part("trap {} EXIT", False),
+    Part("unset {}", False),
+    Part("(( {} ))", False),
     Part('X={}; ' + PRINT + ' "$X"', True),
     Part("X={} " + PRINT + " x", True, lambda v: "x"),
     Part("eval " + PRINT + " {}", False),
@@ -134,13 +141,19 @@ templates = st.builds(
     st.lists(st.sampled_from(WRAPPERS), max_size=2),
 )
 
-values = st.text(
+# Under bash, arithmetic and declarations evaluate a [subscript] of such a value: each
+# runs `touch PWNED` in the step's directory if any accepted template lets bash do so.
+HOSTILE = ["a[$(touch PWNED)]", "x[`touch PWNED`]", "a[$(touch PWNED)]=1", "-v",
+           "PATH=/nowhere"]
+
+values = st.sampled_from(HOSTILE) | st.text(
     alphabet=st.sampled_from(
         [chr(c) for c in range(0x20, 0x7F)] + ["\t", "é", "日", "\u00a0", "ß"]),
     max_size=40,
 ) | st.lists(st.sampled_from(["$(id)", "`id`", "'", '"', "\\", ";", "|", "&&", "<", ">",
                               "*", "?", "~", "!", "#", "{", "}", "$HOME", " ", "a=b",
-                              "-n", "%s", "EOF", ")", "$'", "\\'"]),
+                              "-n", "%s", "EOF", ")", "$'", "\\'", "-v", "--help",
+                              "PATH=/x", "a[$(touch PWNED)]", "a[`touch PWNED`]"]),
              max_size=8).map("".join).filter(lambda v: len(v) <= 40)
 
 
@@ -164,12 +177,17 @@ step_numbers = itertools.count()
 
 
 def run_batch(remote, commands: list[str]) -> tuple[dict[str, list[list[str]]], list[str]]:
-    """Run every command over SSH in the login shell and again under ``sh``; the lines
-    each printed, per shell, and every stderr line."""
+    """Run every command over SSH in the login shell, again under ``sh`` (dash) and
+    under ``bash``, in a directory of their own; the lines each printed, per shell,
+    and every stderr line. A ``PWNED`` file left in that directory fails the test."""
     session, host = remote
     batch = "\n".join(f"printf '@@ %d\\n' {i}\n(\n{command}\n)"
                       for i, command in enumerate(commands))
-    script = f"printf '@@ login\\n'\n{batch}\nprintf '@@ sh\\n'\nsh -c {shlex.quote(batch)}"
+    quoted = shlex.quote(batch)
+    script = (f"mkdir -p pb-grammar && cd pb-grammar && rm -f PWNED\n"
+              f"printf '@@ login\\n'\n{batch}\nprintf '@@ sh\\n'\nsh -c {quoted}\n"
+              f"printf '@@ bash\\n'\nbash -c {quoted}\n"
+              "if [ -e PWNED ]; then echo 'a value ran a command' >&2; exit 1; fi")
     out: list[str] = []
     err: list[str] = []
     where = StepLocation("~/.patchbay/test-runs", "placeholders", host.name,
@@ -181,7 +199,7 @@ def run_batch(remote, commands: list[str]) -> tuple[dict[str, list[list[str]]], 
     assert result.exit_code == 0, (result, err)
     printed: dict[str, list[list[str]]] = {}
     for line in out:
-        if line in ("@@ login", "@@ sh"):
+        if line in ("@@ login", "@@ sh", "@@ bash"):
             shell = printed.setdefault(line[3:], [])
         elif line.startswith("@@ "):
             shell.append([])
@@ -210,4 +228,4 @@ def test_finding_7_accepted_templates_pass_values_literally_over_ssh(remote, cas
 
     expected = [[f"[{template.printed(value)}]"] for template, value, _ in accepted]
     assert errors == []
-    assert printed == {"login": expected, "sh": expected}
+    assert printed == {"login": expected, "sh": expected, "bash": expected}

@@ -50,7 +50,7 @@ description: Uses a secret parameter and secret variables, and echoes them.
 params:
   password:
     secret: true
-    pattern: '^[A-Za-z0-9-]{8,64}$'
+    pattern: '^[A-Za-z0-9][A-Za-z0-9-]{7,63}$'
   label:
     pattern: '^[a-z]{1,10}$'
     default: blue
@@ -372,7 +372,7 @@ description: Echoes a secret parameter and a secret variable, and hands them ove
 params:
   password:
     secret: true
-    pattern: '^[A-Za-z0-9-]{8,64}$'
+    pattern: '^[A-Za-z0-9][A-Za-z0-9-]{7,63}$'
 steps:
   - name: use
     run: |
@@ -387,7 +387,7 @@ description: Waits for a release file, then hands the secrets over; fails withou
 params:
   password:
     secret: true
-    pattern: '^[A-Za-z0-9-]{8,64}$'
+    pattern: '^[A-Za-z0-9][A-Za-z0-9-]{7,63}$'
 steps:
   - name: hold
     run: |

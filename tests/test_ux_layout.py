@@ -31,7 +31,7 @@ params:
   fail_on:
     required: false
     default: none
-    pattern: '^[a-z0-9-]+$'
+    pattern: '^[a-z0-9][a-z0-9-]*$'
 steps:
   - name: prepare
     run: |
