@@ -12,8 +12,10 @@ step (an SSH drop, a console restart) goes on, so no line is lost and none comes
 Before a line is buffered, every secret value of its server's job (``mask``: the
 job's secret parameters and the server's secret variables, each of at least
 :data:`~tasks.secrets.MIN_MASKED_LENGTH` characters) is replaced by ``••••``, so a
-command that echoes a secret stores, shows and captures it masked. A secret split
-across two lines, or transformed by the command (base64, hex), is not recognised.
+command that echoes a secret stores, shows and captures it masked. A line too long to
+keep whole is cut before a secret, never inside it (:class:`~tasks.step_output.LineSplitter`).
+A secret split across two lines, or transformed by the command (base64, hex), is not
+recognised.
 """
 
 from __future__ import annotations

@@ -70,6 +70,12 @@ class SecretBox:
             ) from None
 
 
+def masked_values(values: Iterable[str]) -> list[str]:
+    """The values a :class:`Masker` searches for: those of at least
+    :data:`MIN_MASKED_LENGTH` characters, longer ones first."""
+    return sorted({v for v in values if len(v) >= MIN_MASKED_LENGTH}, key=len, reverse=True)
+
+
 class Masker:
     """Replaces every occurrence of some secret values in a text with :data:`MASK`.
 
@@ -77,8 +83,7 @@ class Masker:
     longer ones first, so a secret that contains another is masked whole."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        self.values = sorted({v for v in values if len(v) >= MIN_MASKED_LENGTH},
-                             key=len, reverse=True)
+        self.values = masked_values(values)
 
     def __bool__(self) -> bool:
         return bool(self.values)

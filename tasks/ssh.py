@@ -35,7 +35,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -411,7 +411,7 @@ class SSHHostSession:
     # -- steps ------------------------------------------------------------------------
 
     def start_step(self, where: StepLocation, command: str, sink: OutputSink,
-                   control: StepControl) -> StepResult:
+                   control: StepControl, secret_values: Sequence[str] = ()) -> StepResult:
         agent = self._agent_for(where.host_dir)
         if isinstance(agent, StepResult):
             return agent  # the agent could not start: the run directory
@@ -423,8 +423,8 @@ class SSHHostSession:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self._agent = None
             raise SSHError(f"could not start the step: {_first_line(exc)}") from None
-        stdout = StepStream(LineSplitter("stdout", sink), token)
-        stderr = StepStream(LineSplitter("stderr", sink), token)
+        stdout = StepStream(LineSplitter("stdout", sink, secret_values=secret_values), token)
+        stderr = StepStream(LineSplitter("stderr", sink, secret_values=secret_values), token)
         rest, agent.rest = agent.rest, [b"", b""]
         stdout.feed(rest[0])
         stderr.feed(rest[1])
@@ -438,12 +438,12 @@ class SSHHostSession:
         return result
 
     def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
-                    control: StepControl) -> StepResult:
+                    control: StepControl, secret_values: Sequence[str] = ()) -> StepResult:
         out, err = offsets.get("stdout", 0), offsets.get("stderr", 0)
         channel = self._open(remote_script(ATTACH_SCRIPT, where.host_dir, where.key,
                                            str(out), str(err)))
-        stdout = StepStream(LineSplitter("stdout", sink, out))
-        stderr = StepStream(LineSplitter("stderr", sink, err))
+        stdout = StepStream(LineSplitter("stdout", sink, out, secret_values))
+        stderr = StepStream(LineSplitter("stderr", sink, err, secret_values))
         head = _AttachHead(stdout, stderr)
         result = self._follow(channel, head.feed, stderr.feed, stdout, stderr, where,
                               control, keep_channel=False)

@@ -12,7 +12,10 @@ step's (kept, with no newline counted). Bytes after the marker line are the next
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from tasks.remote_scripts import END_MARKER
+from tasks.secrets import masked_values
 from tasks.transport import OutputSink
 
 MAX_LINE_BYTES = 16_384  # longer lines are cut into pieces rather than buffered whole
@@ -26,15 +29,26 @@ class LineSplitter:
     sequence); only the partial last line is buffered, and a line longer than
     :data:`MAX_LINE_BYTES` is cut at a character boundary. With ``hold_empty`` an
     empty line is handed on only once something follows it (:class:`StepStream`
-    may find it was the end marker's)."""
+    may find it was the end marker's).
 
-    def __init__(self, stream: str, sink: OutputSink, offset: int = 0) -> None:
+    The sink masks each piece of a cut line on its own, so a cut never falls inside
+    one of ``secret_values`` (the step's secret values, as :func:`~tasks.secrets.masked_values`
+    keeps them): it moves back to where the secret begins. To see a secret the cut
+    would split, a line still arriving is cut only once the longest secret's length
+    less one byte beyond the cut has come. Only cutting pays for this: a line within
+    the limit costs the same with secrets or without."""
+
+    def __init__(self, stream: str, sink: OutputSink, offset: int = 0,
+                 secret_values: Iterable[str] = ()) -> None:
         self.stream = stream
         self.sink = sink
         self.offset = offset  # end of the last line handed on (or held)
         self.pending = b""
         self.hold_empty = False
         self.held: int | None = None  # the offset after a held empty line
+        self.secrets = [value.encode() for value in masked_values(secret_values)]
+        # Bytes past a cut needed to tell whether a secret straddles it.
+        self.reach = len(self.secrets[0]) - 1 if self.secrets else 0
 
     def feed(self, data: bytes) -> None:
         if not data:
@@ -55,8 +69,8 @@ class LineSplitter:
                 self.offset += len(part) + 1
                 text = part.decode("utf-8", "replace")
                 sink(stream, text[:-1] if text.endswith("\r") else text, self.offset)
-        while len(self.pending) > MAX_LINE_BYTES:
-            cut = _char_boundary(self.pending, MAX_LINE_BYTES)
+        while len(self.pending) > MAX_LINE_BYTES + self.reach:
+            cut = self._cut(self.pending)
             self._emit(self.pending[:cut], 0)
             self.pending = self.pending[cut:]
 
@@ -75,10 +89,29 @@ class LineSplitter:
 
     def _emit_cut(self, line: bytes, newline: int) -> None:
         while len(line) > MAX_LINE_BYTES:
-            cut = _char_boundary(line, MAX_LINE_BYTES)
+            cut = self._cut(line)
             self._emit(line[:cut], 0)
             line = line[cut:]
         self._emit(line, newline)
+
+    def _cut(self, line: bytes) -> int:
+        """Where to cut a line longer than :data:`MAX_LINE_BYTES` (and, when it is
+        still arriving, :attr:`reach` bytes more): at the limit, or just before it when
+        that splits a UTF-8 sequence or a secret."""
+        cut = _char_boundary(line, MAX_LINE_BYTES)
+        # A secret the cut moved back to may overlap another one: look again, once
+        # per secret at most (overlapping repeats of one secret are not masked whole
+        # in an uncut line either).
+        for _ in self.secrets:
+            moved = False
+            for secret in self.secrets:
+                start = line.find(secret, max(cut - len(secret) + 1, 0),
+                                  cut + len(secret) - 1)
+                if start > 0:  # a secret as long as a piece cannot be kept whole
+                    cut, moved = start, True
+            if not moved:
+                break
+        return cut
 
     def _emit(self, line: bytes, newline: int) -> None:
         self.release_held()

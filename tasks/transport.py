@@ -13,7 +13,7 @@ memory for the engine's unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -114,13 +114,16 @@ class HostSession(Protocol):
         """Open the connection; raise :class:`TransportError` with a one-line reason."""
 
     def start_step(self, where: StepLocation, command: str, sink: OutputSink,
-                   control: StepControl) -> StepResult:
+                   control: StepControl, secret_values: Sequence[str] = ()) -> StepResult:
         """Start ``command`` detached as step ``where`` and stream its output until it
-        ends, it is stopped, or the connection breaks."""
+        ends, it is stopped, or the connection breaks. A line too long to hand on
+        whole is never cut inside one of ``secret_values`` (the sink masks each piece on its
+        own: :class:`~tasks.step_output.LineSplitter`)."""
 
     def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
-                    control: StepControl) -> StepResult:
-        """Read a started step's output from ``offsets`` on, until it ends."""
+                    control: StepControl, secret_values: Sequence[str] = ()) -> StepResult:
+        """Read a started step's output from ``offsets`` on, until it ends (``secret_values``
+        as for :meth:`start_step`)."""
 
     def step_status(self, where: StepLocation) -> RemoteStatus:
         """The step's state as its run directory shows it."""

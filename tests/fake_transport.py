@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -353,7 +353,7 @@ class FakeHostSession:
             self.closed = False
 
     def start_step(self, where: StepLocation, command: str, sink: OutputSink,
-                   control: StepControl) -> StepResult:
+                   control: StepControl, secret_values: Sequence[str] = ()) -> StepResult:
         with self._call():
             with self.fleet.cond:
                 self._require()
@@ -361,10 +361,10 @@ class FakeHostSession:
                 server = self.fleet.server(self.host)
                 server.dirs.add(where.path)
                 step = self.fleet.launch(self.host, where, command)
-            return self._follow(step, {}, sink, control)
+            return self._follow(step, {}, sink, control, secret_values)
 
     def attach_step(self, where: StepLocation, offsets: dict[str, int], sink: OutputSink,
-                    control: StepControl) -> StepResult:
+                    control: StepControl, secret_values: Sequence[str] = ()) -> StepResult:
         with self._call():
             with self.fleet.cond:
                 self._require()
@@ -372,7 +372,7 @@ class FakeHostSession:
                 step = self.fleet.server(self.host).runs.get(where.path)
             if step is None:  # nothing to follow, like the real attach script
                 return StepResult(None, offsets=dict(offsets))
-            result = self._follow(step, offsets, sink, control)
+            result = self._follow(step, offsets, sink, control, secret_values)
             if not result.lost and result.exit_code is None:
                 result.reason = VANISHED
             return result
@@ -442,10 +442,10 @@ class FakeHostSession:
         return True
 
     def _follow(self, step: FakeStep, offsets: dict[str, int], sink: OutputSink,
-                control: StepControl) -> StepResult:
+                control: StepControl, secret_values: Sequence[str]) -> StepResult:
         """Hand the step's output to ``sink`` from ``offsets`` on until it ends, the
         connection breaks, or ``control`` stops it (TERM, then KILL after the grace)."""
-        readers = {stream: LineSplitter(stream, sink, offsets.get(stream, 0))
+        readers = {stream: LineSplitter(stream, sink, offsets.get(stream, 0), secret_values)
                    for stream in STREAMS}
         stopped: str | None = None
         term_at = 0.0

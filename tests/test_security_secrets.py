@@ -31,6 +31,7 @@ from tasks.events import EventLog
 from tasks.output import HostOutput
 from tasks.runbooks import HostContext, parse_runbook
 from tasks.secrets import MASK, Masker, SecretBox, SecretUnreadable
+from tasks.step_output import MAX_LINE_BYTES, LineSplitter
 from tests.conftest import PASSWORD
 from tests.console_world import log_in, query_db, rendered_logs, runbook_dir
 from tests.engine_world import EngineWorld, engine_database, start_thread
@@ -439,7 +440,9 @@ def secret_console(live_server_factory, sshd_fleet, tmp_path: Path, runbook: str
         "servers": sshd_fleet.inventory_entries()[:2]}))
     return live_server_factory(inventory=inventory, runbook_dir=books,
                                users=[("alice", PASSWORD, "admin")],
-                               env={ENV_NAME: ENV_SECRET})
+                               env={ENV_NAME: ENV_SECRET,
+                                    # the webhook receiver listens on loopback
+                                    "PATCHBAY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"})
 
 
 def finished(server, http, job_id: int, timeout: float = 60) -> dict:
@@ -594,3 +597,87 @@ def test_finding_3_a_failed_job_with_a_secret_param_reruns_with_the_real_value(
         assert_no_secret(f"job {job_id}", http.get(
             f"{server.url}/api/jobs/{job_id}/events", timeout=10).text)
     assert_no_secret("the database", database_contents(server))
+
+
+# -- audit 3b, item 3: a secret in a line long enough to be cut -------------------------
+
+def cut_and_masked(filler: str, secrets: list[str], data: bytes, chunk: int) -> list[str]:
+    """The lines stored of ``data`` fed ``chunk`` bytes at a time to a splitter and a
+    HostOutput that know ``secrets``, as the engine wires them."""
+    stored: list[str] = []
+
+    class Log:
+        def append(self, job_id: int, type_: str, host: str | None, data: dict) -> int:
+            stored.extend(data["lines"])
+            return len(stored)
+
+    output = HostOutput(Log(), 1, "gs-01", "long", 10, 500, mask=Masker(secrets))
+    splitter = LineSplitter("stdout", output.line, secret_values=secrets)
+    for start in range(0, len(data), chunk):
+        splitter.feed(data[start:start + chunk])
+    splitter.close()
+    output.flush()
+    assert splitter.offset == len(data)
+    assert all(len(line.encode()) <= MAX_LINE_BYTES for line in stored)
+    return stored
+
+
+@pytest.mark.parametrize(("filler", "secrets"), [
+    ("A", [PARAM_SECRET, ENV_SECRET]),
+    ("é", ["pässwörd-🎮-42", VAR_SECRET]),  # multi-byte filler and secret
+], ids=["ascii", "utf-8"])
+def test_audit3b_3_a_long_line_is_never_cut_inside_a_secret(filler, secrets):
+    width = len(filler.encode())
+    longest = max(len(secret.encode()) for secret in secrets)
+    # Every position of the cut inside either secret (or the pair), near the limit.
+    for before in range((MAX_LINE_BYTES - 2 * longest) // width - 1,
+                        MAX_LINE_BYTES // width + 2):
+        text = filler * before + "".join(secrets)
+        expected = filler * before + MASK * len(secrets)
+        for tail, chunk in ((b"\n", 1 << 20), (b"", 7)):  # whole; arriving, unended
+            stored = cut_and_masked(filler, secrets, text.encode() + tail, chunk)
+
+            assert "".join(stored) == expected, (before, chunk)
+
+
+# Each stream prints a run of filler and then a secret on one line, so that the console's
+# cut at MAX_LINE_BYTES falls inside the secret: PARAM_SECRET's first 4 characters and
+# ENV_SECRET's first 10 before it.
+LONG_LINE_RUNBOOK = """\
+name: long-line
+description: Prints a secret at the end of a line longer than the console keeps whole.
+params:
+  password:
+    secret: true
+    pattern: '^[A-Za-z0-9][A-Za-z0-9-]{7,63}$'
+steps:
+  - name: long
+    run: |
+      head -c 16380 /dev/zero | tr '\\0' A; echo {{ params.password }}
+      head -c 16374 /dev/zero | tr '\\0' B >&2; echo {{ vars.token }} >&2
+"""
+
+
+def test_audit3b_3_a_secret_cut_by_a_long_line_stays_masked_in_events_search_and_log(
+        live_server_factory, sshd_fleet, tmp_path):
+    server = secret_console(live_server_factory, sshd_fleet, tmp_path, LONG_LINE_RUNBOOK)
+    host = sshd_fleet.hosts[0]
+    http = server.login()
+    job_id = http.post(f"{server.url}/api/jobs", timeout=10, json={
+        "runbook": "long-line", "params": {"password": PARAM_SECRET},
+        "servers": [host.name]}).json()["job_id"]
+    job = finished(server, http, job_id)
+    events = http.get(f"{server.url}/api/jobs/{job_id}/events", timeout=10,
+                      params={"limit": 5000}).json()["events"]
+    log = http.get(f"{server.url}/jobs/{job_id}/log.txt", timeout=10).text
+
+    pieces = {stream: "".join(line for e in events if e["type"] == "output"
+                              and e["data"]["stream"] == stream for line in e["data"]["lines"])
+              for stream in ("stdout", "stderr")}
+    halves = [PARAM_SECRET[:4], PARAM_SECRET[4:], ENV_SECRET[:10], ENV_SECRET[10:]]
+    assert job["status"] == "succeeded"
+    assert pieces == {"stdout": "A" * 16380 + MASK, "stderr": "B" * 16374 + MASK}
+    for half in halves:
+        assert half not in log, f"{half!r} reached the log download"
+        assert http.get(f"{server.url}/api/jobs/{job_id}/search", timeout=10,
+                        params={"q": half}).json()["matches"] == [], f"{half!r} was found"
