@@ -239,7 +239,7 @@ class ServerList(BaseModel):
 class RunbookParam(BaseModel):
     type: Literal["string", "integer"]
     pattern: str | None = Field(description="a regular expression the whole value must "
-                                "match (Python re.fullmatch)")
+                                "match (RE2 syntax, matched whole)")
     required: bool
     default: str | int | None = Field(description='"••••" for a secret parameter')
     description: str

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks import safe_regex
 from tasks.errors import PatchbayError
 from tasks.pattern_start import may_start_with_dash
 from tasks.secrets import MASK
@@ -62,12 +63,7 @@ class ParamSpec(BaseModel):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
+        return None if value is None else safe_regex.check(value)
 
     @field_validator("example", mode="before")
     @classmethod
@@ -77,7 +73,7 @@ class ParamSpec(BaseModel):
 
     @model_validator(mode="after")
     def _example_fits(self) -> ParamSpec:
-        if self.example is not None and self.pattern and not re.fullmatch(
+        if self.example is not None and self.pattern and not safe_regex.fullmatch(
                 self.pattern, self.example):
             raise ValueError(f"example {self.example!r} does not match the pattern "
                              f"{self.pattern}")
@@ -101,11 +97,7 @@ class WaitSpec(BaseModel):
     @field_validator("until")
     @classmethod
     def _until_compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
+        return safe_regex.check(value)
 
     @field_validator("timeout")
     @classmethod
@@ -299,7 +291,7 @@ class Runbook:
                                     field) from None
             if spec.type == "integer" and not re.fullmatch(r"-?[0-9]+", text):
                 raise PatchbayError("invalid", f"parameter {name!r} must be an integer", field)
-            if spec.pattern and not re.fullmatch(spec.pattern, text):
+            if spec.pattern and not safe_regex.fullmatch(spec.pattern, text):
                 shown = "" if spec.secret else f" value {text!r}"
                 raw = f"parameter {name!r}{shown} does not match {spec.pattern}"
                 if spec.pattern_hint is None and spec.example is None:
@@ -437,9 +429,30 @@ def parse_runbook(text: str, source: str) -> Runbook:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top)"
         message = first["msg"].removeprefix("Value error, ")
-        raise RunbookError(f"{source}: field {where}: {message}") from exc
+        line = _yaml_line(text, first["loc"])
+        raise RunbookError(f"{source}: field {where}: {message}"
+                           + (f" (line {line})" if line else "")) from exc
     _check_placeholders(spec, source)
     return Runbook(spec, source)
+
+
+def _yaml_line(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The line of ``text`` (a runbook that parsed) holding the field at ``loc``, or
+    of the nearest enclosing field that is there (a missing field's mapping)."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((value for key, value in node.value if key.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
+                and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
 
 
 def _check_placeholders(spec: RunbookSpec, source: str) -> None:

@@ -17,7 +17,6 @@ command.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from secrets import token_hex
 from typing import Any
 
+from tasks import safe_regex
 from tasks.events import EventLog, JobFenced
 from tasks.output import HostOutput, OutputBudget
 from tasks.planning import HostPlan, JobPlan
@@ -766,7 +766,8 @@ class JobRun:
                              f"{base.key}w{attempt}-{token_hex(3)}")
         while True:
             try:
-                result = holder[0].start_step(where, step.command, sink, control)
+                result = holder[0].start_step(where, step.command, sink, control,
+                                              host.secrets)
             except TransportError as exc:
                 result = StepResult(None, lost=True, reason=str(exc))
             if not result.lost:
@@ -782,8 +783,8 @@ class JobRun:
                                  f"{base.key}w{attempt}-{token_hex(3)}")
         if result.stopped == "timeout":
             shown.append(f"! probe timed out after {timeout:g} s")
-        matched = result.exit_code == 0 and re.search(
-            wait.until, "\n".join(kept), re.MULTILINE) is not None
+        matched = result.exit_code == 0 and safe_regex.search_lines(wait.until,
+                                                                     "\n".join(kept))
         return matched, result.exit_code, list(shown)
 
     def _drive_step(self, host: HostPlan, holder: list[HostSession], step: RenderedStep,
@@ -799,9 +800,10 @@ class JobRun:
                         attach = False
                         continue
                     result = holder[0].attach_step(where, dict(output.offsets), output.line,
-                                                   control)
+                                                   control, host.secrets)
                 else:
-                    result = holder[0].start_step(where, step.command, output.line, control)
+                    result = holder[0].start_step(where, step.command, output.line, control,
+                                                  host.secrets)
             except TransportError as exc:
                 result = StepResult(None, lost=True, reason=str(exc))
             if not result.lost:

@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -582,3 +583,69 @@ def test_secret_must_be_a_boolean():
     with pytest.raises(RunbookError, match="params.pin.secret"):
         parse_runbook(one_step("echo {{ params.pin }}", "params:\n  pin: {secret: maybe}\n"),
                       "x.yml")
+
+
+# -- audit 3b, item 4: patterns run by RE2, never by a backtracking matcher ------------
+
+CATASTROPHIC = "^(a|aa)+$"  # Python's re tries every split of the a's: 2^n steps
+
+
+def pattern_runbook(pattern: str, until: str = "^ready$") -> str:
+    return (f"name: t\nparams:\n  v:\n    pattern: '{pattern}'\nsteps:\n"
+            f"  - name: s\n    run: echo\n  - name: w\n    wait:\n      command: echo\n"
+            f"      until: '{until}'\n")
+
+
+def test_audit3b_4_a_catastrophic_pattern_is_answered_at_once(monkeypatch):
+    from tasks import safe_regex
+
+    compiled: list[str] = []
+    real = safe_regex.re2.compile
+    monkeypatch.setattr(safe_regex.re2, "compile",
+                        lambda pattern, options: compiled.append(pattern)
+                        or real(pattern, options))
+    safe_regex._compiled.cache_clear()
+    book = parse_runbook(pattern_runbook(CATASTROPHIC), "slow.yml")
+    answers: list[object] = []
+
+    def validate() -> None:  # about an hour with Python's re; RE2 is linear
+        for value in ("a" * 60 + "b", "a" * 60):
+            try:
+                answers.append(book.validate_params({"v": value}))
+            except PatchbayError as exc:
+                answers.append(exc.field)
+
+    worker = threading.Thread(target=validate, daemon=True)
+    worker.start()
+    worker.join(timeout=30)  # a sanity bound only: RE2 answers in microseconds
+
+    assert answers == ["params.v", {"v": "a" * 60}]
+    assert CATASTROPHIC in compiled, "RE2 compiled the pattern that matched"
+    assert safe_regex.search_lines(CATASTROPHIC, "x\n" + "a" * 5000) is True
+
+
+@pytest.mark.parametrize(("text", "field", "line"), [
+    (pattern_runbook(r"^(a)\1$"), "params.v.pattern", 4),
+    (pattern_runbook("^[a-z]+$", until="(?<=ready)$"), "steps.1.wait.until", 11),
+    (pattern_runbook("^x{1,2000}$"), "params.v.pattern", 4),
+    (pattern_runbook("^[[:punct:]]+$"), "params.v.pattern", 4),
+], ids=["back-reference", "lookbehind", "repeat-count", "posix-class"])
+def test_audit3b_4_a_pattern_re2_cannot_run_is_refused_at_load_with_file_and_line(
+        text, field, line):
+    with pytest.raises(RunbookError) as caught:
+        parse_runbook(text, "broken.yml")
+
+    message = str(caught.value)
+    assert message.startswith(f"broken.yml: field {field}: ")
+    assert message.endswith(f" (line {line})")
+    assert "RE2" in message or "POSIX" in message
+
+
+def test_audit3b_4_a_long_probe_output_is_cut_before_it_is_matched():
+    from tasks.safe_regex import MAX_MATCHED_CHARS, search_lines
+
+    filler = "x" * (MAX_MATCHED_CHARS - len("ready") - 1)
+
+    assert search_lines("^ready$", f"{filler}\nready") is True
+    assert search_lines("^ready$", f"{filler}x\nready") is False, "past the cut"
+    assert search_lines("^0$", "players\n0\n") is True  # ^ and $ match at each line
