@@ -39,6 +39,7 @@ from blueprints import (
     login_state,
     metrics,
     permissions,
+    socket_handshakes,
     tokens,
     webhooks,
 )
@@ -49,6 +50,7 @@ from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from services.audit import record
 from services.commands import Commands
 from services.login_sessions import Lifetimes
+from serving import serve_console
 from socket_packets import TextPacket
 from socket_queue import client_manager
 from tasks.engine import EngineSettings, JobEngine
@@ -103,6 +105,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     app.register_error_handler(429, auth.too_many_attempts)
     live.register(socketio)
+    app.extensions[socket_handshakes.EXTENSION] = handshakes = socket_handshakes.Handshakes(
+        int(app.config["MAX_HANDSHAKES_PER_ADDRESS"]))
+    socket_handshakes.install(socketio.server, handshakes)  # capped until logged in
     app.extensions["patchbay_socket_sweeper"] = SocketSweeper()
     cli.register(app)
 
@@ -230,8 +235,7 @@ def _drop_socket(sid: str) -> None:
 def serve(app: Flask) -> None:
     """Serve the console as one node (see :func:`start_node`)."""
     start_node(app)
-    socketio.run(app, host=app.config["HOST"], port=int(app.config["PORT"]),
-                 allow_unsafe_werkzeug=app.config["ASYNC_MODE"] == "threading")
+    serve_console(app)  # with the slow-client guards (serving.py)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,14 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RETENTION": 30 * 86_400,  # seconds a finished delivery stays in the log
     # Limits on what one user can make the console do (docs/live-api.md, "Limits")
     "MAX_SOCKETS_PER_USER": 20,  # open Socket.IO connections per user, per node
+    # Engine.IO sessions per client address that have not logged in yet (per node);
+    # a further handshake gets a 401. A refused connect closes its session at once.
+    "MAX_HANDSHAKES_PER_ADDRESS": 20,
+    # Jobs one socket may be replaying at once; a further job:subscribe stops the
+    # socket's oldest replay (it may subscribe to that job again later)
+    "MAX_REPLAYS_PER_SOCKET": 8,
+    # Log downloads (/jobs/<id>/log.txt) per user (a limits string, as LOGIN_RATE_LIMIT)
+    "LOG_DOWNLOAD_RATE_LIMIT": "30 per minute",
     # Bytes of events in one API page, one replay batch or one download read (at least
     # one event is always sent; the page then says where to go on)
     "MAX_PAGE_BYTES": 1 << 20,
@@ -132,6 +140,11 @@ DEFAULTS: dict[str, Any] = {
     "CORS_ALLOWED_ORIGINS": None,  # None = same origin only
     "PORT": 5000,
     "HOST": "127.0.0.1",
+    # `python app.py` under eventlet (serving.py): seconds a connection may take to send
+    # a request's line and headers (also the idle time between two requests), and open
+    # connections per client address, 0 = no limit (the trusted proxies are not counted)
+    "HEADER_TIMEOUT": 10,
+    "MAX_CONNECTIONS_PER_ADDRESS": 100,
 }
 
 

@@ -37,7 +37,10 @@ def start_server(directory: Path, inventory: Path, *, max_hosts: int,
                                   "PATCHBAY_SSH_CONNECT_TIMEOUT": str(connect_timeout),
                                   "PATCHBAY_LOG_LEVEL": "WARNING",
                                   # hundreds of watchers share one user here
-                                  "PATCHBAY_MAX_SOCKETS_PER_USER": "100000"})
+                                  "PATCHBAY_MAX_SOCKETS_PER_USER": "100000",
+                                  # hundreds of watchers connect from loopback at once
+                                  "PATCHBAY_MAX_HANDSHAKES_PER_ADDRESS": "100000",
+                                  "PATCHBAY_MAX_CONNECTIONS_PER_ADDRESS": "0"})
 
 
 def cpu_seconds(process: psutil.Process) -> float:

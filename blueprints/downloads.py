@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, abort, current_app, request
-from flask_login import login_required
+from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from extensions import db
+from extensions import db, limiter
 from models import Job, JobHost
 from tasks.event_pages import iter_events
 
@@ -26,8 +26,14 @@ bp = Blueprint("downloads", __name__)
 FLUSH_LINES = 2000  # lines per chunk written to the client
 
 
+def _user_key() -> str:
+    return f"user:{current_user.id}"
+
+
 @bp.get("/jobs/<int:job_id>/log.txt")
-@login_required
+@login_required  # before the limit: its key is the user
+@limiter.limit(lambda: current_app.config["LOG_DOWNLOAD_RATE_LIMIT"], key_func=_user_key,
+               scope="log-download")
 def job_log(job_id: int) -> Response:
     job = db.session.get(Job, job_id)
     if job is None:
@@ -48,6 +54,15 @@ def job_log(job_id: int) -> Response:
     return Response(_text(header, events), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="{name}.log"',
                              "Cache-Control": "no-store"})
+
+
+@bp.errorhandler(429)
+def too_many_downloads(_error: Exception) -> tuple[str, int, dict[str, str]]:
+    """Flask-Limiter's 429 for this blueprint's routes, said plainly."""
+    rate = current_app.config["LOG_DOWNLOAD_RATE_LIMIT"]
+    return (f"Too many log downloads: at most {rate} per user "
+            "(PATCHBAY_LOG_DOWNLOAD_RATE_LIMIT). Wait a minute and try again.\n",
+            429, {"Content-Type": "text/plain; charset=utf-8"})
 
 
 def _text(header: str, events: Iterator[dict[str, Any]]) -> Iterator[str]:

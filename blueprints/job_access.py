@@ -47,12 +47,17 @@ class Replays:
 
     A ``job:subscribe`` while that socket's replay of the job is under way does not start
     another one: the running replay drops what it was sending and starts over from the
-    new request at its next page. Disconnecting (or ``job:unsubscribe``) stops it. This
-    is about this process's own sockets, so it is kept in this process."""
+    new request at its next page. Disconnecting (or ``job:unsubscribe``) stops it. One
+    socket replays at most ``per_socket`` jobs at once (``PATCHBAY_MAX_REPLAYS_PER_SOCKET``):
+    a subscribe to one more stops that socket's oldest replay. This is about this
+    process's own sockets, so it is kept in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_socket: int) -> None:
+        if per_socket < 1:
+            raise RuntimeError("PATCHBAY_MAX_REPLAYS_PER_SOCKET must be 1 or more")
+        self.per_socket = per_socket
         self._lock = threading.Lock()
-        self._wanted: dict[tuple[str, int], _Wanted] = {}
+        self._wanted: dict[tuple[str, int], _Wanted] = {}  # oldest request first
 
     def request(self, sid: str, job_id: int, after_seq: int,
                 replay_lines: int | None) -> bool:
@@ -60,6 +65,9 @@ class Replays:
         with self._lock:
             wanted = self._wanted.get((sid, job_id))
             if wanted is None:
+                own = [key for key in self._wanted if key[0] == sid]
+                for key in own[:max(0, len(own) - self.per_socket + 1)]:
+                    del self._wanted[key]  # its task sees it gone at its next page
                 self._wanted[(sid, job_id)] = _Wanted(after_seq, replay_lines)
                 return True
             wanted.after_seq, wanted.replay_lines = after_seq, replay_lines
@@ -97,7 +105,10 @@ class Replays:
 
 def replays(app: Flask) -> Replays:
     """This process's :class:`Replays` (made on first use)."""
-    return app.extensions.setdefault(EXTENSION, Replays())
+    replaying = app.extensions.get(EXTENSION)
+    if replaying is None:
+        replaying = app.extensions[EXTENSION] = Replays(int(app.config["MAX_REPLAYS_PER_SOCKET"]))
+    return replaying
 
 
 def subscribe_replay(app: Flask, sid: str, job_id: int, after_seq: int,

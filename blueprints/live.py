@@ -27,6 +27,7 @@ from blueprints.auth_tokens import log_socket_in
 from blueprints.job_access import job_snapshot, replays, subscribe_replay
 from blueprints.login_state import current_login_session_id
 from blueprints.permissions import check_socket_event
+from blueprints.socket_handshakes import current_eio_sid, handshakes
 from blueprints.socket_limits import check_socket_limit
 from blueprints.socket_sweeper import Credential, SocketSweeper
 from extensions import socketio
@@ -83,7 +84,19 @@ def on_connect(auth: Any = None) -> bool:
     """Anonymous sockets are refused; a user's sockets share the room ``user:<id>``.
     A client without a browser session may log in with ``auth: {"token": ...}``.
     A browser session must also send its page's CSRF token (``auth: {"csrf_token"}``):
-    a foreign page can make the browser send the cookie, but cannot read the token."""
+    a foreign page can make the browser send the cookie, but cannot read the token.
+    A refused socket's Engine.IO session is closed once the refusal is sent."""
+    eio_sid = current_eio_sid(socketio.server)
+    try:
+        _accept(auth)
+    except SocketRefused:
+        handshakes().refused(eio_sid)
+        raise
+    handshakes().accepted(eio_sid)
+    return True
+
+
+def _accept(auth: Any) -> None:
     if current_user.is_authenticated:
         _check_handshake_token(auth)
         session_id = current_login_session_id()
@@ -97,7 +110,6 @@ def on_connect(auth: Any = None) -> bool:
     join_room(f"user:{current_user.id}")
     _sweeper().add(request.sid, credential)
     SOCKET_CONNECTIONS.inc()
-    return True
 
 
 # python-socketio's disconnect reasons, in the words of the log line

@@ -647,3 +647,48 @@ def test_finding_4_with_a_retention_setting_each_node_prunes_by_itself(retaining
 
     assert log_of(retaining_app, jobs["recent"]) == recent
     assert retaining_app.extensions["patchbay_retention"].interval == 86_400
+
+
+# -- Before login, and per socket (audit 3, item 8) -------------------------------------
+
+
+def test_audit3_8_anonymous_handshakes_are_capped_per_address(live_server_factory):
+    import requests
+
+    server = live_server_factory(env={"PATCHBAY_MAX_HANDSHAKES_PER_ADDRESS": "5"})
+    refused = socketio_client.Client(reconnection=False)
+    with pytest.raises(socketio_client.exceptions.ConnectionError):
+        refused.connect(server.url, transports=["websocket"], wait_timeout=10)
+    codes = [requests.get(f"{server.url}/socket.io/?EIO=4&transport=polling",
+                          timeout=10).status_code for _ in range(6)]
+
+    # the refused websocket's session was closed at once: five polling ones still fit
+    assert codes == [200] * 5 + [401]
+    assert "PATCHBAY_MAX_HANDSHAKES_PER_ADDRESS" in server.log()
+    assert "Traceback" not in server.log()
+
+
+def test_audit3_8_a_socket_replays_at_most_its_limit_of_jobs_the_oldest_stops():
+    from blueprints.job_access import Replays
+
+    registry = Replays(per_socket=8)
+    started = [registry.request("s1", job, 0, None) for job in range(1, 10)]
+    other = registry.request("s2", 1, 0, None)
+
+    assert all(started) and other
+    assert registry.current("s1", 1) is None, "the oldest replay was stopped"
+    assert all(registry.current("s1", job) for job in range(2, 10))
+    assert registry.running() == 9
+
+
+def test_audit3_8_log_downloads_are_rate_limited_per_user(world, client, app):
+    job_id = add_job(world, small_job_events())
+    world.config["LOG_DOWNLOAD_RATE_LIMIT"] = "2 per minute"
+    codes = [client.get(f"/jobs/{job_id}/log.txt") for _ in range(3)]
+    other = app.test_client()
+    AuthActions(app, other).login("bob")
+    bobs = other.get(f"/jobs/{job_id}/log.txt")
+
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert "PATCHBAY_LOG_DOWNLOAD_RATE_LIMIT" in codes[2].get_data(as_text=True)
+    assert bobs.status_code == 200, "another user has a count of his own"

@@ -271,3 +271,50 @@ def test_runbook_files_changed_on_disk_are_audited(tmp_path):
         entry = db.session.scalars(select(AuditEntry)).one()
     assert (entry.action, entry.detail) == (
         "runbooks.changed", {"added": ["ticker"], "removed": [], "changed": ["sleepy"]})
+
+
+# -- Slow clients (audit 3b, item 2) -----------------------------------------------------
+
+
+def test_audit3b_2_slow_clients_do_not_stall_the_login(live_server_factory):
+    import socket
+    import time
+
+    from tests.waiting import wait_until
+
+    server = live_server_factory(env={"PATCHBAY_HEADER_TIMEOUT": "3",
+                                      "PATCHBAY_MAX_CONNECTIONS_PER_ADDRESS": "50"})
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(300):  # each sends part of its headers, then nothing
+            conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            conn.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            slow.append(conn)
+        started = time.monotonic()
+        normal = socket.socket()
+        normal.bind(("127.0.0.2", 0))  # another address: 127.0.0.1 is at its cap
+        normal.settimeout(1)  # the bound: a normal login answers within 1 s
+        normal.connect(("127.0.0.1", server.port))
+        normal.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        status = normal.recv(64)
+        answered = time.monotonic() - started
+        normal.close()
+
+        def closed(conn: socket.socket) -> bool:
+            conn.setblocking(False)
+            try:
+                return conn.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                return True
+
+        wait_until(lambda: all(closed(conn) for conn in slow), 20,
+                   "every slow connection closed (beyond the cap at once, "
+                   "the rest at the header timeout)")
+    finally:
+        for conn in slow:
+            conn.close()
+
+    assert status.startswith(b"HTTP/1.1 200"), status
+    assert answered < 1
