@@ -168,8 +168,9 @@ def test_host_password_is_not_a_host_field():
 
 
 def test_placeholders_in_every_scope_are_accepted():
-    text = one_step("printf -- '%s\\n' {{params.v}} {{ vars.root }} {{ host.name }} {{ host.address }} "
-                    "{{ host.port }} {{ host.user }}", "params:\n  v: {}\n")
+    text = one_step("printf -- '%s\\n' {{params.v}} {{ vars.root }} {{ host.name }} "
+                    "{{ host.address }} {{ host.port }} {{ host.user }}",
+                    "params:\n  v: {}\n")
 
     runbook = parse_runbook(text, "ok.yml")
 
