@@ -1,16 +1,28 @@
 """Webhooks, for admins: the pages ``/admin/webhooks`` (list, add, delete) and
 ``/admin/webhooks/<id>`` (its delivery log), and the JSON API ``/api/webhooks``.
 
-Both ways in check a webhook with :func:`tasks.webhooks.parse_hook` and audit what
-they change. A webhook's secret is never shown again: answers and pages say only
-whether one is set, and the audit entry names the URL's host only.
+Both ways in check a webhook with :func:`tasks.webhooks.parse_hook` (the URL also
+against this node's ``PATCHBAY_WEBHOOK_ALLOW_NETWORKS``) and audit what they change.
+A webhook's secret is never shown again: answers and pages say only whether one is
+set, show the URL with any user name and password masked, and the audit entry names
+the URL's host only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
@@ -26,6 +38,7 @@ from services.audit import record
 from services.schemas import nul_field
 from tasks import webhooks
 from tasks.errors import PatchbayError
+from tasks.webhook_address import AddressPolicy
 
 bp = Blueprint("webhooks", __name__)
 LOG_PAGE = 100
@@ -53,7 +66,7 @@ def _csrf_refused(error: CSRFError) -> tuple[Response | str, int]:
 @bp.get("/api/webhooks")
 @documented("Every webhook (admins; never its secret, only has_secret)")
 def list_hooks() -> Response:
-    return jsonify({"ok": True, "webhooks": [hook.summary() for hook in
+    return jsonify({"ok": True, "webhooks": [_shown(hook) for hook in
                                              webhooks.list_webhooks(db.session)]})
 
 
@@ -65,8 +78,8 @@ def create_hook() -> tuple[Response, int]:
     refused = nul_field(payload) if isinstance(payload, dict) else None
     if refused:
         raise PatchbayError("invalid", f"{refused} contains a NUL character", refused)
-    hook = _create(webhooks.parse_hook(payload), via="api")
-    return jsonify({"ok": True, "webhook": hook.summary()}), 201
+    hook = _create(webhooks.parse_hook(payload, addresses=_addresses()), via="api")
+    return jsonify({"ok": True, "webhook": _shown(hook)}), 201
 
 
 @bp.delete("/api/webhooks/<int:webhook_id>")
@@ -83,7 +96,7 @@ def deliveries(webhook_id: int) -> Response:
     limit = int_arg(request.args, "limit", LOG_PAGE, 1, 1000)
     before = int_arg(request.args, "before", 0, 1, 2**62) or None
     rows = webhooks.delivery_log(db.session, hook.id, limit, before)
-    return jsonify({"ok": True, "webhook": hook.summary(),
+    return jsonify({"ok": True, "webhook": _shown(hook),
                     "deliveries": [row.summary() for row in rows]})
 
 
@@ -103,7 +116,8 @@ def create_from_page() -> Response | tuple[str, int]:
     try:
         hook = _create(webhooks.parse_hook({
             "url": form.url.data, "events": form.events.data or [],
-            "secret": form.secret.data or None, "format": form.format.data}), via="page")
+            "secret": form.secret.data or None, "format": form.format.data},
+            addresses=_addresses()), via="page")
     except PatchbayError as exc:
         db.session.rollback()
         return _render_list(form, exc.message), 400
@@ -117,7 +131,7 @@ def hook_page(webhook_id: int) -> str:
     if hook is None:
         abort(404)
     rows = webhooks.delivery_log(db.session, hook.id, LOG_PAGE)
-    return render_template("admin/webhook.html", hook=hook.summary(), deliveries=rows,
+    return render_template("admin/webhook.html", hook=_shown(hook), deliveries=rows,
                            event_labels=EVENT_LABELS, page_size=LOG_PAGE)
 
 
@@ -133,6 +147,16 @@ def delete_from_page(webhook_id: int) -> Response:
 # -- shared by both -------------------------------------------------------------------
 
 
+def _addresses() -> AddressPolicy:
+    """Where this node's deliveries may connect (``PATCHBAY_WEBHOOK_ALLOW_NETWORKS``)."""
+    return current_app.extensions["patchbay_webhooks"].settings.addresses
+
+
+def _shown(hook: Webhook) -> dict[str, Any]:
+    """A webhook as answers and pages show it: its URL's user info masked."""
+    return {**hook.summary(), "url": webhooks.shown_url(hook.url)}
+
+
 def _create(spec: webhooks.HookSpec, via: str) -> Webhook:
     hook = webhooks.create_webhook(db.session, spec, current_user.id)
     record("webhook.create", f"webhook #{hook.id}", commit=False, via=via,
@@ -143,7 +167,7 @@ def _create(spec: webhooks.HookSpec, via: str) -> Webhook:
 
 
 def _delete(webhook_id: int, via: str) -> dict[str, Any]:
-    summary = webhooks.get_webhook(db.session, webhook_id).summary()
+    summary = _shown(webhooks.get_webhook(db.session, webhook_id))
     webhooks.delete_webhook(db.session, webhook_id)
     record("webhook.delete", f"webhook #{webhook_id}", commit=False, via=via,
            url=webhooks.safe_url(summary["url"]))
@@ -153,6 +177,6 @@ def _delete(webhook_id: int, via: str) -> dict[str, Any]:
 
 def _render_list(form: WebhookForm, error: str | None = None) -> str:
     return render_template("admin/webhooks.html", hooks=[
-        hook.summary() for hook in webhooks.list_webhooks(db.session)],
+        _shown(hook) for hook in webhooks.list_webhooks(db.session)],
         counts=webhooks.delivery_counts(db.session), form=form, error=error,
         event_labels=EVENT_LABELS)

@@ -22,6 +22,12 @@ Three parts, none of which knows Flask (docs/webhooks.md is the contract):
 * **Rules**: checking a webhook's settings, payloads, the Slack text, signing, and the
   retry schedule, as pure functions.
 
+Where a delivery may connect is :mod:`tasks.webhook_address`'s business: not the
+console's own networks (unless ``PATCHBAY_WEBHOOK_ALLOW_NETWORKS`` says so), checked
+when a webhook is saved and again on every attempt, at the address it connects to.
+Every delivery ends ``delivered`` or ``given_up`` with a reason, whatever goes wrong
+while sending; a receiver's answer is kept as its status line only, never its body.
+
 A webhook's secret signs its deliveries; it is read only to sign, and is never put in
 a payload, a log line, an audit entry or an answer.
 """
@@ -32,8 +38,10 @@ import base64
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -41,14 +49,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+import idna
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Job, JobHost, Webhook, WebhookDelivery, utcnow
 from tasks.errors import PatchbayError
+from tasks.webhook_address import (
+    PUBLIC_ONLY,
+    AddressPolicy,
+    AddressRefused,
+    PinnedHTTPConnection,
+    PinnedHTTPSConnection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +77,11 @@ SIGNATURE_HEADER = "X-Patchbay-Signature"
 PER_HOOK_IN_FLIGHT = 4  # attempts at once to one webhook, per node
 PRUNE_EVERY = 3600.0  # seconds between clean-ups of old finished deliveries
 DUE = ("pending", "sending")  # "sending" is due again once its claim's lease has ended
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Kept as they are in a path or query: RFC 3986's delimiters, and escapes already made.
+URL_SAFE = "/?:@!$&'()*+,;=-._~%"
+USERINFO_SAFE = "!$&'()*+,;=-._~%"
+HOST_NAME = re.compile(r"[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*\.?")
 
 TaskStarter = Callable[..., Any]
 
@@ -77,21 +99,27 @@ class HookSpec:
     format: str = "json"
 
 
-def parse_hook(payload: Any) -> HookSpec:
-    """Check ``{"url", "events", "secret"?, "format"?}``; a :class:`PatchbayError`
-    naming the field otherwise."""
+def parse_hook(payload: Any, *, addresses: AddressPolicy = PUBLIC_ONLY) -> HookSpec:
+    """Check ``{"url", "events", "secret"?, "format"?}``, the URL also against
+    ``addresses`` (the node's ``PATCHBAY_WEBHOOK_ALLOW_NETWORKS``); a
+    :class:`PatchbayError` naming the field otherwise."""
     if not isinstance(payload, dict):
         raise PatchbayError("invalid", "the body must be a JSON object")
     unknown = sorted(set(payload) - {"url", "events", "secret", "format"})
     if unknown:
         raise PatchbayError("invalid", f"unknown field {unknown[0]!r}", unknown[0])
-    return HookSpec(url=check_url(payload.get("url")),
+    spec = HookSpec(url=check_url(payload.get("url")),
                     events=check_events(payload.get("events")),
                     secret=check_secret(payload.get("secret")),
                     format=check_format(payload.get("format", "json")))
+    check_destination(spec.url, addresses)
+    return spec
 
 
 def check_url(url: Any) -> str:
+    """The URL as it is stored and sent, all ASCII: the host in IDNA form (``bücher.de``
+    is ``xn--bcher-kva.de``), the path, query and user info percent-encoded as UTF-8
+    (``/ü`` is ``/%C3%BC``), no fragment. Encoding it again changes nothing."""
     if not isinstance(url, str) or not url.strip():
         raise PatchbayError("invalid", "url is required: the address that receives the "
                                        "POSTs", "url")
@@ -101,16 +129,68 @@ def check_url(url: Any) -> str:
     if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
         raise PatchbayError("invalid", "url must not contain spaces or control characters",
                             "url")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 literal, a host NFKC would change
+        raise PatchbayError("invalid", f"url is not a valid address ({exc})", "url") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
         raise PatchbayError("invalid", "url must be an http:// or https:// address", "url")
     try:
-        parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+        port = parts.port
     except ValueError:
         raise PatchbayError("invalid", "url has an invalid port", "url") from None
     if not parts.hostname:
         raise PatchbayError("invalid", "url must name a host", "url")
-    return url
+    netloc = _ascii_host(parts.hostname) + (f":{port}" if port is not None else "")
+    if parts.username is not None:
+        userinfo = quote(parts.username, safe=USERINFO_SAFE)
+        if parts.password is not None:
+            userinfo += ":" + quote(parts.password, safe=USERINFO_SAFE + ":")
+        netloc = f"{userinfo}@{netloc}"
+    encoded = urlunsplit((scheme, netloc, quote(parts.path, safe=URL_SAFE),
+                          quote(parts.query, safe=URL_SAFE), ""))
+    if len(encoded) > MAX_URL:
+        raise PatchbayError("invalid", f"url is longer than {MAX_URL} characters once "
+                                       "percent-encoded", "url")
+    return encoded
+
+
+def _ascii_host(host: str) -> str:
+    """A URL's host (``urlsplit``'s ``hostname``, lower case) as it goes on the wire."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise PatchbayError("invalid", f"url's host [{host}] is not a valid IPv6 "
+                                           "address", "url") from None
+        return f"[{host}]"
+    ascii_host = host
+    if not host.isascii():
+        try:
+            ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise PatchbayError("invalid", f"url's host {host!r} is not a valid "
+                                           f"international domain name ({exc})",
+                                "url") from None
+    if len(ascii_host) > 253 or not HOST_NAME.fullmatch(ascii_host):
+        raise PatchbayError("invalid", f"url's host {host!r} is not a valid host name "
+                                       "(letters, digits, '-' and '.', labels of at most "
+                                       "63 characters)", "url")
+    return ascii_host
+
+
+def check_destination(url: str, addresses: AddressPolicy) -> None:
+    """Refuse a (checked) URL whose host resolves to an address deliveries may not
+    reach. A name that does not resolve now is accepted: every attempt checks again,
+    as DNS may change between saving and sending."""
+    parts = urlsplit(url)
+    try:
+        addresses.resolve(parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme])
+    except AddressRefused as exc:
+        raise PatchbayError("invalid", f"url refused: {exc}", "url") from None
+    except OSError:
+        pass
 
 
 def check_events(events: Any) -> tuple[str, ...]:
@@ -141,6 +221,15 @@ def check_format(format_: Any) -> str:
         raise PatchbayError("invalid", f"format must be one of {', '.join(FORMATS)}",
                             "format")
     return str(format_)
+
+
+def shown_url(url: str) -> str:
+    """The URL for admins' pages and answers: any user name and password masked
+    (``https://***@host/path``). The stored URL keeps them for Basic authentication."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def safe_url(url: str) -> str:
@@ -367,10 +456,12 @@ def next_attempt(attempts: int, now: datetime, created_at: datetime, *, base: fl
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt got: an HTTP status, or an error before there was one."""
+    """What one attempt got: an HTTP status, or an error before there was one.
+    ``final``: trying again cannot help (the address is refused, the URL invalid)."""
 
     status_code: int | None = None
     error: str | None = None
+    final: bool = False
 
     @property
     def ok(self) -> bool:
@@ -383,44 +474,64 @@ def _printable(text: str, limit: int) -> str:
     return " ".join(cleaned.split())[:limit]
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outcome:
-    """POST ``body`` to ``url`` once: no redirects followed (a 3xx is a failure), no
+def status_line(status: int) -> str:
+    """``HTTP 500 Internal Server Error``: the code and its standard phrase, never what
+    the receiver wrote (its body or reason phrase could be anything it holds)."""
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float,
+         addresses: AddressPolicy) -> Outcome:
+    """POST ``body`` to ``url`` once: only to an address ``addresses`` allows, resolved
+    once and connected to as checked; no redirects followed (a 3xx is a failure), no
     proxy, ``timeout`` seconds for the connection and for each read. Certificates are
-    verified for https. Blocking-style I/O: green under eventlet or gevent."""
+    verified for https. The answer's body is not read. Blocking-style I/O: green under
+    eventlet or gevent."""
+    try:
+        url = check_url(url)  # rows stored before URLs were encoded on saving
+    except PatchbayError as exc:
+        return Outcome(error=_printable(f"invalid url: {exc.message}", 255), final=True)
     parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme]
+    try:
+        targets = addresses.resolve(host, port)
+    except AddressRefused as exc:
+        return Outcome(error=_printable(f"refused: {exc}", 255), final=True)
+    except OSError as exc:
+        return Outcome(error=_printable(f"cannot resolve {host}: {exc}", 255))
     headers = dict(headers)
     if parts.username is not None:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     connection: http.client.HTTPConnection
-    if parts.scheme.lower() == "https":
-        connection = http.client.HTTPSConnection(parts.hostname or "", parts.port,
-                                                 timeout=timeout,
-                                                 context=ssl.create_default_context())
+    if parts.scheme == "https":
+        connection = PinnedHTTPSConnection(host, port, targets, timeout,
+                                           ssl.create_default_context())
     else:
-        connection = http.client.HTTPConnection(parts.hostname or "", parts.port,
-                                                timeout=timeout)
+        connection = PinnedHTTPConnection(host, port, targets, timeout)
     try:
         connection.request("POST", target, body=body, headers=headers)
-        response = connection.getresponse()
-        answer = response.read(512).decode("utf-8", "replace")
+        status = connection.getresponse().status
     except TimeoutError:
         return Outcome(error=f"timed out after {timeout:g} s")
     except ssl.SSLError as exc:
         return Outcome(error=_printable(f"TLS: {exc}", 255))
-    except (OSError, http.client.HTTPException) as exc:
+    except http.client.HTTPException as exc:  # its text would quote what was received
+        return Outcome(error=f"{type(exc).__name__}: the answer is not valid HTTP")
+    except OSError as exc:
         return Outcome(error=_printable(f"{type(exc).__name__}: {exc}", 255))
     finally:
         connection.close()
-    if 200 <= response.status < 300:
-        return Outcome(response.status)
-    detail = _printable(answer, 200)
-    return Outcome(response.status, f"HTTP {response.status}" + (f": {detail}" if detail
-                                                                 else ""))
+    if 200 <= status < 300:
+        return Outcome(status)
+    return Outcome(status, status_line(status))
 
 
-Sender = Callable[[str, bytes, dict[str, str], float], Outcome]
+Sender = Callable[[str, bytes, dict[str, str], float, AddressPolicy], Outcome]
 
 
 @dataclass(frozen=True)
@@ -435,6 +546,7 @@ class WebhookSettings:
     poll_interval: float = 1
     retention: float = 30 * 86_400
     user_agent: str = "Patchbay-Webhook"
+    addresses: AddressPolicy = PUBLIC_ONLY  # where deliveries may connect
 
     @property
     def lease(self) -> float:
@@ -571,12 +683,9 @@ class DeliveryWorker:
 
     def _deliver(self, delivery: Claimed) -> None:
         try:
-            outcome = self.send(delivery.url, delivery.body.encode(),
-                                delivery.headers(self.settings.user_agent),
-                                float(self.settings.timeout))
-            self.record(delivery, outcome)
-        except Exception:  # noqa: BLE001 - the lease ends and another attempt follows
-            log.exception("webhook %s: delivery %s failed unexpectedly",
+            self.record(delivery, self._attempt(delivery))
+        except Exception:  # noqa: BLE001 - the database: the lease ends, another try follows
+            log.exception("webhook %s: recording delivery %s failed",
                           delivery.webhook_id, delivery.uid)
         finally:
             with self._lock:
@@ -584,6 +693,18 @@ class DeliveryWorker:
                 if not self._in_flight[delivery.webhook_id]:
                     del self._in_flight[delivery.webhook_id]
             self._wakeup.set()  # a slot is free: look again now
+
+    def _attempt(self, delivery: Claimed) -> Outcome:
+        """Send once. Whatever goes wrong becomes a failed attempt with a reason: left
+        unrecorded, the delivery would stay ``sending`` and be claimed again forever."""
+        try:
+            return self.send(delivery.url, delivery.body.encode(),
+                             delivery.headers(self.settings.user_agent),
+                             float(self.settings.timeout), self.settings.addresses)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.exception("webhook %s: sending delivery %s failed unexpectedly",
+                          delivery.webhook_id, delivery.uid)
+            return Outcome(error=f"internal error: {type(exc).__name__} (see the log)")
 
     def record(self, delivery: Claimed, outcome: Outcome) -> bool:
         """Store an attempt's outcome: delivered, due again later, or given up. False if
@@ -597,9 +718,9 @@ class DeliveryWorker:
             values.update(status="delivered", delivered_at=now, next_attempt_at=None)
         else:
             settings = self.settings
-            retry_at = next_attempt(delivery.attempts, now, delivery.created_at,
-                                    base=settings.retry_base, longest=settings.retry_max,
-                                    give_up_after=settings.give_up_after)
+            retry_at = None if outcome.final else next_attempt(
+                delivery.attempts, now, delivery.created_at, base=settings.retry_base,
+                longest=settings.retry_max, give_up_after=settings.give_up_after)
             values.update(status="pending" if retry_at else "given_up",
                           next_attempt_at=retry_at)
         with self.sessions() as session, session.begin():

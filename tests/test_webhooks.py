@@ -7,14 +7,20 @@ Two senders on one database never send the same attempt."""
 from __future__ import annotations
 
 import json
+import logging
 import re
+import socket
+import socketserver
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +28,12 @@ import pytest
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import sessionmaker
 
-from models import AuditEntry, Job, JobEvent, JobHost, Server, Webhook, WebhookDelivery
+from models import AuditEntry, Job, JobEvent, JobHost, Server, Webhook, WebhookDelivery, utcnow
 from tasks.engine import EngineSettings, JobEngine
 from tasks.errors import PatchbayError
 from tasks.events import EventLog
 from tasks.runbooks import parse_runbook
+from tasks.webhook_address import AddressPolicy, PinnedHTTPSConnection
 from tasks.webhooks import (
     PER_HOOK_IN_FLIGHT,
     DeliveryWorker,
@@ -37,6 +44,7 @@ from tasks.webhooks import (
     create_webhook,
     next_attempt,
     parse_hook,
+    post,
     retry_delay,
     safe_url,
     sign,
@@ -50,8 +58,9 @@ pytestmark = pytest.mark.postgres  # `make test` runs these again on PostgreSQL
 PROJECT = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-for-webhook-tests-0123456789"
 PUBLIC_URL = "https://patchbay.example.com"
+LOCAL = AddressPolicy.from_setting("127.0.0.0/8")  # the receivers listen on loopback
 FAST = WebhookSettings(timeout=5, retry_base=0.05, retry_max=1, give_up_after=60,
-                       concurrency=20, poll_interval=0.05)
+                       concurrency=20, poll_interval=0.05, addresses=LOCAL)
 DEPLOY = parse_runbook("""
 name: deploy
 params:
@@ -86,12 +95,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class Receiver:
-    """A tiny ``http.server`` on 127.0.0.1 in a thread. Every POST is recorded on
-    arrival; each path answers 200 unless told otherwise: ``answer(path, 500, 500)``
-    scripts the next answers, ``default`` the ones after, and ``"hang"`` holds the
-    request open until :meth:`release` (or the receiver closes)."""
+    """A tiny ``http.server`` on 127.0.0.1 in a thread (over TLS with ``tls``). Every
+    POST is recorded on arrival; each path answers 200 unless told otherwise:
+    ``answer(path, 500, 500)`` scripts the next answers, ``default`` the ones after, and
+    ``"hang"`` holds the request open until :meth:`release` (or the receiver closes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.cond = threading.Condition()
         self.requests: list[Received] = []
         self.scripts: dict[str, list[int | str]] = {}
@@ -128,6 +137,8 @@ class Receiver:
                 pass
 
         self.server = _Server(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -201,8 +212,9 @@ def senders(sessions) -> Iterator:
     started: list[DeliveryWorker] = []
 
     def start(node_id: str = "node-a", settings: WebhookSettings = FAST,
-              session_factory: sessionmaker | None = None) -> DeliveryWorker:
-        worker = DeliveryWorker(session_factory or sessions, node_id, settings, start_thread)
+              session_factory: sessionmaker | None = None, send=post) -> DeliveryWorker:
+        worker = DeliveryWorker(session_factory or sessions, node_id, settings, start_thread,
+                                send=send)
         worker.start()
         started.append(worker)
         return worker
@@ -555,7 +567,8 @@ def test_a_delivery_that_keeps_failing_is_given_up_after_the_deadline(
     receiver.answer("/down", default=500)
     hook = add_hook(sessions, receiver.url("/down"), ("job_started",))
     senders(settings=WebhookSettings(timeout=5, retry_base=0.05, retry_max=0.2,
-                                     give_up_after=1.5, poll_interval=0.05))
+                                     give_up_after=1.5, poll_interval=0.05,
+                                     addresses=LOCAL))
 
     run_job(engine, ["h1"])
     wait_until(lambda: deliveries(sessions, hook)[0].status == "given_up", 30, "given up")
@@ -564,10 +577,10 @@ def test_a_delivery_that_keeps_failing_is_given_up_after_the_deadline(
     tries = receiver.received("/down")
     page = admin.get(f"/admin/webhooks/{hook}").get_data(as_text=True)
     assert row.attempts == len(tries) >= 2
-    assert (row.last_status_code, row.last_error) == (500, "HTTP 500: receiver says no")
+    assert (row.last_status_code, row.last_error) == (500, "HTTP 500 Internal Server Error")
     assert row.next_attempt_at is None and row.delivered_at is None
     assert f'data-delivery="{row.uid}" data-status="given_up"' in page
-    assert "HTTP 500: receiver says no" in page
+    assert "HTTP 500 Internal Server Error" in page
     api = admin.get(f"/api/webhooks/{hook}/deliveries").get_json()["deliveries"]
     assert [(d["status"], d["attempts"], d["status_code"]) for d in api] == \
         [("given_up", row.attempts, 500)]
@@ -580,7 +593,7 @@ def test_a_hanging_receiver_blocks_neither_the_engine_nor_other_webhooks(
     hanging = add_hook(sessions, receiver.url("/hangs"))
     healthy = add_hook(sessions, receiver.url("/fine"))
     senders(settings=WebhookSettings(timeout=60, retry_base=0.05, concurrency=6,
-                                     poll_interval=0.05))
+                                     poll_interval=0.05, addresses=LOCAL))
 
     run_job(engine, [f"h{i}" for i in range(1, 7)])  # 1 + 6 failed servers + 1 = 8 each
     wait_until(all_delivered(sessions, healthy, 8), 30, "the healthy webhook's deliveries")
@@ -599,7 +612,8 @@ def test_an_attempt_that_times_out_is_recorded_and_retried(sessions, engine, rec
                                                           senders):
     receiver.answer("/slow", "hang")
     hook = add_hook(sessions, receiver.url("/slow"), ("job_started",))
-    senders(settings=WebhookSettings(timeout=0.3, retry_base=0.05, poll_interval=0.05))
+    senders(settings=WebhookSettings(timeout=0.3, retry_base=0.05, poll_interval=0.05,
+                                     addresses=LOCAL))
 
     run_job(engine, ["h1"])
     wait_until(all_delivered(sessions, hook), 30, "the retry after the timeout")
@@ -704,6 +718,343 @@ def test_a_lease_that_ran_out_goes_to_another_node_and_the_slow_node_records_not
     assert SECRET not in repr(held)
 
 
+# -- where deliveries may go (audit 3, item 4) -----------------------------------------
+
+
+def queue(sessions: sessionmaker, hook_id: int, **values: Any) -> int:
+    """One ``job_started`` delivery for ``hook_id``, due now (``values`` override)."""
+    with sessions() as session, session.begin():
+        job = Job(runbook="deploy")
+        session.add(job)
+        session.flush()
+        row = WebhookDelivery(**{"webhook_id": hook_id, "event": "job_started",
+                                 "job_id": job.id, "seq": 1, "body": "{}",
+                                 "next_attempt_at": job.created_at, **values})
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def all_ended(sessions: sessionmaker, count: int):
+    def check() -> list[WebhookDelivery]:
+        rows = deliveries(sessions)
+        return rows if len(rows) == count and all(
+            row.status in ("delivered", "given_up") for row in rows) else []
+    return check
+
+
+def unallowed(**values: Any) -> WebhookSettings:
+    """Fast settings with no network of the console's own allowed (the default)."""
+    return WebhookSettings(**{"timeout": 5, "retry_base": 0.05, "poll_interval": 0.05,
+                              **values})
+
+
+@pytest.fixture
+def local_app(monkeypatch, request):
+    """The ``app`` fixture, built with ``PATCHBAY_WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8``."""
+    monkeypatch.setenv("PATCHBAY_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
+    return request.getfixturevalue("app")
+
+
+REFUSED = ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "::127.0.0.1",
+           "10.0.0.1", "172.16.5.4", "192.168.1.1", "::ffff:10.0.0.1", "169.254.169.254",
+           "fe80::1", "fc00::1", "fd12:3456::1", "224.0.0.251", "ff02::1", "0.0.0.0", "::",
+           "100.64.0.1", "240.0.0.1", "255.255.255.255", "2001:db8::1",
+           "2002:7f00:1::1", "2002:a9fe:a9fe::1",  # 6to4 of 127.0.0.1, 169.254.169.254
+           "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe"]  # NAT64 of the same
+PUBLIC = ["93.184.215.14", "2606:4700::1111", "::ffff:93.184.215.14",
+          "2002:5db8:d70e::1", "64:ff9b::5db8:d70e"]
+
+
+def test_audit3_4_the_console_s_own_networks_are_refused_unless_allowed():
+    public_only = AddressPolicy()
+    local = AddressPolicy.from_setting("127.0.0.0/8, fc00::/7")
+
+    refused = {text: public_only.refusal(ip_address(text)) for text in REFUSED}
+    public = {text: public_only.refusal(ip_address(text)) for text in PUBLIC}
+
+    assert all(refused.values()), [text for text, reason in refused.items() if not reason]
+    assert public == dict.fromkeys(PUBLIC)
+    assert refused["169.254.169.254"] == "a link-local address"
+    assert refused["::ffff:127.0.0.1"] == "a loopback address (127.0.0.1 in IPv6 form)"
+    assert [local.refusal(ip_address(text)) for text in
+            ("127.0.0.1", "127.9.9.9", "::ffff:127.0.0.1", "fd12:3456::1")] == [None] * 4
+    assert local.refusal(ip_address("::1")) == "a loopback address"  # not in 127.0.0.0/8
+    assert local.refusal(ip_address("10.0.0.1")) == "a private address"
+    with pytest.raises(RuntimeError, match="PATCHBAY_WEBHOOK_ALLOW_NETWORKS: 'nonsense'"):
+        AddressPolicy.from_setting("10.0.0.0/8, nonsense")
+
+
+def test_audit3_4_a_webhook_to_an_internal_address_is_refused_when_saved_naming_the_url(
+        app, admin):
+    urls = ["http://127.0.0.1:5000/api/jobs", "http://localhost:9/hook", "http://[::1]:9/",
+            "http://[::ffff:127.0.0.1]:9/", "http://169.254.169.254/latest/meta-data/",
+            "https://10.1.2.3/x", "http://0.0.0.0:5000/", "http://2130706433:9/"]
+
+    answers = [admin.post("/api/webhooks", headers={"X-CSRFToken": admin.token},
+                          json={"url": url, "events": ["job_started"]}) for url in urls]
+    page = admin.post("/admin/webhooks", data={
+        "csrf_token": admin.token, "url": "http://localhost:9/hook",
+        "events": ["job_started"], "format": "json"})
+
+    for url, answer in zip(urls, answers, strict=True):
+        error = answer.get_json()["error"]
+        assert (answer.status_code, error["code"], error["field"]) == (400, "invalid", "url"), \
+            url
+        assert error["message"].startswith("url refused: ") and \
+            "PATCHBAY_WEBHOOK_ALLOW_NETWORKS" in error["message"], error
+    assert "localhost resolves to 127.0.0.1, a loopback address" in \
+        answers[1].get_json()["error"]["message"]
+    assert "169.254.169.254 is a link-local address" in \
+        answers[4].get_json()["error"]["message"]
+    assert page.status_code == 400
+    assert "localhost resolves to 127.0.0.1, a loopback address" in page.get_data(as_text=True)
+    assert admin.get("/api/webhooks").get_json()["webhooks"] == []
+
+
+def test_audit3_4_with_loopback_allowed_a_local_receiver_is_saved_and_delivered(
+        local_app, admin, sessions, receiver):
+    worker = local_app.extensions["patchbay_webhooks"]  # the factory's sender
+
+    created = admin.post("/api/webhooks", headers={"X-CSRFToken": admin.token},
+                         json={"url": receiver.url("/allowed"), "events": ["job_started"]})
+    refused = admin.post("/api/webhooks", headers={"X-CSRFToken": admin.token},
+                         json={"url": "http://[::1]:9/", "events": ["job_started"]})
+    queue(sessions, created.get_json()["webhook"]["id"])
+    worker.start()
+    try:
+        wait_until(all_delivered(sessions), 30, "the delivery to the allowed network")
+    finally:
+        worker.stop()
+
+    assert created.status_code == 201
+    assert refused.status_code == 400  # ::1 is not in 127.0.0.0/8
+    assert len(receiver.received("/allowed")) == 1
+
+
+def test_audit3_4_a_delivery_to_a_refused_address_ends_given_up_without_connecting(
+        sessions, receiver, senders):
+    port = receiver.server.server_address[1]
+    for url in (receiver.url("/direct"), f"http://localhost:{port}/named",
+                f"http://[::ffff:127.0.0.1]:{port}/mapped"):
+        queue(sessions, add_hook(sessions, url, ("job_started",)))  # saved when allowed
+    senders(settings=unallowed())
+
+    rows = wait_until(all_ended(sessions, 3), 30, "the three deliveries to end")
+
+    assert [(row.status, row.attempts, row.last_status_code) for row in rows] == \
+        [("given_up", 1, None)] * 3
+    assert rows[0].last_error == (
+        "refused: 127.0.0.1 is a loopback address: webhooks may not reach the console's "
+        "own networks unless PATCHBAY_WEBHOOK_ALLOW_NETWORKS allows them")
+    assert "localhost resolves to 127.0.0.1, a loopback address" in rows[1].last_error
+    assert "a loopback address (127.0.0.1 in IPv6 form)" in rows[2].last_error
+    assert receiver.requests == []
+
+
+def test_audit3_4_a_name_is_resolved_once_checked_and_connected_to_at_that_address(
+        sessions, receiver, senders, monkeypatch):
+    """DNS rebinding: the first answer is checked; any later lookup would get the
+    metadata address. The delivery goes where the checked answer said."""
+    real, lookups = socket.getaddrinfo, []
+
+    def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> list:
+        if host != "hooks.example.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "169.254.169.254"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    port = receiver.server.server_address[1]
+    refused_hook = add_hook(sessions, f"http://hooks.example.test:{port}/refused")
+    queue(sessions, refused_hook)
+    refusing = senders("node-a", unallowed())
+    [refused] = wait_until(all_ended(sessions, 1), 30, "the refused delivery")
+    refusing.stop()
+    lookups.clear()
+    allowed_hook = add_hook(sessions, f"http://hooks.example.test:{port}/pinned")
+    queue(sessions, allowed_hook)
+    senders("node-b", FAST)
+
+    wait_until(all_delivered(sessions, allowed_hook), 30, "the pinned delivery")
+
+    [request] = receiver.received("/pinned")
+    assert (refused.status, refused.last_error.split(",")[0]) == \
+        ("given_up", "refused: hooks.example.test resolves to 127.0.0.1")
+    assert lookups == ["hooks.example.test"]  # once, not again to connect
+    assert request.headers["Host"] == f"hooks.example.test:{port}"
+    assert receiver.received("/refused") == []
+
+
+def self_signed(name: str, directory: Path) -> tuple[Path, Path]:
+    """A certificate for ``name`` (its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_audit3_4_https_goes_to_the_checked_address_with_sni_and_the_certificate_of_the_name(
+        tmp_path):
+    cert, key = self_signed("hooks.example.test", tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    server_side.sni_callback = lambda _sock, name, _context: names.append(name)
+    receiver = Receiver(tls=server_side)
+    port = receiver.server.server_address[1]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    try:
+        good = PinnedHTTPSConnection("hooks.example.test", port, ["127.0.0.1"], 5, trusting)
+        good.request("POST", "/tls", body=b"{}")
+        status = good.getresponse().status
+        good.close()
+        other = PinnedHTTPSConnection("other.example.test", port, ["127.0.0.1"], 5, trusting)
+        with pytest.raises(ssl.SSLCertVerificationError, match="other.example.test"):
+            other.request("POST", "/tls", body=b"{}")
+        other.close()
+        [request] = receiver.received("/tls")
+    finally:
+        receiver.close()
+
+    assert status == 200
+    assert names == ["hooks.example.test", "other.example.test"]
+    assert request.headers["Host"] == f"hooks.example.test:{port}"
+
+
+class _Banner(socketserver.BaseRequestHandler):
+    """Not HTTP: answers any request with an SSH-like banner, as a local sshd would."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        self.request.sendall(b"SSH-2.0-OpenSSH_9.2 internal-banner-7f3a\r\n")
+
+
+def test_audit3_4_a_receiver_s_answer_is_kept_as_its_status_line_only(
+        sessions, receiver, senders, caplog, monkeypatch):
+    webhook_log = logging.getLogger("tasks.webhooks")
+    monkeypatch.setattr(webhook_log, "disabled", False)  # alembic's fileConfig disables it
+    webhook_log.addHandler(caplog.handler)
+    receiver.answer("/no", default=500)  # with the body "receiver says no"
+    banner = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Banner)
+    threading.Thread(target=banner.serve_forever, daemon=True).start()
+    long_ago = utcnow() - timedelta(hours=2)  # past the deadline: one attempt each
+    try:
+        queue(sessions, add_hook(sessions, receiver.url("/no")), created_at=long_ago)
+        queue(sessions, add_hook(sessions, f"http://127.0.0.1:{banner.server_address[1]}/"),
+              created_at=long_ago)
+        senders()
+        http_error, not_http = wait_until(all_ended(sessions, 2), 30, "both given up")
+    finally:
+        banner.shutdown()
+        banner.server_close()
+        webhook_log.removeHandler(caplog.handler)
+
+    assert (http_error.status, http_error.last_status_code, http_error.last_error) == \
+        ("given_up", 500, "HTTP 500 Internal Server Error")
+    assert (not_http.status, not_http.last_error) == \
+        ("given_up", "BadStatusLine: the answer is not valid HTTP")
+    assert "receiver says no" not in caplog.text and "internal-banner" not in caplog.text
+    assert "HTTP 500 Internal Server Error" in caplog.text
+
+
+def test_audit3_4_a_url_s_user_name_and_password_are_masked_on_every_page_and_answer(
+        app, admin):
+    headers = {"X-CSRFToken": admin.token}
+    url = "https://deploy-bot:hunter2-Secret@ci.example.com/hooks/x?token=t"
+
+    created = admin.post("/api/webhooks", headers=headers,
+                         json={"url": url, "events": ["job_started"]})
+    hook_id = created.get_json()["webhook"]["id"]
+    shown = [created, admin.get("/api/webhooks"), admin.get(f"/api/webhooks/{hook_id}/deliveries"),
+             admin.get("/admin/webhooks"), admin.get(f"/admin/webhooks/{hook_id}")]
+    with app.app_context():
+        from extensions import db
+
+        stored = db.session.get(Webhook, hook_id).url
+    shown.append(admin.delete(f"/api/webhooks/{hook_id}", headers=headers))
+
+    assert created.get_json()["webhook"]["url"] == \
+        "https://***@ci.example.com/hooks/x?token=t"
+    assert stored == url  # kept: it is sent as Basic authentication
+    for number, answer in enumerate(shown):
+        text = answer.get_data(as_text=True)
+        assert "hunter2-Secret" not in text and "deploy-bot" not in text, number
+    assert "https://***@ci.example.com/hooks/x?token=t" in shown[4].get_data(as_text=True)
+
+
+# -- every delivery ends (audit 3b, item 9) --------------------------------------------
+
+
+def test_audit3b_9_a_url_is_stored_with_an_idna_host_and_a_percent_encoded_path():
+    spec = parse_hook({"url": "https://Bücher.Example/pfad/ü/straße?q=ä&x=%20#part",
+                       "events": ["job_started"]})
+    again = parse_hook({"url": spec.url, "events": ["job_started"]})
+
+    assert spec.url == \
+        "https://xn--bcher-kva.example/pfad/%C3%BC/stra%C3%9Fe?q=%C3%A4&x=%20"
+    assert again.url == spec.url  # encoding twice changes nothing
+    assert spec.url.isascii()
+    for bad in ("http://[::1/", "http://[::1x]/", "https://a..b/", "https://" + "a" * 64 + "/",
+                "https://exa$mple.com/", "https://\u2488.example/"):
+        with pytest.raises(PatchbayError) as refused:
+            parse_hook({"url": bad, "events": ["job_started"]})
+        assert (refused.value.code, refused.value.field) == ("invalid", "url"), bad
+
+
+def test_audit3b_9_stuck_deliveries_with_odd_urls_end_delivered_or_given_up(
+        sessions, receiver, senders):
+    """Rows saved before URLs were checked and encoded, left ``sending`` by a sender
+    that crashed on them: their lease ran out long ago."""
+    stuck = {"status": "sending", "claim": "f" * 32, "claimed_by": "node-gone",
+             "attempts": 7, "created_at": utcnow() - timedelta(hours=2),
+             "next_attempt_at": utcnow() - timedelta(seconds=1)}
+    queue(sessions, add_hook(sessions, receiver.url("/ü/straße")), **stuck)
+    queue(sessions, add_hook(sessions, "http://[::1/"), **stuck)
+    senders()
+
+    encoded, broken = wait_until(all_ended(sessions, 2), 30, "both stuck deliveries to end")
+
+    assert (encoded.status, encoded.attempts, encoded.last_status_code) == \
+        ("delivered", 8, 200)
+    assert len(receiver.received("/%C3%BC/stra%C3%9Fe")) == 1
+    assert (broken.status, broken.attempts) == ("given_up", 8)
+    assert broken.last_error.startswith("invalid url: url is not a valid address")
+
+
+def test_audit3b_9_a_sender_that_fails_unexpectedly_ends_the_delivery_with_a_reason(
+        sessions, senders):
+    def explode(*_: Any) -> Outcome:
+        raise UnicodeEncodeError("ascii", "ü", 0, 1, "ordinal not in range(128)")
+
+    queue(sessions, add_hook(sessions, "http://127.0.0.1:9/x"))
+    senders(settings=unallowed(retry_max=0.1, give_up_after=0.5), send=explode)
+
+    [row] = wait_until(all_ended(sessions, 1), 30, "the delivery to end")
+
+    assert (row.status, row.next_attempt_at, row.claim) == ("given_up", None, None)
+    assert row.attempts >= 2  # retried until the deadline, like any failure
+    assert row.last_error == "internal error: UnicodeEncodeError (see the log)"
+
+
 # -- a real server process ------------------------------------------------------------
 
 
@@ -715,6 +1066,7 @@ def test_a_real_console_posts_a_rollout_s_events_to_a_registered_webhook(
     inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
     server = live_server_factory(inventory=inventory, users=[("root", PASSWORD, "admin")],
                                  env={"PATCHBAY_PUBLIC_URL": PUBLIC_URL,
+                                      "PATCHBAY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
                                       "PATCHBAY_WEBHOOK_POLL_INTERVAL": "0.1",
                                       "PATCHBAY_WEBHOOK_RETRY_BASE": "0.1"})
     receiver.answer("/live", 500)  # the first attempt fails: the node retries
