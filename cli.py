@@ -49,10 +49,14 @@ def create_user(username: str, role: str, password: str | None) -> None:
 @with_appcontext
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
-def set_role(username: str, role: str) -> None:
+@click.option("--revoke-tokens", is_flag=True,
+              help="Also revoke all the user's API tokens (without it: only those "
+              "created in the last 24 hours).")
+def set_role(username: str, role: str, revoke_tokens: bool) -> None:
     """Change a user's role (their open sockets are disconnected)."""
     with _clean_errors():
-        users.set_role(users.find_user(username), role, by=_cli_user())
+        users.set_role(users.find_user(username), role, by=_cli_user(),
+                       revoke_tokens=revoke_tokens)
     click.echo(f"user {username} is now {role}")
 
 
@@ -61,22 +65,30 @@ def set_role(username: str, role: str) -> None:
 @click.argument("username")
 @click.option("--password", envvar="PATCHBAY_NEW_PASSWORD",
               help="Or set PATCHBAY_NEW_PASSWORD; prompted for when neither is given.")
-def reset_password(username: str, password: str | None) -> None:
+@click.option("--revoke-tokens", is_flag=True,
+              help="Also revoke all the user's API tokens (without it: only those "
+              "created in the last 24 hours).")
+def reset_password(username: str, password: str | None, revoke_tokens: bool) -> None:
     """Set a new password for a user."""
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     with _clean_errors():
-        users.reset_password(users.find_user(username), password, by=_cli_user())
+        users.reset_password(users.find_user(username), password, by=_cli_user(),
+                             revoke_tokens=revoke_tokens)
     click.echo(f"password of {username} changed")
 
 
 @click.command("disable-user")
 @with_appcontext
 @click.argument("username")
-def disable_user(username: str) -> None:
+@click.option("--revoke-tokens", is_flag=True,
+              help="Also revoke all the user's API tokens (without it: only those "
+              "created in the last 24 hours).")
+def disable_user(username: str, revoke_tokens: bool) -> None:
     """Disable a user: no more logins, open sessions and sockets end."""
     with _clean_errors():
-        users.set_active(users.find_user(username), False, by=_cli_user())
+        users.set_active(users.find_user(username), False, by=_cli_user(),
+                         revoke_tokens=revoke_tokens)
     click.echo(f"user {username} disabled")
 
 

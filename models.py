@@ -281,6 +281,7 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    created_from: Mapped[str | None] = mapped_column(String(64))  # None: the CLI on the host
 
     user: Mapped[User] = relationship()
 
@@ -291,7 +292,7 @@ class ApiToken(Base):
         return {"id": self.id, "name": self.name, "prefix": self.prefix, "role": self.role,
                 "created_at": stamp(self.created_at), "expires_at": stamp(self.expires_at),
                 "last_used_at": stamp(self.last_used_at),
-                "revoked_at": stamp(self.revoked_at)}
+                "revoked_at": stamp(self.revoked_at), "created_from": self.created_from}
 
 
 class LoginSession(Base):

@@ -53,11 +53,13 @@ def update_user(user_id: int) -> str | Response:
         if form.action.data in ("role", "disable") and user.id == current_user.id:
             raise PatchbayError("invalid", "you cannot demote or disable yourself")
         if form.action.data == "role":
-            users.set_role(user, form.role.data)
+            users.set_role(user, form.role.data, revoke_tokens=form.revoke_tokens.data)
         elif form.action.data == "password":
-            users.reset_password(user, form.password.data or "")
+            users.reset_password(user, form.password.data or "",
+                                 revoke_tokens=form.revoke_tokens.data)
         else:
-            users.set_active(user, form.action.data == "enable")
+            users.set_active(user, form.action.data == "enable",
+                             revoke_tokens=form.revoke_tokens.data)
     except PatchbayError as exc:
         db.session.rollback()
         return _render_users(CreateUserForm(), exc.message), 400

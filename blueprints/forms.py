@@ -1,7 +1,7 @@
 """Flask-WTF forms (CSRF-protected)."""
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from models import ROLES
@@ -36,6 +36,8 @@ class UpdateUserForm(FlaskForm):
     action = SelectField("Action", choices=["role", "password", "disable", "enable"])
     role = SelectField("Role", choices=list(ROLES))
     password = PasswordField("New password", validators=[Optional(), Length(min=8, max=256)])
+    # Unticked, the change still revokes the tokens made in the last 24 hours.
+    revoke_tokens = BooleanField("Also revoke all of this user's API tokens")
     submit = SubmitField("Apply")
 
 
@@ -46,4 +48,7 @@ class CreateTokenForm(FlaskForm):
     expires_in_days = IntegerField("Expires in (days)",
                                    validators=[Optional(), NumberRange(min=1, max=3650)])
     role = SelectField("Role (yours or lower)", choices=list(ROLES))
+    # Checked only when the session began over 15 minutes ago (blueprints.tokens).
+    password = PasswordField("Your password (when you logged in over 15 minutes ago)",
+                             validators=[Optional(), Length(max=256)])
     submit = SubmitField("Create token")

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from werkzeug.wrappers import Response
 
 from blueprints.auth_tokens import current_role
 from blueprints.forms import CreateTokenForm, first_error
+from blueprints.login_state import current_login_session_id
 from blueprints.openapi import documented
 from extensions import db, socketio
-from models import ApiToken, utcnow
+from models import ApiToken, LoginSession, utcnow
 from services import tokens
 from services.commands import validation_error
 from socket_queue import disconnect_room
 from tasks.errors import PatchbayError
 
 bp = Blueprint("tokens", __name__)
+# A session older than this (since its login) gives the password again to make a token:
+# a stolen cookie alone cannot mint a credential that outlives the session.
+REAUTH_AFTER = timedelta(minutes=15)
 
 
 class TokenSummary(BaseModel):
@@ -31,6 +36,7 @@ class TokenSummary(BaseModel):
     expires_at: str | None
     last_used_at: str | None
     revoked_at: str | None
+    created_from: str | None = Field(description="the address it was created from")
 
 
 class TokenList(BaseModel):
@@ -63,6 +69,9 @@ class CreateToken(BaseModel):
     expires_in_days: StrictInt | None = Field(default=None, ge=1,
                                               le=tokens.MAX_EXPIRY_DAYS)
     role: StrictStr | None = None
+    password: StrictStr | None = Field(
+        default=None, description="your current password: needed when your session "
+        "began more than 15 minutes ago")
 
 
 @bp.errorhandler(PatchbayError)
@@ -80,8 +89,9 @@ def list_tokens() -> Response:
 
 
 @bp.post("/api/tokens")
-@documented("Make an API token for yourself; the answer holds it, shown this once",
-            body=CreateToken, answer=MadeToken, status=201, errors=(400,))
+@documented("Make an API token for yourself, from a browser session (not with a "
+            "token); the answer holds it, shown this once",
+            body=CreateToken, answer=MadeToken, status=201, errors=(400, 403))
 def create_token() -> tuple[Response, int]:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
@@ -90,8 +100,10 @@ def create_token() -> tuple[Response, int]:
         data = CreateToken.model_validate(payload)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    _check_may_create(data.password)
     token, raw = tokens.create_token(current_user, data.name, data.expires_in_days,
-                                     data.role, acting_role=current_role())
+                                     data.role, acting_role=current_role(),
+                                     created_from=request.remote_addr)
     return jsonify({"ok": True, "id": token.id, "name": token.name, "token": raw,
                     "prefix": token.prefix, "role": token.role or current_user.role,
                     "expires_at": token.summary()["expires_at"]}), 201
@@ -118,9 +130,11 @@ def create_from_page() -> str | tuple[str, int]:
     if not form.validate_on_submit():
         return _render_account(form, first_error(form)), 400
     try:
+        _check_may_create(form.password.data)
         token, raw = tokens.create_token(
             current_user, form.name.data, form.expires_in_days.data,
-            form.role.data or None, acting_role=current_role())
+            form.role.data or None, acting_role=current_role(),
+            created_from=request.remote_addr)
     except PatchbayError as exc:
         db.session.rollback()
         return _render_account(form, exc.message), 400
@@ -135,6 +149,29 @@ def revoke_from_page(token_id: int) -> Response:
     disconnect_room(socketio.server, f"token:{token.id}")
     flash(f"Token {token.name} ({token.prefix}…) revoked.", "info")
     return redirect(url_for("tokens.account"))
+
+
+def _check_may_create(password: str | None) -> None:
+    """Tokens come from a browser session only, re-authenticated when it is old.
+
+    A token that could make tokens would let a stolen one (expiring in a day, revoked
+    tomorrow) mint a lasting one: bearer requests are refused. A session that began
+    more than :data:`REAUTH_AFTER` ago gives the password again."""
+    if getattr(g, "api_token", None) is not None:
+        raise PatchbayError("forbidden", "API tokens are made from a browser session, not "
+                            "with a token: log in on the Account page or run `patchbay "
+                            "login`")
+    row = db.session.get(LoginSession, current_login_session_id() or 0)
+    if row is None:
+        raise PatchbayError("forbidden", "API tokens are made from a browser session: "
+                            "log in first")
+    if utcnow() - row.created_at <= REAUTH_AFTER:
+        return
+    if not password:
+        raise PatchbayError("invalid", "your session began more than 15 minutes ago: give "
+                            "your current password to make a token", "password")
+    if not current_user.check_password(password):
+        raise PatchbayError("invalid", "the password is wrong", "password")
 
 
 def _revocable(token_id: int) -> ApiToken:

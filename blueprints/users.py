@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 from blueprints.live import disconnect_user
 from extensions import db, socketio
 from models import ROLES, User
-from services import login_sessions
+from services import login_sessions, tokens
 from services.audit import record
+from socket_queue import disconnect_room
 from tasks.errors import PatchbayError
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -43,24 +44,27 @@ def create_user(username: str, password: str, role: str, *, by: str | None = Non
     return user
 
 
-def set_role(user: User, role: str, *, by: str | None = None) -> None:
+def set_role(user: User, role: str, *, by: str | None = None,
+             revoke_tokens: bool = False) -> None:
     if role not in ROLES:
         raise PatchbayError("invalid", f"role must be one of {', '.join(ROLES)}", "role")
     if user.role == "admin" and role != "admin":
         _keep_an_admin(user)
     old, user.role = user.role, role
     record("user.role", user.username, username=by, commit=False, old=old, new=role)
-    _end_sessions(user, "role changed")  # they were authorised under the old role
+    _end_sessions(user, "role changed", revoke_tokens, by)  # authorised under the old role
 
 
-def reset_password(user: User, password: str, *, by: str | None = None) -> None:
+def reset_password(user: User, password: str, *, by: str | None = None,
+                   revoke_tokens: bool = False) -> None:
     check_password_rules(password)
     user.set_password(password)
     record("user.password", user.username, username=by, commit=False)
-    _end_sessions(user, "password reset")
+    _end_sessions(user, "password reset", revoke_tokens, by)
 
 
-def set_active(user: User, active: bool, *, by: str | None = None) -> None:
+def set_active(user: User, active: bool, *, by: str | None = None,
+               revoke_tokens: bool = False) -> None:
     if not active and user.role == "admin":
         _keep_an_admin(user)
     user.active = active
@@ -69,15 +73,22 @@ def set_active(user: User, active: bool, *, by: str | None = None) -> None:
     if active:
         db.session.commit()
     else:
-        _end_sessions(user, "user disabled")
+        _end_sessions(user, "user disabled", revoke_tokens, by)
 
 
-def _end_sessions(user: User, reason: str) -> None:
+def _end_sessions(user: User, reason: str, revoke_tokens: bool, by: str | None) -> None:
     """End every browser session of ``user`` (in the same commit as the change) and drop
     their sockets: at once through the message queue, else within
-    ``PATCHBAY_SESSION_CHECK_INTERVAL`` by each console's socket sweeper."""
+    ``PATCHBAY_SESSION_CHECK_INTERVAL`` by each console's socket sweeper.
+
+    Their tokens go too: every one with ``revoke_tokens``, else those made in the last
+    24 hours (a stolen cookie's session ends here, and a token it minted must not
+    outlive it)."""
     login_sessions.end_all(user.id, reason)
+    revoked = tokens.revoke_user_tokens(user, every_token=revoke_tokens, by=by)
     db.session.commit()
+    for token_id in revoked:
+        disconnect_room(socketio.server, f"token:{token_id}")
     socketio.emit("session:ended", {"reason": reason}, to=f"user:{user.id}")
     disconnect_user(user.id)
 

@@ -237,7 +237,7 @@ def login(settings: Settings, url: str | None, given_token: str | None, token_st
         session = log_in_with_password(url, username, password)
         name = token_name or f"patchbay-cli@{socket.gethostname()}"[:64]
         made = Api(url, None, session).post("/api/tokens", {
-            "name": name, "expires_in_days": expires_in_days})
+            "name": name, "expires_in_days": expires_in_days, "password": password})
         token = made["token"]
         about = {"token_id": made["id"], "name": made["name"], "prefix": made["prefix"],
                  "role": made["role"], "expires_at": made["expires_at"], "user": username}

@@ -27,6 +27,7 @@ TOKEN_PREFIX = "pbt_"  # noqa: S105 - marks a string as a Patchbay token
 SHOWN_PREFIX = 12  # characters of a token kept in clear: "pbt_" and 8 more
 MAX_EXPIRY_DAYS = 3650
 LAST_USE_PRECISION = timedelta(minutes=1)  # last use is written at most once a minute
+RECENT_TOKENS = timedelta(hours=24)  # revoked by default with the user's sessions
 ROLE_RANK = {role: rank for rank, role in enumerate(("viewer", "operator", "admin"))}
 
 
@@ -43,11 +44,13 @@ def effective_role(user_role: str, token_role: str | None) -> str:
 
 def create_token(user: User, name: str, expires_in_days: int | None = None,
                  role: str | None = None, *, acting_role: str | None = None,
-                 by: str | None = None) -> tuple[ApiToken, str]:
+                 by: str | None = None, created_from: str | None = None
+                 ) -> tuple[ApiToken, str]:
     """Make a token for ``user``; returns it and its clear text (shown this once).
 
     ``acting_role``: the role of whoever asks (a token may only make tokens up to its own
-    cap); defaults to the user's role."""
+    cap); defaults to the user's role. ``created_from``: the address that asked (shown
+    on the account page and in the audit log; None from the host's CLI)."""
     name = (name or "").strip()
     if not name or len(name) > 64:
         raise PatchbayError("invalid", "name must be 1 to 64 characters", "name")
@@ -71,13 +74,15 @@ def create_token(user: User, name: str, expires_in_days: int | None = None,
     now = utcnow()
     token = ApiToken(user_id=user.id, name=name, prefix=raw[:SHOWN_PREFIX],
                      token_hash=hash_token(raw), role=role, created_at=now,
+                     created_from=created_from,
                      expires_at=now + timedelta(days=expires_in_days)
                      if expires_in_days else None)
     db.session.add(token)
     db.session.flush()
     record("token.create", f"{user.username} {token.prefix}", username=by, commit=False,
            name=name, token_id=token.id, role=role or user.role,
-           expires_at=token.expires_at.isoformat() + "Z" if token.expires_at else None)
+           expires_at=token.expires_at.isoformat() + "Z" if token.expires_at else None,
+           created_from=created_from)
     db.session.commit()
     return token, raw
 
@@ -91,6 +96,27 @@ def revoke_token(token: ApiToken, *, by: str | None = None) -> bool:
            commit=False, name=token.name, token_id=token.id)
     db.session.commit()
     return True
+
+
+def revoke_user_tokens(user: User, *, every_token: bool,
+                       by: str | None = None) -> list[int]:
+    """Revoke ``user``'s live tokens when a password reset, role change or disabling
+    ended their sessions: all of them with ``every_token``, else those made in the last
+    :data:`RECENT_TOKENS` (a stolen cookie may have minted one just before). Returns the
+    revoked ids; the caller commits (with the change that ended the sessions) and drops
+    their sockets."""
+    query = select(ApiToken).where(ApiToken.user_id == user.id,
+                                   ApiToken.revoked_at.is_(None))
+    if not every_token:
+        query = query.where(ApiToken.created_at >= utcnow() - RECENT_TOKENS)
+    now, revoked = utcnow(), []
+    for token in db.session.scalars(query):
+        token.revoked_at = now
+        record("token.revoke", f"{user.username} {token.prefix}", username=by,
+               commit=False, name=token.name, token_id=token.id,
+               reason="every token" if every_token else "made in the last 24 h")
+        revoked.append(token.id)
+    return revoked
 
 
 def user_tokens(user_id: int) -> list[ApiToken]:

@@ -149,12 +149,10 @@ def test_a_token_acts_with_a_lower_role_never_a_higher_one(app, operator):
     response = operator.post("/api/tokens", json={"name": "x", "role": "admin"},
                              headers={"X-CSRFToken": csrf_token_of(operator)})
     assert response.status_code == 400 and response.get_json()["error"]["field"] == "role"
-    # A viewer-capped token cannot mint an operator token.
+    # A token mints no token at all (test_audit3b_1_...), let alone a higher one.
     response = fresh.post("/api/tokens", headers=bearer(viewer_token),
                           json={"name": "escalate", "role": "operator"})
-    assert response.status_code == 400 and response.get_json()["error"]["field"] == "role"
-    minted = fresh.post("/api/tokens", headers=bearer(viewer_token), json={"name": "same"})
-    assert minted.status_code == 201 and minted.get_json()["role"] == "viewer"
+    assert response.status_code == 403
 
 
 @pytest.mark.parametrize("body,field", [
@@ -258,3 +256,109 @@ def test_a_socket_logs_in_with_a_token_and_is_dropped_when_it_is_revoked(
     response = http.delete(f"{server.url}/api/tokens/{made['id']}", timeout=10)
     assert response.status_code == 200
     wait_until(dropped.is_set, 10, "the token's socket to be dropped")
+
+
+def age_login_sessions(app, minutes: int) -> None:
+    """Move every login back ``minutes`` (the session's start is what re-auth goes by)."""
+    from extensions import db
+    from models import LoginSession
+
+    with app.app_context():
+        for row in db.session.scalars(select(LoginSession)):
+            row.created_at -= timedelta(minutes=minutes)
+        db.session.commit()
+
+
+def test_audit3b_1_a_stolen_token_cannot_mint_a_lasting_one(app, operator):
+    from models import ApiToken
+
+    stolen = make_token(operator, expires_in_days=1)
+    attacker = app.test_client()
+
+    response = attacker.post("/api/tokens", headers=bearer(stolen["token"]),
+                             json={"name": "attacker-persist"})
+
+    assert response.status_code == 403
+    assert "browser session, not with a token" in response.get_json()["error"]["message"]
+    assert [t.name for t in stored(app, ApiToken)] == ["ci"]
+
+
+def test_audit3_2_an_old_session_gives_its_password_again_to_make_a_token(app, operator):
+    from models import ApiToken, AuditEntry
+
+    age_login_sessions(app, 16)
+    headers = {"X-CSRFToken": csrf_token_of(operator)}
+
+    missing = operator.post("/api/tokens", json={"name": "ci"}, headers=headers)
+    wrong = operator.post("/api/tokens", json={"name": "ci", "password": "guess-again"},
+                          headers=headers)
+    made = operator.post("/api/tokens", json={"name": "ci", "password": PASSWORD},
+                         headers=headers)
+
+    for refused in (missing, wrong):
+        assert refused.status_code == 400
+        assert refused.get_json()["error"]["field"] == "password"
+    assert "15 minutes" in missing.get_json()["error"]["message"]
+    assert made.status_code == 201, made.get_json()
+    [row] = stored(app, ApiToken)
+    assert row.created_from == "127.0.0.1"
+    [entry] = stored(app, AuditEntry, action="token.create")
+    assert entry.detail["created_from"] == "127.0.0.1"
+    page = operator.get("/account").get_data(as_text=True)
+    assert 'class="token-created-from">127.0.0.1<' in page
+    # The page's form asks for the password the same way.
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    form = {"name": "laptop", "expires_in_days": "", "role": "viewer", "csrf_token": csrf}
+    assert operator.post("/account/tokens", data=form).status_code == 400
+    assert operator.post("/account/tokens",
+                         data={**form, "password": PASSWORD}).status_code == 200
+    assert len(stored(app, ApiToken)) == 2
+
+
+def test_audit3_2_a_password_reset_revokes_the_tokens_a_stolen_cookie_minted(app, operator):
+    from extensions import db
+    from models import ApiToken
+
+    minted = make_token(operator, name="attacker-persist")["token"]
+    older = make_token(operator, name="ci-old")["token"]
+    with app.app_context():
+        row = db.session.scalar(select(ApiToken).filter_by(name="ci-old"))
+        row.created_at -= timedelta(days=2)
+        db.session.commit()
+    runner = app.test_cli_runner()
+
+    result = runner.invoke(args=["reset-password", "olga", "--password", "n3w-passw0rd"])
+
+    assert result.exit_code == 0, result.output
+    fresh = app.test_client()
+    assert fresh.get("/api/jobs", headers=bearer(minted)).status_code == 401
+    assert fresh.get("/api/jobs", headers=bearer(older)).status_code == 200
+    result = runner.invoke(args=["set-role", "olga", "viewer", "--revoke-tokens"])
+    assert result.exit_code == 0, result.output
+    assert fresh.get("/api/jobs", headers=bearer(older)).status_code == 401
+
+
+def test_audit3_2_the_users_page_offers_to_revoke_every_token(app, auth, operator):
+    from extensions import db
+    from models import ApiToken, User
+
+    kept = make_token(operator, name="ci-old")["token"]
+    with app.app_context():
+        db.session.scalar(select(ApiToken)).created_at -= timedelta(days=2)
+        olga = db.session.scalar(select(User).filter_by(username="olga"))
+        olga_id = olga.id
+        db.session.commit()
+    auth.create("ada", role="admin")
+    admin = app.test_client()
+    assert type(auth)(app, admin).login("ada").status_code == 302
+    page = admin.get("/admin/users").get_data(as_text=True)
+    assert 'name="revoke_tokens"' in page
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {"csrf_token": csrf, "action": "password", "role": "operator",
+            "password": "n3w-passw0rd"}
+
+    assert admin.post(f"/admin/users/{olga_id}", data=form).status_code == 302
+    assert app.test_client().get("/api/jobs", headers=bearer(kept)).status_code == 200
+    assert admin.post(f"/admin/users/{olga_id}",
+                      data={**form, "revoke_tokens": "y"}).status_code == 302
+    assert app.test_client().get("/api/jobs", headers=bearer(kept)).status_code == 401
