@@ -60,6 +60,7 @@ from tasks.nodes import Membership, NodeIdentity
 from tasks.retention import RetentionPruner
 from tasks.runbook_store import RunbookStore
 from tasks.secrets import SecretBox
+from tasks.webhook_address import AddressPolicy
 from tasks.webhooks import DeliveryWorker, Outbox, WebhookSettings
 
 
@@ -188,6 +189,7 @@ def _build_webhook_sender(app: Flask, sessions: sessionmaker) -> DeliveryWorker:
         poll_interval=float(config["WEBHOOK_POLL_INTERVAL"]),
         retention=float(config["WEBHOOK_RETENTION"]),
         user_agent=f"Patchbay-Webhook/{VERSION}",
+        addresses=AddressPolicy.from_setting(config["WEBHOOK_ALLOW_NETWORKS"]),
     ), start_task=socketio.start_background_task)
 
 

@@ -107,6 +107,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_CONCURRENCY": 20,  # deliveries in flight at once per node
     "WEBHOOK_POLL_INTERVAL": 1,  # seconds between looks for due deliveries
     "WEBHOOK_RETENTION": 30 * 86_400,  # seconds a finished delivery stays in the log
+    # CIDR networks, comma-separated, that webhooks may reach although they are not
+    # public: loopback, private, link-local … are refused otherwise (docs/webhooks.md,
+    # "Where deliveries may go"). "" = none.
+    "WEBHOOK_ALLOW_NETWORKS": "",
     # Limits on what one user can make the console do (docs/live-api.md, "Limits")
     "MAX_SOCKETS_PER_USER": 20,  # open Socket.IO connections per user, per node
     # Engine.IO sessions per client address that have not logged in yet (per node);
