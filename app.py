@@ -20,7 +20,6 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
 import gc_tuning
@@ -29,6 +28,7 @@ from blueprints import (
     api,
     auth,
     auth_tokens,
+    client_address,
     downloads,
     errors,
     fleet,
@@ -47,6 +47,7 @@ from blueprints.live_publish import JobPublisher
 from blueprints.socket_sweeper import SocketSweeper
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
+from instance_files import secure_instance
 from services.audit import record
 from services.commands import Commands
 from services.login_sessions import Lifetimes
@@ -69,6 +70,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     instance = (config or {}).get("INSTANCE_PATH") or os.environ.get("PATCHBAY_INSTANCE_PATH")
     app = Flask(__name__, instance_path=str(Path(instance or PROJECT_DIR / "instance").resolve()))
     load_config(app, config)
+    secure_instance(app.instance_path, app.config["SQLALCHEMY_DATABASE_URI"])
     # Eventlet warns on import that it is in maintenance mode (see async_mode.py).
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     logging.basicConfig(level=app.config["LOG_LEVEL"],
@@ -96,7 +98,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_http_buffer_size=int(app.config["MAX_SOCKET_PAYLOAD"]),
         serializer=TextPacket,  # no bytes are ever sent: skip the search for them
     )
-    _trust_proxies(app, int(app.config["TRUSTED_PROXIES"]))
+    client_address.register(app)  # X-Forwarded-* believed from the proxies only
 
     for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp, tokens.bp,
                       webhooks.bp):
@@ -128,18 +130,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.extensions["patchbay_retention"] = RetentionPruner(
             sessions, int(app.config["EVENT_RETENTION_DAYS"]), socketio.start_background_task)
     return app
-
-
-def _trust_proxies(app: Flask, hops: int) -> None:
-    """Behind ``hops`` proxies (nginx: 1), take the client address, scheme and host
-    from their X-Forwarded-* headers, so the login limit and the audit log see the real
-    client. With 0 those headers are ignored: anyone could send them. Wraps the
-    Socket.IO middleware too, so socket connections see the same address."""
-    if hops < 0:
-        raise RuntimeError("PATCHBAY_TRUSTED_PROXIES must be 0 or more")
-    if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,
-                                x_port=hops)
 
 
 def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:

@@ -86,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
     "NODE_HEARTBEAT": 5,  # seconds between heartbeats (and takeover checks)
     "NODE_TIMEOUT": 20,  # seconds without a heartbeat before a node counts as dead
     "TRUSTED_PROXIES": 0,  # proxy hops (nginx = 1) whose X-Forwarded-* are believed
+    # ... and only on connections from these addresses or CIDR networks (the proxies'),
+    # comma-separated: a client reaching a node directly cannot claim another address.
+    "TRUSTED_PROXY_ADDRESSES": "127.0.0.0/8, ::1",
     # Client addresses or CIDR networks, comma-separated, that may read /metrics
     # without logging in (docs/metrics.md); admins may always. "" = none.
     "METRICS_ALLOW": "",
@@ -162,7 +165,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         app.config.from_mapping(overrides)
 
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
-        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = (
             f"sqlite:///{Path(app.instance_path) / 'patchbay.db'}"
         )
@@ -231,7 +234,7 @@ def _instance_secret(instance_dir: Path) -> str:
     path = instance_dir / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    instance_dir.mkdir(parents=True, exist_ok=True)
+    instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -4,6 +4,7 @@ changes."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -273,6 +274,85 @@ def test_runbook_files_changed_on_disk_are_audited(tmp_path):
         "runbooks.changed", {"added": ["ticker"], "removed": [], "changed": ["sleepy"]})
 
 
+# -- audit 3, item 3: forwarded addresses only from the proxies ------------------------
+
+@pytest.fixture
+def behind_nginx(monkeypatch, request):
+    """The ``app`` fixture as a node behind one proxy (deploy/patchbay.env.example),
+    with /metrics open to 192.0.2.7 only; the proxy's address is loopback (default)."""
+    monkeypatch.setenv("PATCHBAY_TRUSTED_PROXIES", "1")
+    monkeypatch.setenv("PATCHBAY_METRICS_ALLOW", "192.0.2.7")
+    return request.getfixturevalue("app")
+
+
+def _failed_logins(app, peer: str, forwarded: list[str]) -> list[int]:
+    """One failed login per forged X-Forwarded-For, all from the TCP peer ``peer``."""
+    from tests.conftest import AuthActions
+
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = peer
+    statuses = []
+    for claimed in forwarded:
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = claimed
+        statuses.append(AuthActions(app, client).login("nobody", "guess").status_code)
+    return statuses
+
+
+def _audited_addresses(app) -> set[str]:
+    from extensions import db
+    from models import AuditEntry
+
+    with app.app_context():
+        return set(db.session.scalars(select(AuditEntry.remote_addr).where(
+            AuditEntry.action == "login.failed")))
+
+
+def test_audit3_3_a_direct_client_is_judged_by_its_own_address_whatever_it_forwards(
+        behind_nginx):
+    rotating = [f"198.51.100.{i}" for i in range(12)]
+
+    metrics = behind_nginx.test_client().get("/metrics", environ_base={
+        "REMOTE_ADDR": "203.0.113.50", "HTTP_X_FORWARDED_FOR": "192.0.2.7"})
+    statuses = _failed_logins(behind_nginx, "203.0.113.50", rotating)
+
+    assert metrics.status_code == 401  # the allow list is not passed with a forged header
+    assert statuses == [401] * 10 + [429] * 2  # one address: one login limit
+    assert _audited_addresses(behind_nginx) == {"203.0.113.50"}
+
+
+def test_audit3_3_a_trusted_proxy_forwards_the_client_address(behind_nginx):
+    rotating = [f"198.51.100.{i}" for i in range(12)]
+
+    metrics = behind_nginx.test_client().get("/metrics", environ_base={
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "192.0.2.7"})
+    statuses = _failed_logins(behind_nginx, "127.0.0.1", rotating)
+
+    assert metrics.status_code == 200
+    assert statuses == [401] * 12  # twelve clients behind the proxy, each its own limit
+    assert _audited_addresses(behind_nginx) == set(rotating)
+
+
+def test_audit3_3_the_proxies_addresses_are_configurable_and_checked(monkeypatch, request,
+                                                                     tmp_path):
+    from app import create_app
+
+    monkeypatch.setenv("PATCHBAY_TRUSTED_PROXIES", "1")
+    monkeypatch.setenv("PATCHBAY_TRUSTED_PROXY_ADDRESSES", "10.0.0.10, 10.0.1.0/24")
+    app = request.getfixturevalue("app")
+
+    def seen_from(peer: str) -> set[str]:
+        _failed_logins(app, peer, ["192.0.2.99"])
+        return _audited_addresses(app)
+
+    assert seen_from("127.0.0.1") == {"127.0.0.1"}  # loopback is no longer a proxy
+    assert seen_from("10.0.1.20") == {"127.0.0.1", "192.0.2.99"}
+    monkeypatch.setenv("PATCHBAY_TRUSTED_PROXY_ADDRESSES", "10.0.0.10,nginx")
+    with pytest.raises(RuntimeError, match="PATCHBAY_TRUSTED_PROXY_ADDRESSES: 'nginx' is not"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x",
+                    "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                    "ASYNC_MODE": "threading"})
+
+
 # -- Slow clients (audit 3b, item 2) -----------------------------------------------------
 
 
@@ -318,3 +398,60 @@ def test_audit3b_2_slow_clients_do_not_stall_the_login(live_server_factory):
 
     assert status.startswith(b"HTTP/1.1 200"), status
     assert answered < 1
+
+
+def _mode(path) -> int:
+    import stat
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_audit3b_7_a_fresh_instance_folder_and_database_are_private(tmp_path):
+    """Whatever the umask (022 here, as `make demo` runs), the instance folder is 0700
+    and the database, its WAL files and the session secret 0600."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    old = os.umask(0o022)
+    try:
+        instance = tmp_path / "instance"
+        app = create_app({"INSTANCE_PATH": str(instance), "ASYNC_MODE": "threading"})
+        with app.app_context():
+            upgrade(directory=str(PROJECT / "migrations"))
+            db_file = instance / "patchbay.db"
+            files = [db_file, instance / "secret_key"] + [
+                instance / f"patchbay.db{suffix}" for suffix in ("-wal", "-shm")
+                if (instance / f"patchbay.db{suffix}").exists()]
+            modes = {path.name: _mode(path) for path in files}
+    finally:
+        os.umask(old)
+
+    assert _mode(instance) == 0o700
+    assert "patchbay.db-wal" in modes and "patchbay.db-shm" in modes
+    assert modes == {path.name: 0o600 for path in files}
+
+
+def test_audit3b_7_a_world_readable_instance_is_tightened_at_start(tmp_path, caplog,
+                                                                  monkeypatch):
+    import logging
+
+    from app import create_app
+
+    # An earlier test's migration ran Alembic's fileConfig, which disables existing loggers.
+    monkeypatch.setattr(logging.getLogger("patchbay.instance"), "disabled", False)
+
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o755)
+    instance.chmod(0o755)
+    for name in ("patchbay.db", "patchbay.db-wal", "secret_key"):
+        (instance / name).write_bytes(b"" if name != "secret_key" else b"a" * 64)
+        (instance / name).chmod(0o644)
+
+    with caplog.at_level("INFO", logger="patchbay.instance"):
+        create_app({"INSTANCE_PATH": str(instance), "ASYNC_MODE": "threading"})
+
+    assert _mode(instance) == 0o700
+    assert {name: _mode(instance / name) for name in ("patchbay.db", "patchbay.db-wal",
+                                                       "secret_key")} == dict.fromkeys(
+        ("patchbay.db", "patchbay.db-wal", "secret_key"), 0o600)
+    assert "readable by other accounts" in caplog.text
