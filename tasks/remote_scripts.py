@@ -48,10 +48,17 @@ NO_RUN_DIR = 125  # the agent's exit status when it cannot make the run director
 # one newline), once the subshell has ended; then the status file. The marker names
 # the step by a token the console sent, which output cannot contain by chance.
 #
+# The agent's own files (the run directory and the root it makes, out/err, the FIFOs,
+# start/pgid/status) are made under umask 077: a step's output may hold a secret, and
+# other accounts on the server must not read it. Each step's command runs under the
+# login shell's own umask again, so what the runbook makes (a deployed build) keeps the
+# modes the account always gives it.
+#
 # Under bash the tees are process substitutions; a POSIX shell has none, so there they
 # read named pipes (one mkfifo per agent).
 AGENT_SCRIPT = r"""
-__pb_h=$1 __pb_a=$2
+__pb_h=$1 __pb_a=$2 __pb_u=$(umask)
+umask 077
 [ -d "$__pb_h" ] || mkdir -p -- "$__pb_h" 2>/dev/null || __pb_e=$(mkdir -p -- "$__pb_h" 2>&1) || {
   printf '@@patchbay-error %s\n' "$(printf %s "$__pb_e" | tr '\n' ' ')"; exit 125; }
 exec 3>&1
@@ -80,7 +87,9 @@ while IFS=' ' read -r __pb_k __pb_s __pb_n __pb_o __pb_e __pb_l; do
     { echo "$__pb_a $__pb_o $__pb_e $__pb_n $__pb_to $__pb_te" > "$__pb_h/$__pb_s.start"
       echo $$ > "$__pb_h/$__pb_s.pgid"; } 2>/dev/null
     ( set -- "$__pb_c"
-      unset __pb_k __pb_s __pb_n __pb_o __pb_e __pb_l __pb_c __pb_x __pb_h __pb_a __pb_to __pb_te
+      umask "$__pb_u"
+      unset __pb_u __pb_k __pb_s __pb_n __pb_o __pb_e __pb_l __pb_c __pb_x __pb_h __pb_a
+      unset __pb_to __pb_te
       eval "shift; $1" ) </dev/null
     __pb_x=$?
     printf '\n@@patchbay-end %s %s\n' "$__pb_n" "$__pb_x"

@@ -586,3 +586,39 @@ def test_one_agent_runs_a_server_s_steps_on_one_channel_and_a_stop_starts_anothe
         session.clean(f"~/.patchbay/runs/{uid}/{host.name}", "~/.patchbay/runs", 3600)
         assert len(opened) == channels
     assert not run_dir.exists()
+
+
+def test_audit3b_6_the_run_directory_is_private_and_a_step_keeps_the_account_s_umask(
+        world, sshd_fleet, tmp_path):
+    """While a step runs, its run directory is 0700 and its output files and FIFOs
+    0600 (other accounts on the server cannot read a secret it prints); the step's own
+    files get the login shell's usual umask (a deployed build stays readable)."""
+    import os
+    import stat
+
+    login_umask = os.umask(0)
+    os.umask(login_umask)  # the test sshd, and so its login shells, inherited this one
+    step_dir = tmp_path / "step"
+    step_dir.mkdir()
+    job_id = world.engine.start(world.engine.plan(
+        "private-files", {"dir": str(step_dir)}, ["h06"]), None)
+    wait_until(lambda: (step_dir / "made-by-step").exists(), timeout=30)
+
+    from models import Job
+
+    with world.sessions() as session:
+        uid = session.get(Job, job_id).uid
+    job_dir = sshd_fleet.hosts[5].root / ".patchbay" / "runs" / uid
+    host_dir = job_dir / "h06"
+    modes = {path.name: stat.S_IMODE(path.lstat().st_mode) for path in host_dir.iterdir()}
+    dir_modes = [stat.S_IMODE(path.stat().st_mode) for path in (job_dir, host_dir)]
+    made = stat.S_IMODE((step_dir / "made-by-step").stat().st_mode)
+    (step_dir / "go").touch()
+    job = world.wait_finished(job_id)
+
+    assert dir_modes == [0o700, 0o700]
+    assert any(name.startswith("out.") for name in modes)
+    assert any(name.startswith("err.") for name in modes)
+    assert modes == dict.fromkeys(modes, 0o600)
+    assert made == 0o666 & ~login_umask
+    assert job.status == "succeeded"
