@@ -13,6 +13,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -143,6 +144,12 @@ DEFAULTS: dict[str, Any] = {
     # Socket.IO
     "ASYNC_MODE": "eventlet",
     "MESSAGE_QUEUE": None,  # e.g. redis://...: Socket.IO rooms shared by several processes
+    # With ENV=production a redis:// or rediss:// MESSAGE_QUEUE or RATELIMIT_STORAGE_URI
+    # must carry a password (redis://:PASSWORD@host/0 or redis://USER:PASSWORD@...):
+    # whoever reaches an open Redis can send Socket.IO messages to every browser and
+    # reset the login counters. unix:// sockets pass (their file mode guards them).
+    # True starts anyway, e.g. behind a Redis reachable by the nodes alone.
+    "MESSAGE_QUEUE_ALLOW_NO_AUTH": False,
     "MAX_SOCKET_PAYLOAD": 64 * 1024,  # bytes a client may send in one message
     "CORS_ALLOWED_ORIGINS": None,  # None = same origin only
     "PORT": 5000,
@@ -178,6 +185,8 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     if app.config["ENV"] == "production":
         _require_strong_secret(app.config["SECRET_KEY"])
+        if not _flag(app.config, "MESSAGE_QUEUE_ALLOW_NO_AUTH"):
+            _require_redis_password(app.config)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
     app.config["TLS"] = _tls(app)
@@ -227,6 +236,43 @@ def _require_strong_secret(secret: str | None) -> None:
         raise RuntimeError(
             "PATCHBAY_SECRET_KEY is too weak for production: use at least 32 random "
             "characters (e.g. python -c 'import secrets; print(secrets.token_hex(32))')")
+
+
+def _flag(config: dict[str, Any], name: str) -> bool:
+    """A true/false setting, given as a bool or (from the environment) a string."""
+    value = config[name]
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise RuntimeError(f"PATCHBAY_{name} must be true or false, not {value!r}")
+        return lowered in ("true", "1", "yes")
+    return bool(value)
+
+
+def _require_redis_password(config: dict[str, Any]) -> None:
+    """A production node talks to Redis with a password, or not at all."""
+    for name in ("MESSAGE_QUEUE", "RATELIMIT_STORAGE_URI"):
+        url = config[name] or ""
+        scheme = url.partition("://")[0].lower()
+        if scheme not in ("redis", "rediss") and not scheme.startswith("redis+"):
+            continue
+        if not urlsplit(url).password:
+            raise RuntimeError(
+                f"PATCHBAY_{name} has no password ({masked_url(url)}) and "
+                "PATCHBAY_ENV=production: anyone who reaches that Redis could send "
+                "messages to every browser and reset login limits. Set requirepass or an "
+                "ACL user and use redis://:PASSWORD@host:6379/N (rediss:// for TLS), or "
+                "set PATCHBAY_MESSAGE_QUEUE_ALLOW_NO_AUTH=true to start anyway.")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for errors and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def _instance_secret(instance_dir: Path) -> str:

@@ -51,7 +51,9 @@ def client_manager(url: str | None) -> socketio.Manager | None:
     if not url:
         return None
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise RuntimeError(f"PATCHBAY_MESSAGE_QUEUE must be a redis:// URL, not {url!r}")
+        # The scheme only: the rest of the URL may hold a password.
+        raise RuntimeError("PATCHBAY_MESSAGE_QUEUE must be a redis:// URL, not "
+                           f"{url.partition('://')[0]!r}://...")
     return RoomDisconnectingRedisManager(url, channel=CHANNEL)
 
 

@@ -256,7 +256,7 @@ def _print_banner(cluster: Cluster) -> None:
 {nodes}
   Log in as:  {ADMIN} / {cluster.password}
   PostgreSQL: {cluster.postgres.url()}
-  Redis:      {cluster.redis.url()}
+  Redis:      {cluster.redis.public_url()}  (password in {cluster.redis.password_path})
   Demo fleet: {FLEET_SIZE} SSH game servers from 127.0.0.11, port {cluster.ssh_port}
   Crash a node, e.g. {first.name} (gunicorn and its worker):  kill -9 -- -{first.pid}
   Restart dead nodes:  kill -HUP {os.getpid()}     Stop everything:  Ctrl-C

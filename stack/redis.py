@@ -1,5 +1,8 @@
 """A private Redis server from Debian's ``redis-server``: loopback only, a port of ours,
-nothing written to disk but its log, all inside one folder of ours.
+nothing written to disk but its log, all inside one folder of ours. It asks for a password
+(``requirepass``), generated once and kept in ``password`` (mode 600) in that folder:
+whoever reaches the port could otherwise publish Socket.IO messages to every browser
+and reset the login limiter's counters.
 
 Nodes use it as the Socket.IO message queue and the login limiter's storage; both hold
 only short-lived state, so there is no persistence (no RDB snapshots, no AOF).
@@ -7,6 +10,8 @@ only short-lived state, so there is no persistence (no RDB snapshots, no AOF).
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -40,10 +45,26 @@ class PrivateRedis:
         self.port = port
         self.config_path = self.directory / "redis.conf"
         self.log_path = self.directory / "redis.log"
+        self.password_path = self.directory / "password"
         self.process: subprocess.Popen | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://{ADDRESS}:{self.port}/{db}"
+        """The URL clients use, password included: pass it on, never print it."""
+        return f"redis://:{self.password}@{ADDRESS}:{self.port}/{db}"
+
+    def public_url(self, db: int = 0) -> str:
+        """The URL without its password, for banners and logs."""
+        return f"redis://:***@{ADDRESS}:{self.port}/{db}"
+
+    @property
+    def password(self) -> str:
+        """Made (mode 600) the first time it is needed, the same afterwards."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.password_path.exists():
+            fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+        return self.password_path.read_text().strip()
 
     @property
     def pid(self) -> int | None:
@@ -58,7 +79,11 @@ class PrivateRedis:
             raise RuntimeError(f"{REDIS_SERVER} is not installed "
                                "(Debian: apt-get install redis-server)")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self._config())
+        # Mode 600 before the password goes in: it is the server's requirepass.
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self._config())
         with open(self.log_path, "ab") as log:
             # Its own session: a Ctrl-C at the terminal reaches whoever runs us, and
             # they stop Redis after everything that uses it.
@@ -92,6 +117,7 @@ class PrivateRedis:
             f"bind {ADDRESS}",
             f"port {self.port}",
             "protected-mode yes",
+            f"requirepass {_quoted(self.password)}",
             "daemonize no",
             'logfile ""',
             'save ""',
@@ -104,7 +130,8 @@ class PrivateRedis:
         """PING until it answers, and make sure the server answering is our process
         (another Redis already on the port would answer too)."""
         # No retries inside ping(): this loop retries, and checks the process between.
-        client = redis.Redis(host=ADDRESS, port=self.port, socket_connect_timeout=1,
+        client = redis.Redis(host=ADDRESS, port=self.port, password=self.password,
+                             socket_connect_timeout=1,
                              socket_timeout=1, retry=Retry(NoBackoff(), 0))
         try:
             while True:

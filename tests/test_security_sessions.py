@@ -450,3 +450,29 @@ def test_finding_1_sessions_past_their_lifetime_are_forgotten_at_the_next_login(
     with app.app_context():
         rows = db.session.scalars(select(LoginSession)).all()
     assert len(rows) == 1 and rows[0].ended_at is None  # only the new one is kept
+
+
+def test_audit3b_10_production_refuses_a_redis_url_without_a_password(tmp_path):
+    from app import create_app
+
+    strong = "s" * 16 + "3cr3t-k3y-0f-at-least-32-chars"
+    base = {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": strong, "ENV": "production",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+            "ASYNC_MODE": "threading"}
+
+    with pytest.raises(RuntimeError, match="PATCHBAY_MESSAGE_QUEUE has no password") as error:
+        create_app({**base, "MESSAGE_QUEUE": "redis://127.0.0.1:6379/0"})
+    assert "PATCHBAY_MESSAGE_QUEUE_ALLOW_NO_AUTH" in str(error.value)
+    with pytest.raises(RuntimeError, match="PATCHBAY_RATELIMIT_STORAGE_URI has no password"):
+        create_app({**base, "RATELIMIT_STORAGE_URI": "rediss://patchbay@10.0.0.5:6379/1"})
+
+    # A password, a unix socket, the opt-out, or development: it starts, and the
+    # password never shows in an error.
+    from config import masked_url
+    assert masked_url("redis://patchbay:hunter2@h:6379/0") == "redis://patchbay:***@h:6379/0"
+    create_app({**base, "MESSAGE_QUEUE": "redis://:pw@127.0.0.1:6379/0",
+                "RATELIMIT_STORAGE_URI": "rediss://patchbay:pw@127.0.0.1:6379/1"})
+    create_app({**base, "MESSAGE_QUEUE": "unix:///run/redis/redis.sock?db=0"})
+    create_app({**base, "MESSAGE_QUEUE": "redis://127.0.0.1:6379/0",
+                "MESSAGE_QUEUE_ALLOW_NO_AUTH": "true"})
+    create_app({**base, "ENV": "development", "MESSAGE_QUEUE": "redis://127.0.0.1:6379/0"})

@@ -45,11 +45,26 @@ def test_private_redis_answers_on_its_port_until_stopped(redis_tool, tmp_path: P
         client = redis.Redis.from_url(server.url(1))
         client.set("greeting", "hello")
         assert client.get("greeting") == b"hello"
-        assert server.url(1) == f"redis://127.0.0.1:{server.port}/1"
+        assert server.url(1) == f"redis://:{server.password}@127.0.0.1:{server.port}/1"
     finally:
         server.stop()
     with pytest.raises(redis.exceptions.ConnectionError):
         redis.Redis.from_url(server.url(), socket_connect_timeout=2).ping()
+
+
+def test_audit3b_10_private_redis_refuses_a_client_without_its_password(
+        redis_tool, tmp_path: Path):
+    server = PrivateRedis(tmp_path / "redis", free_port())
+    server.start()
+    try:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=2).ping()
+        assert redis.Redis.from_url(server.url(0), socket_timeout=2).ping()
+        assert server.password_path.stat().st_mode & 0o777 == 0o600
+        assert server.config_path.stat().st_mode & 0o777 == 0o600
+        assert server.password not in server.public_url() + server.log_tail(200)
+    finally:
+        server.stop()
 
 
 def test_private_redis_on_a_taken_port_fails_with_its_log(redis_tool, tmp_path: Path):
