@@ -362,3 +362,29 @@ def test_audit3_2_the_users_page_offers_to_revoke_every_token(app, auth, operato
     assert admin.post(f"/admin/users/{olga_id}",
                       data={**form, "revoke_tokens": "y"}).status_code == 302
     assert app.test_client().get("/api/jobs", headers=bearer(kept)).status_code == 401
+
+
+def test_audit3b_5_a_role_asked_for_is_stored_as_asked_and_outlives_a_promotion(app, auth):
+    from extensions import db
+    from models import ApiToken
+
+    auth.create("olga", role="operator")
+    made = {}
+    for name, role in (("capped", ["--role", "operator"]), ("follows", [])):
+        result = app.test_cli_runner().invoke(args=["create-token", "olga", "--name", name,
+                                                    *role])
+        assert result.exit_code == 0, result.output
+        made[name] = result.output.strip().splitlines()[-1]
+    with app.app_context():  # older than a role change revokes by default
+        for row in db.session.scalars(select(ApiToken)):
+            row.created_at -= timedelta(days=2)
+        db.session.commit()
+
+    result = app.test_cli_runner().invoke(args=["set-role", "olga", "admin"])
+    assert result.exit_code == 0, result.output
+
+    roles = {row.name: row.role for row in stored(app, ApiToken)}
+    assert roles == {"capped": "operator", "follows": None}
+    scraper = app.test_client()
+    assert scraper.get("/metrics", headers=bearer(made["capped"])).status_code == 403
+    assert scraper.get("/metrics", headers=bearer(made["follows"])).status_code == 200
