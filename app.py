@@ -45,6 +45,7 @@ from blueprints import (
 )
 from blueprints.live_publish import JobPublisher
 from blueprints.socket_sweeper import SocketSweeper
+from blueprints.socket_tokens import SocketTokens
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from instance_files import secure_instance
@@ -112,6 +113,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         int(app.config["MAX_HANDSHAKES_PER_ADDRESS"]))
     socket_handshakes.install(socketio.server, handshakes)  # capped until logged in
     app.extensions["patchbay_socket_sweeper"] = SocketSweeper()
+    app.extensions["patchbay_socket_tokens"] = SocketTokens()  # token sockets' caps
     cli.register(app)
 
     with app.app_context():

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, current_app, g, has_request_context, jsonify, request, session
+from flask import Flask, current_app, g, has_request_context, jsonify, request
 from flask_login import current_user, login_user
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from werkzeug.wrappers import Response
 
-from blueprints.login_state import SOCKET_TOKEN_ID
+from blueprints import socket_tokens
+from blueprints.socket_tokens import SocketToken
 from extensions import csrf
 from services import tokens
 from tasks.errors import PatchbayError
-
-SOCKET_TOKEN_ROLE = "token_role"  # noqa: S105 - a session key: the token role cap
-SOCKET_TOKEN_EXPIRES = "token_expires"  # noqa: S105 - ... and its expiry (epoch s)
 
 
 def bearer_token() -> str | None:
@@ -54,18 +52,25 @@ def protect_from_csrf() -> None:
 
 
 def current_role() -> str | None:
-    """The current user's role, capped by the token they came with (HTTP or socket)."""
+    """The current user's role, capped by the token they came with: the bearer token
+    of an HTTP request, or the token a socket logged in with (kept on the server)."""
     if not current_user.is_authenticated:
         return None
     api_token = getattr(g, "api_token", None) if has_request_context() else None
-    cap = api_token.role if api_token is not None else session.get(SOCKET_TOKEN_ROLE)
+    if api_token is not None:
+        cap = api_token.role
+    else:
+        socket_token = socket_tokens.current()
+        cap = socket_token.role if socket_token is not None else None
     return tokens.effective_role(current_user.role, cap)
 
 
-def log_socket_in(auth: object) -> int:
+def log_socket_in(auth: object) -> SocketToken:
     """A socket without a browser session may bring ``auth: {"token": ...}``; returns
-    the token id (the socket joins ``token:<id>``, so revoking it drops the socket).
-    Refused with python-socketio's exception, whose message reaches the client."""
+    what the socket may do with it, for the caller to keep against the socket's sid once
+    the connection is accepted (the socket joins ``token:<id>``, so revoking it drops
+    the socket). Refused with python-socketio's exception, whose message reaches the
+    client."""
     raw = auth.get("token") if isinstance(auth, dict) else None
     if not isinstance(raw, str):
         raise SocketRefused("unauthorized: log in first, or connect with "
@@ -74,17 +79,14 @@ def log_socket_in(auth: object) -> int:
     if token is None:
         raise SocketRefused(f"unauthorized: {why}")
     login_user(token.user)
-    session[SOCKET_TOKEN_ID] = token.id  # every later event re-checks the token
-    session[SOCKET_TOKEN_ROLE] = token.role
-    session[SOCKET_TOKEN_EXPIRES] = token.expires_at.timestamp() if token.expires_at \
-        else None
-    return token.id
+    return SocketToken.of(token)
 
 
 def check_socket_token() -> None:
     """A socket that logged in with a token stops working when it expires."""
-    expires = session.get(SOCKET_TOKEN_EXPIRES)
-    if expires is not None and time.time() >= expires:
+    socket_token = socket_tokens.current()
+    if socket_token is not None and socket_token.expires_at is not None \
+            and time.time() >= socket_token.expires_at:
         raise PatchbayError("unauthorized", "this token has expired")
 
 

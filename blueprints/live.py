@@ -30,6 +30,7 @@ from blueprints.permissions import check_socket_event
 from blueprints.socket_handshakes import current_eio_sid, handshakes
 from blueprints.socket_limits import check_socket_limit
 from blueprints.socket_sweeper import Credential, SocketSweeper
+from blueprints.socket_tokens import socket_tokens
 from extensions import socketio
 from services.commands import Caller, Commands, error_body, internal_error, parse
 from services.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
@@ -97,17 +98,20 @@ def on_connect(auth: Any = None) -> bool:
 
 
 def _accept(auth: Any) -> None:
+    token = None
     if current_user.is_authenticated:
         _check_handshake_token(auth)
         session_id = current_login_session_id()
         credential = Credential("login", session_id)
         join_room(login_room(session_id))
     else:
-        token_id = log_socket_in(auth)  # raises ConnectionRefusedError
-        credential = Credential("token", token_id)
-        join_room(f"token:{token_id}")
+        token = log_socket_in(auth)  # raises ConnectionRefusedError
+        credential = Credential("token", token.id)
+        join_room(f"token:{token.id}")
     check_socket_limit(current_user.id)  # raises ConnectionRefusedError
     join_room(f"user:{current_user.id}")
+    if token is not None:  # kept only once accepted: a refused socket never disconnects
+        socket_tokens(current_app).add(request.sid, token)
     _sweeper().add(request.sid, credential)
     SOCKET_CONNECTIONS.inc()
 
@@ -129,6 +133,7 @@ def on_disconnect(reason: Any = None) -> None:
     goes is logged with why: a drop that loses a watcher can be traced to its cause."""
     log.info("socket %s disconnected: %s", request.sid, DROP_REASONS.get(reason, reason))
     _sweeper().discard(request.sid)
+    socket_tokens(current_app).discard(request.sid)
     replays(current_app).stop(request.sid)
     SOCKET_CONNECTIONS.dec()
 

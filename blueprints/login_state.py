@@ -3,7 +3,10 @@
 Flask-Login calls :func:`load_user` on every request and every socket event (each
 Socket.IO event gets a fresh request context). A cookie session counts only while its
 :class:`~models.LoginSession` is live (see :mod:`services.login_sessions`); a socket
-that logged in with an API token counts only while the token does.
+that logged in with an API token counts only while the token does. Which token a socket
+came with is known from the server's own record of that socket
+(:mod:`blueprints.socket_tokens`), never from the cookie: a cookie signed with
+SECRET_KEY is not a session without its live row.
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
 
+from blueprints import socket_tokens
 from models import User
 from services import login_sessions, tokens
 
 LOGIN_KEY = "login_key"  # the session cookie's key of its LoginSession
-SOCKET_TOKEN_ID = "token_id"  # noqa: S105 - a session key: the token a socket came with
 
 
 def load_user(user_id: str) -> User | None:
-    if SOCKET_TOKEN_ID in session:
-        token = tokens.live_token(session.get(SOCKET_TOKEN_ID))
+    socket_token = socket_tokens.current()
+    if socket_token is not None:
+        token = tokens.live_token(socket_token.id)
         return token.user if token is not None and str(token.user_id) == user_id else None
     row = login_sessions.current(session.get(LOGIN_KEY), _lifetimes())
     if row is None or str(row.user_id) != user_id:
@@ -33,7 +37,6 @@ def log_in(user: User) -> None:
     """Start a server-side session for ``user`` and put its key in the cookie. The
     session's other keys (the CSRF secret) are kept; an earlier login's key is not."""
     session.pop(LOGIN_KEY, None)
-    session.pop(SOCKET_TOKEN_ID, None)
     row, key = login_sessions.begin(user, request.remote_addr, _lifetimes())
     session[LOGIN_KEY] = key
     session.permanent = True  # the cookie lasts PERMANENT_SESSION_LIFETIME, not 31 days

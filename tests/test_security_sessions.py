@@ -476,3 +476,95 @@ def test_audit3b_10_production_refuses_a_redis_url_without_a_password(tmp_path):
     create_app({**base, "MESSAGE_QUEUE": "redis://127.0.0.1:6379/0",
                 "MESSAGE_QUEUE_ALLOW_NO_AUTH": "true"})
     create_app({**base, "ENV": "development", "MESSAGE_QUEUE": "redis://127.0.0.1:6379/0"})
+
+
+# --- audit 3: the secret key is not a session ---------------------------------------
+
+def forged_client(app, **data) -> tuple[FlaskClient, str]:
+    """A client holding a session cookie signed with the app's SECRET_KEY (what someone
+    who knows only the key can make), and a CSRF token that matches that cookie."""
+    import hashlib
+
+    from itsdangerous import URLSafeTimedSerializer
+
+    csrf_secret = hashlib.sha1(os.urandom(16)).hexdigest()  # noqa: S324 - as Flask-WTF
+    cookie = app.session_interface.get_signing_serializer(app).dumps(
+        {**data, "csrf_token": csrf_secret})
+    client = app.test_client()
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie)
+    csrf = URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").dumps(csrf_secret)
+    return client, csrf
+
+
+def _cli_token(app, username: str, role: str) -> tuple[int, int, str]:
+    """A token made with ``flask create-token``: its user's id, its id and clear text."""
+    from extensions import db
+    from models import ApiToken
+
+    result = app.test_cli_runner().invoke(args=["create-token", username, "--name", role,
+                                                "--role", role])
+    assert result.exit_code == 0, result.output
+    raw = result.output.strip().splitlines()[-1]
+    with app.app_context():
+        token = db.session.scalar(select(ApiToken).where(ApiToken.prefix == raw[:12]))
+        return token.user_id, token.id, raw
+
+
+def test_audit3_1_a_cookie_signed_with_the_secret_key_is_not_a_session(app):
+    AuthActions(app, app.test_client()).create("ada", role="admin")
+    user_id, token_id, _ = _cli_token(app, "ada", "viewer")
+
+    for data in ({"_user_id": str(user_id), "token_id": token_id},
+                 {"_user_id": str(user_id), "token_id": token_id, "token_role": "admin"},
+                 {"_user_id": str(user_id)}):
+        forged, _ = forged_client(app, **data)
+        assert forged.get("/admin/users").status_code == 302, data  # to the login form
+        assert forged.get("/api/servers").status_code == 401, data
+
+
+@pytest.mark.parametrize("token_role,cookie_role,allowed", [
+    ("viewer", None, False),      # a cookie without a cap does not drop the token's
+    ("viewer", "admin", False),   # ... nor does one naming a higher cap
+    ("operator", "viewer", True),  # ... nor can it lower a token's cap
+])
+def test_audit3_1_a_forged_cookie_cannot_change_a_token_sockets_cap(
+        app, token_role, cookie_role, allowed):
+    from extensions import socketio
+
+    AuthActions(app, app.test_client()).create("ada", role="admin")
+    user_id, token_id, raw = _cli_token(app, "ada", token_role)
+    data = {"_user_id": str(user_id), "token_id": token_id}
+    if cookie_role is not None:
+        data["token_role"] = cookie_role
+    forged, csrf = forged_client(app, **data)
+
+    sock = socketio.test_client(app, flask_test_client=forged,
+                                auth={"token": raw, "csrf_token": csrf})
+    assert sock.is_connected()
+    ack = sock.emit("job:plan", {"runbook": "nope", "params": {}, "servers": ["x"]},
+                    callback=True)
+    assert ack["ok"] is False
+    if allowed:
+        assert ack["error"]["code"] != "forbidden", ack
+    else:
+        assert ack["error"] == {"code": "forbidden", "field": None, "message":
+                                "viewers can't preview jobs (that takes the operator role)"}
+    assert sock.emit("job:unsubscribe", {"job_id": 1}, callback=True)["ok"] is True
+    sock.disconnect()
+
+
+def test_audit3_1_a_token_socket_keeps_its_cap_on_the_server_and_forgets_it_on_leaving(app):
+    from extensions import socketio
+
+    AuthActions(app, app.test_client()).create("ada", role="admin")
+    _, token_id, raw = _cli_token(app, "ada", "viewer")
+
+    sock = socketio.test_client(app, auth={"token": raw})
+    assert sock.is_connected()
+    ack = sock.emit("job:start", {"runbook": "basic", "params": {}, "servers": ["x"]},
+                    callback=True)
+    assert ack["error"]["code"] == "forbidden"
+    sockets = app.extensions["patchbay_socket_tokens"]
+    assert [t.id for t in sockets.all()] == [token_id]
+    sock.disconnect()
+    assert sockets.all() == []
