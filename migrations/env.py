@@ -8,9 +8,12 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Alembic's own logging set-up, only when nobody configured logging yet (a bare
+# `alembic` run). The console (create_app) and pytest configure it first; fileConfig
+# would otherwise reset the root level and, by default, disable every logger that
+# already exists, silencing the console's own logs for the rest of the process.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 

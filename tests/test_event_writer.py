@@ -112,3 +112,25 @@ def test_transient_and_permanent_errors_are_told_apart():
     assert not is_transient(exc.StatementError("cannot encode", "INSERT", {},
                                                TypeError("not JSON serializable")))
     assert not is_transient(TypeError("not JSON serializable"))
+
+
+def test_a_migration_run_in_the_process_leaves_the_console_s_loggers_working(tmp_path, caplog):
+    """Alembic's env.py used to run fileConfig, which disables every logger that exists:
+    after any in-process `upgrade`, the event writer's warnings vanished (CI saw it)."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from tests.conftest import PROJECT
+
+    writer_log = logging.getLogger("tasks.events")
+    root_level = logging.getLogger().level
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'patchbay.db'}",
+                      "INSTANCE_PATH": str(tmp_path / "instance"), "TESTING": True})
+    with app.app_context():
+        upgrade(directory=str(PROJECT / "migrations"))
+
+    assert not writer_log.disabled
+    assert logging.getLogger().level == root_level
+    with caplog.at_level(logging.WARNING, logger="tasks.events"):
+        writer_log.warning("still heard")
+    assert "still heard" in caplog.text

@@ -438,12 +438,8 @@ def test_audit3b_7_a_fresh_instance_folder_and_database_are_private(tmp_path):
 
 def test_audit3b_7_a_world_readable_instance_is_tightened_at_start(tmp_path, caplog,
                                                                   monkeypatch):
-    import logging
 
     from app import create_app
-
-    # An earlier test's migration ran Alembic's fileConfig, which disables existing loggers.
-    monkeypatch.setattr(logging.getLogger("patchbay.instance"), "disabled", False)
 
     instance = tmp_path / "instance"
     instance.mkdir(mode=0o755)
