@@ -80,7 +80,7 @@ bench-full:
 lint: venv-dev audit
 	$(VENV)/bin/ruff check .
 
-AUDIT_VENV ?= .venv-audit
+AUDIT_VENV ?= $(VENV)/audit
 $(AUDIT_VENV)/.installed: requirements-audit.txt
 	@test -x $(AUDIT_VENV)/bin/python || $(PYTHON) -m venv $(AUDIT_VENV)
 	$(AUDIT_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-audit.txt
