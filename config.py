@@ -20,19 +20,24 @@ from flask import Flask
 PROJECT_DIR = Path(__file__).resolve().parent
 VERSION = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["version"]
 
+HOST_SESSION_COOKIE = "__Host-session"
+
 DEFAULTS: dict[str, Any] = {
     # Sessions
     "SECRET_KEY": None,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "REMEMBER_COOKIE_HTTPONLY": True,
-    "SESSION_COOKIE_NAME": "session",  # Flask's; the OpenAPI document names it
+    # Flask's; the OpenAPI document names it. Served over TLS (production's default)
+    # the default becomes HOST_SESSION_COOKIE.
+    "SESSION_COOKIE_NAME": "session",
     # CSRF: Flask-WTF's own check is off; blueprints/auth_tokens.py runs it for every
     # cookie-session request in these methods (bearer-token requests carry no cookie).
     "WTF_CSRF_CHECK_DEFAULT": False,
     "WTF_CSRF_METHODS": ["POST", "PUT", "PATCH", "DELETE"],
-    # A page's CSRF token lasts as long as its session (which expires and can be ended):
-    # a tab open for hours must still reconnect its socket and post its forms.
+    # A page's CSRF token lasts as long as its login (a new one at every login and
+    # logout; sessions expire and can be ended): a tab open for hours must still
+    # reconnect its socket and post its forms.
     "WTF_CSRF_TIME_LIMIT": None,
     # Browser sessions are kept on the server (services/login_sessions.py): ended by
     # logout, a password reset, a role change or disabling the user, and after these
@@ -55,6 +60,12 @@ DEFAULTS: dict[str, Any] = {
     # then an hour after two breaches, then a day after four.
     "LOGIN_ACCOUNT_RATE_LIMIT": "20 per 15 minutes",
     "LOGIN_ACCOUNT_META_LIMIT": "2 per hour; 4 per day",
+    # Failed logins of one account from any address (services/login_slowdown.py): past
+    # these, each login of the account waits before its answer, 1 s and doubling every
+    # 10 further failures, at most LOGIN_SLOWDOWN_MAX_DELAY seconds (never refused: the
+    # real user still logs in).
+    "LOGIN_ACCOUNT_SLOWDOWN": "20 per 15 minutes",
+    "LOGIN_SLOWDOWN_MAX_DELAY": 30,
     "RATELIMIT_STORAGE_URI": "memory://",  # redis://...: one limit across nodes
     # Storage unreachable (Redis down): count in this process's memory meanwhile.
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
@@ -193,6 +204,11 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     if app.config["TLS"]:
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
+        if app.config["SESSION_COOKIE_NAME"] == DEFAULTS["SESSION_COOKIE_NAME"] \
+                and not app.config.get("SESSION_COOKIE_DOMAIN"):
+            # The browser keeps a __Host- cookie only when Secure, for this host alone
+            # and path /: no sibling subdomain or plain-HTTP page can plant one.
+            app.config["SESSION_COOKIE_NAME"] = HOST_SESSION_COOKIE
     # The signed cookie itself stops being accepted after the absolute lifetime.
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(
         seconds=float(app.config["SESSION_MAX_AGE"]))

@@ -34,9 +34,11 @@ def load_user(user_id: str) -> User | None:
 
 
 def log_in(user: User) -> None:
-    """Start a server-side session for ``user`` and put its key in the cookie. The
-    session's other keys (the CSRF secret) are kept; an earlier login's key is not."""
+    """Start a server-side session for ``user`` and put its key in the cookie. Neither
+    an earlier login's key nor the CSRF secret of before the login is kept: a token
+    planted in the browser before login (CSRF fixation) is worthless after it."""
     session.pop(LOGIN_KEY, None)
+    forget_csrf_secret()
     row, key = login_sessions.begin(user, request.remote_addr, _lifetimes())
     session[LOGIN_KEY] = key
     session.permanent = True  # the cookie lasts PERMANENT_SESSION_LIFETIME, not 31 days
@@ -49,7 +51,15 @@ def log_out(reason: str = "logout") -> int | None:
     session_id = getattr(g, "login_session_id", None)
     login_sessions.end(session.pop(LOGIN_KEY, None), reason)
     logout_user()
+    forget_csrf_secret()
     return session_id
+
+
+def forget_csrf_secret() -> None:
+    """Drop the session's CSRF secret (and this request's token made from it): the next
+    page gets a new one. The secret lives as long as its login, never across one."""
+    session.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    g.pop("csrf_token", None)
 
 
 def current_login_session_id() -> int | None:

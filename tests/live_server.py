@@ -77,7 +77,7 @@ class LiveServer:
                              data={"username": username, "password": password,
                                    "csrf_token": token})
         assert response.status_code == 302, response.text[:500]
-        http.headers["X-CSRFToken"] = token
+        http.headers["X-CSRFToken"] = session_csrf_token(http, self.url)
         return http
 
     def socket(self, http: requests.Session | None, transports: list[str] | None = None,
@@ -87,6 +87,13 @@ class LiveServer:
         client.connect(self.url, transports=transports or ["websocket"], wait_timeout=10,
                        auth=handshake(http))
         return client
+
+
+def session_csrf_token(http: requests.Session, url: str) -> str:
+    """The CSRF token a page gives a logged-in session (login makes a new one: the
+    login form's token is worthless after it)."""
+    page = http.get(f"{url}/", timeout=10).text
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 
 def handshake(http: requests.Session | None) -> dict[str, str] | None:

@@ -38,7 +38,7 @@ from stack.processes import free_port
 from stack.redis import PrivateRedis
 from tests.conftest import PASSWORD, PROJECT, require_tool, write_inventory
 from tests.console_world import log_in, rendered_logs, run_from_dashboard
-from tests.live_server import handshake, prepare_database
+from tests.live_server import handshake, prepare_database, session_csrf_token
 from tests.remote import remote_commands, unique_seconds
 from tests.waiting import wait_until
 
@@ -143,10 +143,12 @@ def try_login(http: requests.Session, url: str, username: str, password: str
               ) -> requests.Response:
     page = http.get(f"{url}/login", timeout=10)
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-    http.headers["X-CSRFToken"] = token
-    return http.post(f"{url}/login", timeout=10, allow_redirects=False,
-                     data={"username": username, "password": password,
-                           "csrf_token": token})
+    response = http.post(f"{url}/login", timeout=10, allow_redirects=False,
+                         data={"username": username, "password": password,
+                               "csrf_token": token})
+    if response.status_code == 302:
+        http.headers["X-CSRFToken"] = session_csrf_token(http, url)
+    return response
 
 
 @pytest.fixture

@@ -301,7 +301,8 @@ def _login_form_token(client: FlaskClient) -> str:
 
 def test_finding_5_login_timing_does_not_tell_which_user_names_exist(tmp_path):
     app = _login_app(tmp_path, LOGIN_RATE_LIMIT="1000 per minute",
-                     LOGIN_ACCOUNT_RATE_LIMIT="1000 per minute")
+                     LOGIN_ACCOUNT_RATE_LIMIT="1000 per minute",
+                     LOGIN_ACCOUNT_SLOWDOWN="1000 per 15 minutes")  # the hash alone
     auth = AuthActions(app, app.test_client())
     auth.create("dave")
     auth.create("erin")
