@@ -52,6 +52,7 @@ from instance_files import secure_instance
 from services.audit import record
 from services.commands import Commands
 from services.login_sessions import Lifetimes
+from services.login_slowdown import LoginSlowdown, Slowdown
 from serving import serve_console
 from socket_packets import TextPacket
 from socket_queue import client_manager
@@ -89,6 +90,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.user_loader(login_state.load_user)  # every request and socket event
     app.extensions["patchbay_session_lifetimes"] = Lifetimes.from_config(app.config)
+    app.extensions["patchbay_login_slowdown"] = LoginSlowdown(
+        _login_slowdown_rule(app.config), lambda: limiter.limiter.storage)
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
@@ -230,6 +233,15 @@ def serve(app: Flask) -> None:
     """Serve the console as one node (see :func:`start_node`)."""
     start_node(app)
     serve_console(app)  # with the slow-client guards (serving.py)
+
+
+def _login_slowdown_rule(config) -> Slowdown:
+    try:
+        return Slowdown.from_config(config["LOGIN_ACCOUNT_SLOWDOWN"],
+                                    config["LOGIN_SLOWDOWN_MAX_DELAY"])
+    except ValueError as error:
+        raise RuntimeError("PATCHBAY_LOGIN_ACCOUNT_SLOWDOWN / PATCHBAY_LOGIN_SLOWDOWN_"
+                           f"MAX_DELAY: {error} (e.g. \"20 per 15 minutes\" and 30)") from None
 
 
 if __name__ == "__main__":

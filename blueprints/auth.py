@@ -18,7 +18,9 @@ from blueprints.login_state import log_in, log_out
 from extensions import db, limiter, socketio
 from models import User
 from services.audit import record
+from services.login_slowdown import LoginSlowdown
 from socket_queue import disconnect_room
+from tasks.metrics import LOGIN_SLOWDOWNS, LOGINS_DELAYED
 
 bp = Blueprint("auth", __name__)
 
@@ -44,6 +46,11 @@ def login() -> str | Response:
     form = LoginForm()
     error = None
     if form.validate_on_submit():
+        slowdown: LoginSlowdown = current_app.extensions["patchbay_login_slowdown"]
+        delay = slowdown.rule.delay(slowdown.failures(form.username.data))
+        if delay:
+            LOGINS_DELAYED.inc()
+            wait_before_answer(delay)
         user = db.session.scalar(select(User).where(User.username == form.username.data))
         if user is not None and user.active:
             accepted = user.check_password(form.password.data)
@@ -57,6 +64,11 @@ def login() -> str | Response:
         # One message whether the user exists or not: no user enumeration.
         error = "Wrong user name or password."
         record("login.failed", None, username=loggable_username(form.username.data))
+        if slowdown.note_failure(form.username.data):
+            LOGIN_SLOWDOWNS.inc()
+            record("login.slowed", None, username=loggable_username(form.username.data),
+                   failures=slowdown.rule.after,
+                   window_seconds=slowdown.rule.window_seconds)
     elif request.method == "POST":
         error = "Please fill in both fields." if not form.csrf_token.errors else \
             "The form expired; please try again."
@@ -79,6 +91,11 @@ def logout() -> Response:
         disconnect_user(user_id)
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+def wait_before_answer(seconds: float) -> None:
+    """The slow-down's delay (a greenlet's sleep under eventlet or gevent)."""
+    socketio.sleep(seconds)
 
 
 def loggable_username(typed: str | None) -> str:

@@ -75,6 +75,13 @@ EVENT_QUEUE_DEPTH = Gauge(
 EVENTS_WRITTEN = Counter(
     "patchbay_events_written", "Job events this node wrote to the database.",
     registry=REGISTRY)
+LOGIN_SLOWDOWNS = Counter(
+    "patchbay_login_slowdowns", "Times an account's failed logins from any address "
+    "reached PATCHBAY_LOGIN_ACCOUNT_SLOWDOWN, so its logins began to wait.",
+    registry=REGISTRY)
+LOGINS_DELAYED = Counter(
+    "patchbay_logins_delayed", "Logins answered after a slow-down delay (right or wrong).",
+    registry=REGISTRY)
 
 for _reason in SSH_FAILURE_REASONS:  # every series exists from the start, at 0
     SSH_FAILURES.labels(_reason)

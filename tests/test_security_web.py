@@ -40,6 +40,7 @@ def test_admin_form_without_a_valid_csrf_token_is_refused_and_changes_nothing(
     data = {"username": "mallory", "password": "long enough pw", "role": "admin"}
     if token:
         data["csrf_token"] = token
+    admin.get("/admin/users")  # the form's page is open: the session has a CSRF secret
 
     response = admin.post("/admin/users", data=data)
 
@@ -456,3 +457,126 @@ def test_audit3b_7_a_world_readable_instance_is_tightened_at_start(tmp_path, cap
                                                        "secret_key")} == dict.fromkeys(
         ("patchbay.db", "patchbay.db-wal", "secret_key"), 0o600)
     assert "readable by other accounts" in caplog.text
+
+
+def _login_form_token(client) -> str:
+    page = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+def _start_job(client, csrf: str):
+    return client.post("/api/jobs", headers={"X-CSRFToken": csrf}, json={
+        "runbook": "basic", "params": {"message": "x"}, "servers": ["nope"]})
+
+
+def test_audit3_6_a_csrf_token_planted_before_login_is_worthless_after_it(app, auth, client):
+    auth.create("hana")
+    planted = _login_form_token(client)  # what a fixated session's owner also knows
+    response = client.post("/login", data={"username": "hana", "password": PASSWORD,
+                                           "csrf_token": planted})
+    assert response.status_code == 302
+
+    refused = _start_job(client, planted)
+    fresh = token_from(client.get("/").get_data(as_text=True))
+
+    assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "csrf"
+    assert fresh != planted
+    assert _start_job(client, fresh).get_json()["error"]["code"] != "csrf"
+
+
+def test_audit3_6_logging_out_ends_the_csrf_token_of_the_session(app, auth, client):
+    auth.create("iris")
+    assert auth.login("iris").status_code == 302
+    during = token_from(client.get("/").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": during}).status_code == 302
+
+    again = client.post("/login", data={"username": "iris", "password": PASSWORD,
+                                        "csrf_token": during})
+
+    assert again.status_code == 400
+    assert "CSRF" in again.get_data(as_text=True)
+    assert auth.login("iris").status_code == 302  # the login page's new token works
+
+
+def test_audit3_6_over_tls_the_session_cookie_is_a_host_cookie(tmp_path):
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from config import HOST_SESSION_COOKIE
+    from tests.conftest import AuthActions
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "TLS": True, "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                      "ASYNC_MODE": "threading", "RUNBOOK_DIR": str(PROJECT / "tests" /
+                                                                     "runbooks")})
+    with app.app_context():
+        upgrade(directory=str(PROJECT / "migrations"))
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    auth = AuthActions(app, client)
+    auth.create("jon")
+
+    cookie = auth.login("jon").headers["Set-Cookie"]
+    named_in_api = client.get("/api/openapi.json").get_json()
+
+    assert cookie.startswith(f"{HOST_SESSION_COOKIE}=")
+    assert "Secure" in cookie and "Path=/;" in cookie and "Domain" not in cookie
+    assert client.get("/api/jobs").status_code == 200  # read back under its name
+    assert named_in_api["components"]["securitySchemes"]["session"]["name"] == \
+        HOST_SESSION_COOKIE
+
+
+def test_audit3_7_failures_from_many_addresses_slow_the_account_and_its_user_logs_in(
+        app, auth, client, monkeypatch):
+    import blueprints.auth
+    from extensions import db
+    from models import AuditEntry
+    from tasks.metrics import REGISTRY
+
+    def slowdowns() -> float:
+        return REGISTRY.get_sample_value("patchbay_login_slowdowns_total") or 0
+
+    waits: list[float] = []
+    monkeypatch.setattr(blueprints.auth, "wait_before_answer", waits.append)
+    auth.create("kate")
+    auth.create("liam")
+    before = slowdowns()
+
+    def attempt(number: int, username: str = "kate", password: str = "a guess") -> int:
+        client.environ_base["REMOTE_ADDR"] = f"198.51.{number // 250}.{number % 250 + 1}"
+        return auth.login(username, password).status_code
+
+    first = [attempt(n) for n in range(20)]  # each address well inside its own limits
+    waits_at_threshold = list(waits)
+    further = [attempt(n) for n in range(20, 31)]
+    other_account = attempt(31, "liam")
+    waits_before_the_user = list(waits)
+    real_user = attempt(32, "kate", PASSWORD)
+
+    assert first == [401] * 20 and waits_at_threshold == []
+    assert further == [401] * 11
+    assert waits_before_the_user == [1.0] * 10 + [2.0]  # doubling every 10 failures
+    assert other_account == 401
+    assert real_user == 302 and waits[-1] == 2.0  # slowed, never locked out
+    assert client.get("/api/jobs").status_code == 200
+    assert slowdowns() == before + 1
+    with app.app_context():
+        slowed = db.session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "login.slowed")).all()
+    assert [(entry.username, entry.detail["failures"]) for entry in slowed] == [("kate", 20)]
+
+
+def test_audit3_7_the_slow_down_grows_to_its_cap_and_its_settings_are_checked(tmp_path):
+    from app import create_app
+    from services.login_slowdown import Slowdown
+
+    rule = Slowdown.from_config("20 per 15 minutes", 30)
+    delays = [rule.delay(failures) for failures in (0, 19, 20, 29, 30, 40, 50, 60, 500)]
+
+    assert (rule.after, rule.window_seconds) == (20, 900)
+    assert delays == [0, 0, 1, 1, 2, 4, 8, 16, 30]
+    for setting in ({"LOGIN_ACCOUNT_SLOWDOWN": "lots"}, {"LOGIN_SLOWDOWN_MAX_DELAY": -1}):
+        with pytest.raises(RuntimeError, match="PATCHBAY_LOGIN_ACCOUNT_SLOWDOWN"):
+            create_app({"INSTANCE_PATH": str(tmp_path), "ASYNC_MODE": "threading",
+                        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                        **setting})
