@@ -26,7 +26,8 @@ run: venv
 	@PYTHON=$(PY) scripts/run-demo.sh
 
 ## The same with several nodes, as deployed: PostgreSQL, Redis, two console nodes behind
-## nginx on http://127.0.0.1:$${PATCHBAY_PORT:-5000}, the demo fleet; data in .cluster/.
+## nginx on http://127.0.0.1:$${PATCHBAY_PORT:-5000}, the demo fleet; data in .cluster/
+## (PATCHBAY_CLUSTER_DIR).
 cluster: venv
 	@scripts/system-deps.sh cluster
 	$(PY) -m stack.cluster

@@ -2,13 +2,18 @@
 
     python -m stack.cluster
 
-Starts, all with their data under ``.cluster/`` and none as a system service: a private
+Starts, all with their data under ``.cluster/`` (or ``PATCHBAY_CLUSTER_DIR``) and none
+as a system service: a private
 PostgreSQL (``postgres/``) and Redis (``redis/``), migrates the database, makes sure the
 admin exists, checks the runbooks, starts the demo fleet (``fleet/``) and imports it,
 then two console nodes started from the shipped systemd unit (``node-1/``, ``node-2/``,
 on PATCHBAY_PORT+1 and +2) and nginx with the shipped site config (``nginx/``) on
 PATCHBAY_PORT (default 5000). Then it watches: a node that dies is reported and the
 others keep serving (SIGHUP restarts dead nodes); Ctrl-C or SIGTERM stops everything.
+
+Every service is our direct child in the foreground and gets its stop signal from the
+kernel when this supervisor dies, even by SIGKILL (see :func:`stack.processes.dies_with_us`),
+so a killed ``make cluster`` leaves nothing running and no port held.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import NoReturn
 from stack.nginx import PrivateNginx
 from stack.nodes import NodeProcess
 from stack.postgres import PrivatePostgres
-from stack.processes import free_port, stop_process
+from stack.processes import dies_with_us, free_port, stop_process
 from stack.redis import PrivateRedis
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -48,6 +53,7 @@ class Cluster:
 
     port: int
     ssh_port: int
+    directory: Path = CLUSTER_DIR
     password: str = ""
     postgres: PrivatePostgres | None = None
     redis: PrivateRedis | None = None
@@ -65,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     del argv  # no options: everything comes from the environment, as for `make run`
     try:
         cluster = Cluster(port=_int_setting("PATCHBAY_PORT", 5000),
-                          ssh_port=_int_setting("PATCHBAY_DEMO_SSH_PORT", 2222))
+                          ssh_port=_int_setting("PATCHBAY_DEMO_SSH_PORT", 2222),
+                          directory=Path(os.environ.get("PATCHBAY_CLUSTER_DIR")
+                                         or CLUSTER_DIR).absolute())
     except ValueError as error:
         print(f"make cluster: {error}", file=sys.stderr)
         return 2
@@ -107,15 +115,15 @@ def _int_setting(name: str, default: int) -> int:
 
 def _start(cluster: Cluster) -> None:
     _require_free_ports(cluster)
-    CLUSTER_DIR.mkdir(exist_ok=True)
-    cluster.password = _admin_password()
+    cluster.directory.mkdir(parents=True, exist_ok=True)
+    cluster.password = _admin_password(cluster.directory)
     env = _shared_env(cluster)
     _migrate_and_seed(env)
     _start_fleet(cluster)
-    _run_flask(env, "import-inventory", str(CLUSTER_DIR / "fleet" / "inventory.yml"))
+    _run_flask(env, "import-inventory", str(cluster.directory / "fleet" / "inventory.yml"))
     _start_nodes(cluster, env)
     _step("nginx", f"on port {cluster.port}")
-    cluster.nginx = PrivateNginx(CLUSTER_DIR / "nginx", cluster.port,
+    cluster.nginx = PrivateNginx(cluster.directory / "nginx", cluster.port,
                                  [node.port for node in cluster.nodes])
     cluster.nginx.start()
 
@@ -141,11 +149,11 @@ def _require_free_ports(cluster: Cluster) -> None:
                     "PATCHBAY_DEMO_SSH_PORT") from None
 
 
-def _admin_password() -> str:
+def _admin_password(directory: Path) -> str:
     """PATCHBAY_ADMIN_PASSWORD, else one generated once and kept (as `make run` does)."""
     if os.environ.get("PATCHBAY_ADMIN_PASSWORD"):
         return os.environ["PATCHBAY_ADMIN_PASSWORD"]
-    return _kept_secret(CLUSTER_DIR / "admin-password", secrets.token_urlsafe(12))
+    return _kept_secret(directory / "admin-password", secrets.token_urlsafe(12))
 
 
 def _kept_secret(path: Path, new_value: str) -> str:
@@ -160,22 +168,22 @@ def _kept_secret(path: Path, new_value: str) -> str:
 def _shared_env(cluster: Cluster) -> dict[str, str]:
     """Start PostgreSQL and Redis; the settings every node (and the CLI) shares."""
     _step("PostgreSQL", "")
-    cluster.postgres = PrivatePostgres(CLUSTER_DIR / "postgres", free_port())
+    cluster.postgres = PrivatePostgres(cluster.directory / "postgres", free_port())
     cluster.postgres.start()
     database_url = cluster.postgres.create_database("patchbay")
     _step("Redis", "")
-    cluster.redis = PrivateRedis(CLUSTER_DIR / "redis", free_port())
+    cluster.redis = PrivateRedis(cluster.directory / "redis", free_port())
     cluster.redis.start()
     return {
         **os.environ,
         "PATCHBAY_ENV": "production",
-        "PATCHBAY_SECRET_KEY": _kept_secret(CLUSTER_DIR / "secret_key",
+        "PATCHBAY_SECRET_KEY": _kept_secret(cluster.directory / "secret_key",
                                             secrets.token_hex(32)),
         "DATABASE_URL": database_url,
         "PATCHBAY_MESSAGE_QUEUE": cluster.redis.url(0),
         "PATCHBAY_RATELIMIT_STORAGE_URI": cluster.redis.url(1),
         "PATCHBAY_TRUSTED_PROXIES": "1",
-        "PATCHBAY_INSTANCE_PATH": str(CLUSTER_DIR / "instance"),
+        "PATCHBAY_INSTANCE_PATH": str(cluster.directory / "instance"),
         "PATCHBAY_ADMIN_PASSWORD": cluster.password,
     }
 
@@ -192,7 +200,8 @@ def _run_flask(env: dict[str, str], *arguments: str, quiet: bool = False) -> Non
     fails."""
     done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *arguments],
                           cwd=PROJECT_DIR, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False,
+                          preexec_fn=dies_with_us())
     output = (done.stdout + done.stderr).strip()
     if done.returncode != 0:
         raise RuntimeError(f"flask {' '.join(arguments)} failed (exit {done.returncode}):"
@@ -204,14 +213,15 @@ def _run_flask(env: dict[str, str], *arguments: str, quiet: bool = False) -> Non
 def _start_fleet(cluster: Cluster, timeout: float = 60) -> None:
     """``python -m demo.sshfleet`` as `make run` starts it; wait for its ready file."""
     _step("demo fleet", f"{FLEET_SIZE} SSH game servers, port {cluster.ssh_port}")
-    ready = CLUSTER_DIR / "fleet.ready"
-    log_path = CLUSTER_DIR / "fleet.log"
+    ready = cluster.directory / "fleet.ready"
+    log_path = cluster.directory / "fleet.log"
     with open(log_path, "ab") as log:
         cluster.fleet = subprocess.Popen(
-            [sys.executable, "-m", "demo.sshfleet", "--state-dir", str(CLUSTER_DIR / "fleet"),
+            [sys.executable, "-m", "demo.sshfleet", "--state-dir",
+             str(cluster.directory / "fleet"),
              "--ssh-port", str(cluster.ssh_port), "--ready-file", str(ready), "--stop-games"],
             cwd=PROJECT_DIR, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=dies_with_us())  # it stops its games
     deadline = time.monotonic() + timeout
     while not (ready.exists() and ready.stat().st_size):
         if cluster.fleet.poll() is not None or time.monotonic() > deadline:
@@ -231,8 +241,8 @@ def _start_nodes(cluster: Cluster, env: dict[str, str]) -> None:
             "PATCHBAY_HOST": ADDRESS,
             "PATCHBAY_NODE_ID": name,
             "PATCHBAY_NODE_ADDRESS": f"http://{ADDRESS}:{port}",
-            "PATCHBAY_INSTANCE_PATH": str(CLUSTER_DIR / name / "instance"),
-        }, CLUSTER_DIR / name / "node.log")
+            "PATCHBAY_INSTANCE_PATH": str(cluster.directory / name / "instance"),
+        }, cluster.directory / name / "node.log")
         cluster.nodes.append(node)
         node.start()
 
@@ -247,9 +257,14 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the project when it is inside it (the default), else whole."""
+    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else str(path)
+
+
 def _print_banner(cluster: Cluster) -> None:
     nodes = "\n".join(f"    {node.name}: {node.url}  pid {node.pid}  log "
-                      f"{node.log_path.relative_to(PROJECT_DIR)}" for node in cluster.nodes)
+                      f"{_shown(node.log_path)}" for node in cluster.nodes)
     first = cluster.nodes[0]
     print(f"""
   Patchbay is running as {len(cluster.nodes)} nodes behind nginx on {cluster.url}

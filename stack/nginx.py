@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
 
-from stack.processes import stop_process, wait_for_port
+from stack.processes import dies_with_us, stop_process, wait_for_port
 
 NGINX = "/usr/sbin/nginx"
 ADDRESS = "127.0.0.1"
@@ -118,7 +119,8 @@ class PrivateNginx:
             # they stop nginx in their own order.
             self.process = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL,
                                             stdout=output, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+                                            start_new_session=True,
+                                            preexec_fn=dies_with_us())
         try:
             deadline = time.monotonic() + timeout
             wait_for_port(ADDRESS, self.port, timeout=timeout, process=self.process)
@@ -127,6 +129,13 @@ class PrivateNginx:
             self.stop()
             raise RuntimeError(f"nginx did not start on port {self.port}: {error}\n"
                                f"{self.log_tail()}") from None
+
+    def reload(self) -> None:
+        """SIGHUP, as ``nginx -s reload`` sends: new workers take new connections, the
+        old ones finish what they serve (a websocket until it closes) and exit."""
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError("nginx is not running")
+        self.process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """SIGTERM (fast shutdown: open connections are closed), and wait for it."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from stack.processes import stop_process, wait_for_port
+from stack.processes import dies_with_us, stop_process, wait_for_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 UNIT_FILE = PROJECT_DIR / "deploy" / "patchbay-node.service"
@@ -139,7 +139,7 @@ class NodeProcess:
             self.process = subprocess.Popen(
                 self.command(), cwd=working_directory(), env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=dies_with_us())
         try:
             deadline = time.monotonic() + timeout
             wait_for_port(ADDRESS, self.port, timeout=timeout, process=self.process)

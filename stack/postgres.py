@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from stack.processes import free_port, stop_process, wait_for_port
+from stack.processes import dies_with_us, free_port, stop_process, wait_for_port
 
 SERVER_USER = "postgres"
 SUPERUSER = "patchbay"
@@ -161,6 +161,8 @@ class PrivatePostgres:
             # and we stop the server after them (not under their feet).
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True,
+                                            # Fast shutdown if we die: sessions ended.
+                                            preexec_fn=dies_with_us(signal.SIGINT),
                                             **self._as_server_user())
         try:
             deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stack.processes import stop_process
+from stack.processes import dies_with_us, stop_process
 
 REDIS_SERVER = "/usr/bin/redis-server"
 ADDRESS = "127.0.0.1"
@@ -90,7 +90,7 @@ class PrivateRedis:
             self.process = subprocess.Popen(
                 [REDIS_SERVER, str(self.config_path)], cwd=self.directory,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=dies_with_us())
         try:
             self._wait_until_ours(time.monotonic() + timeout)
         except (RuntimeError, TimeoutError) as error:
