@@ -351,3 +351,22 @@ def test_a_failed_soak_says_which_server_and_stops_the_rollout(browser, console,
     text = http.get(f"{console.url}/jobs/{job_id}/log.txt", timeout=30).text
     assert "[h01] step health check started (soak health check)" in text
     assert "[job] the canary failed its health check after a 1 s soak (h01)" in text
+
+
+def test_a_gate_event_folded_in_twice_is_logged_once(browser, console):
+    """The dashboard re-applies the events that came while a row's GET was in flight,
+    after folding them in on arrival: the abort was once shown twice ("aborted at the
+    gate by alice; aborted at the gate by alice")."""
+    page = browser.new_page()
+    log_in(page, console.url)
+    kinds = page.evaluate("""() => {
+        const rollout = new window.PatchbayRollout.Rollout();
+        rollout.setBatches([["h01"], ["h02", "h03"]]);
+        const events = [
+            {seq: 7, type: "job_paused", data: {batch: 0, next_batch: 1}},
+            {seq: 9, type: "job_aborted", data: {batch: 0, by: "alice"}},
+        ];
+        for (const event of [...events, ...events]) rollout.apply(event);
+        return rollout.log.map((item) => item.kind + " by " + (item.by || "-"));
+    }""")
+    assert kinds == ["paused by -", "aborted by alice"]

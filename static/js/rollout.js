@@ -130,6 +130,14 @@
       }
     }
 
+    /** One gate or soak entry of the log, once per event: a dashboard row re-applies
+     * the events that came while its GET /api/jobs/<id> was in flight (they may be
+     * newer than the answer), and some of them were already folded in on arrival. */
+    record(item) {
+      if (item.seq != null && this.log.some((known) => known.seq === item.seq)) return;
+      this.log.push(item);
+    }
+
     /** Gate actions stored for a history row: [{kind, by, batch}]. */
     setLog(entries) {
       this.log = entries.slice();
@@ -161,24 +169,24 @@
         case "job_paused":
           this.jobStatus = "paused";
           this.gate = { batch: data.batch, next: data.next_batch ?? data.batch + 1 };
-          this.log.push({ kind: "paused", batch: data.batch, ts: event.ts, seq: event.seq });
+          this.record({ kind: "paused", batch: data.batch, ts: event.ts, seq: event.seq });
           return true;
         case "job_resumed":
           this.jobStatus = "running";
           this.gate = null;
           if (Number.isInteger(data.batch)) this.started.add(data.batch);
-          this.log.push({ kind: "promoted", by: data.by, batch: data.batch, ts: event.ts,
+          this.record({ kind: "promoted", by: data.by, batch: data.batch, ts: event.ts,
             seq: event.seq });
           return true;
         case "job_aborted":
           this.gate = null;
-          this.log.push({ kind: "aborted", by: data.by, batch: data.batch, ts: event.ts,
+          this.record({ kind: "aborted", by: data.by, batch: data.batch, ts: event.ts,
             seq: event.seq });
           return true;
         case "soak_started":
           this.soaks.set(data.batch, { seconds: data.seconds, until: data.until, passed: null,
             failed: [], reason: "" });
-          this.log.push({ kind: "soak_started", batch: data.batch, seconds: data.seconds,
+          this.record({ kind: "soak_started", batch: data.batch, seconds: data.seconds,
             ts: event.ts, seq: event.seq });
           return true;
         case "soak_finished": {
@@ -187,7 +195,7 @@
           soak.failed = Array.isArray(data.failed) ? data.failed : [];
           soak.reason = data.reason || "";
           this.soaks.set(data.batch, soak);
-          this.log.push({ kind: "soak_finished", batch: data.batch, passed: soak.passed,
+          this.record({ kind: "soak_finished", batch: data.batch, passed: soak.passed,
             reason: soak.reason, ts: event.ts, seq: event.seq });
           return true;
         }
