@@ -370,3 +370,49 @@ def test_a_gate_event_folded_in_twice_is_logged_once(browser, console):
         return rollout.log.map((item) => item.kind + " by " + (item.by || "-"));
     }""")
     assert kinds == ["paused by -", "aborted by alice"]
+
+
+def test_a_row_s_answer_older_than_its_live_events_does_not_undo_them(browser, console):
+    """A dashboard row asks GET /api/jobs/<id> (here: on Abort, to word its question);
+    the job moves on while the answer is on its way. The events that came meanwhile are
+    newer than the answer and must win: the row once stayed "paused" after the job had
+    ended cancelled."""
+    http = console.login()
+    job_id = paused_rollout(console, http, ["h01", "h02", "h03"])
+    page = browser.new_page()
+    log_in(page, console.url)
+    row = page.locator(f'#recent-jobs tr[data-job-id="{job_id}"]')
+    expect(row.locator(".job-status-cell")).to_have_text("paused", timeout=LONG)
+    held: list[str] = []
+    failures: list[BaseException] = []
+
+    def answer_late(route) -> None:
+        if held:  # only the first answer is held back
+            route.continue_()
+            return
+        try:
+            stale = route.fetch()  # the job as it is now: paused
+            held.append(stale.json()["job"]["status"])
+            aborted = http.post(f"{console.url}/api/jobs/{job_id}/abort", timeout=30)
+            assert aborted.status_code == 200, aborted.text
+            finished_job(console, http, job_id)
+            wait_until(lambda: row.locator(".job-status-cell").inner_text() == "cancelled",
+                       what="the live events of the abort to reach the row")
+            row.locator(".job-rollout").evaluate(
+                "box => { box.firstElementChild.dataset.before = 1; }")
+        except BaseException as error:  # a route handler's errors are not raised here
+            failures.append(error)
+            route.abort()
+            return
+        route.fulfill(response=stale)
+
+    page.route(f"**/api/jobs/{job_id}", answer_late)
+    row.locator("button.abort-button").click()
+    # The row redraws when it has taken the answer in (no event comes after job_finished)
+    expect(row.locator(".job-rollout [data-before]")).to_have_count(0, timeout=LONG)
+    assert not failures, failures
+
+    expect(row.locator(".job-status-cell")).to_have_text("cancelled", timeout=LONG)
+    expect(row.locator(".job-progress")).to_have_text("1 / 3 succeeded · 2 skipped")
+    expect(page.locator("#confirm-title")).to_be_hidden()
+    assert held == ["paused"]

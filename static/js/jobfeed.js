@@ -248,9 +248,11 @@
         entry.rollout.setHosts(job.hosts);
         entry.rollout.setJobStatus(job.status);
         entry.named = true;
-        for (const event of entry.buffer || []) {
-          if (event.seq > (job.last_seq || 0)) entry.rollout.apply(event);
-        }
+      }
+      // What came while the answer was on its way and is newer than it: a job_finished
+      // there must not be undone by the answer's older "running".
+      for (const event of entry.buffer || []) {
+        if (event.seq > (job.last_seq || 0)) fold(entry, event);
       }
       render(entry);
     } catch (err) {
@@ -268,45 +270,59 @@
     entry.latest.textContent = "[" + latest.host + "] " + String(latest.line).slice(0, 120);
   }
 
+  /** Fold one event into a row's state; whether its segments changed and whether the
+   * row needs its servers' names first (a host event before job_started). */
+  function fold(entry, event) {
+    const data = event.data || {};
+    let changed = false;
+    let needNames = false;
+    if (event.type === "job_started") entry.named = true;
+    if (!entry.rollout) {
+      // no rollout.js on this page: status and progress only
+    } else if (entry.named || !event.host) {
+      changed = entry.rollout.apply(event);
+    } else {
+      needNames = true;
+    }
+    if (event.type === "job_paused") {
+      entry.status = "paused";
+    } else if ((event.type === "job_resumed" || event.type === "job_aborted") && entry.rollout) {
+      if (event.type === "job_resumed") entry.status = "running";
+      entry.gateError = "";
+      // The event names who did it: it replaces what this page said after its own ack.
+      const kind = event.type === "job_resumed" ? "promoted" : "aborted";
+      const log = entry.rollout.log;
+      const local = log.findIndex((item) => item.local && item.kind === kind);
+      if (local >= 0) log.splice(local, 1);
+      const last = log[log.length - 1];
+      if (last && last.kind === kind) last.fresh = true;
+    } else if (event.type === "job_resumed" || event.type === "job_aborted") {
+      if (event.type === "job_resumed") entry.status = "running";
+      entry.gateError = "";
+    } else if (event.type === "host_finished") {
+      entry.done = Math.min(entry.total, entry.done + 1);
+      const status = data.status || "failed";
+      entry.counts[status] = (entry.counts[status] || 0) + 1;
+    } else if (event.type === "job_finished") {
+      entry.status = data.status || "failed";
+      entry.latest.textContent = "";
+      if (typeof data.duration === "number") {
+        entry.duration.textContent = data.duration.toFixed(1) + " s";
+      }
+    }
+    return { changed, needNames };
+  }
+
   function apply(entry, events) {
     let needNames = false;
     let changed = false;
     for (const event of events) {
-      const data = event.data || {};
+      // A GET of this row is in flight: its answer may predate this event, which is
+      // then folded in again on top of it (refresh).
       if (entry.buffer) entry.buffer.push(event);
-      if (event.type === "job_started") entry.named = true;
-      if (!entry.rollout) {
-        // no rollout.js on this page: status and progress only
-      } else if (entry.named || !event.host) {
-        changed = entry.rollout.apply(event) || changed;
-      } else {
-        needNames = true;
-      }
-      if (event.type === "job_paused") {
-        entry.status = "paused";
-      } else if (event.type === "job_resumed" || event.type === "job_aborted") {
-        if (event.type === "job_resumed") entry.status = "running";
-        entry.gateError = "";
-        if (!entry.rollout) continue;
-        // The event names who did it: it replaces what this page said after its own ack.
-        const kind = event.type === "job_resumed" ? "promoted" : "aborted";
-        const log = entry.rollout.log;
-        const local = log.findIndex((item) => item.local && item.kind === kind);
-        if (local >= 0) log.splice(local, 1);
-        const last = log[log.length - 1];
-        if (last && last.kind === kind) last.fresh = true;
-      }
-      if (event.type === "host_finished") {
-        entry.done = Math.min(entry.total, entry.done + 1);
-        const status = data.status || "failed";
-        entry.counts[status] = (entry.counts[status] || 0) + 1;
-      } else if (event.type === "job_finished") {
-        entry.status = data.status || "failed";
-        entry.latest.textContent = "";
-        if (typeof data.duration === "number") {
-          entry.duration.textContent = data.duration.toFixed(1) + " s";
-        }
-      }
+      const folded = fold(entry, event);
+      changed = folded.changed || changed;
+      needNames = folded.needNames || needNames;
     }
     render(entry, changed || events.some((event) => event.type === "job_finished"));
     if (needNames && !entry.buffer) refresh(Number(entry.row.dataset.jobId));
