@@ -645,6 +645,11 @@ class JobRun:
             self._append("step_started", host.name, {
                 "step": step.name, "index": position.index, "phase": position.phase,
                 "command": step.shown, "timeout": timeout, "run_dir": where.host_dir})
+            # Stored before the server starts it: a console that died in between would
+            # leave a log saying the step never started, and whoever resumes the job
+            # would start it a second time, alongside the first (``make chaos`` saw a
+            # step run twice on four servers after a kill -9).
+            self.events.wait_written()
         else:
             started_wall = resumed.started_ts or time.time()
         output = HostOutput(self.events, self.job_id, host.name, step.name,

@@ -334,6 +334,39 @@ def test_a_refused_connection_fails_only_that_server(world, fleet):
     assert h2.status == "succeeded"
 
 
+def test_a_step_starts_on_its_server_only_once_its_step_started_is_stored(make_world,
+                                                                          fleet):
+    """A console dying between starting a step and storing its ``step_started`` would
+    leave a log saying the step never started, and the console resuming the job would
+    start it a second time, alongside the first (``make chaos`` found a step running
+    twice on four servers after a node's kill -9)."""
+    stored_at_start: list[tuple[str, int, int]] = []
+    worlds: list[EngineWorld] = []
+
+    def transport(target):
+        session = fleet.transport(target)
+        start_step = session.start_step
+
+        def start_if_stored(where, *args, **kwargs):
+            starts = 1 + sum(1 for row in stored_at_start if row[0] == target.name)
+            stored = sum(1 for event in worlds[0].events(job_id)
+                         if event["type"] == "step_started" and event["host"] == target.name)
+            stored_at_start.append((target.name, starts, stored))
+            return start_step(where, *args, **kwargs)
+
+        session.start_step = start_if_stored
+        return session
+
+    worlds.append(make_world(transport=transport))
+    job_id = start(worlds[0], HOSTS[:2])
+    job = worlds[0].wait_finished(job_id, timeout=10)
+
+    assert job.status == "succeeded"
+    assert len(stored_at_start) == 2 * len(ALL_STEPS)
+    assert [(host, starts) for host, starts, _ in stored_at_start] == \
+        [(host, stored) for host, _, stored in stored_at_start]
+
+
 def test_a_dropped_connection_is_resumed_at_the_next_byte(make_world, fleet):
     world = make_world(reattach_timeout=5)
     printed_while_away, finish = threading.Event(), threading.Event()
