@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run cluster test test-main test-gevent test-postgres lint audit bench bench-full clean venv venv-dev
+.PHONY: run cluster chaos test test-main test-gevent test-postgres lint audit bench bench-full clean venv venv-dev
 
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	@scripts/system-deps.sh run
@@ -31,6 +31,14 @@ run: venv
 cluster: venv
 	@scripts/system-deps.sh cluster
 	$(PY) -m stack.cluster
+
+## Rollouts on the same parts (in a temporary folder, with a real OpenSSH fleet of 16
+## servers) for CHAOS_SECONDS (600) while nodes, SSH sessions, Redis, PostgreSQL, nginx
+## and watchers fail at times drawn from CHAOS_SEED (printed); one summary line, and a
+## non-zero exit on any loss. Leaves nothing running.
+chaos: venv
+	@scripts/system-deps.sh chaos
+	$(PY) -m stack.chaos
 
 ## Set up everything and run the whole test suite, and at the same time the
 ## async-mode-agnostic part again under gevent and the engine and Socket.IO part again

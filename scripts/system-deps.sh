@@ -3,6 +3,7 @@
 #   scripts/system-deps.sh run    python3 + venv (the demo fleet needs no OpenSSH server)
 #   scripts/system-deps.sh test   + OpenSSH server and client, Chromium, PostgreSQL, Redis, nginx
 #   scripts/system-deps.sh cluster + PostgreSQL, Redis, nginx (`make cluster`)
+#   scripts/system-deps.sh chaos  + PostgreSQL, Redis, nginx, OpenSSH server and client
 # As root on Debian it installs what is missing with apt-get; otherwise it prints the
 # exact command to run first and fails.
 set -euo pipefail
@@ -24,13 +25,15 @@ have_postgres_server() {
 }
 
 have_python_venv || missing+=(python3 python3-venv)
-if [ "$target" = test ]; then
+if [ "$target" = test ] || [ "$target" = chaos ]; then
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+fi
+if [ "$target" = test ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v ps >/dev/null 2>&1 || missing+=(procps)
 fi
-if [ "$target" = test ] || [ "$target" = cluster ]; then
+if [ "$target" = test ] || [ "$target" = cluster ] || [ "$target" = chaos ]; then
   have_postgres_server || missing+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   [ -x /usr/sbin/nginx ] || missing+=(nginx)

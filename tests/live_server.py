@@ -70,15 +70,7 @@ class LiveServer:
     def login(self, username: str = "alice", password: str = DEFAULT_PASSWORD
               ) -> requests.Session:
         """A requests session logged in through the real form (CSRF included)."""
-        http = requests.Session()
-        page = http.get(f"{self.url}/login", timeout=10).text
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
-        response = http.post(f"{self.url}/login", timeout=10, allow_redirects=False,
-                             data={"username": username, "password": password,
-                                   "csrf_token": token})
-        assert response.status_code == 302, response.text[:500]
-        http.headers["X-CSRFToken"] = session_csrf_token(http, self.url)
-        return http
+        return login(self.url, username, password)
 
     def socket(self, http: requests.Session | None, transports: list[str] | None = None,
                **client_options: Any) -> socketio.Client:
@@ -87,6 +79,20 @@ class LiveServer:
         client.connect(self.url, transports=transports or ["websocket"], wait_timeout=10,
                        auth=handshake(http))
         return client
+
+
+def login(url: str, username: str, password: str) -> requests.Session:
+    """A requests session logged in to the console at ``url`` through the real form,
+    with the page's CSRF token (made at login) in its ``X-CSRFToken`` header."""
+    http = requests.Session()
+    page = http.get(f"{url}/login", timeout=10).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = http.post(f"{url}/login", timeout=10, allow_redirects=False,
+                         data={"username": username, "password": password,
+                               "csrf_token": token})
+    assert response.status_code == 302, response.text[:500]
+    http.headers["X-CSRFToken"] = session_csrf_token(http, url)
+    return http
 
 
 def session_csrf_token(http: requests.Session, url: str) -> str:

@@ -34,19 +34,39 @@ class ResumingWatcher:
         self.events: list[dict] = []
         self.drops: list[str] = []  # the reason of every disconnect, in order
         self.acks: list[dict] = []
+        self.connects = 0  # every (re)connect, the first included
         self._first_after_seq = after_seq
         self._lock = threading.Lock()
-        self.client = socketio.Client(http_session=http, reconnection=True,
-                                      reconnection_delay=0.2, reconnection_delay_max=1,
-                                      **client_options)
-        self.client.on("connect", self._subscribe)
-        self.client.on("disconnect", self._note_drop)
-        self.client.on("job:events", self._take)
-        self.client.connect(url, transports=transports or ["websocket"], wait_timeout=10,
-                            auth=handshake(http))
+        self._url, self._http = url, http
+        self.transports = transports or ["websocket"]
+        self._client_options = client_options
+        self.client: socketio.Client
+        self._connect()
+
+    def _connect(self) -> None:
+        client = socketio.Client(http_session=self._http, reconnection=True,
+                                 reconnection_delay=0.2, reconnection_delay_max=1,
+                                 **self._client_options)
+        client.on("connect", self._subscribe)
+        client.on("disconnect", self._note_drop)
+        client.on("job:events", self._take)
+        self.client = client  # before connecting: the connect handler emits on it
+        client.connect(self._url, transports=self.transports, wait_timeout=10,
+                       auth=handshake(self._http))
+
+    def reconnect(self) -> None:
+        """Leave as a reloaded page does and connect again with a new client, which
+        resubscribes from the contiguous seq (a drop the client itself makes)."""
+        old = self.client
+        old.shutdown()  # also ends a reconnect under way
+        if old.connected:  # that reconnect had just succeeded
+            old.disconnect()
+        self._connect()
 
     def _subscribe(self) -> None:
         """Every (re)connect: subscribe from what is held without a hole."""
+        with self._lock:
+            self.connects += 1
         after_seq = self.contiguous() if self.events else self._first_after_seq
         self.client.emit("job:subscribe", {"job_id": self.job_id, "after_seq": after_seq},
                          callback=self._acked)

@@ -135,8 +135,11 @@ def start_fleet(directory: Path, count: int, first_address: str = "127.0.0.101",
                            f"    SetEnv HOME={fleet.hosts[index].root}")],
             "",
         ]))
+        # Its own session: a Ctrl-C at the terminal reaches whoever runs us, and they
+        # stop the fleet after what uses it.
         process = subprocess.Popen([SSHD, "-f", str(config), "-D", "-E", str(log)],
-                                   stdin=subprocess.DEVNULL, env={**os.environ})
+                                   stdin=subprocess.DEVNULL, env={**os.environ},
+                                   start_new_session=True)
         fleet.processes.append(process)
         fleet.logs.append(log)
     try:
