@@ -610,6 +610,10 @@ def test_audit3b_6_the_run_directory_is_private_and_a_step_keeps_the_account_s_u
         uid = session.get(Job, job_id).uid
     job_dir = sshd_fleet.hosts[5].root / ".patchbay" / "runs" / uid
     host_dir = job_dir / "h06"
+    # Under bash each stream's tee is a process substitution, started asynchronously:
+    # its file may appear after the step has begun (and made its file).
+    wait_until(lambda: {path.name.split(".")[0] for path in host_dir.iterdir()}
+               >= {"out", "err"}, timeout=30, what="the step's out.* and err.* files")
     modes = {path.name: stat.S_IMODE(path.lstat().st_mode) for path in host_dir.iterdir()}
     dir_modes = [stat.S_IMODE(path.stat().st_mode) for path in (job_dir, host_dir)]
     made = stat.S_IMODE((step_dir / "made-by-step").stat().st_mode)
