@@ -51,13 +51,15 @@ from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from instance_files import secure_instance
 from services.audit import record
 from services.commands import Commands
+from services.limiter_recovery import recovery_check
 from services.login_sessions import Lifetimes
 from services.login_slowdown import LoginSlowdown, Slowdown
 from serving import serve_console
 from socket_packets import TextPacket
-from socket_queue import client_manager
+from socket_queue import client_manager, start_listening
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events import EventLog
+from tasks.health import Dependency
 from tasks.metrics import instrument
 from tasks.nodes import Membership, NodeIdentity
 from tasks.retention import RetentionPruner
@@ -92,13 +94,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["patchbay_session_lifetimes"] = Lifetimes.from_config(app.config)
     app.extensions["patchbay_login_slowdown"] = LoginSlowdown(
         _login_slowdown_rule(app.config), lambda: limiter.limiter.storage)
+    queue_health = Dependency("message queue") if app.config["MESSAGE_QUEUE"] else None
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
         cors_allowed_origins=app.config["CORS_ALLOWED_ORIGINS"],  # None: same origin only
         # Always given (None = in memory): Flask-SocketIO would otherwise keep the
         # manager of an earlier app built in this process.
-        client_manager=client_manager(app.config["MESSAGE_QUEUE"]),
+        client_manager=client_manager(app.config["MESSAGE_QUEUE"], queue_health),
         max_http_buffer_size=int(app.config["MAX_SOCKET_PAYLOAD"]),
         serializer=TextPacket,  # no bytes are ever sent: skip the search for them
     )
@@ -130,7 +133,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                    VERSION),
             heartbeat=float(app.config["NODE_HEARTBEAT"]),
             timeout=float(app.config["NODE_TIMEOUT"]),
-            take_over=engine.take_over, start_task=socketio.start_background_task)
+            take_over=engine.take_over, start_task=socketio.start_background_task,
+            queue=queue_health, checks=[recovery_check(limiter)])
         app.extensions["patchbay_webhooks"] = _build_webhook_sender(app, sessions)
         app.extensions["patchbay_retention"] = RetentionPruner(
             sessions, int(app.config["EVENT_RETENTION_DAYS"]), socketio.start_background_task)
@@ -185,7 +189,8 @@ def _build_webhook_sender(app: Flask, sessions: sessionmaker) -> DeliveryWorker:
         retention=float(config["WEBHOOK_RETENTION"]),
         user_agent=f"Patchbay-Webhook/{VERSION}",
         addresses=AddressPolicy.from_setting(config["WEBHOOK_ALLOW_NETWORKS"]),
-    ), start_task=socketio.start_background_task)
+    ), start_task=socketio.start_background_task,
+        database=app.extensions["patchbay_nodes"].database)  # one outage, one log line
 
 
 def _audit_runbook_change(changes: dict[str, list[str]]) -> None:
@@ -212,6 +217,7 @@ def start_node(app: Flask) -> None:
     """Join the nodes (heartbeat, takeover watch), start sending webhooks and pruning
     old events, then resume the jobs a dead process of this node left running. Called
     by ``serve`` and ``wsgi.py``, not by tests' apps."""
+    start_listening(socketio.server)  # the message queue, if any: its health from now on
     app.extensions["patchbay_nodes"].start()
     app.extensions["patchbay_webhooks"].start()
     app.extensions["patchbay_retention"].start()  # daily, when PATCHBAY_EVENT_RETENTION_DAYS

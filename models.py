@@ -330,6 +330,10 @@ class Node(Base):
     version: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    # What this node last saw of the services it needs, written with each heartbeat
+    # (see tasks.health): {"database": {...}, "message queue": {...}}, each with
+    # down_since, last_outage_at (ISO times, UTC) and last_outage_seconds.
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Webhook(Base):

@@ -7,6 +7,12 @@ another node's sockets are known only there; :func:`disconnect_room` therefore s
 "disconnect everyone in this room" message that each process applies to its own
 sockets. It rides on the queue's ``close_room`` message (with ``disconnect: true``), so
 a process that does not know the flag at worst empties the room.
+
+When Redis goes away, python-socketio's own loops log an ERROR for every attempt (each
+publish, each reconnect) and back off up to a minute. Ours report to a
+:class:`tasks.health.Dependency` instead (one line when Redis goes, one when it is back,
+and the Nodes page's state) and retry at most every few seconds, so events reach the
+other nodes again within seconds of Redis coming back.
 """
 
 from __future__ import annotations
@@ -16,13 +22,55 @@ from typing import Any
 
 import socketio
 
+from tasks.health import Dependency
+from tasks.write_errors import describe
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "flask-socketio"  # Flask-SocketIO's default channel name, kept
+RETRY_FIRST, RETRY_MAX = 0.5, 2.0  # seconds between reconnects: doubling, capped
 
 
 class RoomDisconnectingRedisManager(socketio.RedisManager):
-    """Redis pub/sub manager that can drop every socket of a room on every node."""
+    """Redis pub/sub manager that can drop every socket of a room on every node, and
+    tells ``health`` whether Redis is reachable."""
+
+    def __init__(self, url: str, *, health: Dependency | None = None, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.health = health or Dependency("message queue")
+
+    def _publish(self, data: Any) -> Any:
+        failure: Exception | None = None
+        for _attempt in range(2):  # a connection dropped since the last publish: reconnect once
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                sent = self.redis.publish(self.channel, self.json.dumps(data))
+            except Exception as error:  # noqa: BLE001 - whatever Redis raises, the emit goes on
+                self.connected, failure = False, error
+                continue
+            self.health.succeeded()
+            return sent
+        # Lost for the other nodes only: the event is in the database, and their
+        # clients fetch the gap when the next event shows it.
+        self.health.failed(describe(failure))
+        return None
+
+    def _redis_listen_with_retries(self):
+        delay, subscribed = RETRY_FIRST, False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    self.pubsub.subscribe(self.channel)
+                    subscribed, delay = True, RETRY_FIRST
+                    self.health.succeeded()
+                yield from self.pubsub.listen()
+            except Exception as error:  # noqa: BLE001 - the listener must outlive any outage
+                self.health.failed(describe(error))
+                subscribed = False
+                self.server.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
 
     def disconnect_room(self, room: str, namespace: str = "/") -> None:
         message = {"method": "close_room", "room": room, "namespace": namespace,
@@ -45,7 +93,8 @@ def disconnect_local(manager: socketio.Manager, room: str, namespace: str = "/")
         manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
 
-def client_manager(url: str | None) -> socketio.Manager | None:
+def client_manager(url: str | None, health: Dependency | None = None
+                   ) -> socketio.Manager | None:
     """The manager for ``PATCHBAY_MESSAGE_QUEUE``; None (one process, in memory) when
     it is not set. Only Redis is supported: it is what the cluster is built on."""
     if not url:
@@ -54,7 +103,16 @@ def client_manager(url: str | None) -> socketio.Manager | None:
         # The scheme only: the rest of the URL may hold a password.
         raise RuntimeError("PATCHBAY_MESSAGE_QUEUE must be a redis:// URL, not "
                            f"{url.partition('://')[0]!r}://...")
-    return RoomDisconnectingRedisManager(url, channel=CHANNEL)
+    return RoomDisconnectingRedisManager(url, channel=CHANNEL, health=health)
+
+
+def start_listening(server: socketio.Server) -> None:
+    """Listen to the queue from now on. python-socketio starts its listener at the first
+    socket connection only: a node that only emits would not notice Redis going away
+    (nor its return) until someone connects to it."""
+    if not server.manager_initialized:
+        server.manager_initialized = True
+        server.manager.initialize()
 
 
 def disconnect_room(server: socketio.Server, room: str, namespace: str = "/") -> None:

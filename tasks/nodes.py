@@ -8,6 +8,12 @@ which claims it with a conditional UPDATE on the owner column (``... WHERE node_
 compare wall clocks of different machines, so nodes must keep their clocks in sync (NTP);
 the timeout (20 s by default) is far above any sane clock skew.
 
+Each beat also writes what this node sees of the services it needs (``Node.health``, see
+:mod:`tasks.health`): the beat itself is the database's probe (a failed beat is one
+"database unreachable" line per outage, not a traceback per beat), the message queue
+reports through its listener and publisher. ``checks`` run after every good beat (the
+login limiter's return to its shared storage).
+
 A node that was only slow, not dead, learns that it lost its jobs when the event log
 refuses its writes for them (see :class:`tasks.events.EventLog`): one writer per job,
 always.
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +32,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import LIVE_JOB_STATUSES, Job, Node, utcnow
+from tasks.health import Dependency, HealthState, from_row, to_row
+from tasks.write_errors import describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,7 @@ class NodeState:
     last_seen: datetime
     alive: bool
     jobs: list[int]
+    health: dict[str, HealthState]  # by service: "database", "message queue" (if any)
 
     @property
     def seen_ago(self) -> float:
@@ -63,13 +72,17 @@ class Membership:
 
     def __init__(self, sessions: sessionmaker[Session], me: NodeIdentity, *,
                  heartbeat: float, timeout: float, take_over: TakeOver,
-                 start_task: Callable[..., Any]) -> None:
+                 start_task: Callable[..., Any], queue: Dependency | None = None,
+                 checks: Sequence[Callable[[], None]] = ()) -> None:
         self.sessions = sessions
         self.me = me
         self.heartbeat = heartbeat
         self.timeout = timeout
         self.take_over = take_over
         self.start_task = start_task
+        self.database = Dependency("database")
+        self.services = [self.database] + ([queue] if queue is not None else [])
+        self.checks = list(checks)
         self._stop = threading.Event()
 
     # -- heartbeat ----------------------------------------------------------------
@@ -81,15 +94,18 @@ class Membership:
             node = session.get(Node, self.me.id)
             if node is None:
                 session.add(Node(id=self.me.id, address=self.me.address,
-                                 version=self.me.version, started_at=now, last_seen=now))
+                                 version=self.me.version, started_at=now, last_seen=now,
+                                 health=to_row(self.services)))
             else:
                 node.address, node.version = self.me.address, self.me.version
                 node.started_at = node.last_seen = now
+                node.health = to_row(self.services)
 
     def beat(self) -> None:
         with self.sessions() as session, session.begin():
             updated = session.execute(update(Node).where(Node.id == self.me.id)
-                                      .values(last_seen=utcnow())).rowcount
+                                      .values(last_seen=utcnow(),
+                                              health=to_row(self.services))).rowcount
         if not updated:  # the row was deleted by hand: announce again
             self.join()
 
@@ -104,10 +120,26 @@ class Membership:
     def _run(self) -> None:
         while not self._stop.wait(self.heartbeat):
             try:
-                self.beat()
-                self.take_over_dead_nodes()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeat
+                self.beat_and_watch()
+            except Exception:  # noqa: BLE001 - a bug must not end the heartbeat
                 log.exception("node %s: heartbeat or takeover check failed", self.me.id)
+
+    def beat_and_watch(self) -> None:
+        """One beat: the heartbeat (the database's probe), the checks, the takeover."""
+        was_down = not self.database.state.ok
+        try:
+            self.beat()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            self.database.failed(describe(error))
+            return
+        self.database.succeeded()
+        if was_down:
+            self.beat()  # the outage just ended: show it on the Nodes page now
+        for check in self.checks:
+            check()
+        self.take_over_dead_nodes()
 
     # -- takeover -----------------------------------------------------------------
 
@@ -152,7 +184,8 @@ class Membership:
                 jobs.setdefault(owner, []).append(job_id)
             return [NodeState(node.id, node.address, node.version, node.started_at,
                               node.last_seen, node.last_seen >= cutoff,
-                              jobs.get(node.id, [])) for node in nodes]
+                              jobs.get(node.id, []), from_row(node.health))
+                    for node in nodes]
 
 
 def claim_job(session: Session, job_id: int, dead_node: str, new_owner: str) -> bool:

@@ -59,6 +59,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Job, JobHost, Webhook, WebhookDelivery, utcnow
 from tasks.errors import PatchbayError
+from tasks.health import Dependency
 from tasks.webhook_address import (
     PUBLIC_ONLY,
     AddressPolicy,
@@ -66,6 +67,7 @@ from tasks.webhook_address import (
     PinnedHTTPConnection,
     PinnedHTTPSConnection,
 )
+from tasks.write_errors import describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -583,8 +585,11 @@ class DeliveryWorker:
 
     def __init__(self, sessions: sessionmaker[Session], node_id: str,
                  settings: WebhookSettings, start_task: TaskStarter,
-                 send: Sender = post) -> None:
+                 send: Sender = post, database: Dependency | None = None) -> None:
         self.sessions = sessions
+        # The database outage is logged once by whoever sees it (tasks.health), not with
+        # a traceback every poll.
+        self.database = database or Dependency("database")
         self.node_id = node_id
         self.settings = settings
         self.start_task = start_task
@@ -616,9 +621,12 @@ class DeliveryWorker:
                 if time.monotonic() >= next_prune:
                     self.prune()
                     next_prune = time.monotonic() + PRUNE_EVERY
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the sender
-                log.exception("webhook sender of node %s: looking for deliveries failed",
-                              self.node_id)
+            except Exception as error:  # noqa: BLE001 - a database hiccup must not end the sender
+                if is_transient(error):
+                    self.database.failed(describe(error))
+                else:
+                    log.exception("webhook sender of node %s: looking for deliveries failed",
+                                  self.node_id)
             self._wakeup.wait(self.settings.poll_interval)
 
     def poll(self) -> list[Claimed]:
