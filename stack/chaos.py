@@ -180,6 +180,10 @@ def _start(parts: Parts) -> None:
         "PATCHBAY_NODE_HEARTBEAT": "0.5",
         "PATCHBAY_RUNBOOK_DIR": str(RUNBOOK_DIR),
         "PATCHBAY_KILL_GRACE": "2",
+        # Every watcher is one user on one node (ip_hash), and a socket dropped under
+        # its client counts until the node notices (its ping timeout): the default 20
+        # refused the watchers' reconnects in a 10-minute run.
+        "PATCHBAY_MAX_SOCKETS_PER_USER": "200",
     }
     for number in (1, 2):
         name = f"node-{number}"

@@ -4,8 +4,9 @@ Each kind comes at its own rate (``RATES``, so many per second of the run, at le
 once), at random times:
 
 - ``watcher_drop``: a connected watcher loses its connection (``ChaosWatcher.drop``);
-- ``ssh_drop``: an sshd session process serving a console's SSH connection is killed
-  (a child of the listening sshd: the connection drops mid-step, as a network would);
+- ``ssh_drop``: an sshd session process serving a console's logged-in SSH connection is
+  killed (a child of the listening sshd: the connection drops mid-step, as a network
+  would);
 - ``node_kill``: ``kill -9`` of a node's process group (one node at a time, so one
   keeps serving); it is started again 2 s to 2x the node timeout later, so sometimes
   before the other node takes its jobs over and sometimes after;
@@ -29,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 RATES = {  # faults per second of the run
     "watcher_drop": 1.1,  # ~660 in the default 10 minutes (the issue asks for 500)
@@ -118,7 +120,7 @@ class Injector:
             self.say(f"a watcher of job {watcher.job_id} could not reconnect: {error!r}")
 
     def _ssh_drop(self, _target: object) -> None:
-        sessions = self.parts.fleet.session_processes()
+        sessions = [pid for pid in self.parts.fleet.session_processes() if _logged_in(pid)]
         if not sessions:
             return
         pid = self.rng.choice(sorted(sessions))
@@ -159,3 +161,16 @@ class Injector:
     def _nginx_reload(self, _target: object) -> None:
         self.parts.nginx.reload()
         self._count("nginx_reload")
+
+
+def _logged_in(session: int) -> bool:
+    """Whether an sshd session process serves a logged-in connection: it, or for a
+    non-root user its unprivileged child, is titled ``sshd: USER@notty`` (before the
+    login, ``[priv]``, ``[net]`` or ``[preauth]``). A drop then is one mid-step, not a
+    refused login."""
+    try:
+        children = Path(f"/proc/{session}/task/{session}/children").read_text().split()
+        return any(b"@" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                   for pid in (str(session), *children))
+    except OSError:  # gone meanwhile
+        return False
