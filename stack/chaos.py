@@ -20,7 +20,8 @@ nodes) and prints one summary line:
 
 Exit code 0 only if nothing was lost, duplicated or mismatched, every job ended and
 succeeded, and no process of the run was left behind; 2 for a bad setting; 130 after
-Ctrl-C (everything is stopped on the way out, whatever happens).
+Ctrl-C (everything is stopped on the way out, whatever happens). A failed run keeps its
+folder, with every part's log, and says where.
 """
 
 from __future__ import annotations
@@ -107,9 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             rollouts.close()
         _stop(parts, power_off="jobs" not in figures)
         figures["leftovers"] = _kill_leftovers(directory)
-        shutil.rmtree(directory, ignore_errors=True)
     if figures.get("leftovers"):
         code = code or 1
+    if code in (0, 130):
+        shutil.rmtree(directory, ignore_errors=True)
+    else:  # the nodes' logs hold the tracebacks behind a finding
+        print(f"chaos: the run's folder is kept for its logs (node-N/node.log, "
+              f"fleet/sshd_0.log, postgres/, redis/, nginx/): {directory}", flush=True)
     if "jobs" in figures:
         print(summary_line(seed, figures), flush=True)
     return code
