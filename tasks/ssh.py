@@ -101,6 +101,10 @@ SWEEP_INTERVAL = 3600.0
 _last_sweep: dict[tuple[str, int, str, str], float] = {}
 
 
+class ConnectionClosed(TransportError):
+    """The connection was closed while it was being opened (a retry may well work)."""
+
+
 class PrivateKeyError(TransportError):
     """A server's private key file cannot be used (missing, unreadable, encrypted)."""
 
@@ -388,9 +392,17 @@ class SSHHostSession:
                 f"{fingerprint(exc.key)}, known_hosts expects {fingerprint(exc.expected_key)}"
             ) from None
         except paramiko.AuthenticationException:
+            if not self._transport_active():  # paramiko says so of a cut connection too
+                raise ConnectionClosed(f"connection to {where} closed during "
+                                       "authentication") from None
             raise SSHError(
                 f"authentication failed for {self.target.user}@{where} "
                 "(the server refused our key)") from None
+        except EOFError:
+            # paramiko re-raises its reader's EOFError when the server (or something on
+            # the way) closes the connection during the handshake.
+            raise ConnectionClosed(f"connection to {where} closed during the SSH "
+                                   "handshake") from None
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
             refused = all(isinstance(e, ConnectionRefusedError) for e in exc.errors.values())
             if refused:
@@ -407,6 +419,11 @@ class SSHHostSession:
             raise SSHError(f"SSH negotiation with {where} failed: {_first_line(exc)}") from None
         except OSError as exc:
             raise SSHError(f"cannot reach {where}: {exc.strerror or _first_line(exc)}") from None
+
+    def _transport_active(self) -> bool:
+        client = getattr(self.connection, "client", None)
+        transport = client.get_transport() if client is not None else None
+        return transport is not None and transport.is_active()
 
     # -- steps ------------------------------------------------------------------------
 
@@ -763,6 +780,8 @@ def connect_failure_kind(exc: SSHError) -> str:
     """Why a connect failed, as one word for the metrics."""
     if isinstance(exc, PrivateKeyError):
         return "auth"
+    if isinstance(exc, ConnectionClosed):
+        return "dropped"
     cause = exc.__context__  # what `raise SSHError(...) from None` was handling
     if cause is None:
         return "host_key"  # raised by our own host key policy (_RejectUnknown)

@@ -626,3 +626,35 @@ def test_audit3b_6_the_run_directory_is_private_and_a_step_keeps_the_account_s_u
     assert modes == dict.fromkeys(modes, 0o600)
     assert made == 0o666 & ~login_umask
     assert job.status == "succeeded"
+
+
+def test_a_connection_closed_during_the_handshake_is_a_transport_error_to_retry():
+    """paramiko re-raises its reader's EOFError when the server closes the connection
+    mid-handshake. It escaped as a bare EOFError, so a reconnect after an SSH drop that
+    met one ended the server `internal error: EOFError` (make chaos saw it) instead of
+    trying again."""
+    import socket
+    import threading
+
+    from tasks.ssh import SSHHostSession, connect_failure_kind
+    from tasks.transport import Target, TransportError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def banner_then_close() -> None:
+        with listener:
+            peer, _ = listener.accept()
+            with peer:
+                peer.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                peer.recv(256)  # the client's banner; then the connection goes
+
+    threading.Thread(target=banner_then_close, daemon=True).start()
+    session = SSHHostSession(Target("gs-x", "127.0.0.1", port, "root", None, "/dev/null"),
+                             connect_timeout=5)
+    with pytest.raises(TransportError) as failed:
+        session.connect()
+    session.close()
+
+    assert str(failed.value) == f"connection to 127.0.0.1:{port} closed during the SSH handshake"
+    assert connect_failure_kind(failed.value) == "dropped"
