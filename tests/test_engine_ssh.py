@@ -647,7 +647,9 @@ def test_a_connection_closed_during_the_handshake_is_a_transport_error_to_retry(
             peer, _ = listener.accept()
             with peer:
                 peer.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
-                peer.recv(256)  # the client's banner; then the connection goes
+                peer.shutdown(socket.SHUT_WR)  # the connection ends from this side ...
+                while peer.recv(4096):  # ... read to the client's close: no reset
+                    pass
 
     threading.Thread(target=banner_then_close, daemon=True).start()
     session = SSHHostSession(Target("gs-x", "127.0.0.1", port, "root", None, "/dev/null"),
