@@ -21,6 +21,7 @@ import requests
 import socketio
 
 from tests.live_server import handshake
+from tests.waiting import wait_until
 
 
 class ResumingWatcher:
@@ -58,6 +59,7 @@ class ResumingWatcher:
         """Leave as a reloaded page does and connect again with a new client, which
         resubscribes from the contiguous seq (a drop the client itself makes)."""
         old = self.client
+        _settle(old)
         old.shutdown()  # also ends a reconnect under way
         if old.connected:  # that reconnect had just succeeded
             old.disconnect()
@@ -111,4 +113,13 @@ class ResumingWatcher:
                 f"{self.client.connected}")
 
     def close(self) -> None:
-        self.client.disconnect()
+        _settle(self.client)
+        self.client.shutdown()  # also ends a reconnect under way
+
+
+def _settle(client: socketio.Client) -> None:
+    """Wait out the moment of a (re)connect when python-engineio already says
+    "connected" but has not started its read loop: a disconnect then fails joining it
+    (AttributeError on None; make chaos met it closing a watcher mid-reconnect)."""
+    wait_until(lambda: client.eio.state != "connected" or client.eio.read_loop_task,
+               timeout=10, what="the socket's connect to settle")
