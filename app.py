@@ -23,50 +23,37 @@ from sqlalchemy.orm import sessionmaker
 
 import cli
 import gc_tuning
-from blueprints import (
-    admin,
-    api,
-    auth,
-    auth_tokens,
-    client_address,
-    downloads,
-    errors,
-    fleet,
-    headers,
-    input_guard,
-    jobs,
-    live,
-    login_state,
-    metrics,
-    permissions,
-    socket_handshakes,
-    tokens,
-    webhooks,
-)
-from blueprints.live_publish import JobPublisher
-from blueprints.socket_sweeper import SocketSweeper
-from blueprints.socket_tokens import SocketTokens
+from blueprints.api import jobs as api
+from blueprints.api import metrics
+from blueprints.http import client_address, errors, headers, input_guard
+from blueprints.live import handlers as live
+from blueprints.live import handshakes as socket_handshakes
+from blueprints.live.packets import TextPacket
+from blueprints.live.publishing import JobPublisher
+from blueprints.live.redis_manager import client_manager, start_listening
+from blueprints.live.sweeper import SocketSweeper
+from blueprints.pages import admin, auth, downloads, fleet, jobs, tokens, webhooks
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from instance_files import secure_instance
 from services.audit import record
+from services.auth import auth_tokens, login_state, permissions
+from services.auth.login_sessions import Lifetimes
+from services.auth.login_slowdown import LoginSlowdown, Slowdown
+from services.auth.socket_tokens import SocketTokens
 from services.commands import Commands
 from services.limiter_recovery import recovery_check
-from services.login_sessions import Lifetimes
-from services.login_slowdown import LoginSlowdown, Slowdown
+from services.metrics import instrument
+from services.retention import RetentionPruner
+from services.webhooks.address import AddressPolicy
+from services.webhooks.delivery import DeliveryWorker, Outbox, WebhookSettings
 from serving import serve_console
-from socket_packets import TextPacket
-from socket_queue import client_manager, start_listening
 from tasks.engine import EngineSettings, JobEngine
-from tasks.events import EventLog
-from tasks.health import Dependency
-from tasks.metrics import instrument
-from tasks.nodes import Membership, NodeIdentity
-from tasks.retention import RetentionPruner
-from tasks.runbook_store import RunbookStore
-from tasks.secrets import SecretBox
-from tasks.webhook_address import AddressPolicy
-from tasks.webhooks import DeliveryWorker, Outbox, WebhookSettings
+from tasks.events.writer import EventLog
+from tasks.nodes.health import Dependency
+from tasks.nodes.membership import Membership, NodeIdentity
+from tasks.planning.runbook_store import RunbookStore
+from tasks.planning.secrets import SecretBox
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

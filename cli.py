@@ -13,15 +13,14 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from blueprints import users
 from extensions import db
 from models import ROLES, User
-from services import tokens
 from services.audit import record
+from services.auth import tokens, users
+from services.retention import prune_events
 from tasks.errors import PatchbayError
-from tasks.inventory import InventoryError, apply_inventory, parse_inventory
-from tasks.retention import prune_events
-from tasks.runbooks import RunbookError
+from tasks.planning.inventory import InventoryError, apply_inventory, parse_inventory
+from tasks.planning.runbooks import RunbookError
 
 
 def _cli_user() -> str:

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     # Flask's; the OpenAPI document names it. Served over TLS (production's default)
     # the default becomes HOST_SESSION_COOKIE.
     "SESSION_COOKIE_NAME": "session",
-    # CSRF: Flask-WTF's own check is off; blueprints/auth_tokens.py runs it for every
+    # CSRF: Flask-WTF's own check is off; services/auth/auth_tokens.py runs it for every
     # cookie-session request in these methods (bearer-token requests carry no cookie).
     "WTF_CSRF_CHECK_DEFAULT": False,
     "WTF_CSRF_METHODS": ["POST", "PUT", "PATCH", "DELETE"],
@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     # logout; sessions expire and can be ended): a tab open for hours must still
     # reconnect its socket and post its forms.
     "WTF_CSRF_TIME_LIMIT": None,
-    # Browser sessions are kept on the server (services/login_sessions.py): ended by
+    # Browser sessions are kept on the server (services/auth/login_sessions.py): ended by
     # logout, a password reset, a role change or disabling the user, and after these
     # many seconds without a request or socket event, or since login.
     "SESSION_IDLE_TIMEOUT": 12 * 3600,
@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     # then an hour after two breaches, then a day after four.
     "LOGIN_ACCOUNT_RATE_LIMIT": "20 per 15 minutes",
     "LOGIN_ACCOUNT_META_LIMIT": "2 per hour; 4 per day",
-    # Failed logins of one account from any address (services/login_slowdown.py): past
+    # Failed logins of one account from any address (services/auth/login_slowdown.py): past
     # these, each login of the account waits before its answer, 1 s and doubling every
     # 10 further failures, at most LOGIN_SLOWDOWN_MAX_DELAY seconds (never refused: the
     # real user still logs in).

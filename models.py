@@ -96,7 +96,7 @@ class Server(Base):
     last_job_id: Mapped[int | None] = mapped_column()
     last_status: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    # Set by the reachability probe (tasks/fleet.py): did the SSH port accept a TCP
+    # Set by the reachability probe (services/fleet.py): did the SSH port accept a TCP
     # connection, when was that checked, and why not.
     reachable: Mapped[bool | None] = mapped_column()
     last_checked: Mapped[datetime | None] = mapped_column()
@@ -320,7 +320,7 @@ class Node(Base):
 
     ``Job.node_id`` names the node that owns (runs, and alone writes the events of) a
     running job; a node whose ``last_seen`` is older than ``PATCHBAY_NODE_TIMEOUT`` is
-    dead, and a live one takes its running jobs over (see :mod:`tasks.nodes`).
+    dead, and a live one takes its running jobs over (see :mod:`tasks.nodes.membership`).
     """
 
     __tablename__ = "nodes"
@@ -331,7 +331,7 @@ class Node(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     # What this node last saw of the services it needs, written with each heartbeat
-    # (see tasks.health): {"database": {...}, "message queue": {...}}, each with
+    # (see tasks.nodes.health): {"database": {...}, "message queue": {...}}, each with
     # down_since, last_outage_at (ISO times, UTC) and last_outage_seconds.
     health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 

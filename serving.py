@@ -29,7 +29,7 @@ from typing import Any
 
 from flask import Flask
 
-from blueprints.client_address import Network, address_in, parse_networks
+from blueprints.http.client_address import Network, address_in, parse_networks
 from extensions import socketio
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import psutil
 
 from bench import browser, runs, scale, scenarios
 from bench import fleet as bench_fleet
-from tests.sshd_fleet import SSHD
+from tests.support.sshd_fleet import SSHD
 
 # What each scenario runs, per mode (quick mode fits in 5 minutes on 2 cores):
 # fanout (hosts, rounds); chatty (hosts, lines per host); latency (hosts, ticks of 50 ms);

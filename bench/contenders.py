@@ -9,7 +9,7 @@ and CPU seconds (user + system, all threads) of this process for the fan-out alo
   the three commands, host keys checked against the fleet's known_hosts (parsed once).
   Everything Patchbay adds is overhead over this.
 - ``floor-wrapped``: the floor running the commands as Patchbay runs steps: one agent
-  shell per host on one channel (``tasks.remote_scripts.AGENT_SCRIPT``: each step
+  shell per host on one channel (``tasks.transport.remote_scripts.AGENT_SCRIPT``: each step
   detached, its output through two long-lived ``tee``s into files of the host's run
   directory, ended by a marker line with its exit status), plus the per-host clean-up a
   console makes between two retention sweeps (the agent's ``remove`` request). It
@@ -47,7 +47,12 @@ def run_floor(fleet_json: str, count: int, wrapped: bool = False) -> dict:
     import paramiko
     from fabric import Config, Connection
 
-    from tasks.remote_scripts import AGENT_SCRIPT, REMOVE_REQUEST, remote_script, step_request
+    from tasks.transport.remote_scripts import (
+        AGENT_SCRIPT,
+        REMOVE_REQUEST,
+        remote_script,
+        step_request,
+    )
 
     hosts, commands, timeout = _load(fleet_json, count)
     root = "~/.patchbay/bench-runs"

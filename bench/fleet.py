@@ -1,6 +1,6 @@
 """The benchmark fleet: real OpenSSH sshd processes serving many loopback addresses.
 
-sshd takes at most 16 ``ListenAddress`` lines, so ``tests.sshd_fleet`` starts one sshd
+sshd takes at most 16 ``ListenAddress`` lines, so ``tests.support.sshd_fleet`` starts one sshd
 per 16 addresses (63 of them for 1,000 hosts), all on one port. The benchmark uses
 127.1.0.1 upward so it never meets the test suite's fleets (127.0.0.x).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.sshd_fleet import SshdFleet, sshd_available, start_fleet
+from tests.support.sshd_fleet import SshdFleet, sshd_available, start_fleet
 
 FIRST_ADDRESS = "127.1.0.1"
 

@@ -15,7 +15,7 @@ import psutil
 import requests
 import socketio
 
-from tests.live_server import DEFAULT_PASSWORD, LiveServer, handshake, start_live_server
+from tests.support.live_server import DEFAULT_PASSWORD, LiveServer, handshake, start_live_server
 
 RUNBOOKS = Path(__file__).resolve().parent / "runbooks"
 STARTER = "alice"  # operator: starts the jobs

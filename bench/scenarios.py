@@ -24,7 +24,7 @@ from typing import Any
 from bench import patchbay as pb
 from bench.cpu_groups import operators
 from bench.fleet import write_contender_fleet
-from tests.sshd_fleet import SshdFleet
+from tests.support.sshd_fleet import SshdFleet
 
 FANOUT_COMMANDS = ["sleep 1", "echo", "true"]  # what runbooks/fanout.yml runs
 CONTENDERS = ("floor", "floor-wrapped", "pssh", "threading")
@@ -122,7 +122,7 @@ def fanout(ctx: Context, sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
         session = Session(server)
         session.warm_up(ctx.hosts(1))
         # A console's first job on a server also sweeps that server's run root of old
-        # leftovers, then not again for an hour (tasks.ssh.SWEEP_INTERVAL). A console
+        # leftovers, then not again for an hour (tasks.transport.ssh.SWEEP_INTERVAL). A console
         # in use has done so: one short job on every host to be measured does it here,
         # so that each size's single round measures what every later job costs.
         largest = max(count for count, _ in sizes)

@@ -1,7 +1,8 @@
 """The one way in for every job action: start, ad-hoc, plan, re-run, cancel, and promote
 or abort at a gate.
 
-The JSON API (``blueprints/api.py``) and the Socket.IO handlers (``blueprints/live.py``)
+The JSON API (``blueprints/api/jobs.py``) and the Socket.IO handlers
+(``blueprints/live/handlers.py``)
 both parse payloads with :func:`parse` (and :func:`parse_job_request` for
 ``POST /api/jobs``), call a :class:`Commands` method, and answer errors with
 :func:`error_body` (plus :func:`http_status` over HTTP). So the same bad input gets the
@@ -19,11 +20,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from services.schemas import AdhocCommand, StartJob, nul_field
-from tasks.adhoc import CommandRunbook
 from tasks.engine import JobEngine, JobPlan
 from tasks.errors import PatchbayError
-from tasks.rollback import rollback_runbook
-from tasks.runbooks import RunbookError
+from tasks.planning.adhoc import CommandRunbook
+from tasks.planning.rollback import rollback_runbook
+from tasks.planning.runbooks import RunbookError
 
 Model = TypeVar("Model", bound=BaseModel)
 JobRequest = StartJob | AdhocCommand
@@ -147,7 +148,7 @@ class Commands:
 
     def rollback(self, servers: list[str], runbook: str | None, caller: Caller) -> int:
         """Start a job of kind ``rollback`` putting each server back on its previous
-        build (:mod:`tasks.rollback`); returns its id."""
+        build (:mod:`tasks.planning.rollback`); returns its id."""
         try:
             books = self.engine.runbooks()
         except RunbookError as exc:

@@ -294,7 +294,7 @@ class SearchAnswer(BaseModel):
     more: bool
 
 
-# -- Query strings (documentation: blueprints/query_args.py parses them) -------------
+# -- Query strings (documentation: blueprints/http/query_args.py parses them) -------------
 
 
 class JobListQuery(BaseModel):

@@ -5,7 +5,7 @@ nothing was lost.
 
 Starts what ``make cluster`` starts, all private and in a fresh temporary folder (never
 ``.cluster/``): PostgreSQL, Redis, an OpenSSH fleet of 16 servers on 127.0.0.201-216
-(``tests/sshd_fleet.py``: real sshd, so an SSH drop is a killed session process), two
+(``tests/support/sshd_fleet.py``: real sshd, so an SSH drop is a killed session process), two
 nodes from the shipped systemd unit, nginx with the shipped site. For ``CHAOS_SECONDS``
 (default 600) it runs rollouts of the ``chaos`` runbook (``tests/runbooks/chaos.yml``:
 numbered lines, each also kept on the server) on four groups of four servers, each job
@@ -66,7 +66,7 @@ class Parts:
     directory: Path
     postgres: PrivatePostgres | None = None
     redis: PrivateRedis | None = None
-    fleet: object = None  # tests.sshd_fleet.SshdFleet
+    fleet: object = None  # tests.support.sshd_fleet.SshdFleet
     nodes: list[NodeProcess] = field(default_factory=list)
     nginx: PrivateNginx | None = None
 
@@ -153,8 +153,8 @@ def summary_line(seed: int, figures: dict[str, int]) -> str:
 
 
 def _start(parts: Parts) -> None:
-    from tests.live_server import prepare_database
-    from tests.sshd_fleet import start_fleet
+    from tests.support.live_server import prepare_database
+    from tests.support.sshd_fleet import start_fleet
 
     directory = parts.directory
     _say("starting PostgreSQL, Redis and the OpenSSH fleet ...")
@@ -281,7 +281,7 @@ def _rollouts(parts: Parts, seed: int):
     from sqlalchemy import create_engine
 
     from stack.chaos_rollouts import Rollouts
-    from tests.live_server import login
+    from tests.support.live_server import login
 
     password = (parts.directory / "password").read_text()
     names = [host.name for host in parts.fleet.hosts]

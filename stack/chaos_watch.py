@@ -23,7 +23,7 @@ import time
 import requests
 import socketio
 
-from tests.live_watch import ResumingWatcher
+from tests.support.live_watch import ResumingWatcher
 
 HOLE_WAIT = 1.0  # s an event may wait beyond a hole before the hole is fetched
 

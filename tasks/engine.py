@@ -2,8 +2,9 @@
 
 The engine is handed its world (a session factory, the event log, a transport and a
 task starter) and knows nothing of Flask requests or Socket.IO. Planning lives in
-:mod:`tasks.planning`, running in :mod:`tasks.running`, the rollout rules in
-:mod:`tasks.strategy`, and what a job's log says of its progress in :mod:`tasks.resume`.
+:mod:`tasks.planning.plan`, running in :mod:`tasks.running.job_run`, the rollout rules in
+:mod:`tasks.rollout.strategy`, and what a job's log says of its progress in
+:mod:`tasks.events.resume`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import LIVE_JOB_STATUSES, Job, JobEvent, User
 from tasks.errors import PatchbayError
-from tasks.events import EventLog
-from tasks.nodes import claim_job
-from tasks.planning import HostPlan, JobPlan, Planner, stored_plan
-from tasks.resume import ON_FAILURE, PROBE, STEPS, VERSION_FACT, read_progress
-from tasks.runbooks import VERSION_PROBE_STEP, Runbook
-from tasks.running import JobRun, JobWorld, RunSettings
-from tasks.secrets import SecretBox, SecretUnreadable
-from tasks.ssh import SSHHostSession
-from tasks.strategy import count_statuses
-from tasks.transport import HostSession, Target, Transport
+from tasks.events.resume import ON_FAILURE, PROBE, STEPS, VERSION_FACT, read_progress
+from tasks.events.writer import EventLog
+from tasks.nodes.membership import claim_job
+from tasks.planning.plan import HostPlan, JobPlan, Planner, stored_plan
+from tasks.planning.runbooks import VERSION_PROBE_STEP, Runbook
+from tasks.planning.secrets import SecretBox, SecretUnreadable
+from tasks.rollout.strategy import count_statuses
+from tasks.running.job_run import JobRun, JobWorld, RunSettings
+from tasks.transport.protocol import HostSession, Target, Transport
+from tasks.transport.ssh import SSHHostSession
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class EngineSettings:
     default_parallel: int = 10
     max_concurrent_hosts: int = 500
     connect_timeout: float = 10
-    ssh_window: int = 32_768  # bytes: each step channel's SSH window (tasks/ssh.py)
+    ssh_window: int = 32_768  # bytes: each step channel's SSH window (tasks/transport/ssh.py)
     step_timeout: float = 3600
     kill_grace: float = 5
     flush_interval: float = 0.05

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.databases import drop_created, fresh_database_url, postgres_server
-from tests.live_server import LiveServer, start_live_server
-from tests.sshd_fleet import SshdFleet, sshd_available, start_fleet
+from tests.support.databases import drop_created, fresh_database_url, postgres_server
+from tests.support.live_server import LiveServer, start_live_server
+from tests.support.sshd_fleet import SshdFleet, sshd_available, start_fleet
 
 PROJECT = Path(__file__).resolve().parent.parent
 TEST_RUNBOOKS = PROJECT / "tests" / "runbooks"
@@ -58,7 +58,7 @@ def write_inventory(path: Path, entries: list[dict]) -> Path:
 
 @pytest.fixture(autouse=True)
 def _drop_test_databases() -> Iterator[None]:
-    """PostgreSQL pass: the databases a test made (``tests/databases.py``) go after it."""
+    """PostgreSQL pass: the databases a test made (``tests/support/databases.py``) go after it."""
     yield
     if postgres_server():
         drop_created()
@@ -223,7 +223,7 @@ def demo_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     import sys
     import time
 
-    from tests.sshd_fleet import free_port
+    from tests.support.sshd_fleet import free_port
 
     state = tmp_path_factory.mktemp("demo-fleet")
     ready = state / "ready.json"
