@@ -17,7 +17,7 @@ from prometheus_client.exposition import choose_encoder
 
 from blueprints.http.client_address import address_in, parse_networks
 from services.auth import permissions
-from services.metrics import REGISTRY
+from tasks.meters import REGISTRY
 
 bp = Blueprint("metrics", __name__)
 

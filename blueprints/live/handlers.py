@@ -34,9 +34,9 @@ from services.auth.login_state import current_login_session_id
 from services.auth.permissions import check_socket_event
 from services.auth.socket_tokens import socket_tokens
 from services.commands import Caller, Commands, error_body, internal_error, parse
-from services.metrics import SOCKET_CONNECTIONS
 from services.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from tasks.errors import PatchbayError
+from tasks.meters import SOCKET_CONNECTIONS
 
 log = logging.getLogger(__name__)
 SLOW_HANDLER = 1.0  # seconds

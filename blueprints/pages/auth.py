@@ -20,7 +20,7 @@ from models import User
 from services.audit import record
 from services.auth.login_slowdown import LoginSlowdown
 from services.auth.login_state import log_in, log_out
-from services.metrics import LOGIN_SLOWDOWNS, LOGINS_DELAYED
+from tasks.meters import LOGIN_SLOWDOWNS, LOGINS_DELAYED
 
 bp = Blueprint("auth", __name__)
 

@@ -42,7 +42,7 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
-from services.metrics import SSH_CONNECT_SECONDS, SSH_FAILURES
+from tasks.meters import SSH_CONNECT_SECONDS, SSH_FAILURES
 from tasks.transport.protocol import (
     OutputSink,
     RemoteStatus,
@@ -763,7 +763,7 @@ class SSHHostSession:
         return not transport.is_active()
 
 
-# The kind of a failed connect (services.metrics.SSH_FAILURE_REASONS), by the exception
+# The kind of a failed connect (tasks.meters.SSH_FAILURE_REASONS), by the exception
 # that SSHHostSession.connect turned into its SSHError; the first match wins.
 _CONNECT_FAILURE_KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (paramiko.BadHostKeyException, "host_key"),

@@ -531,7 +531,7 @@ def test_audit3_7_failures_from_many_addresses_slow_the_account_and_its_user_log
     import blueprints.pages.auth
     from extensions import db
     from models import AuditEntry
-    from services.metrics import REGISTRY
+    from tasks.meters import REGISTRY
 
     def slowdowns() -> float:
         return REGISTRY.get_sample_value("patchbay_login_slowdowns_total") or 0

@@ -19,9 +19,10 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
 from models import JobEvent
-from services.metrics import REGISTRY, instrument
+from services.metrics import instrument
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events.writer import EventLog
+from tasks.meters import REGISTRY
 from tasks.planning.runbooks import parse_runbook
 from tasks.running import job_run as running
 from tasks.transport.protocol import Target
@@ -336,7 +337,8 @@ def test_open_sockets_are_a_gauge(app, auth, client):
 def test_the_engine_and_its_metrics_import_without_flask():
     import sys
 
-    code = ("import services.metrics, tasks.transport.ssh, tasks.events.writer; import sys; "
+    code = ("import services.metrics, tasks.meters, tasks.transport.ssh, tasks.events.writer; "
+            "import sys; "
             "assert 'flask' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
                           capture_output=True, text=True, timeout=60)
