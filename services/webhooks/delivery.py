@@ -19,8 +19,8 @@ Three parts, none of which knows Flask (docs/webhooks.md is the contract):
   ``give_up_after`` seconds after the event, then the delivery is marked ``given_up``.
   A delivery may therefore arrive twice (at least once); receivers deduplicate by its
   ``delivery`` id.
-* **Rules**: checking a webhook's settings, payloads, the Slack text, signing, and the
-  retry schedule, as pure functions.
+* **Rules**: checking a webhook's settings, payloads, signing, and the retry schedule,
+  as pure functions; each format's body is in :mod:`services.webhooks.payloads`.
 
 Where a delivery may connect is :mod:`services.webhooks.address`'s business: not the
 console's own networks (unless ``PATCHBAY_WEBHOOK_ALLOW_NETWORKS`` says so), checked
@@ -39,7 +39,6 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
-import json
 import logging
 import re
 import ssl
@@ -65,6 +64,7 @@ from services.webhooks.address import (
     PinnedHTTPConnection,
     PinnedHTTPSConnection,
 )
+from services.webhooks.payloads import FORMATS, render_body
 from tasks.errors import PatchbayError
 from tasks.events.write_errors import describe, is_transient
 from tasks.nodes.health import Dependency
@@ -72,7 +72,6 @@ from tasks.nodes.health import Dependency
 log = logging.getLogger(__name__)
 
 EVENTS = ("job_started", "job_finished", "host_failed")
-FORMATS = ("json", "slack")
 MAX_URL = 2048
 SECRET_LENGTH = (16, 256)
 SIGNATURE_HEADER = "X-Patchbay-Signature"
@@ -219,7 +218,7 @@ def check_secret(secret: Any) -> str | None:
 
 
 def check_format(format_: Any) -> str:
-    if format_ not in FORMATS:
+    if not isinstance(format_, str) or format_ not in FORMATS:
         raise PatchbayError("invalid", f"format must be one of {', '.join(FORMATS)}",
                             "format")
     return str(format_)
@@ -349,48 +348,6 @@ def build_payload(name: str, delivery: str, event: dict[str, Any], job: dict[str
     """The JSON body of a delivery (docs/webhooks.md, "Payload")."""
     return {"event": name, "delivery": delivery, "job": job, "host": host,
             "data": event["data"], "seq": event["seq"], "ts": event["ts"], "url": url}
-
-
-def _slack_escape(text: Any) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def slack_text(payload: dict[str, Any]) -> str:
-    """One line for a chat channel (Slack's and Mattermost's incoming webhooks)."""
-    job, data, name = payload["job"], payload["data"], payload["event"]
-    title = f"Job #{job['id']} ({_slack_escape(job['runbook'])})"
-    if payload["url"]:
-        title = f"<{payload['url']}|{title}>"
-    if name == "job_started":
-        servers = len(data.get("servers") or [])
-        who = f" by {_slack_escape(job['created_by'])}" if job["created_by"] else ""
-        return f":rocket: {title} started on {servers} server(s){who}"
-    if name == "host_failed":
-        host = payload["host"] or {}
-        text = f":x: {title}: server {_slack_escape(host.get('name'))} failed"
-        if host.get("failed_step"):
-            text += f" at step {_slack_escape(host['failed_step'])}"
-        if host.get("exit_code") is not None:
-            text += f" (exit {host['exit_code']})"
-        if host.get("reason"):
-            text += f": {_slack_escape(host['reason'])[:300]}"
-        return text
-    status = data.get("status", job["status"])
-    icon = {"succeeded": ":white_check_mark:", "failed": ":x:"}.get(status, ":warning:")
-    counts = ", ".join(f"{count} {state}" for state, count in
-                       sorted((data.get("counts") or {}).items()))
-    text = f"{icon} {title} finished: {_slack_escape(status)}"
-    if counts:
-        text += f" ({_slack_escape(counts)})"
-    if data.get("reason"):
-        text += f": {_slack_escape(data['reason'])[:300]}"
-    return text
-
-
-def render_body(format_: str, payload: dict[str, Any]) -> str:
-    """The exact text POSTed (and signed): compact JSON, ASCII only."""
-    document = {"text": slack_text(payload)} if format_ == "slack" else payload
-    return json.dumps(document, separators=(",", ":"))
 
 
 def sign(secret: str, body: bytes) -> str:
