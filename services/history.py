@@ -13,10 +13,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from models import LIVE_JOB_STATUSES, Job, JobEvent, JobHost, User
+from tasks.events.catalogue import GATE_DECISIONS
 
 DURATION_SAMPLE_JOBS = 20
-# A rollout's gate decisions, as history rows show them ("promoted by alice").
-GATE_EVENTS = {"job_paused": "paused", "job_resumed": "promoted", "job_aborted": "aborted"}
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,9 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
         for job_id, kind, data in session.execute(
                 select(JobEvent.job_id, JobEvent.type, JobEvent.data)
                 .where(JobEvent.job_id.in_(list(counts)), JobEvent.host.is_(None),
-                       JobEvent.type.in_(list(GATE_EVENTS)))
+                       JobEvent.type.in_(list(GATE_DECISIONS)))
                 .order_by(JobEvent.job_id, JobEvent.seq)):
-            gates[job_id].append({"kind": GATE_EVENTS[kind], "by": (data or {}).get("by"),
+            gates[job_id].append({"kind": GATE_DECISIONS[kind], "by": (data or {}).get("by"),
                                   "batch": (data or {}).get("batch")})
     rows = []
     for job in jobs:

@@ -4,7 +4,8 @@ The file is streamed: events are read from the database a page at a time (each p
 in its own short session) and written out as they are read, so neither the server nor
 the browser ever holds a whole log. A running job's log is cut at the seq it had when
 the download started. Output lines read ``[<server> <stream>] <line>``; the other
-lines say what happened (``[<server>] step deploy: ok …``, ``[job] finished: …``).
+lines say what happened (``[<server>] step deploy: ok …``, ``[job] finished: …``), in
+the words of the event catalogue (:func:`tasks.events.catalogue.describe`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from werkzeug.wrappers import Response
 
 from extensions import db, limiter
 from models import Job, JobHost
+from tasks.events.catalogue import describe
 from tasks.events.pages import iter_events
 
 bp = Blueprint("downloads", __name__)
@@ -69,83 +71,8 @@ def _text(header: str, events: Iterator[dict[str, Any]]) -> Iterator[str]:
     yield header
     chunk: list[str] = []
     for event in events:
-        chunk.extend(log_lines(event))
+        chunk.extend(describe(event))
         if len(chunk) >= FLUSH_LINES:
             yield "".join(chunk)
             chunk = []
     yield "".join(chunk)
-
-
-def log_lines(event: dict[str, Any]) -> list[str]:
-    """One event as lines of the text log (each ending in a newline)."""
-    kind, data = event["type"], event["data"]
-    where = f"[{event['host']}" if event["host"] else "[job"
-    if kind == "output":
-        prefix = f"{where} {data.get('stream', 'stdout')}] "
-        return [prefix + line + "\n" for line in data.get("lines") or []]
-    if kind == "job_started":
-        text = f"started: {data.get('runbook')} on {len(data.get('servers') or [])} server(s)"
-    elif kind == "batch_started":
-        text = f"batch {data.get('batch', 0) + 1}: {', '.join(data.get('servers') or [])}"
-    elif kind == "host_started":
-        text = f"connecting to {data.get('address')}"
-    elif kind == "step_started":
-        text = f"step {data.get('step')} started" + (
-            " (on failure)" if data.get("phase") == "on_failure" else
-            " (soak health check)" if data.get("phase") == "health" else
-            " (no step reported the build)" if data.get("phase") == "probe" else "")
-        if isinstance(data.get("wait"), dict):
-            wait = data["wait"]
-            text += f": waiting for {wait.get('until')} every {wait.get('every')} s, up to " \
-                    f"{wait.get('timeout')} s, then {wait.get('on_timeout')}"
-    elif kind == "wait_probe":  # one line per probe: its last output line
-        output = data.get("output") or []
-        text = f"probe {data.get('attempt')} of {data.get('step')}: exit code " \
-               f"{data.get('exit_code')}, {'matched' if data.get('matched') else 'no match'}, " \
-               f"{data.get('remaining')} s left" + (f": {output[-1]}" if output else "")
-    elif kind == "job_paused":
-        text = f"paused after batch {(data.get('batch') or 0) + 1}: waiting at the gate " \
-               "for an operator to promote or abort"
-    elif kind == "job_resumed":
-        text = f"promoted by {data.get('by')}: batch {(data.get('batch') or 0) + 1} starts"
-    elif kind == "job_aborted":
-        text = f"aborted at the gate by {data.get('by')} after batch " \
-               f"{(data.get('batch') or 0) + 1}"
-    elif kind == "soak_started":
-        text = f"soaking batch {(data.get('batch') or 0) + 1} for {data.get('seconds')} s, " \
-               "then its health checks again"
-    elif kind == "soak_finished" and data.get("passed"):
-        text = f"batch {(data.get('batch') or 0) + 1} passed its health checks after the soak"
-    elif kind == "soak_finished":
-        text = data.get("reason") or f"batch {(data.get('batch') or 0) + 1} failed its " \
-            f"health check after the soak ({', '.join(data.get('failed') or [])})"
-    elif kind == "step_finished":
-        text = f"step {data.get('step')}: {data.get('status')}" + _details(data)
-    elif kind in ("host_finished", "job_finished"):
-        text = f"finished: {data.get('status')}" + _details(data)
-        if data.get("counts"):
-            text += " (" + ", ".join(f"{n} {s}" for s, n in data["counts"].items()) + ")"
-    elif kind == "host_reconnecting":
-        text = f"connection lost ({data.get('reason')}); reconnecting for up to " \
-               f"{data.get('timeout')} s"
-    elif kind == "host_reconnected":
-        text = f"reconnected after {data.get('attempts')} attempt(s)"
-    elif kind == "job_recovered":
-        text = f"console restarted: resumed on {data.get('node')}"
-    elif kind == "events_pruned":
-        text = f"events pruned after {data.get('days')} days ({data.get('events')} " \
-               "events removed)"
-    else:
-        text = kind
-    return [f"{where}] {text}\n"]
-
-
-def _details(data: dict[str, Any]) -> str:
-    parts = []
-    if data.get("exit_code") is not None:
-        parts.append(f"exit code {data['exit_code']}")
-    if data.get("duration") is not None:
-        parts.append(f"{data['duration']} s")
-    if data.get("reason"):
-        parts.append(str(data["reason"]))
-    return ", " + ", ".join(parts) if parts else ""

@@ -12,14 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.events.catalogue import GATE_STATES
 from tasks.running.output import line_bytes
 
 STEPS, ON_FAILURE = "steps", "on_failure"
 HEALTH = "health"  # a soak gate's second run of a finished server's health steps
 PROBE = "probe"  # the runbook's version_probe, after the steps, when none reported it
-# Gate events and the state each leaves its gate in (job_resumed names the next batch).
-GATE_STATES = {"job_paused": "paused", "job_resumed": "promoted", "job_aborted": "aborted",
-               "soak_started": "soak_started", "soak_finished": "soak_finished"}
 VERSION_FACT = "version"  # the captured fact the console shows as a server's version
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Job, JobEvent, JobHost, Server, ServerLock, utcnow
+from tasks.events.catalogue import GATE_EVENTS
 from tasks.events.write_errors import describe, is_transient, minimal_copy, storable_copy
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ EventHook = Callable[[Session, int, dict[str, Any]], None]
 # Sees each written batch as (job_id, event) pairs, after commit (services.metrics counts them).
 Observer = Callable[[list[tuple[int, dict[str, Any]]]], None]
 TaskStarter = Callable[..., Any]
-# The events that pause a job at a manual gate and end the pause (tasks.running.job_run).
-GATE_EVENTS = ("job_paused", "job_resumed", "job_aborted")
 MAX_BATCH = 2000
 # A batch also ends at this many output lines, so a chatty job's commits and messages
 # stay small (about a megabyte) instead of one giant transaction and emit per backlog.
