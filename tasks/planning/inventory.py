@@ -148,6 +148,34 @@ def _strip_lines(value: Any) -> Any:
 
 def parse_inventory(text: str, source: str = "inventory") -> Inventory:
     """Parse and validate an inventory; raise :class:`InventoryError` naming line and field."""
+    data = _load_document(text, source)
+    default_known_hosts = data.get("known_hosts")
+    default_policy = data.get("host_key_policy", "strict")
+    if default_policy not in ("strict", "accept-new"):
+        raise InventoryError(f"{source}: host_key_policy: must be 'strict' or 'accept-new', "
+                             f"not {default_policy!r}")
+    defaults = _parse_defaults(data.get("defaults"), source)
+    servers: list[ServerEntry] = []
+    first_line_of: dict[str, int] = {}  # server name -> the line it was first given on
+    for index, raw in enumerate(data["servers"]):
+        entry, line = _parse_server(raw, index, source)
+        if entry.name in first_line_of:
+            raise InventoryError(
+                f"{source}: line {line}: servers[{index}].name: duplicate server name "
+                f"{entry.name!r} (first on line {first_line_of[entry.name]})")
+        first_line_of[entry.name] = line
+        _apply_defaults(entry, defaults, line, index, source)
+        if entry.known_hosts is None and default_known_hosts:
+            entry.known_hosts = str(default_known_hosts)
+        if entry.host_key_policy is None:
+            entry.host_key_policy = default_policy
+        servers.append(entry)
+    return Inventory(servers)
+
+
+def _load_document(text: str, source: str) -> dict[str, Any]:
+    """The YAML document, its mappings marked with their lines (``__line__``); only the
+    known top-level fields, and a ``servers`` list."""
     try:
         data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -160,46 +188,38 @@ def parse_inventory(text: str, source: str = "inventory") -> Inventory:
         line = next((number for number, text_line in enumerate(text.splitlines(), 1)
                      if text_line.startswith(f"{unknown[0]}:")), 1)
         raise InventoryError(f"{source}: line {line}: unknown top-level field {unknown[0]!r}")
-    default_known_hosts = data.get("known_hosts")
-    default_policy = data.get("host_key_policy", "strict")
-    if default_policy not in ("strict", "accept-new"):
-        raise InventoryError(f"{source}: host_key_policy: must be 'strict' or 'accept-new', "
-                             f"not {default_policy!r}")
-    defaults = _parse_defaults(data.get("defaults"), source)
-    servers: list[ServerEntry] = []
-    seen: dict[str, int] = {}
-    for index, raw in enumerate(data["servers"]):
-        if not isinstance(raw, dict):
-            raise InventoryError(f"{source}: servers[{index}]: expected a mapping")
-        line = raw.get("__line__", "?")
-        try:
-            entry = ServerEntry.model_validate(_strip_lines(raw))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(entry)"
-            raise InventoryError(
-                f"{source}: line {line}: servers[{index}].{where}: {first['msg']}"
-            ) from exc
-        if entry.name in seen:
-            raise InventoryError(
-                f"{source}: line {line}: servers[{index}].name: duplicate server name "
-                f"{entry.name!r} (first on line {seen[entry.name]})")
-        seen[entry.name] = line
-        unknown_secret = next((n for n in entry.secret_vars if n not in entry.vars
-                               and n not in defaults.vars), None)
-        if unknown_secret is not None:
-            raise InventoryError(
-                f"{source}: line {line}: servers[{index}].secret_vars: {unknown_secret!r} "
-                "is not one of the server's vars")
-        entry.vars = {**defaults.vars, **entry.vars}
-        entry.secret_vars = sorted(set(entry.secret_vars) | {
-            name for name in defaults.secret_vars if name in entry.vars})
-        if entry.known_hosts is None and default_known_hosts:
-            entry.known_hosts = str(default_known_hosts)
-        if entry.host_key_policy is None:
-            entry.host_key_policy = default_policy
-        servers.append(entry)
-    return Inventory(servers)
+    return data
+
+
+def _parse_server(raw: Any, index: int, source: str) -> tuple[ServerEntry, Any]:
+    """The ``index``-th entry of ``servers``, validated, and the line it starts on
+    (``"?"`` when unknown)."""
+    if not isinstance(raw, dict):
+        raise InventoryError(f"{source}: servers[{index}]: expected a mapping")
+    line = raw.get("__line__", "?")
+    try:
+        return ServerEntry.model_validate(_strip_lines(raw)), line
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(entry)"
+        raise InventoryError(
+            f"{source}: line {line}: servers[{index}].{where}: {first['msg']}"
+        ) from exc
+
+
+def _apply_defaults(entry: ServerEntry, defaults: Defaults, line: Any, index: int,
+                    source: str) -> None:
+    """Give ``entry`` the defaults' vars (its own win) and those of the defaults' secret
+    names that it has as vars; its own secret names must name vars it has."""
+    unknown_secret = next((n for n in entry.secret_vars if n not in entry.vars
+                           and n not in defaults.vars), None)
+    if unknown_secret is not None:
+        raise InventoryError(
+            f"{source}: line {line}: servers[{index}].secret_vars: {unknown_secret!r} "
+            "is not one of the server's vars")
+    entry.vars = {**defaults.vars, **entry.vars}
+    entry.secret_vars = sorted(set(entry.secret_vars) | {
+        name for name in defaults.secret_vars if name in entry.vars})
 
 
 def _parse_defaults(raw: Any, source: str) -> Defaults:
