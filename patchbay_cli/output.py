@@ -13,6 +13,19 @@ import sys
 from typing import Any, Protocol, TextIO
 
 HOST_END_STATUSES = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
+# The event types of a job's log: this client's copy of the console's catalogue
+# (tasks.events.catalogue; this package imports nothing of the app, and
+# tests/engine/test_event_catalogue.py checks that the copies agree). Types not listed
+# here (added later) get no line: clients ignore types they do not know.
+EVENT_TYPES = ("job_started", "batch_started", "host_started", "step_started", "output",
+               "host_reconnecting", "host_reconnected", "step_finished", "host_finished",
+               "job_recovered", "job_finished", "events_pruned", "wait_probe", "job_paused",
+               "job_resumed", "job_aborted", "soak_started", "soak_finished")
+# The gates' events (the catalogue's GATE_STATES), said as the rollout's story.
+GATE_EVENTS = ("job_paused", "job_resumed", "job_aborted", "soak_started", "soak_finished")
+# Types no sentence is said for: output is shown as its lines, and a pruned log's
+# first event is followed by its job_finished, which is.
+UNSAID_EVENTS = frozenset({"output", "events_pruned"})
 STREAM_MARK = {"stdout": "|", "stderr": "!"}
 # Events the terminal shows as a line; the bars show the others (steps starting, ok).
 LOUD_EVENTS = frozenset({"job_started", "job_recovered", "batch_started", "host_finished",
@@ -85,8 +98,7 @@ class JobStory:
             return _host_finished(data)
         if kind == "job_recovered":
             return f"resumed by node {data.get('node')}: {data.get('reason')}"
-        if kind in ("job_paused", "job_resumed", "job_aborted", "soak_started",
-                    "soak_finished", "wait_probe"):
+        if kind in GATE_EVENTS or kind == "wait_probe":
             return _rollout_event(kind, data, self.job_id)
         if kind == "job_finished":
             return summary(self.job_id, data)

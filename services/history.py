@@ -93,7 +93,7 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
     jobs = jobs[:per_page]
     counts: dict[int, dict[str, int]] = {job.id: {} for job in jobs}
     batches: dict[int, list[dict[str, int]]] = {job.id: [] for job in jobs}
-    gates: dict[int, list[dict[str, Any]]] = {job.id: [] for job in jobs}
+    gates = _gate_decisions(session, [job.id for job in jobs])
     if jobs:
         grouped = session.execute(
             select(JobHost.job_id, JobHost.batch, JobHost.status, func.count())
@@ -104,14 +104,6 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
             per_batch = batches[job_id]
             per_batch.extend({} for _ in range(len(per_batch), (batch or 0) + 1))
             per_batch[batch or 0][status] = number
-        # Job-level events only (host IS NULL: the (job_id, host, seq) index).
-        for job_id, kind, data in session.execute(
-                select(JobEvent.job_id, JobEvent.type, JobEvent.data)
-                .where(JobEvent.job_id.in_(list(counts)), JobEvent.host.is_(None),
-                       JobEvent.type.in_(list(GATE_DECISIONS)))
-                .order_by(JobEvent.job_id, JobEvent.seq)):
-            gates[job_id].append({"kind": GATE_DECISIONS[kind], "by": (data or {}).get("by"),
-                                  "batch": (data or {}).get("batch")})
     rows = []
     for job in jobs:
         duration = (job.finished_at - job.created_at).total_seconds() \
@@ -128,6 +120,23 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
             "rerun_of": job.rerun_of_id,
         })
     return rows, has_next
+
+
+def _gate_decisions(session: Session, job_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each job's pauses, promotions and aborts at a manual gate, oldest first, as
+    ``{"kind", "by", "batch"}`` (kind: the catalogue's :data:`GATE_DECISIONS`)."""
+    gates: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+    if not job_ids:
+        return gates
+    # Job-level events only (host IS NULL: the (job_id, host, seq) index).
+    for job_id, kind, data in session.execute(
+            select(JobEvent.job_id, JobEvent.type, JobEvent.data)
+            .where(JobEvent.job_id.in_(job_ids), JobEvent.host.is_(None),
+                   JobEvent.type.in_(list(GATE_DECISIONS)))
+            .order_by(JobEvent.job_id, JobEvent.seq)):
+        gates[job_id].append({"kind": GATE_DECISIONS[kind], "by": (data or {}).get("by"),
+                              "batch": (data or {}).get("batch")})
+    return gates
 
 
 def runbook_names(session: Session) -> list[str]:

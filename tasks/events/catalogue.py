@@ -2,8 +2,9 @@
 
 For each type: the shape of its ``data`` (a ``TypedDict``; keys a type may leave out are
 left out, so every shape is ``total=False``), whether it is about the job or one server,
-and the part it plays at a gate. :func:`describe` words an event for a destination from
-one table per form: ``log`` is the downloaded log's lines.
+and the part it plays at a gate. :func:`describe` words an event for a destination, by
+the table's form for it: ``log``, the downloaded log's lines; ``chat``, the one line a
+chat webhook posts (services.webhooks.payloads.slack) for the types it posts.
 
 docs/live-api.md's event tables are the public contract: tests/engine/test_event_catalogue.py
 checks this module against them, and against the CLI's own copy of the types
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, overload
 
 # -- the shapes of each event's data -------------------------------------------------
 
@@ -249,6 +250,63 @@ def _log_events_pruned(data: dict[str, Any]) -> str:
            "events removed)"
 
 
+# -- a chat channel's words ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatContext:
+    """What a chat line says besides the event: the job's ``title`` as the destination
+    shows it (a link, in its markup), who started it, its status, the server's row (a
+    ``host_finished``: ``name``, ``failed_step``, ``exit_code``, ``reason``), and
+    ``quote``, which escapes a quoted value for the destination's markup."""
+
+    title: str
+    created_by: str | None
+    job_status: str | None
+    host: dict[str, Any] | None
+    quote: Callable[[Any], str]
+
+
+ChatText = Callable[[dict[str, Any], ChatContext], str]
+CHAT_REASON_CHARS = 300  # a reason quoted in a chat line is cut to this many characters
+
+
+def _chat_job_started(data: dict[str, Any], context: ChatContext) -> str:
+    servers = len(data.get("servers") or [])
+    who = f" by {context.quote(context.created_by)}" if context.created_by else ""
+    return f":rocket: {context.title} started on {servers} server(s){who}"
+
+
+def _chat_host_failed(_data: dict[str, Any], context: ChatContext) -> str:
+    """A failed server, as its row says (the event's data is not quoted)."""
+    host, quote = context.host or {}, context.quote
+    text = f":x: {context.title}: server {quote(host.get('name'))} failed"
+    if host.get("failed_step"):
+        text += f" at step {quote(host['failed_step'])}"
+    if host.get("exit_code") is not None:
+        text += f" (exit {host['exit_code']})"
+    if host.get("reason"):
+        text += f": {quote(host['reason'])[:CHAT_REASON_CHARS]}"
+    return text
+
+
+_CHAT_ICON = {"succeeded": ":white_check_mark:", "failed": ":x:"}
+
+
+def _chat_job_finished(data: dict[str, Any], context: ChatContext) -> str:
+    quote = context.quote
+    status = data.get("status", context.job_status)
+    icon = _CHAT_ICON.get(status, ":warning:")
+    counts = ", ".join(f"{count} {state}" for state, count in
+                       sorted((data.get("counts") or {}).items()))
+    text = f"{icon} {context.title} finished: {quote(status)}"
+    if counts:
+        text += f" ({quote(counts)})"
+    if data.get("reason"):
+        text += f": {quote(data['reason'])[:CHAT_REASON_CHARS]}"
+    return text
+
+
 # -- the catalogue -------------------------------------------------------------------
 
 
@@ -256,8 +314,9 @@ def _log_events_pruned(data: dict[str, Any]) -> str:
 class EventKind:
     """One event type. ``about`` is ``job`` (its ``host`` is null) or ``server``;
     ``gate_state`` is the state it leaves its gate in (:data:`GATE_STATES`);
-    ``manual_gate``: it pauses a job at a manual gate or ends the pause; ``log`` words
-    its data for the downloaded log (``None``: the log says the type's name)."""
+    ``manual_gate``: it pauses a job at a manual gate or ends the pause. The forms:
+    ``log`` words its data for the downloaded log (``None``: the log says the type's
+    name); ``chat`` for a chat channel (``None``: never posted there)."""
 
     name: str
     shape: type
@@ -265,12 +324,14 @@ class EventKind:
     log: LogText | None = None
     gate_state: str | None = None
     manual_gate: bool = False
+    chat: ChatText | None = None
 
 
 OUTPUT = "output"  # the one type whose log form is many lines: its own
 
 CATALOGUE: Mapping[str, EventKind] = {kind.name: kind for kind in (
-    EventKind("job_started", JobStartedData, "job", _log_job_started),
+    EventKind("job_started", JobStartedData, "job", _log_job_started,
+              chat=_chat_job_started),
     EventKind("batch_started", BatchStartedData, "job", _log_batch_started),
     EventKind("host_started", HostStartedData, "server",
               lambda data: f"connecting to {data.get('address')}"),
@@ -280,10 +341,12 @@ CATALOGUE: Mapping[str, EventKind] = {kind.name: kind for kind in (
     EventKind("host_reconnected", HostReconnectedData, "server",
               lambda data: f"reconnected after {data.get('attempts')} attempt(s)"),
     EventKind("step_finished", StepFinishedData, "server", _log_step_finished),
-    EventKind("host_finished", HostFinishedData, "server", _log_finished),
+    EventKind("host_finished", HostFinishedData, "server", _log_finished,
+              chat=_chat_host_failed),
     EventKind("job_recovered", JobRecoveredData, "job",
               lambda data: f"console restarted: resumed on {data.get('node')}"),
-    EventKind("job_finished", JobFinishedData, "job", _log_finished),
+    EventKind("job_finished", JobFinishedData, "job", _log_finished,
+              chat=_chat_job_finished),
     EventKind("events_pruned", EventsPrunedData, "job", _log_events_pruned),
     EventKind("wait_probe", WaitProbeData, "server", _log_wait_probe),
     EventKind("job_paused", JobPausedData, "job", _log_job_paused,
@@ -310,9 +373,31 @@ GATE_STATES = {kind.name: kind.gate_state for kind in CATALOGUE.values()
 GATE_DECISIONS = {name: GATE_STATES[name] for name in GATE_EVENTS}
 
 
-def describe(event: dict[str, Any]) -> list[str]:
-    """``event`` as lines of the downloaded log, each ending in a newline: output lines
-    read ``[<server> <stream>] <line>``, the others ``[<server>] …`` or ``[job] …``."""
+@overload
+def describe(event: dict[str, Any], form: Literal["log"] = "log") -> list[str]: ...
+
+
+@overload
+def describe(event: dict[str, Any], form: Literal["chat"], context: ChatContext) -> str: ...
+
+
+def describe(event: dict[str, Any], form: str = "log",
+             context: ChatContext | None = None) -> list[str] | str:
+    """``event`` in the words of ``form``.
+
+    ``log``: lines of the downloaded log, each ending in a newline: output lines read
+    ``[<server> <stream>] <line>``, the others ``[<server>] …`` or ``[job] …``.
+    ``chat``: one line (no newline) for a type whose ``chat`` form is set, said with
+    ``context``."""
+    if form == "chat":
+        chat = CATALOGUE[event["type"]].chat
+        if chat is None or context is None:
+            raise ValueError(f"no chat line for {event['type']!r} events")
+        return chat(event["data"], context)
+    return _log_lines(event)
+
+
+def _log_lines(event: dict[str, Any]) -> list[str]:
     kind, data = event["type"], event["data"]
     where = f"[{event['host']}" if event["host"] else "[job"
     if kind == OUTPUT:

@@ -85,59 +85,74 @@ def read_progress(events: Iterable[dict[str, Any]], host_names: list[str],
 
     ``captures`` maps a phase to each step's ``capture`` name (or None); ``step_names``
     maps a phase to its step names (to name a failed step)."""
-    hosts = {name: HostProgress(name) for name in host_names}
-    started_batches: set[int] = set()
-    job_started = False
-    last_line: dict[str, str | None] = {}
-    output_bytes = 0
-    output_cut: set[str] = set()
-    gates: dict[int, dict[str, Any]] = {}
+    progress = JobProgress({name: HostProgress(name) for name in host_names}, set(), False)
     for event in events:
         kind, data, name = event["type"], event.get("data") or {}, event.get("host")
         if kind in GATE_STATES:
-            batch = int(data.get("batch", 0)) - (1 if kind == "job_resumed" else 0)
-            state = GATE_STATES[kind]
-            if kind == "soak_finished":
-                state = "soak_passed" if data.get("passed") else "soak_failed"
-            gates[batch] = {**data, "state": state}
+            _read_gate(progress.gates, kind, data)
             continue
         if data.get("phase") == HEALTH:
             continue  # a soak's health check of a finished server: no progress of its own
-        if kind == "job_started":
-            job_started = True
-        elif kind == "batch_started":
-            started_batches.add(int(data.get("batch", 0)))
-        elif kind == "output" and data.get("cut"):
-            output_cut.add(name)
-        elif kind == "output":
-            output_bytes += line_bytes(data.get("lines") or [])
-        if name not in hosts:
-            continue
-        host = hosts[name]
-        if kind == "host_started":
-            host.state, host.next_step = "between", StepPosition(STEPS, 0)
-        elif kind == "step_started":
-            position = StepPosition(data.get("phase", STEPS), int(data.get("index", 0)))
-            host.state, host.next_step = "in_step", None
-            host.open_step = OpenStep(position, float(event.get("ts") or 0))
-            host.version_unreported = True
-            last_line[name] = None
-        elif kind == "output" and host.open_step is not None:
-            stream = data.get("stream")
-            if "offset" in data and stream:
-                host.open_step.offsets[stream] = int(data["offset"])
-            if stream == "stdout":
-                for line in data.get("lines") or []:
-                    if line.strip():
-                        host.open_step.last_stdout_line = line.strip()
-        elif kind == "step_finished" and host.open_step is not None:
-            _close_step(host, data, captures, step_names)
-        elif kind == "host_finished":
-            host.state, host.status = "finished", data.get("status")
-            host.open_step = host.next_step = None
-        elif kind == "wait_probe" and host.open_step is not None:
-            host.open_step.probes = max(host.open_step.probes, int(data.get("attempt", 0)))
-    return JobProgress(hosts, started_batches, job_started, output_bytes, output_cut, gates)
+        _read_job_event(progress, kind, data, name)
+        if name in progress.hosts:
+            _read_host_event(progress.hosts[name], event, captures, step_names)
+    return progress
+
+
+def _read_gate(gates: dict[int, dict[str, Any]], kind: str, data: dict[str, Any]) -> None:
+    """A gate event: its gate's state, keyed by the batch the gate follows."""
+    batch = int(data.get("batch", 0)) - (1 if kind == "job_resumed" else 0)
+    state = GATE_STATES[kind]
+    if kind == "soak_finished":
+        state = "soak_passed" if data.get("passed") else "soak_failed"
+    gates[batch] = {**data, "state": state}
+
+
+def _read_job_event(progress: JobProgress, kind: str, data: dict[str, Any],
+                    name: str | None) -> None:
+    """What an event says of the whole job: started, batches, output stored or cut."""
+    if kind == "job_started":
+        progress.job_started = True
+    elif kind == "batch_started":
+        progress.started_batches.add(int(data.get("batch", 0)))
+    elif kind == "output" and data.get("cut"):
+        progress.output_cut.add(name)
+    elif kind == "output":
+        progress.output_bytes += line_bytes(data.get("lines") or [])
+
+
+def _read_host_event(host: HostProgress, event: dict[str, Any],
+                     captures: dict[str, list[str | None]],
+                     step_names: dict[str, list[str]]) -> None:
+    """What an event of this server says of where it stands."""
+    kind, data = event["type"], event.get("data") or {}
+    if kind == "host_started":
+        host.state, host.next_step = "between", StepPosition(STEPS, 0)
+    elif kind == "step_started":
+        position = StepPosition(data.get("phase", STEPS), int(data.get("index", 0)))
+        host.state, host.next_step = "in_step", None
+        host.open_step = OpenStep(position, float(event.get("ts") or 0))
+        host.version_unreported = True
+    elif kind == "output" and host.open_step is not None:
+        _read_output(host.open_step, data)
+    elif kind == "step_finished" and host.open_step is not None:
+        _close_step(host, data, captures, step_names)
+    elif kind == "host_finished":
+        host.state, host.status = "finished", data.get("status")
+        host.open_step = host.next_step = None
+    elif kind == "wait_probe" and host.open_step is not None:
+        host.open_step.probes = max(host.open_step.probes, int(data.get("attempt", 0)))
+
+
+def _read_output(step: OpenStep, data: dict[str, Any]) -> None:
+    """An open step's output: the offset stored per stream, its last stdout line."""
+    stream = data.get("stream")
+    if "offset" in data and stream:
+        step.offsets[stream] = int(data["offset"])
+    if stream == "stdout":
+        for line in data.get("lines") or []:
+            if line.strip():
+                step.last_stdout_line = line.strip()
 
 
 def _close_step(host: HostProgress, data: dict[str, Any],
@@ -162,22 +177,35 @@ def _close_step(host: HostProgress, data: dict[str, Any],
             if capture == VERSION_FACT:
                 host.version_unreported = False
     if position.phase == STEPS:
-        if ok:
-            host.next_step = StepPosition(STEPS, position.index + 1)
-            if position.index + 1 >= len(step_names.get(STEPS, [])):
-                host.next_step = None
-            return
-        host.failure = {
-            "status": "cancelled" if data.get("status") == "cancelled" else "failed",
-            "failed_step": data.get("step"), "exit_code": data.get("exit_code"),
-            "reason": data.get("reason"), "lost": bool(data.get("lost")),
-        }
-        if data.get("signal"):
-            host.failure["signal"] = data["signal"]
-        runs_rollback = (host.failure["status"] == "failed" and not host.failure["lost"]
-                         and step_names.get(ON_FAILURE))
-        host.next_step = StepPosition(ON_FAILURE, 0) if runs_rollback else None
+        _close_runbook_step(host, position, ok, data, step_names)
+    else:
+        _close_on_failure_step(host, position, ok, data, step_names)
+
+
+def _close_runbook_step(host: HostProgress, position: StepPosition, ok: bool,
+                        data: dict[str, Any], step_names: dict[str, list[str]]) -> None:
+    """One of the runbook's steps ended: the next one, or the failure (and whether its
+    on_failure steps run)."""
+    if ok:
+        host.next_step = StepPosition(STEPS, position.index + 1)
+        if position.index + 1 >= len(step_names.get(STEPS, [])):
+            host.next_step = None
         return
+    host.failure = {
+        "status": "cancelled" if data.get("status") == "cancelled" else "failed",
+        "failed_step": data.get("step"), "exit_code": data.get("exit_code"),
+        "reason": data.get("reason"), "lost": bool(data.get("lost")),
+    }
+    if data.get("signal"):
+        host.failure["signal"] = data["signal"]
+    runs_rollback = (host.failure["status"] == "failed" and not host.failure["lost"]
+                     and step_names.get(ON_FAILURE))
+    host.next_step = StepPosition(ON_FAILURE, 0) if runs_rollback else None
+
+
+def _close_on_failure_step(host: HostProgress, position: StepPosition, ok: bool,
+                           data: dict[str, Any], step_names: dict[str, list[str]]) -> None:
+    """One of the on_failure steps ended: the next one, or how they went."""
     if not ok:
         if host.failure is not None:
             host.failure["reason"] = (f"{host.failure.get('reason')}; on_failure step "

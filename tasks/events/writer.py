@@ -377,27 +377,39 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any],
     elif kind == "step_started":
         host.current_step = data.get("step")
     elif kind == "host_finished":
-        host.status = data["status"]
-        host.finished_at = utcnow()
-        host.current_step = None
-        host.failed_step = data.get("failed_step")
-        host.exit_code = data.get("exit_code")
-        host.reason = data.get("reason")
-        if host.server_id is not None:
-            rows.released.setdefault(job_id, []).append(host.server_id)
-            server = rows.servers.get(host.server_id)
-            if server is not None and host.started_at is not None:
-                server.last_job_id = job_id
-                server.last_status = data["status"]
-                old = server.facts or {}
-                facts = {**old, **(data.get("facts") or {})}
-                # The build it ran before: kept while the version stays, replaced when a
-                # different version is reported (so a rollback swaps the two).
-                if old.get("version") is not None and facts.get("version") != old["version"]:
-                    facts["previous_version"] = old["version"]
-                # Whether the version stands (tasks.running.job_run.version_state), and by which
-                # job: only a version the server reported can be verified or not.
-                if data.get("version_state") and facts.get("version") is not None:
-                    facts.update(version_state=data["version_state"], version_job_id=job_id)
-                if facts != (server.facts or {}):
-                    server.facts = facts
+        _finish_host(job_id, host, data, rows)
+
+
+def _finish_host(job_id: int, host: JobHost, data: dict[str, Any], rows: _BatchRows) -> None:
+    """A server's ``host_finished``: its row's outcome; its lock goes and its server
+    records the job (when it started there)."""
+    host.status = data["status"]
+    host.finished_at = utcnow()
+    host.current_step = None
+    host.failed_step = data.get("failed_step")
+    host.exit_code = data.get("exit_code")
+    host.reason = data.get("reason")
+    if host.server_id is None:
+        return
+    rows.released.setdefault(job_id, []).append(host.server_id)
+    server = rows.servers.get(host.server_id)
+    if server is not None and host.started_at is not None:
+        _record_on_server(server, job_id, data)
+
+
+def _record_on_server(server: Server, job_id: int, data: dict[str, Any]) -> None:
+    """The server's last job and status, and the facts its steps reported."""
+    server.last_job_id = job_id
+    server.last_status = data["status"]
+    old = server.facts or {}
+    facts = {**old, **(data.get("facts") or {})}
+    # The build it ran before: kept while the version stays, replaced when a
+    # different version is reported (so a rollback swaps the two).
+    if old.get("version") is not None and facts.get("version") != old["version"]:
+        facts["previous_version"] = old["version"]
+    # Whether the version stands (tasks.running.job_run.version_state), and by which
+    # job: only a version the server reported can be verified or not.
+    if data.get("version_state") and facts.get("version") is not None:
+        facts.update(version_state=data["version_state"], version_job_id=job_id)
+    if facts != (server.facts or {}):
+        server.facts = facts

@@ -3,18 +3,25 @@ type, the gate sets, and its agreement with docs/live-api.md and the CLI's own c
 
 from __future__ import annotations
 
+import re
 import typing
+from pathlib import Path
 
 import pytest
 
+from patchbay_cli import output as cli_output
 from tasks.events.catalogue import (
     CATALOGUE,
     EVENT_TYPES,
     GATE_DECISIONS,
     GATE_EVENTS,
     GATE_STATES,
+    ChatContext,
+    WaitSpec,
     describe,
 )
+
+LIVE_API = Path(__file__).resolve().parents[2] / "docs" / "live-api.md"
 
 S, J = "gs-01", None  # an event of a server, and one of the job (host null)
 WAIT = {"until": "^0$", "every": 2, "timeout": 30, "on_timeout": "fail"}
@@ -105,3 +112,91 @@ def test_the_gate_sets():
     assert GATE_DECISIONS == {"job_paused": "paused", "job_resumed": "promoted",
                               "job_aborted": "aborted"}
     assert all(CATALOGUE[name].about == "job" for name in GATE_STATES)
+
+
+def test_the_cli_s_copy_of_the_types_agrees_with_the_catalogue():
+    assert cli_output.EVENT_TYPES == EVENT_TYPES
+    assert tuple(GATE_STATES) == cli_output.GATE_EVENTS
+    assert not cli_output.UNSAID_EVENTS - set(EVENT_TYPES)
+    assert not cli_output.LOUD_EVENTS - set(EVENT_TYPES)
+
+
+def test_the_cli_says_a_sentence_for_every_type_it_does_not_leave_unsaid():
+    story = cli_output.JobStory(12)
+    story.describe({"type": "job_started", "host": None,
+                    "data": {"runbook": "game-update", "servers": ["gs-01", "gs-02"],
+                             "batches": [["gs-01"], ["gs-02"]], "steps": ["deploy"]}})
+    first_cases = {case[0]: case for case in reversed(LOG_CASES)}.values()
+    said = {kind for kind, host, data, _ in first_cases
+            if story.describe({"type": kind, "host": host, "data": data}) is not None}
+    assert said == set(EVENT_TYPES) - cli_output.UNSAID_EVENTS
+
+
+def _documented_types() -> dict[str, list[dict[str, str]]]:
+    """docs/live-api.md's event tables (``| type | data |`` and ``| type | host | data
+    |``): each type's rows, as {column: text}; ``step_started of a wait step`` is a row
+    of step_started."""
+    rows: dict[str, list[dict[str, str]]] = {}
+    header: list[str] | None = None
+    for line in LIVE_API.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("|"):
+            header = None
+        elif cells[0] == "type" and cells[-1] == "data":
+            header = cells
+        elif header is not None and not set(line) <= set("|-"):
+            name = re.match(r"`([a-z_]+)`", cells[0])
+            assert name, line
+            rows.setdefault(name.group(1), []).append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def _documented_fields(text: str) -> set[str]:
+    """The names a doc row quotes: `` `name` ``, `` `name: true` ``, `` `name` (…) ``."""
+    return {match.group(1) for match in re.finditer(r"`([a-z_]+)(?=[`:])", text)}
+
+
+def test_the_doc_s_event_tables_list_the_catalogue_s_types():
+    assert set(_documented_types()) == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("name", EVENT_TYPES)
+def test_the_doc_names_every_field_of_each_type_s_data(name):
+    rows = _documented_types()[name]
+    documented = set().union(*(_documented_fields(row["data"]) for row in rows))
+    fields = set(CATALOGUE[name].shape.__annotations__)
+    if "wait" in fields:
+        fields |= set(WaitSpec.__annotations__)
+    assert fields - documented == set()
+    hosts = {row["host"] for row in rows if "host" in row and " of " not in row["type"]}
+    assert hosts <= {"null" if CATALOGUE[name].about == "job" else "the server"}
+
+
+def _chat(title: str = "Job #7 (game-update)", host: dict | None = None) -> ChatContext:
+    return ChatContext(title=title, created_by="alice", job_status="running", host=host,
+                       quote=lambda text: str(text).replace("<", "&lt;"))
+
+
+CHAT_CASES = [
+    ("job_started", {"servers": ["gs-01", "gs-02"]}, _chat(),
+     ":rocket: Job #7 (game-update) started on 2 server(s) by alice"),
+    ("host_finished", {"status": "failed"},
+     _chat(host={"name": "gs-<1>", "failed_step": "deploy", "exit_code": 2, "reason": "x"}),
+     ":x: Job #7 (game-update): server gs-&lt;1> failed at step deploy (exit 2): x"),
+    ("job_finished", {"status": "failed", "counts": {"succeeded": 3, "failed": 1},
+                      "reason": "r" * 400},
+     _chat(), ":x: Job #7 (game-update) finished: failed (1 failed, 3 succeeded): " + "r" * 300),
+    ("job_finished", {}, _chat(), ":warning: Job #7 (game-update) finished: running"),
+]
+
+
+@pytest.mark.parametrize(("kind", "data", "context", "line"), CHAT_CASES)
+def test_the_chat_form_says_one_line_with_the_destination_s_quoting(kind, data, context, line):
+    assert describe({"type": kind, "host": None, "data": data}, "chat", context) == line
+
+
+def test_only_the_types_a_chat_webhook_posts_have_a_chat_form():
+    assert {kind.name for kind in CATALOGUE.values() if kind.chat is not None} == {
+        "job_started", "host_finished", "job_finished"}
+    with pytest.raises(ValueError, match="no chat line"):
+        describe({"type": "job_paused", "host": None, "data": {}}, "chat", _chat())
