@@ -1,5 +1,5 @@
 """The webhook form of ``/admin/webhooks`` (Flask-WTF, CSRF-protected). It checks the
-shape only; :func:`services.webhooks.delivery.parse_hook` applies the same rules as the API."""
+shape only; :func:`services.webhooks.spec.parse_hook` applies the same rules as the API."""
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, SelectMultipleField, StringField, SubmitField
@@ -7,7 +7,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from services.webhooks.delivery import EVENTS, FORMATS, MAX_URL, SECRET_LENGTH
+from services.webhooks import EVENTS, FORMATS, MAX_URL, SECRET_LENGTH
 
 EVENT_LABELS = {"job_started": "a job starts", "job_finished": "a job finishes",
                 "host_failed": "a server fails"}

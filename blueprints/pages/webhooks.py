@@ -1,7 +1,7 @@
 """Webhooks, for admins: the pages ``/admin/webhooks`` (list, add, delete) and
 ``/admin/webhooks/<id>`` (its delivery log), and the JSON API ``/api/webhooks``.
 
-Both ways in check a webhook with :func:`services.webhooks.delivery.parse_hook` (the URL also
+Both ways in check a webhook with :func:`services.webhooks.spec.parse_hook` (the URL also
 against this node's ``PATCHBAY_WEBHOOK_ALLOW_NETWORKS``) and audit what they change.
 A webhook's secret is never shown again: answers and pages say only whether one is
 set, show the URL with any user name and password masked, and the audit entry names
@@ -34,9 +34,9 @@ from blueprints.http.query_args import int_arg
 from blueprints.http.webhook_forms import EVENT_LABELS, WebhookForm
 from extensions import db
 from models import Webhook
+from services import webhooks
 from services.audit import record
 from services.schemas import nul_field
-from services.webhooks import delivery as webhooks
 from services.webhooks.address import AddressPolicy
 from tasks.errors import PatchbayError
 

@@ -29,8 +29,7 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from models import AuditEntry, Job, JobEvent, JobHost, Server, Webhook, WebhookDelivery, utcnow
-from services.webhooks.address import AddressPolicy, PinnedHTTPSConnection
-from services.webhooks.delivery import (
+from services.webhooks import (
     PER_HOOK_IN_FLIGHT,
     DeliveryWorker,
     HookSpec,
@@ -45,6 +44,7 @@ from services.webhooks.delivery import (
     safe_url,
     sign,
 )
+from services.webhooks.address import AddressPolicy, PinnedHTTPSConnection
 from tasks.engine import EngineSettings, JobEngine
 from tasks.errors import PatchbayError
 from tasks.events.writer import EventLog
@@ -266,7 +266,7 @@ def verifier() -> Any:
 
 
 def test_the_webhook_module_imports_without_flask():
-    code = ("import services.webhooks.delivery, tasks.events.writer; import sys; "
+    code = ("import services.webhooks, tasks.events.writer; import sys; "
             "assert 'flask' not in sys.modules, sorted(m for m in sys.modules "
             "if m.startswith('flask'))")
 
@@ -950,7 +950,7 @@ class _Banner(socketserver.BaseRequestHandler):
 
 def test_audit3_4_a_receiver_s_answer_is_kept_as_its_status_line_only(
         sessions, receiver, senders, caplog, monkeypatch):
-    webhook_log = logging.getLogger("services.webhooks.delivery")
+    webhook_log = logging.getLogger("services.webhooks")
     webhook_log.addHandler(caplog.handler)
     receiver.answer("/no", default=500)  # with the body "receiver says no"
     banner = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Banner)
