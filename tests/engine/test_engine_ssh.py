@@ -257,7 +257,7 @@ def set_server(app, name: str, **fields) -> None:
 
 def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(
         world, sshd_fleet, app, tmp_path):
-    from tasks.transport.ssh import fingerprint
+    from tasks.transport.host_keys import fingerprint
 
     served = paramiko.PKey.from_path(sshd_fleet.directory / "host_key")
     other = tmp_path / "other_key"
@@ -636,8 +636,9 @@ def test_a_connection_closed_during_the_handshake_is_a_transport_error_to_retry(
     import socket
     import threading
 
+    from tasks.transport.connecting import connect_failure_kind
     from tasks.transport.protocol import Target, TransportError
-    from tasks.transport.ssh import SSHHostSession, connect_failure_kind
+    from tasks.transport.ssh import SSHHostSession
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

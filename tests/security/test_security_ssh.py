@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from tasks.errors import PatchbayError
 from tasks.planning.runbook_store import RunbookStore
+from tasks.transport.connecting import connect_failure_kind
+from tasks.transport.host_keys import record_host_key
 from tasks.transport.protocol import StepLocation, Target
-from tasks.transport.ssh import SSHError, SSHHostSession, connect_failure_kind, record_host_key
+from tasks.transport.ssh import SSHError, SSHHostSession
 from tests.conftest import PROJECT, TEST_RUNBOOKS
 from tests.support.remote import RunToTheEnd, host_session
 from tests.support.waiting import wait_until
@@ -77,7 +79,7 @@ RECORDER = """
 import sys, time
 from pathlib import Path
 import paramiko
-from tasks.transport.ssh import record_host_key
+from tasks.transport.host_keys import record_host_key
 known_hosts, key_file, own, go = sys.argv[1:]
 key = paramiko.PKey.from_path(key_file)
 deadline = time.monotonic() + 30
@@ -128,7 +130,7 @@ def test_finding_9_accept_new_waits_for_the_lock_then_reads_the_file_again(tmp_p
     key = new_key(tmp_path / "host_key")
     line = f"[10.0.0.1]:2222 {key.get_name()} {key.get_base64()}\n"
     record_one = ("import sys, paramiko; from pathlib import Path; "
-                  "from tasks.transport.ssh import record_host_key; "
+                  "from tasks.transport.host_keys import record_host_key; "
                   "record_host_key(Path(sys.argv[1]), '[10.0.0.1]:2222', "
                   "paramiko.PKey.from_path(sys.argv[2]))")
 
