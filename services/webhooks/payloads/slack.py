@@ -7,6 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from services.webhooks.payloads.registry import register
+from tasks.events.catalogue import ChatContext, describe
+
+# The job event each webhook event is (its chat line is the catalogue's chat form).
+JOB_EVENT = {"job_started": "job_started", "host_failed": "host_finished",
+             "job_finished": "job_finished"}
 
 
 @register("slack")
@@ -19,32 +24,15 @@ def _slack_escape(text: Any) -> str:
 
 
 def slack_text(payload: dict[str, Any]) -> str:
-    """One line for a chat channel (Slack's and Mattermost's incoming webhooks)."""
-    job, data, name = payload["job"], payload["data"], payload["event"]
+    """One line for a chat channel (Slack's and Mattermost's incoming webhooks): the
+    event catalogue's chat form, with the job's title as a link when the console has a
+    public address."""
+    job = payload["job"]
     title = f"Job #{job['id']} ({_slack_escape(job['runbook'])})"
     if payload["url"]:
         title = f"<{payload['url']}|{title}>"
-    if name == "job_started":
-        servers = len(data.get("servers") or [])
-        who = f" by {_slack_escape(job['created_by'])}" if job["created_by"] else ""
-        return f":rocket: {title} started on {servers} server(s){who}"
-    if name == "host_failed":
-        host = payload["host"] or {}
-        text = f":x: {title}: server {_slack_escape(host.get('name'))} failed"
-        if host.get("failed_step"):
-            text += f" at step {_slack_escape(host['failed_step'])}"
-        if host.get("exit_code") is not None:
-            text += f" (exit {host['exit_code']})"
-        if host.get("reason"):
-            text += f": {_slack_escape(host['reason'])[:300]}"
-        return text
-    status = data.get("status", job["status"])
-    icon = {"succeeded": ":white_check_mark:", "failed": ":x:"}.get(status, ":warning:")
-    counts = ", ".join(f"{count} {state}" for state, count in
-                       sorted((data.get("counts") or {}).items()))
-    text = f"{icon} {title} finished: {_slack_escape(status)}"
-    if counts:
-        text += f" ({_slack_escape(counts)})"
-    if data.get("reason"):
-        text += f": {_slack_escape(data['reason'])[:300]}"
-    return text
+    context = ChatContext(title=title, created_by=job.get("created_by"),
+                          job_status=job.get("status"), host=payload.get("host"),
+                          quote=_slack_escape)
+    event = {"type": JOB_EVENT.get(payload["event"], "job_finished"), "data": payload["data"]}
+    return describe(event, "chat", context)
