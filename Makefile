@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run cluster chaos test test-main test-gevent test-postgres lint audit bench bench-full clean venv venv-dev
+.PHONY: run cluster chaos test test-js test-main test-gevent test-postgres lint audit bench bench-full clean venv venv-dev
 
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	@scripts/system-deps.sh run
@@ -49,7 +49,13 @@ test:
 	@scripts/system-deps.sh test
 	@$(MAKE) --no-print-directory venv-dev
 	$(VENV)/bin/ruff check .
+	@$(MAKE) --no-print-directory test-js
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-gevent test-postgres
+
+## The pages' pure modules (the job page's reducer, its event store, ...) in Node's own
+## test runner: no browser, no DOM (tests/js/).
+test-js:
+	node --test tests/js/*.test.mjs
 
 ## The main pass on PYTEST_WORKERS workers (pytest-xdist), a test module per worker at a
 ## time so module fixtures (a demo fleet, a console) stay whole; 0 runs it in one process.

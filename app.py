@@ -27,11 +27,12 @@ from blueprints.api import jobs as api
 from blueprints.api import metrics
 from blueprints.http import client_address, errors, headers, input_guard
 from blueprints.live import handlers as live
-from blueprints.live import handshakes as socket_handshakes
+from blueprints.live.handshakes import Handshakes
+from blueprints.live.handshakes import install as install_handshake_cap
 from blueprints.live.packets import TextPacket
 from blueprints.live.publishing import JobPublisher
 from blueprints.live.redis_manager import client_manager, start_listening
-from blueprints.live.sweeper import SocketSweeper
+from blueprints.live.socket_control import LiveSockets, live_sockets_of
 from blueprints.pages import admin, auth, downloads, fleet, jobs, tokens, webhooks
 from config import PROJECT_DIR, VERSION, load_config
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
@@ -42,11 +43,13 @@ from services.auth.login_sessions import Lifetimes
 from services.auth.login_slowdown import LoginSlowdown, Slowdown
 from services.auth.socket_tokens import SocketTokens
 from services.commands import Commands
+from services.console import EXTENSION as CONSOLE_EXTENSION
+from services.console import ConsoleServices, console_services
 from services.limiter_recovery import recovery_check
 from services.metrics import instrument
 from services.retention import RetentionPruner
+from services.webhooks import DeliveryWorker, Outbox, WebhookSettings
 from services.webhooks.address import AddressPolicy
-from services.webhooks.delivery import DeliveryWorker, Outbox, WebhookSettings
 from serving import serve_console
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events.writer import EventLog
@@ -66,7 +69,24 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    services = app.extensions[CONSOLE_EXTENSION] = ConsoleServices(
+        session_lifetimes=Lifetimes.from_config(app.config),
+        login_slowdown=LoginSlowdown(_login_slowdown_rule(app.config),
+                                     lambda: limiter.limiter.storage),
+        socket_tokens=SocketTokens())
+    queue_health = Dependency("message queue") if app.config["MESSAGE_QUEUE"] else None
+    _bind_extensions(app, queue_health)
+    _register_doors(app, services)
+    cli.register(app)
+    with app.app_context():
+        _tune_sqlite(db.engine)
+        _build_services(app, services, sessionmaker(bind=db.engine, expire_on_commit=False),
+                        queue_health)
+    return app
 
+
+def _bind_extensions(app: Flask, queue_health: Dependency | None) -> None:
+    """Database, guards (in their order), limiter, login, and Socket.IO."""
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
     auth_tokens.register_before_guard(app)  # a bearer token says who you are ...
@@ -78,10 +98,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.user_loader(login_state.load_user)  # every request and socket event
-    app.extensions["patchbay_session_lifetimes"] = Lifetimes.from_config(app.config)
-    app.extensions["patchbay_login_slowdown"] = LoginSlowdown(
-        _login_slowdown_rule(app.config), lambda: limiter.limiter.storage)
-    queue_health = Dependency("message queue") if app.config["MESSAGE_QUEUE"] else None
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
@@ -94,6 +110,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     client_address.register(app)  # X-Forwarded-* believed from the proxies only
 
+
+def _register_doors(app: Flask, services: ConsoleServices) -> None:
+    """The pages, the API, /metrics and the Socket.IO handlers."""
     for blueprint in (auth.bp, jobs.bp, fleet.bp, api.bp, admin.bp, downloads.bp, tokens.bp,
                       webhooks.bp):
         app.register_blueprint(blueprint)
@@ -102,37 +121,34 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     app.register_error_handler(429, auth.too_many_attempts)
     live.register(socketio)
-    app.extensions[socket_handshakes.EXTENSION] = handshakes = socket_handshakes.Handshakes(
-        int(app.config["MAX_HANDSHAKES_PER_ADDRESS"]))
-    socket_handshakes.install(socketio.server, handshakes)  # capped until logged in
-    app.extensions["patchbay_socket_sweeper"] = SocketSweeper()
-    app.extensions["patchbay_socket_tokens"] = SocketTokens()  # token sockets' caps
-    cli.register(app)
+    handshakes = Handshakes(int(app.config["MAX_HANDSHAKES_PER_ADDRESS"]))
+    install_handshake_cap(socketio.server, handshakes)  # capped until logged in
+    services.sockets = LiveSockets(handshakes)
 
-    with app.app_context():
-        _tune_sqlite(db.engine)
-        sessions = sessionmaker(bind=db.engine, expire_on_commit=False)
-        engine = app.extensions["patchbay"] = _build_engine(app, sessions)
-        app.extensions["patchbay_commands"] = Commands(engine, audit=record)
-        instrument(engine.events, sessions)  # /metrics counts what the event log writes
-        app.extensions["patchbay_nodes"] = Membership(
-            sessions, NodeIdentity(str(app.config["NODE_ID"]), app.config["NODE_ADDRESS"],
-                                   VERSION),
-            heartbeat=float(app.config["NODE_HEARTBEAT"]),
-            timeout=float(app.config["NODE_TIMEOUT"]),
-            take_over=engine.take_over, start_task=socketio.start_background_task,
-            queue=queue_health, checks=[recovery_check(limiter)])
-        app.extensions["patchbay_webhooks"] = _build_webhook_sender(app, sessions)
-        app.extensions["patchbay_retention"] = RetentionPruner(
-            sessions, int(app.config["EVENT_RETENTION_DAYS"]), socketio.start_background_task)
-    return app
+
+def _build_services(app: Flask, services: ConsoleServices, sessions: sessionmaker,
+                    queue_health: Dependency | None) -> None:
+    """The engine and what runs beside it: commands, nodes, webhooks, retention."""
+    engine = services.engine = _build_engine(app, sessions)
+    services.commands = Commands(engine, audit=record)
+    instrument(engine.events, sessions)  # /metrics counts what the event log writes
+    services.membership = Membership(
+        sessions, NodeIdentity(str(app.config["NODE_ID"]), app.config["NODE_ADDRESS"],
+                               VERSION),
+        heartbeat=float(app.config["NODE_HEARTBEAT"]),
+        timeout=float(app.config["NODE_TIMEOUT"]),
+        take_over=engine.take_over, start_task=socketio.start_background_task,
+        queue=queue_health, checks=[recovery_check(limiter)])
+    services.webhooks = _build_webhook_sender(app, sessions, services.membership)
+    services.retention = RetentionPruner(
+        sessions, int(app.config["EVENT_RETENTION_DAYS"]), socketio.start_background_task)
 
 
 def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
     """The engine, handed its world: sessions, a Socket.IO publisher, a task starter."""
 
     def abandon(job_id: int) -> None:
-        app.extensions["patchbay"].abandon(job_id)
+        console_services(app).engine.abandon(job_id)
 
     config = app.config
     return JobEngine(
@@ -163,7 +179,8 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
     )
 
 
-def _build_webhook_sender(app: Flask, sessions: sessionmaker) -> DeliveryWorker:
+def _build_webhook_sender(app: Flask, sessions: sessionmaker,
+                          membership: Membership) -> DeliveryWorker:
     """This node's webhook sender (docs/webhooks.md); ``start_node`` starts it."""
     config = app.config
     return DeliveryWorker(sessions, str(config["NODE_ID"]), WebhookSettings(
@@ -177,7 +194,7 @@ def _build_webhook_sender(app: Flask, sessions: sessionmaker) -> DeliveryWorker:
         user_agent=f"Patchbay-Webhook/{VERSION}",
         addresses=AddressPolicy.from_setting(config["WEBHOOK_ALLOW_NETWORKS"]),
     ), start_task=socketio.start_background_task,
-        database=app.extensions["patchbay_nodes"].database)  # one outage, one log line
+        database=membership.database)  # one outage, one log line
 
 
 def _audit_runbook_change(changes: dict[str, list[str]]) -> None:
@@ -204,13 +221,14 @@ def start_node(app: Flask) -> None:
     """Join the nodes (heartbeat, takeover watch), start sending webhooks and pruning
     old events, then resume the jobs a dead process of this node left running. Called
     by ``serve`` and ``wsgi.py``, not by tests' apps."""
+    services = console_services(app)
     start_listening(socketio.server)  # the message queue, if any: its health from now on
-    app.extensions["patchbay_nodes"].start()
-    app.extensions["patchbay_webhooks"].start()
-    app.extensions["patchbay_retention"].start()  # daily, when PATCHBAY_EVENT_RETENTION_DAYS
-    socketio.start_background_task(app.extensions["patchbay_socket_sweeper"].run, app,
+    services.membership.start()
+    services.webhooks.start()
+    services.retention.start()  # daily, when PATCHBAY_EVENT_RETENTION_DAYS
+    socketio.start_background_task(live_sockets_of(services).sweeper.run, app,
                                    _drop_socket, socketio.sleep)
-    resumed = app.extensions["patchbay"].resume_owned_jobs()
+    resumed = services.engine.resume_owned_jobs()
     if resumed:
         app.logger.warning("resuming jobs left running: %s", resumed)
     gc_tuning.tune_after_start_up()

@@ -17,6 +17,7 @@ from extensions import db
 from models import ROLES, User
 from services.audit import record
 from services.auth import tokens, users
+from services.console import console_services
 from services.retention import prune_events
 from tasks.errors import PatchbayError
 from tasks.planning.inventory import InventoryError, apply_inventory, parse_inventory
@@ -146,7 +147,7 @@ def import_inventory(path: Path) -> None:
     except InventoryError as exc:
         raise click.ClickException(f"{exc} (nothing imported)") from None
     created, updated = apply_inventory(db.session, inventory,
-                                       seal=current_app.extensions["patchbay"].secrets.seal)
+                                       seal=console_services().engine.secrets.seal)
     record("inventory.import", str(path), username=_cli_user(), commit=False,
            created=created, updated=updated)
     db.session.commit()
@@ -158,7 +159,7 @@ def import_inventory(path: Path) -> None:
 def check_runbooks() -> None:
     """Validate every runbook in the runbook folder."""
     try:
-        books = current_app.extensions["patchbay"].runbooks()
+        books = console_services().engine.runbooks()
     except RunbookError as exc:
         raise click.ClickException(str(exc)) from None
     for name, book in books.items():
@@ -198,7 +199,7 @@ def prune_events_command(days: int | None) -> None:
         if days <= 0:
             raise click.ClickException("give --older-than DAYS (PATCHBAY_EVENT_RETENTION_DAYS "
                                        "is 0: events are kept forever)")
-    pruned = prune_events(current_app.extensions["patchbay"].db_sessions, days)
+    pruned = prune_events(console_services().engine.db_sessions, days)
     for job in pruned:
         click.echo(f"job #{job.job_id}: {job.events} event(s) removed")
     removed = sum(job.events for job in pruned)

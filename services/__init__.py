@@ -1,3 +1,15 @@
-"""What the console does on a user's behalf, whatever door the request came through
-(REST, Socket.IO, the ``flask`` CLI): validation, the engine call, the audit entry.
-Blueprints parse and answer; they call these."""
+"""What the console does for a user, whatever door the request came through (pages,
+JSON API, Socket.IO, the ``flask`` CLI): validation, the engine call, the audit entry.
+Doors parse and answer; they call these.
+
+May import: ``tasks``, ``models``, ``config``, ``extensions``. Never ``blueprints``:
+when a service must reach sockets it goes through :class:`services.console.SocketControl`,
+which the live door implements.
+
+- ``console.py``: the typed accessor for the app's long-lived objects.
+- ``commands.py`` + ``schemas.py``: the job commands behind both doors, and their input.
+- ``auth/``: users, login sessions and their slow-down, API tokens, permissions.
+- ``audit.py``, ``builds.py``, ``history.py``, ``fleet.py``, ``retention.py``,
+  ``progress.py``, ``metrics.py``, ``limiter_recovery.py``: one job each.
+- ``webhooks/``: rules, payload formats, store, outbox and the delivery worker.
+"""

@@ -30,6 +30,7 @@ from services.commands import (
     parse,
     parse_job_request,
 )
+from services.console import console_services
 from services.history import jobs_page
 from services.schemas import (
     AdhocCommand,
@@ -74,7 +75,7 @@ def _unexpected(exc: Exception) -> tuple[Response, int] | HTTPException:
 
 
 def _commands() -> Commands:
-    return current_app.extensions["patchbay_commands"]
+    return console_services().commands
 
 
 def _caller() -> Caller:
@@ -122,7 +123,7 @@ def rollback_servers() -> tuple[Response, int]:
 @bp.get("/runbooks")
 @documented("Every runbook, with its parameters' types and patterns", answer=RunbookList)
 def runbooks() -> Response:
-    books = current_app.extensions["patchbay"].runbooks()
+    books = console_services().engine.runbooks()
     return jsonify({"runbooks": [book.describe() for book in books.values()]})
 
 
@@ -168,7 +169,7 @@ def search_output_lines(job_id: int) -> Response:
         raise PatchbayError("invalid", "q must be 1 to 200 characters", "q")
     before = request.args.get("before_seq")
     matches, more = search_output(
-        current_app.extensions["patchbay"].db_sessions, job_id, text,
+        console_services().engine.db_sessions, job_id, text,
         host=request.args.get("host") or None,
         after_seq=int_arg(request.args, "after_seq", 0, 0, MAX_SEQ),
         before_seq=None if before in (None, "") else int_arg(request.args, "before_seq", 1,

@@ -2,7 +2,7 @@
 whenever a job takes or releases a server and after every reachability round.
 
 The work is in ``services/fleet.py``; this module wires it to Socket.IO and the app: the
-probe lives in ``app.extensions["patchbay_fleet_probe"]``, starts with the first
+probe (``ConsoleServices.fleet_probe``) is made and started by the first
 ``fleet:subscribe`` and stops when nobody in this process watches the fleet.
 Settings: ``PATCHBAY_FLEET_PROBE_INTERVAL`` (seconds between rounds, default 30),
 ``PATCHBAY_FLEET_PROBE_TIMEOUT`` (3) and ``PATCHBAY_FLEET_PROBE_CONCURRENCY`` (50).
@@ -23,15 +23,16 @@ from limits import parse
 from socketio import PubSubManager
 from sqlalchemy.orm import Session, sessionmaker
 
+from blueprints.live.rooms import FLEET_ROOM
 from extensions import db, limiter, socketio
 from services.builds import annotate
+from services.console import console_services
 from services.fleet import ProbeSettings, ReachabilityProbe, fleet_rows, servers_touched
 from tasks.errors import PatchbayError
 
 log = logging.getLogger(__name__)
 
-FLEET_ROOM = "fleet"
-EXTENSION = "patchbay_fleet_probe"
+
 
 
 def subscribe(probe_now: bool) -> list[dict[str, Any]]:
@@ -75,11 +76,12 @@ def publish_job_changes(sessions: sessionmaker[Session], job_id: int,
 
 
 def probe(app: Flask) -> ReachabilityProbe:
-    found = app.extensions.get(EXTENSION)
+    services = console_services(app)
+    found = services.fleet_probe
     if found is None:
         config = app.config
         found = ReachabilityProbe(
-            sessions=app.extensions["patchbay"].db_sessions,
+            sessions=services.engine.db_sessions,
             publish=_publish_round,
             start_task=socketio.start_background_task,
             wanted=_watched,
@@ -87,7 +89,7 @@ def probe(app: Flask) -> ReachabilityProbe:
                 interval=float(config["FLEET_PROBE_INTERVAL"]),
                 timeout=float(config["FLEET_PROBE_TIMEOUT"]),
                 concurrency=int(config["FLEET_PROBE_CONCURRENCY"])))
-        app.extensions[EXTENSION] = found
+        services.fleet_probe = found
     return found
 
 

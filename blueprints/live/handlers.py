@@ -23,17 +23,19 @@ from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from wtforms import ValidationError
 
 from blueprints.live import fleet as fleet_live
-from blueprints.live.handshakes import current_eio_sid, handshakes
+from blueprints.live.handshakes import current_eio_sid
 from blueprints.live.job_access import job_snapshot, replays, subscribe_replay
 from blueprints.live.limits import check_socket_limit
-from blueprints.live.redis_manager import disconnect_room
-from blueprints.live.sweeper import Credential, SocketSweeper
+from blueprints.live.rooms import job_room, login_room, token_room, user_room
+from blueprints.live.socket_control import live_sockets
+from blueprints.live.sweeper import Credential
 from extensions import socketio
 from services.auth.auth_tokens import log_socket_in
 from services.auth.login_state import current_login_session_id
 from services.auth.permissions import check_socket_event
 from services.auth.socket_tokens import socket_tokens
 from services.commands import Caller, Commands, error_body, internal_error, parse
+from services.console import console_services
 from services.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from tasks.errors import PatchbayError
 from tasks.meters import SOCKET_CONNECTIONS
@@ -74,7 +76,7 @@ def _note_if_slow(event: str, seconds: float) -> None:
 
 
 def _commands() -> Commands:
-    return current_app.extensions["patchbay_commands"]
+    return console_services().commands
 
 
 def _caller() -> Caller:
@@ -91,9 +93,9 @@ def on_connect(auth: Any = None) -> bool:
     try:
         _accept(auth)
     except SocketRefused:
-        handshakes().refused(eio_sid)
+        live_sockets().handshakes.refused(eio_sid)
         raise
-    handshakes().accepted(eio_sid)
+    live_sockets().handshakes.accepted(eio_sid)
     return True
 
 
@@ -107,12 +109,12 @@ def _accept(auth: Any) -> None:
     else:
         token = log_socket_in(auth)  # raises ConnectionRefusedError
         credential = Credential("token", token.id)
-        join_room(f"token:{token.id}")
+        join_room(token_room(token.id))
     check_socket_limit(current_user.id)  # raises ConnectionRefusedError
-    join_room(f"user:{current_user.id}")
+    join_room(user_room(current_user.id))
     if token is not None:  # kept only once accepted: a refused socket never disconnects
         socket_tokens(current_app).add(request.sid, token)
-    _sweeper().add(request.sid, credential)
+    live_sockets().sweeper.add(request.sid, credential)
     SOCKET_CONNECTIONS.inc()
 
 
@@ -132,7 +134,7 @@ def on_disconnect(reason: Any = None) -> None:
     """Only accepted sockets get here (a refused connect never does). Every socket that
     goes is logged with why: a drop that loses a watcher can be traced to its cause."""
     log.info("socket %s disconnected: %s", request.sid, DROP_REASONS.get(reason, reason))
-    _sweeper().discard(request.sid)
+    live_sockets().sweeper.discard(request.sid)
     socket_tokens(current_app).discard(request.sid)
     replays(current_app).stop(request.sid)
     SOCKET_CONNECTIONS.dec()
@@ -140,7 +142,7 @@ def on_disconnect(reason: Any = None) -> None:
 
 def _join_job(job_id: int) -> None:
     """Put the starting socket in the job's room before the job can publish anything."""
-    join_room(f"job:{job_id}")
+    join_room(job_room(job_id))
 
 
 @acknowledged(StartJob)
@@ -164,7 +166,7 @@ def subscribe(data: Subscribe) -> dict[str, Any]:
     """Join the job's room first, then replay from the database: no event can fall
     between the replay and the live stream (duplicates are dropped by the client)."""
     snapshot = job_snapshot(data.job_id)
-    join_room(f"job:{data.job_id}")
+    join_room(job_room(data.job_id))
     subscribe_replay(current_app._get_current_object(), request.sid, data.job_id,
                      data.after_seq, data.replay_lines)  # one replay per socket and job
     return {"job": snapshot}
@@ -183,7 +185,7 @@ def fleet_subscribe(data: FleetSubscribe) -> dict[str, Any]:
 
 @acknowledged(JobRef)
 def unsubscribe(data: JobRef) -> dict[str, Any]:
-    leave_room(f"job:{data.job_id}")
+    leave_room(job_room(data.job_id))
     replays(current_app).stop(request.sid, data.job_id)
     return {}
 
@@ -215,22 +217,6 @@ def _check_handshake_token(auth: Any) -> None:
         raise SocketRefused(
             "forbidden: the connection did not carry this session's CSRF token "
             "(auth: {\"csrf_token\": ...} from the page's csrf-token meta tag)") from None
-
-
-def _sweeper() -> SocketSweeper:
-    return current_app.extensions["patchbay_socket_sweeper"]
-
-
-def login_room(session_id: int | None) -> str:
-    """The room of one browser login's sockets (logout drops them)."""
-    return f"login:{session_id}"
-
-
-def disconnect_user(user_id: int) -> None:
-    """Disconnect every socket of a user (on logout, or when the user is disabled, gets
-    a new role or password): on every node that shares the message queue, also when
-    called from a ``flask`` command that holds no sockets itself."""
-    disconnect_room(socketio.server, f"user:{user_id}")
 
 
 def register(sio: SocketIO) -> None:

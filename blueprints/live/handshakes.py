@@ -22,11 +22,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from socketio import Server
 
 log = logging.getLogger(__name__)
-EXTENSION = "patchbay_handshakes"
 
 
 class Handshakes:
@@ -117,10 +116,6 @@ def install(server: Server, handshakes: Handshakes) -> None:
     eio.on("connect", connect)
     eio.on("message", message)
     eio.on("disconnect", disconnect)
-
-
-def handshakes() -> Handshakes:
-    return current_app.extensions[EXTENSION]
 
 
 def current_eio_sid(server: Server) -> str | None:

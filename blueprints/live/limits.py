@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import current_app
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
+from blueprints.live.rooms import user_room
 from extensions import socketio
 
 
@@ -28,6 +29,6 @@ def check_socket_limit(user_id: int) -> None:
 def open_sockets(user_id: int) -> int:
     """The user's sockets connected to this process."""
     try:
-        return sum(1 for _ in socketio.server.manager.get_participants("/", f"user:{user_id}"))
+        return sum(1 for _ in socketio.server.manager.get_participants("/", user_room(user_id)))
     except KeyError:  # no such room: none
         return 0

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from blueprints.live import fleet as fleet_live
+from blueprints.live.rooms import job_room, user_room
 from extensions import socketio
 from services.progress import ProgressDigest
 
@@ -22,11 +23,11 @@ class JobPublisher:
 
     def __call__(self, job_id: int, owner_id: int | None,
                  events: list[dict[str, Any]]) -> None:
-        socketio.emit("job:events", {"job_id": job_id, "events": events}, to=f"job:{job_id}")
+        socketio.emit("job:events", {"job_id": job_id, "events": events}, to=job_room(job_id))
         if owner_id is not None:
             progress = self.progress.digest(job_id, events)
             if progress.message is not None:
-                socketio.emit("job:progress", progress.message, to=f"user:{owner_id}")
+                socketio.emit("job:progress", progress.message, to=user_room(owner_id))
             if progress.flush_in is not None:
                 socketio.start_background_task(self._flush_later, job_id, owner_id,
                                                progress.flush_in)
@@ -38,5 +39,5 @@ class JobPublisher:
             socketio.sleep(delay)
             progress = self.progress.flush(job_id)
             if progress.message is not None:
-                socketio.emit("job:progress", progress.message, to=f"user:{owner_id}")
+                socketio.emit("job:progress", progress.message, to=user_room(owner_id))
             delay = progress.flush_in

@@ -20,6 +20,7 @@ from flask import Flask
 
 from extensions import db
 from services.auth import login_sessions, tokens
+from services.console import console_services
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class SocketSweeper:
             sleep: Callable[[float], Any]) -> None:
         """Check every interval, forever (a background task of the console process)."""
         interval = float(app.config["SESSION_CHECK_INTERVAL"])
-        lifetimes = app.extensions["patchbay_session_lifetimes"]
+        lifetimes = console_services(app).session_lifetimes
         while True:
             sleep(interval)
             try:

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -15,6 +15,7 @@ from blueprints.http.forms import CreateUserForm, UpdateUserForm, first_error
 from extensions import db
 from models import AuditEntry, User
 from services.auth import users
+from services.console import console_services
 from tasks.errors import PatchbayError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -122,7 +123,7 @@ def job_target(target: str | None) -> int | None:
 @bp.get("/nodes")
 def nodes() -> str:
     """Every console node sharing the database: alive or dead, and the jobs it runs."""
-    membership = current_app.extensions["patchbay_nodes"]
+    membership = console_services().membership
     return render_template("admin/nodes.html", nodes=membership.states(),
                            this_node=membership.me.id, timeout=membership.timeout)
 

@@ -13,13 +13,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
 from blueprints.http.forms import LoginForm
-from blueprints.live.handlers import disconnect_user, login_room
-from blueprints.live.redis_manager import disconnect_room
 from extensions import db, limiter, socketio
 from models import User
 from services.audit import record
 from services.auth.login_slowdown import LoginSlowdown
 from services.auth.login_state import log_in, log_out
+from services.console import console_services
 from tasks.meters import LOGIN_SLOWDOWNS, LOGINS_DELAYED
 
 bp = Blueprint("auth", __name__)
@@ -46,7 +45,7 @@ def login() -> str | Response:
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        slowdown: LoginSlowdown = current_app.extensions["patchbay_login_slowdown"]
+        slowdown: LoginSlowdown = console_services().login_slowdown
         delay = slowdown.rule.delay(slowdown.failures(form.username.data))
         if delay:
             LOGINS_DELAYED.inc()
@@ -84,11 +83,9 @@ def logout() -> Response:
     session_id = log_out()
     # Only this browser's session ends (a copied cookie of it too); its open sockets go.
     if session_id is not None:
-        room = login_room(session_id)
-        socketio.emit("session:ended", {"reason": "logged out"}, to=room)
-        disconnect_room(socketio.server, room)
+        console_services().sockets.end_login(session_id, "logged out")
     else:
-        disconnect_user(user_id)
+        console_services().sockets.end_user(user_id)
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 
 from extensions import db, limiter
 from models import Job, JobHost
+from services.console import console_services
 from tasks.events.catalogue import describe
 from tasks.events.pages import iter_events
 
@@ -49,7 +50,7 @@ def job_log(job_id: int) -> Response:
     header = (f"# Patchbay job #{job.id}: {title}; started by "
               f"{job.created_by.username if job.created_by else 'nobody'} at "
               f"{job.created_at.isoformat()}Z" + (f"; server {host}" if host else "") + "\n")
-    events = iter_events(current_app.extensions["patchbay"].db_sessions, job_id, host,
+    events = iter_events(console_services().engine.db_sessions, job_id, host,
                          up_to=job.last_seq,
                          max_bytes=int(current_app.config["MAX_PAGE_BYTES"]))
     name = f"job-{job_id}" + (f"-{re.sub(r'[^A-Za-z0-9_.-]', '_', host)}" if host else "")

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from blueprints.http.query_args import JOB_KINDS, int_arg, job_filter
 from extensions import db
 from models import JOB_STATUSES, Job, Server, User
+from services.console import console_services
 from services.history import JobFilter, count_jobs, history_page, runbook_names, usual_host_duration
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
@@ -28,7 +29,7 @@ FILTER_FIELDS = ("status", "runbook", "kind", "user", "since", "until")
 def dashboard() -> str:
     try:
         runbooks = [book.describe()
-                    for book in current_app.extensions["patchbay"].runbooks().values()]
+                    for book in console_services().engine.runbooks().values()]
         runbook_error = None
     except RunbookError as exc:
         runbooks, runbook_error = [], str(exc)
@@ -63,7 +64,7 @@ def favicon() -> Response:
 
 def _runbook_steps(name: str) -> list[str]:
     try:
-        book = current_app.extensions["patchbay"].runbooks().get(name)
+        book = console_services().engine.runbooks().get(name)
     except RunbookError:
         book = None
     return [step.name for step in book.spec.steps] if book else []

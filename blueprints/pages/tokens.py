@@ -12,13 +12,13 @@ from werkzeug.wrappers import Response
 
 from blueprints.api.openapi import documented
 from blueprints.http.forms import CreateTokenForm, first_error
-from blueprints.live.redis_manager import disconnect_room
-from extensions import db, socketio
+from extensions import db
 from models import ApiToken, LoginSession, utcnow
 from services.auth import tokens
 from services.auth.auth_tokens import current_role
 from services.auth.login_state import current_login_session_id
 from services.commands import validation_error
+from services.console import console_services
 from tasks.errors import PatchbayError
 
 bp = Blueprint("tokens", __name__)
@@ -115,7 +115,7 @@ def create_token() -> tuple[Response, int]:
 def revoke_token(token_id: int) -> Response:
     token = _revocable(token_id)
     revoked = tokens.revoke_token(token)
-    disconnect_room(socketio.server, f"token:{token.id}")
+    console_services().sockets.end_token(token.id)
     return jsonify({"ok": True, "revoked": revoked, "token": token.summary()})
 
 
@@ -146,7 +146,7 @@ def create_from_page() -> str | tuple[str, int]:
 def revoke_from_page(token_id: int) -> Response:
     token = _revocable(token_id)
     tokens.revoke_token(token)
-    disconnect_room(socketio.server, f"token:{token.id}")
+    console_services().sockets.end_token(token.id)
     flash(f"Token {token.name} ({token.prefix}…) revoked.", "info")
     return redirect(url_for("tokens.account"))
 

@@ -15,7 +15,6 @@ from typing import Any
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -36,6 +35,7 @@ from extensions import db
 from models import Webhook
 from services import webhooks
 from services.audit import record
+from services.console import console_services
 from services.schemas import nul_field
 from services.webhooks.address import AddressPolicy
 from tasks.errors import PatchbayError
@@ -149,7 +149,7 @@ def delete_from_page(webhook_id: int) -> Response:
 
 def _addresses() -> AddressPolicy:
     """Where this node's deliveries may connect (``PATCHBAY_WEBHOOK_ALLOW_NETWORKS``)."""
-    return current_app.extensions["patchbay_webhooks"].settings.addresses
+    return console_services().webhooks.settings.addresses
 
 
 def _shown(hook: Webhook) -> dict[str, Any]:

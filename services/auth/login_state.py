@@ -16,6 +16,7 @@ from flask_login import login_user, logout_user
 
 from models import User
 from services.auth import login_sessions, socket_tokens, tokens
+from services.console import console_services
 
 LOGIN_KEY = "login_key"  # the session cookie's key of its LoginSession
 
@@ -66,4 +67,4 @@ def current_login_session_id() -> int | None:
 
 
 def _lifetimes() -> login_sessions.Lifetimes:
-    return current_app.extensions["patchbay_session_lifetimes"]
+    return console_services().session_lifetimes

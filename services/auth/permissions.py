@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from extensions import login_manager
 from services.auth.auth_tokens import check_socket_token, current_role
+from services.console import console_services
 from tasks.errors import PatchbayError
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -178,11 +179,11 @@ def open_to(app: Flask, endpoint: str, opens: Callable[[], bool]) -> None:
     """Let any request through ``endpoint`` while ``opens()`` says so (for machines that
     cannot log in, such as a Prometheus server at an allowed address); otherwise the
     endpoint's rule decides, as for every door."""
-    app.extensions.setdefault("patchbay_open_doors", {})[endpoint] = opens
+    console_services(app).open_doors[endpoint] = opens
 
 
 def _opened(endpoint: str) -> bool:
-    opens = current_app.extensions.get("patchbay_open_doors", {}).get(endpoint)
+    opens = console_services().open_doors.get(endpoint)
     return opens is not None and opens()
 
 

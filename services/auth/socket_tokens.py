@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app, has_request_context, request
 
 from models import ApiToken
+from services.console import console_services
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class SocketTokens:
 
 
 def socket_tokens(app: Flask) -> SocketTokens:
-    return app.extensions["patchbay_socket_tokens"]
+    return console_services(app).socket_tokens
 
 
 def current() -> SocketToken | None:

@@ -6,12 +6,11 @@ import re
 
 from sqlalchemy import func, select
 
-from blueprints.live.handlers import disconnect_user
-from blueprints.live.redis_manager import disconnect_room
-from extensions import db, socketio
+from extensions import db
 from models import ROLES, User
 from services.audit import record
 from services.auth import login_sessions, tokens
+from services.console import console_services
 from tasks.errors import PatchbayError
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -87,10 +86,10 @@ def _end_sessions(user: User, reason: str, revoke_tokens: bool, by: str | None) 
     login_sessions.end_all(user.id, reason)
     revoked = tokens.revoke_user_tokens(user, every_token=revoke_tokens, by=by)
     db.session.commit()
+    sockets = console_services().sockets
     for token_id in revoked:
-        disconnect_room(socketio.server, f"token:{token_id}")
-    socketio.emit("session:ended", {"reason": reason}, to=f"user:{user.id}")
-    disconnect_user(user.id)
+        sockets.end_token(token_id)
+    sockets.end_user(user.id, reason)
 
 
 def find_user(username: str) -> User:

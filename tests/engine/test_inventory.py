@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import Server
+from services.console import console_services
 from tasks.planning.inventory import InventoryError, apply_inventory, parse_inventory
 
 GOOD = textwrap.dedent("""\
@@ -405,7 +406,7 @@ def test_the_cli_import_seals_secrets_with_the_console_key(app, tmp_path):
     assert result.exit_code == 0, result.output
     with app.app_context():
         stored = db.session.scalar(select(Server).where(Server.name == "gs-01")).vars
-        box = app.extensions["patchbay"].secrets
+        box = console_services(app).engine.secrets
         assert box.open(stored["db_password"]["$sealed"]) == "s3cret-db"
 
 

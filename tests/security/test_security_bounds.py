@@ -19,6 +19,7 @@ import socketio as socketio_client
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 
+from services.console import console_services
 from tests.conftest import PASSWORD, PROJECT, AuthActions
 from tests.support.waiting import wait_until
 
@@ -634,19 +635,19 @@ def retaining_app(tmp_path: Path):
                                                 PASSWORD])
     assert result.exit_code == 0, result.output
     yield app
-    app.extensions["patchbay_retention"].stop()
+    console_services(app).retention.stop()
 
 
 def test_finding_4_with_a_retention_setting_each_node_prunes_by_itself(retaining_app):
     jobs = aged_jobs(retaining_app)
     recent = log_of(retaining_app, jobs["recent"])
 
-    retaining_app.extensions["patchbay_retention"].start()  # as start_node does
+    console_services(retaining_app).retention.start()  # as start_node does
     wait_until(lambda: [e["type"] for e in log_of(retaining_app, jobs["old"])] ==
                ["events_pruned", "job_finished"], 10, "the old job pruned")
 
     assert log_of(retaining_app, jobs["recent"]) == recent
-    assert retaining_app.extensions["patchbay_retention"].interval == 86_400
+    assert console_services(retaining_app).retention.interval == 86_400
 
 
 # -- Before login, and per socket (audit 3, item 8) -------------------------------------

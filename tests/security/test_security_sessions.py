@@ -17,6 +17,7 @@ import socketio as socketio_client
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from services.console import console_services
 from tests.conftest import PASSWORD, PROJECT, AuthActions, page_csrf_token, socket_test_client
 from tests.support.live_server import handshake
 from tests.support.waiting import wait_until
@@ -136,7 +137,7 @@ def test_finding_1_lifetimes_are_configurable_and_the_cookie_follows_them(tmp_pa
                       "SESSION_IDLE_TIMEOUT": 600, "SESSION_MAX_AGE": 3600,
                       "ASYNC_MODE": "threading"})
 
-    lifetimes = app.extensions["patchbay_session_lifetimes"]
+    lifetimes = console_services(app).session_lifetimes
     assert lifetimes.idle == timedelta(minutes=10)
     assert lifetimes.absolute == timedelta(hours=1)
     assert app.permanent_session_lifetime == timedelta(hours=1)
@@ -570,7 +571,7 @@ def test_audit3_1_a_token_socket_keeps_its_cap_on_the_server_and_forgets_it_on_l
     ack = sock.emit("job:start", {"runbook": "basic", "params": {}, "servers": ["x"]},
                     callback=True)
     assert ack["error"]["code"] == "forbidden"
-    sockets = app.extensions["patchbay_socket_tokens"]
+    sockets = console_services(app).socket_tokens
     assert [t.id for t in sockets.all()] == [token_id]
     sock.disconnect()
     assert sockets.all() == []

@@ -10,6 +10,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from services.console import console_services
 from tests.conftest import PASSWORD, PROJECT
 
 
@@ -268,7 +269,7 @@ def test_runbook_files_changed_on_disk_are_audited(tmp_path):
         from tests.conftest import PROJECT
 
         upgrade(directory=str(PROJECT / "migrations"))
-        engine = app.extensions["patchbay"]
+        engine = console_services(app).engine
         engine.runbooks()
         edited = (books / "sleepy.yml").read_text().replace("napping", "dozing")
         (books / "sleepy.yml").write_text(edited)

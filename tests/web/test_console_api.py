@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pytest
 
+from services.console import console_services
 from tests.conftest import socket_test_client
 
 S2_LINES = [f"line {i}" for i in range(1, 601)]
@@ -250,7 +251,7 @@ def test_a_failed_adhoc_job_reruns_its_command_as_typed_on_the_servers_that_fail
                                position=1))
         db.session.commit()
         job_id = job.id
-    plan = seeded.extensions["patchbay"].rerun_plan(job_id)
+    plan = console_services(seeded).engine.rerun_plan(job_id)
 
     assert (plan.kind, plan.runbook_name, plan.params) == \
         ("adhoc", "adhoc", {"command": command})
@@ -272,7 +273,7 @@ def test_the_reachability_probe_stores_every_round_and_publishes_changes(seeded)
         threading.Thread(target=function, args=args, daemon=True).start()
 
     with seeded.app_context():
-        sessions = seeded.extensions["patchbay"].db_sessions
+        sessions = console_services(seeded).engine.db_sessions
         probe = ReachabilityProbe(
             sessions=sessions, publish=lambda rows, at: published.append((rows, at)),
             start_task=start_task, wanted=lambda: False, settings=ProbeSettings(),

@@ -29,6 +29,7 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from models import AuditEntry, Job, JobEvent, JobHost, Server, Webhook, WebhookDelivery, utcnow
+from services.console import console_services
 from services.webhooks import (
     PER_HOOK_IN_FLIGHT,
     DeliveryWorker,
@@ -814,7 +815,7 @@ def test_audit3_4_a_webhook_to_an_internal_address_is_refused_when_saved_naming_
 
 def test_audit3_4_with_loopback_allowed_a_local_receiver_is_saved_and_delivered(
         local_app, admin, sessions, receiver):
-    worker = local_app.extensions["patchbay_webhooks"]  # the factory's sender
+    worker = console_services(local_app).webhooks  # the factory's sender
 
     created = admin.post("/api/webhooks", headers={"X-CSRFToken": admin.token},
                          json={"url": receiver.url("/allowed"), "events": ["job_started"]})
