@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     # Flask's; the OpenAPI document names it. Served over TLS (production's default)
     # the default becomes HOST_SESSION_COOKIE.
     "SESSION_COOKIE_NAME": "session",
+    # None: the cookie is the console's host's alone (and may be __Host-session over TLS)
+    "SESSION_COOKIE_DOMAIN": None,
+    "WTF_CSRF_FIELD_NAME": "csrf_token",  # Flask-WTF's; login and logout drop it
     # CSRF: Flask-WTF's own check is off; services/auth/auth_tokens.py runs it for every
     # cookie-session request in these methods (bearer-token requests carry no cookie).
     "WTF_CSRF_CHECK_DEFAULT": False,
@@ -205,7 +208,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
         if app.config["SESSION_COOKIE_NAME"] == DEFAULTS["SESSION_COOKIE_NAME"] \
-                and not app.config.get("SESSION_COOKIE_DOMAIN"):
+                and not app.config["SESSION_COOKIE_DOMAIN"]:
             # The browser keeps a __Host- cookie only when Secure, for this host alone
             # and path /: no sibling subdomain or plain-HTTP page can plant one.
             app.config["SESSION_COOKIE_NAME"] = HOST_SESSION_COOKIE

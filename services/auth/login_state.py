@@ -58,7 +58,7 @@ def log_out(reason: str = "logout") -> int | None:
 def forget_csrf_secret() -> None:
     """Drop the session's CSRF secret (and this request's token made from it): the next
     page gets a new one. The secret lives as long as its login, never across one."""
-    session.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    session.pop(current_app.config["WTF_CSRF_FIELD_NAME"], None)
     g.pop("csrf_token", None)
 
 
