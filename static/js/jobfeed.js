@@ -16,153 +16,150 @@
  * A row starts from per-batch counts (data-batches); the first server event of a row
  * whose servers are not known by name loads them from GET /api/jobs/<id>.
  */
-(function () {
-  "use strict";
-  const el = window.Patchbay.el;
+import { P } from "./core/live.js";
+import * as R from "./core/rollout.js";
 
-  const P = window.Patchbay;
-  const R = window.PatchbayRollout || null; // rollout.js; without it, rows have no rollout
-  const table = document.querySelector("table[data-job-feed]");
-  if (!P || !table) return;
+const el = P.el;
+const table = document.querySelector("table[data-job-feed]");
+const tbody = table ? table.tBodies[0] : null;
+const inserting = Boolean(table) && table.dataset.jobFeed === "insert";
+const mayGate = Boolean(table) && table.dataset.mayGate === "true";
+const LIVE = new Set(["running", "paused"]);
+const maxRows = Math.max(tbody ? tbody.querySelectorAll("tr[data-job-id]").length : 0, 10);
+const me = (document.getElementById("current-user") || {}).textContent || "";
+const rows = new Map();
+const fetching = new Set();
+const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
 
-  const tbody = table.tBodies[0];
-  const inserting = table.dataset.jobFeed === "insert";
-  const mayGate = table.dataset.mayGate === "true";
-  const LIVE = new Set(["running", "paused"]);
-  const maxRows = Math.max(tbody.querySelectorAll("tr[data-job-id]").length, 10);
-  const me = (document.getElementById("current-user") || {}).textContent || "";
-  const rows = new Map();
-  const fetching = new Set();
-  const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
-
-  function track(row) {
-    const entry = {
-      row,
-      status: row.dataset.status,
-      total: Number(row.dataset.total) || 0,
-      done: Number(row.dataset.done) || 0,
-      counts: readCounts(row),
-      badge: row.querySelector(".job-status-cell"),
-      progress: row.querySelector(".job-progress"),
-      latest: row.querySelector(".job-latest"),
-      duration: row.querySelector(".job-duration"),
-      box: row.querySelector(".job-rollout"),
-      rollout: R ? new R.Rollout() : null,
-      named: false, // the rollout knows its servers by name (job_started, or the API)
-      buffer: null, // events held while the servers are loaded
-      gateError: "",
-    };
-    if (entry.rollout) {
-      entry.rollout.setCounts(readJSON(row.dataset.batches, []));
-      entry.rollout.setLog(readJSON(row.dataset.gates, []));
-      entry.rollout.setJobStatus(entry.status);
-    }
-    rows.set(Number(row.dataset.jobId), entry);
-    return entry;
+function track(row) {
+  const entry = {
+    row,
+    status: row.dataset.status,
+    total: Number(row.dataset.total) || 0,
+    done: Number(row.dataset.done) || 0,
+    counts: readCounts(row),
+    badge: row.querySelector(".job-status-cell"),
+    progress: row.querySelector(".job-progress"),
+    latest: row.querySelector(".job-latest"),
+    duration: row.querySelector(".job-duration"),
+    box: row.querySelector(".job-rollout"),
+    rollout: new R.Rollout(),
+    named: false, // the rollout knows its servers by name (job_started, or the API)
+    buffer: null, // events held while the servers are loaded
+    gateError: "",
+  };
+  if (entry.rollout) {
+    entry.rollout.setCounts(readJSON(row.dataset.batches, []));
+    entry.rollout.setLog(readJSON(row.dataset.gates, []));
+    entry.rollout.setJobStatus(entry.status);
   }
+  rows.set(Number(row.dataset.jobId), entry);
+  return entry;
+}
 
-  function readJSON(text, fallback) {
-    try {
-      return JSON.parse(text || "null") || fallback;
-    } catch (err) {
-      return fallback;
-    }
+function readJSON(text, fallback) {
+  try {
+    return JSON.parse(text || "null") || fallback;
+  } catch (err) {
+    return fallback;
   }
+}
 
-  function readCounts(row) {
-    return readJSON(row.dataset.counts, {});
+function readCounts(row) {
+  return readJSON(row.dataset.counts, {});
+}
+
+/** As _job_rows.html: "0 / 8 succeeded · 1 failed · 7 skipped" (a stopped rollout is
+ * not a finished one). */
+const APART = ["failed", "cancelled", "interrupted", "skipped"];
+function progressText(counts, total) {
+  let text = (counts.succeeded || 0) + " / " + total + " succeeded";
+  for (const status of APART) {
+    if (counts[status]) text += " · " + counts[status] + " " + status;
   }
+  return text;
+}
 
-  /** As _job_rows.html: "0 / 8 succeeded · 1 failed · 7 skipped" (a stopped rollout is
-   * not a finished one). */
-  const APART = ["failed", "cancelled", "interrupted", "skipped"];
-  function progressText(counts, total) {
-    let text = (counts.succeeded || 0) + " / " + total + " succeeded";
-    for (const status of APART) {
-      if (counts[status]) text += " · " + counts[status] + " " + status;
-    }
-    return text;
+/** The row's status and progress; its rollout too unless `rollout` is false. */
+function render(entry, rollout) {
+  entry.row.dataset.status = entry.status;
+  entry.badge.className = "badge status-" + entry.status + " job-status-cell";
+  entry.badge.textContent = entry.status;
+  entry.progress.textContent = progressText(entry.counts, entry.total);
+  if (rollout !== false) renderRollout(entry);
+}
+
+/** Segments, the gate (paused: Promote / Abort or who can), who acted at gates. */
+function renderRollout(entry) {
+  if (!entry.box || !entry.rollout) return;
+  const rollout = entry.rollout;
+  const parts = [];
+  if (rollout.count) {
+    const list = el("ol", "batch-segments");
+    R.renderSegments(list, rollout.segments(), true);
+    parts.push(list);
   }
-
-  /** The row's status and progress; its rollout too unless `rollout` is false. */
-  function render(entry, rollout) {
-    entry.row.dataset.status = entry.status;
-    entry.badge.className = "badge status-" + entry.status + " job-status-cell";
-    entry.badge.textContent = entry.status;
-    entry.progress.textContent = progressText(entry.counts, entry.total);
-    if (rollout !== false) renderRollout(entry);
-  }
-
-  /** Segments, the gate (paused: Promote / Abort or who can), who acted at gates. */
-  function renderRollout(entry) {
-    if (!entry.box || !entry.rollout) return;
-    const rollout = entry.rollout;
-    const parts = [];
-    if (rollout.count) {
-      const list = el("ol", "batch-segments");
-      R.renderSegments(list, rollout.segments(), true);
-      parts.push(list);
-    }
-    if (entry.status === "paused") {
-      const gate = el("div", "job-gate");
-      const after = rollout.gate ? R.batchPhrase(rollout.gate.batch, rollout.count) : "a batch";
-      gate.append(el("span", "job-gate-text", "paused after " + after));
-      if (mayGate) {
-        const promote = el("button", "button button-small button-primary promote-button",
-          rollout.gate ? "Promote: start " + R.batchName(rollout.gate.next, rollout.count)
-            : "Promote");
-        const abort = el("button", "button button-small button-danger abort-button", "Abort");
-        for (const [button, action] of [[promote, "promote"], [abort, "abort"]]) {
-          button.type = "button";
-          button.dataset.action = action;
-          button.disabled = Boolean(entry.acting);
-        }
-        gate.append(promote, abort);
-      } else {
-        gate.append(el("span", "muted job-gate-viewer",
-          "an operator can promote it or abort it"));
+  if (entry.status === "paused") {
+    const gate = el("div", "job-gate");
+    const after = rollout.gate ? R.batchPhrase(rollout.gate.batch, rollout.count) : "a batch";
+    gate.append(el("span", "job-gate-text", "paused after " + after));
+    if (mayGate) {
+      const promote = el("button", "button button-small button-primary promote-button",
+        rollout.gate ? "Promote: start " + R.batchName(rollout.gate.next, rollout.count)
+          : "Promote");
+      const abort = el("button", "button button-small button-danger abort-button", "Abort");
+      for (const [button, action] of [[promote, "promote"], [abort, "abort"]]) {
+        button.type = "button";
+        button.dataset.action = action;
+        button.disabled = Boolean(entry.acting);
       }
-      if (entry.gateError) gate.append(el("span", "job-gate-error", entry.gateError));
-      parts.push(gate);
+      gate.append(promote, abort);
+    } else {
+      gate.append(el("span", "muted job-gate-viewer",
+        "an operator can promote it or abort it"));
     }
-    const acts = rollout.log.filter((item) => item.kind === "promoted" || item.kind === "aborted");
-    if (acts.length) {
-      parts.push(el("span", "job-gates", acts.map((item) => item.kind === "promoted"
-        ? "promoted by " + (item.by || "an operator")
-        : "aborted at the gate by " + (item.by || "an operator")).join("; ")));
-    }
-    entry.box.replaceChildren(...parts);
+    if (entry.gateError) gate.append(el("span", "job-gate-error", entry.gateError));
+    parts.push(gate);
   }
+  const acts = rollout.log.filter((item) => item.kind === "promoted" || item.kind === "aborted");
+  if (acts.length) {
+    parts.push(el("span", "job-gates", acts.map((item) => item.kind === "promoted"
+      ? "promoted by " + (item.by || "an operator")
+      : "aborted at the gate by " + (item.by || "an operator")).join("; ")));
+  }
+  entry.box.replaceChildren(...parts);
+}
 
-  /** Promote or abort from a row: load its servers (for the question), ask, act. */
-  async function gateAction(id, action) {
-    const entry = rows.get(id);
-    if (!entry || !entry.rollout || entry.acting) return;
-    entry.gateError = "";
-    for (const item of entry.rollout.log) item.fresh = false;
-    await refresh(id);
-    if (entry.status !== "paused") return;
-    const ask = action === "promote" ? R.askPromote : R.askAbort;
-    if (!(await ask(id, entry.rollout))) return;
-    entry.acting = true;
+/** Promote or abort from a row: load its servers (for the question), ask, act. */
+async function gateAction(id, action) {
+  const entry = rows.get(id);
+  if (!entry || !entry.rollout || entry.acting) return;
+  entry.gateError = "";
+  for (const item of entry.rollout.log) item.fresh = false;
+  await refresh(id);
+  if (entry.status !== "paused") return;
+  const ask = action === "promote" ? R.askPromote : R.askAbort;
+  if (!(await ask(id, entry.rollout))) return;
+  entry.acting = true;
+  render(entry);
+  const ack = await R.act(action, id);
+  entry.acting = false;
+  if (!ack.ok) {
+    entry.gateError = (ack.error && ack.error.message) ||
+      (action === "promote" ? "Promote failed." : "Abort failed.");
     render(entry);
-    const ack = await R.act(action, id);
-    entry.acting = false;
-    if (!ack.ok) {
-      entry.gateError = (ack.error && ack.error.message) ||
-        (action === "promote" ? "Promote failed." : "Abort failed.");
-      render(entry);
-      return;
-    }
-    // This page may not get the job's events (another user's job): say it here; the
-    // event, if it comes, takes its place.
-    const kind = action === "promote" ? "promoted" : "aborted";
-    if (!entry.rollout.log.some((item) => item.kind === kind && item.fresh)) {
-      entry.rollout.log.push({ kind, by: me, local: true });
-    }
-    await refresh(id);
+    return;
   }
+  // This page may not get the job's events (another user's job): say it here; the
+  // event, if it comes, takes its place.
+  const kind = action === "promote" ? "promoted" : "aborted";
+  if (!entry.rollout.log.some((item) => item.kind === kind && item.fresh)) {
+    entry.rollout.log.push({ kind, by: me, local: true });
+  }
+  await refresh(id);
+}
 
+if (table) {
   table.addEventListener("click", (event) => {
     const target = event.target;
     if (!(target instanceof Element)) return;
@@ -170,173 +167,199 @@
     const row = button && button.closest("tr[data-job-id]");
     if (row) gateAction(Number(row.dataset.jobId), button.dataset.action);
   });
+}
 
-  /** A row like templates/jobs/_job_rows.html renders, from what is known so far. */
-  function buildRow(job) {
-    const row = el("tr", "job-new");
-    row.dataset.jobId = String(job.id);
-    row.dataset.status = job.status;
-    row.dataset.total = String(job.total);
-    row.dataset.done = String(job.done);
-    const head = el("th");
-    head.scope = "row";
-    const link = el("a", null, "#" + job.id);
-    link.href = P.root + "/jobs/" + job.id;
-    head.append(link);
-    const what = el("td", "job-what");
-    if (job.kind === "adhoc") {
-      what.append(el("span", "badge", "ad-hoc"), " ",
-        el("code", "kind-adhoc", String((job.params || {}).command || "").slice(0, 80)));
-    } else {
-      what.append(el("span", "job-runbook", job.runbook), " ");
-      const params = el("span", "params");
-      for (const [name, value] of Object.entries(job.params || {})) {
-        params.append(el("code", null, name + "=" + value), " ");
-      }
-      what.append(params);
+/** A row like templates/jobs/_job_rows.html renders, from what is known so far. */
+function buildRow(job) {
+  const row = el("tr", "job-new");
+  row.dataset.jobId = String(job.id);
+  row.dataset.status = job.status;
+  row.dataset.total = String(job.total);
+  row.dataset.done = String(job.done);
+  const head = el("th");
+  head.scope = "row";
+  const link = el("a", null, "#" + job.id);
+  link.href = P.root + "/jobs/" + job.id;
+  head.append(link);
+  const what = el("td", "job-what");
+  if (job.kind === "adhoc") {
+    what.append(el("span", "badge", "ad-hoc"), " ",
+      el("code", "kind-adhoc", String((job.params || {}).command || "").slice(0, 80)));
+  } else {
+    what.append(el("span", "job-runbook", job.runbook), " ");
+    const params = el("span", "params");
+    for (const [name, value] of Object.entries(job.params || {})) {
+      params.append(el("code", null, name + "=" + value), " ");
     }
-    const status = el("td");
-    status.append(el("span", "badge job-status-cell"), " ", el("span", "job-progress"), " ",
-      el("span", "job-latest muted"), el("div", "job-rollout"));
-    const started = el("td");
-    const time = el("time", null, job.createdAt.slice(0, 19).replace("T", " "));
-    time.dateTime = job.createdAt;
-    started.append(time);
-    row.append(head, what, status, el("td", "job-user", job.createdBy || "—"), started,
-      el("td", "job-duration"), el("td"));
-    return row;
+    what.append(params);
   }
+  const status = el("td");
+  status.append(el("span", "badge job-status-cell"), " ", el("span", "job-progress"), " ",
+    el("span", "job-latest muted"), el("div", "job-rollout"));
+  const started = el("td");
+  const time = el("time", null, job.createdAt.slice(0, 19).replace("T", " "));
+  time.dateTime = job.createdAt;
+  started.append(time);
+  row.append(head, what, status, el("td", "job-user", job.createdBy || "—"), started,
+    el("td", "job-duration"), el("td"));
+  return row;
+}
 
-  function insert(job) {
-    const empty = tbody.querySelector("tr.empty-row");
-    if (empty) empty.remove();
-    const entry = track(buildRow(job));
-    tbody.prepend(entry.row);
-    const all = tbody.querySelectorAll("tr[data-job-id]");
-    for (let i = maxRows; i < all.length; i++) {
-      rows.delete(Number(all[i].dataset.jobId));
-      all[i].remove();
+function insert(job) {
+  const empty = tbody.querySelector("tr.empty-row");
+  if (empty) empty.remove();
+  const entry = track(buildRow(job));
+  tbody.prepend(entry.row);
+  const all = tbody.querySelectorAll("tr[data-job-id]");
+  for (let i = maxRows; i < all.length; i++) {
+    rows.delete(Number(all[i].dataset.jobId));
+    all[i].remove();
+  }
+  render(entry);
+  return entry;
+}
+
+/** Insert or refresh a row from GET /api/jobs/<id> (its state as of now). */
+async function refresh(id) {
+  if (fetching.has(id)) return;
+  fetching.add(id);
+  const known = rows.get(id);
+  if (known) known.buffer = known.buffer || [];
+  try {
+    const { job } = await P.fetchJSON("/api/jobs/" + id);
+    let entry = rows.get(id);
+    const done = job.hosts.filter((h) => FINISHED.has(h.status)).length;
+    const counts = {};
+    for (const h of job.hosts) counts[h.status] = (counts[h.status] || 0) + 1;
+    if (!entry) {
+      if (!inserting) return;
+      entry = insert({ id, kind: job.kind, runbook: job.runbook, params: job.params,
+        status: job.status, total: job.hosts.length, done, createdBy: job.created_by,
+        createdAt: job.created_at });
+    }
+    entry.status = job.status;
+    entry.total = job.hosts.length;
+    entry.done = done;
+    entry.counts = counts;
+    // The servers by name and batch, then what happened after this answer was made.
+    if (entry.rollout) {
+      entry.rollout.setHosts(job.hosts);
+      entry.rollout.setJobStatus(job.status);
+      entry.named = true;
+    }
+    // What came while the answer was on its way and is newer than it: a job_finished
+    // there must not be undone by the answer's older "running".
+    for (const event of entry.buffer || []) {
+      if (event.seq > (job.last_seq || 0)) fold(entry, event);
     }
     render(entry);
-    return entry;
+  } catch (err) {
+    console.error("job " + id, err);
+  } finally {
+    fetching.delete(id);
+    const entry = rows.get(id);
+    if (entry) entry.buffer = null;
   }
+}
 
-  /** Insert or refresh a row from GET /api/jobs/<id> (its state as of now). */
-  async function refresh(id) {
-    if (fetching.has(id)) return;
-    fetching.add(id);
-    const known = rows.get(id);
-    if (known) known.buffer = known.buffer || [];
-    try {
-      const { job } = await P.fetchJSON("/api/jobs/" + id);
-      let entry = rows.get(id);
-      const done = job.hosts.filter((h) => FINISHED.has(h.status)).length;
-      const counts = {};
-      for (const h of job.hosts) counts[h.status] = (counts[h.status] || 0) + 1;
-      if (!entry) {
-        if (!inserting) return;
-        entry = insert({ id, kind: job.kind, runbook: job.runbook, params: job.params,
-          status: job.status, total: job.hosts.length, done, createdBy: job.created_by,
-          createdAt: job.created_at });
-      }
-      entry.status = job.status;
-      entry.total = job.hosts.length;
-      entry.done = done;
-      entry.counts = counts;
-      // The servers by name and batch, then what happened after this answer was made.
-      if (entry.rollout) {
-        entry.rollout.setHosts(job.hosts);
-        entry.rollout.setJobStatus(job.status);
-        entry.named = true;
-      }
-      // What came while the answer was on its way and is newer than it: a job_finished
-      // there must not be undone by the answer's older "running".
-      for (const event of entry.buffer || []) {
-        if (event.seq > (job.last_seq || 0)) fold(entry, event);
-      }
-      render(entry);
-    } catch (err) {
-      console.error("job " + id, err);
-    } finally {
-      fetching.delete(id);
-      const entry = rows.get(id);
-      if (entry) entry.buffer = null;
+/** A progress message's latest output line, as "[server] line". */
+function showLatest(entry, latest) {
+  if (!latest || !LIVE.has(entry.status)) return;
+  entry.latest.textContent = "[" + latest.host + "] " + String(latest.line).slice(0, 120);
+}
+
+/** Fold one event into a row's state; whether its segments changed and whether the
+ * row needs its servers' names first (a host event before job_started). */
+function fold(entry, event) {
+  const data = event.data || {};
+  let changed = false;
+  let needNames = false;
+  if (event.type === "job_started") entry.named = true;
+  if (!entry.rollout) {
+    // no rollout.js on this page: status and progress only
+  } else if (entry.named || !event.host) {
+    changed = entry.rollout.apply(event);
+  } else {
+    needNames = true;
+  }
+  if (event.type === "job_paused") {
+    entry.status = "paused";
+  } else if ((event.type === "job_resumed" || event.type === "job_aborted") && entry.rollout) {
+    if (event.type === "job_resumed") entry.status = "running";
+    entry.gateError = "";
+    // The event names who did it: it replaces what this page said after its own ack.
+    const kind = event.type === "job_resumed" ? "promoted" : "aborted";
+    const log = entry.rollout.log;
+    const local = log.findIndex((item) => item.local && item.kind === kind);
+    if (local >= 0) log.splice(local, 1);
+    const last = log[log.length - 1];
+    if (last && last.kind === kind) last.fresh = true;
+  } else if (event.type === "job_resumed" || event.type === "job_aborted") {
+    if (event.type === "job_resumed") entry.status = "running";
+    entry.gateError = "";
+  } else if (event.type === "host_finished") {
+    entry.done = Math.min(entry.total, entry.done + 1);
+    const status = data.status || "failed";
+    entry.counts[status] = (entry.counts[status] || 0) + 1;
+  } else if (event.type === "job_finished") {
+    entry.status = data.status || "failed";
+    entry.latest.textContent = "";
+    if (typeof data.duration === "number") {
+      entry.duration.textContent = data.duration.toFixed(1) + " s";
     }
   }
+  return { changed, needNames };
+}
 
-  /** A progress message's latest output line, as "[server] line". */
-  function showLatest(entry, latest) {
-    if (!latest || !LIVE.has(entry.status)) return;
-    entry.latest.textContent = "[" + latest.host + "] " + String(latest.line).slice(0, 120);
+function apply(entry, events) {
+  let needNames = false;
+  let changed = false;
+  for (const event of events) {
+    // A GET of this row is in flight: its answer may predate this event, which is
+    // then folded in again on top of it (refresh).
+    if (entry.buffer) entry.buffer.push(event);
+    const folded = fold(entry, event);
+    changed = folded.changed || changed;
+    needNames = folded.needNames || needNames;
   }
+  render(entry, changed || events.some((event) => event.type === "job_finished"));
+  if (needNames && !entry.buffer) refresh(Number(entry.row.dataset.jobId));
+}
 
-  /** Fold one event into a row's state; whether its segments changed and whether the
-   * row needs its servers' names first (a host event before job_started). */
-  function fold(entry, event) {
-    const data = event.data || {};
-    let changed = false;
-    let needNames = false;
-    if (event.type === "job_started") entry.named = true;
-    if (!entry.rollout) {
-      // no rollout.js on this page: status and progress only
-    } else if (entry.named || !event.host) {
-      changed = entry.rollout.apply(event);
-    } else {
-      needNames = true;
-    }
-    if (event.type === "job_paused") {
-      entry.status = "paused";
-    } else if ((event.type === "job_resumed" || event.type === "job_aborted") && entry.rollout) {
-      if (event.type === "job_resumed") entry.status = "running";
-      entry.gateError = "";
-      // The event names who did it: it replaces what this page said after its own ack.
-      const kind = event.type === "job_resumed" ? "promoted" : "aborted";
-      const log = entry.rollout.log;
-      const local = log.findIndex((item) => item.local && item.kind === kind);
-      if (local >= 0) log.splice(local, 1);
-      const last = log[log.length - 1];
-      if (last && last.kind === kind) last.fresh = true;
-    } else if (event.type === "job_resumed" || event.type === "job_aborted") {
-      if (event.type === "job_resumed") entry.status = "running";
-      entry.gateError = "";
-    } else if (event.type === "host_finished") {
-      entry.done = Math.min(entry.total, entry.done + 1);
-      const status = data.status || "failed";
-      entry.counts[status] = (entry.counts[status] || 0) + 1;
-    } else if (event.type === "job_finished") {
-      entry.status = data.status || "failed";
-      entry.latest.textContent = "";
-      if (typeof data.duration === "number") {
-        entry.duration.textContent = data.duration.toFixed(1) + " s";
-      }
-    }
-    return { changed, needNames };
+let connected = 0;
+
+/** A job's progress message: its row follows; a job started elsewhere gets a row. */
+function progressed(payload) {
+  const id = Number(payload.job_id);
+  let entry = rows.get(id);
+  if (entry) {
+    apply(entry, payload.events);
+    showLatest(entry, payload.latest);
+    return;
   }
-
-  function apply(entry, events) {
-    let needNames = false;
-    let changed = false;
-    for (const event of events) {
-      // A GET of this row is in flight: its answer may predate this event, which is
-      // then folded in again on top of it (refresh).
-      if (entry.buffer) entry.buffer.push(event);
-      const folded = fold(entry, event);
-      changed = folded.changed || changed;
-      needNames = folded.needNames || needNames;
-    }
-    render(entry, changed || events.some((event) => event.type === "job_finished"));
-    if (needNames && !entry.buffer) refresh(Number(entry.row.dataset.jobId));
+  if (!inserting) return;
+  const started = payload.events.find((event) => event.type === "job_started");
+  if (!started || started.seq !== 1) {
+    refresh(id); // joined mid-job: take its current state from the API
+    return;
   }
+  const data = started.data || {};
+  const servers = data.servers || [];
+  entry = insert({ id, kind: data.kind, runbook: data.runbook, params: data.params,
+    status: "running", total: servers.length, done: 0, createdBy: me,
+    createdAt: new Date(started.ts * 1000).toISOString() });
+  apply(entry, payload.events);
+  showLatest(entry, payload.latest);
+}
 
-  for (const row of tbody.querySelectorAll("tr[data-job-id]")) renderRollout(track(row));
-
+/** Follow the user's jobs (job:progress); refresh live rows after a reconnect. */
+function follow() {
   try {
     P.connect();
   } catch (err) {
     console.error(err);
     return;
   }
-  let connected = 0;
   P.onConnect(() => {
     connected += 1;
     if (connected === 1) return;
@@ -344,26 +367,14 @@
       if (LIVE.has(entry.status)) refresh(id);
     }
   });
-  P.onJobProgress((payload) => {
-    const id = Number(payload.job_id);
-    let entry = rows.get(id);
-    if (entry) {
-      apply(entry, payload.events);
-      showLatest(entry, payload.latest);
-      return;
-    }
-    if (!inserting) return;
-    const started = payload.events.find((event) => event.type === "job_started");
-    if (!started || started.seq !== 1) {
-      refresh(id); // joined mid-job: take its current state from the API
-      return;
-    }
-    const data = started.data || {};
-    const servers = data.servers || [];
-    entry = insert({ id, kind: data.kind, runbook: data.runbook, params: data.params,
-      status: "running", total: servers.length, done: 0, createdBy: me,
-      createdAt: new Date(started.ts * 1000).toISOString() });
-    apply(entry, payload.events);
-    showLatest(entry, payload.latest);
-  });
-})();
+  P.onJobProgress(progressed);
+}
+
+if (table) {
+  for (const row of tbody.querySelectorAll("tr[data-job-id]")) renderRollout(track(row));
+  follow();
+}
+
+// For tests (tests/browser/test_ux_rollouts.py folds events in the page), as rollout.js
+// exposed it before it was a module.
+window.PatchbayRollout = R;

@@ -4,19 +4,16 @@
  * menu is always open (app.css). Without this script the header shows everything.
  * Escape closes the menu and puts the focus back on its button.
  */
-(function () {
-  "use strict";
 
-  const header = document.querySelector(".site-header");
-  const button = document.getElementById("menu-toggle");
-  const menu = document.getElementById("site-menu");
-  if (!header || !button || !menu) return;
+const header = document.querySelector(".site-header");
+const button = document.getElementById("menu-toggle");
+const menu = document.getElementById("site-menu");
+function setOpen(open) {
+  button.setAttribute("aria-expanded", String(open));
+  header.classList.toggle("menu-open", open);
+}
 
-  function setOpen(open) {
-    button.setAttribute("aria-expanded", String(open));
-    header.classList.toggle("menu-open", open);
-  }
-
+if (header && button && menu) {
   header.classList.add("has-menu");
   button.addEventListener("click", () => {
     setOpen(button.getAttribute("aria-expanded") !== "true");
@@ -26,4 +23,4 @@
     setOpen(false);
     button.focus();
   });
-})();
+}

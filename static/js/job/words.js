@@ -1,0 +1,137 @@
+/*
+ * The job page's words (pure: no DOM, tested in Node): reasons, progress, versions,
+ * wait steps' lines. Times are passed in (`now`, epoch seconds), never read here.
+ */
+import { formatDuration, plural } from "../core/format.js";
+import { countdown } from "../core/rollout-model.js";
+
+export const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
+
+/** A server's or step's reason, with its exit code unless the reason says it, or the
+ * step was stopped by a signal (the reason then says "stopped (TERM)"), or it has
+ * none (-1: killed). */
+export function reasonText(reason, exitCode, signal) {
+  let text = reason || "";
+  if (exitCode !== null && exitCode !== undefined && exitCode !== -1 && !signal &&
+      !text.includes("code " + exitCode)) {
+    text = text ? text + " (exit code " + exitCode + ")" : "exit code " + exitCode;
+  }
+  return text;
+}
+
+/** The statuses apart: "0 / 8 succeeded · 1 failed · 7 skipped" (a stopped rollout
+ * is not a finished one). */
+const PROGRESS_ORDER = ["failed", "cancelled", "interrupted", "skipped", "running", "pending"];
+export function progressText(counts, total) {
+  let text = (counts.succeeded || 0) + " / " + total + " succeeded";
+  for (const status of PROGRESS_ORDER) {
+    if (counts[status]) text += " · " + counts[status] + " " + (status === "pending" ? "waiting" : status);
+  }
+  return text;
+}
+
+/** What the Version cell says: the version the server reported in this job, marked
+ * when its on_failure steps rolled it back, or when a step ran after the report. */
+export function versionText(host) {
+  if (!host.version) return "";
+  if (host.onFailure === "succeeded" && host.versionState === "verified") {
+    return "rolled back to " + host.version + " ✓";
+  }
+  return host.versionState === "unverified" ? host.version + " (unverified)" : host.version;
+}
+
+/** "steps:0:build": a step's key in a server's open step headers. */
+export function stepKey(data) {
+  return (data.phase || "steps") + ":" + data.index + ":" + data.step;
+}
+
+/** "2 s", "0.5 s", "1 min 00 s". */
+export function seconds(value) {
+  return Number.isInteger(value) && value < 60 ? value + " s" : formatDuration(value);
+}
+
+export function secondsLeft(wait, now) {
+  return wait.deadline === null ? null : Math.max(0, wait.deadline - now);
+}
+
+/** The wait in a few words, for the Step cell: "drain: waiting for ^0$ · 42 s left". */
+export function waitWords(wait, now) {
+  if (wait.ended) return wait.step + ": " + wait.ended.words;
+  const left = secondsLeft(wait, now);
+  return wait.step + ": waiting for " + wait.until +
+    (left === null ? "" : " · " + countdown(left) + " left");
+}
+
+/** The probe's one log line: what it printed last (the panel shows all of it), and
+ * the countdown or how the wait ended. */
+export function probeLine(wait, now) {
+  const last = wait.output.length ? wait.output[wait.output.length - 1] : "";
+  const said = wait.output.length ? ": \u201c" + last.slice(0, 200) + "\u201d" : ": no output";
+  const code = wait.exitCode === null || wait.exitCode === undefined ? ""
+    : " (exit " + wait.exitCode + ")";
+  let text = "probe " + wait.attempt + said + code + " · ";
+  if (wait.ended) return text + wait.ended.words;
+  text += wait.matched ? "matched" : "no match yet";
+  const left = secondsLeft(wait, now);
+  return left === null ? text : text + " · " + countdown(left) + " left";
+}
+
+/** How a wait step ended, in words: "matched after 3 probes", "timed out after 30 s,
+ * proceeding", "failed: …". */
+export function waitEndWords(wait, status, reason) {
+  const probes = wait.attempt + " probe" + (wait.attempt === 1 ? "" : "s");
+  const timeout = wait.timeout ? " after " + seconds(wait.timeout) : "";
+  if (status === "ok" && wait.matched) return "matched after " + probes;
+  if (status === "ok") return "timed out" + timeout + ", proceeding";
+  if (status === "failed" && /^timed out/.test(reason)) return "timed out" + timeout + ", failed";
+  return status + (reason ? ": " + reason : "");
+}
+
+/** A step header's label: "step 2/5", "on failure 1", "soak check 1". */
+export function stepLabel(phase, index, stepCount) {
+  const total = phase === "steps" && stepCount ? "/" + stepCount : "";
+  return phase === "on_failure" ? "on failure " + (index + 1)
+    : phase === "health" ? "soak check " + (index + 1)
+      : phase === "probe" ? "asking the server its build"
+        : "step " + (index + 1) + total;
+}
+
+/** A finished step's header result: "failed · exit code 2 · 1.2 s — reason". */
+export function stepResult(data, status, isWait) {
+  const parts = [status];
+  if (data.exit_code !== null && data.exit_code !== undefined && data.exit_code !== -1 &&
+      !data.signal) {
+    parts.push("exit code " + data.exit_code);
+  }
+  const duration = formatDuration(data.duration);
+  if (duration) parts.push(duration);
+  let text = parts.join(" · ");
+  if (data.reason && (status !== "ok" || isWait)) text += " — " + data.reason;
+  return text;
+}
+
+/** The servers a re-run would run (those that did not succeed, by status) and the
+ * words for it: "Re-run failed" only when something failed; a cancelled job's servers
+ * that never finished "Run again". `hosts`: the model's Map of host models. */
+export function rerunChoice(hosts) {
+  const names = [];
+  const counts = {};
+  for (const host of hosts.values()) {
+    if (host.status === "succeeded") continue;
+    names.push(host.name);
+    counts[host.status] = (counts[host.status] || 0) + 1;
+  }
+  const failed = counts.failed || 0;
+  const n = names.length;
+  let label = n === hosts.size ? "Run again" : "Run again on unfinished servers";
+  let confirm = "Run again on " + plural(n, "server");
+  if (failed && failed === n) {
+    label = "Re-run failed servers";
+    confirm = "Re-run " + plural(n, "failed server");
+  } else if (failed) {
+    label = "Re-run failed and unfinished servers";
+    confirm = "Re-run " + plural(n, "server");
+  }
+  const why = Object.entries(counts).map(([status, count]) => count + " " + status).join(", ");
+  return { names, why, label, confirm };
+}
