@@ -3,8 +3,10 @@
 The engine is handed its world (a session factory, the event log, a transport and a
 task starter) and knows nothing of Flask requests or Socket.IO. Planning lives in
 :mod:`tasks.planning.plan`, running in :mod:`tasks.running.job_run`, the rollout rules in
-:mod:`tasks.rollout.strategy`, and what a job's log says of its progress in
-:mod:`tasks.events.resume`.
+:mod:`tasks.rollout.strategy`, what a job's log says of its progress in
+:mod:`tasks.events.resume` (and of a job found without its owner in
+:mod:`tasks.running.recovery`), and the settings (``EngineSettings.from_config``) in
+:mod:`tasks.settings`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any
 
@@ -21,45 +22,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import LIVE_JOB_STATUSES, Job, JobEvent, User
 from tasks.errors import PatchbayError
-from tasks.events.resume import ON_FAILURE, PROBE, STEPS, VERSION_FACT, read_progress
+from tasks.events.resume import JobProgress
 from tasks.events.writer import EventLog
 from tasks.nodes.membership import claim_job
 from tasks.planning.plan import HostPlan, JobPlan, Planner, stored_plan
-from tasks.planning.runbooks import VERSION_PROBE_STEP, Runbook
+from tasks.planning.runbooks import Runbook
 from tasks.planning.secrets import SecretBox, SecretUnreadable
-from tasks.rollout.strategy import count_statuses
-from tasks.running.job_run import JobRun, JobWorld, RunSettings
+from tasks.running.context import JobWorld
+from tasks.running.job_run import JobRun
+from tasks.running.recovery import interrupt, progress_of, reports_version
+from tasks.settings import EngineSettings
 from tasks.transport.protocol import HostSession, Target, Transport
 from tasks.transport.ssh import SSHHostSession
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EngineSettings", "HostPlan", "JobEngine", "JobPlan"]
-
-
-@dataclass
-class EngineSettings:
-    default_parallel: int = 10
-    max_concurrent_hosts: int = 500
-    connect_timeout: float = 10
-    ssh_window: int = 32_768  # bytes: each step channel's SSH window (tasks/transport/ssh.py)
-    step_timeout: float = 3600
-    kill_grace: float = 5
-    flush_interval: float = 0.05
-    flush_lines: int = 500
-    node_id: str = "local"
-    known_hosts: str | None = None  # for servers whose inventory names none
-    remote_run_dir: str = "~/.patchbay/runs"
-    reattach_timeout: float = 120
-    remote_run_retention: float = 7 * 86_400
-    max_step_output: int = 1 << 30
-    max_job_output: int = 2 << 30  # bytes of output lines stored per job
-
-    def run_settings(self) -> RunSettings:
-        return RunSettings(self.step_timeout, self.flush_interval, self.flush_lines,
-                           self.remote_run_dir, self.reattach_timeout,
-                           self.remote_run_retention, self.max_step_output,
-                           self.max_job_output)
 
 
 class JobEngine:
@@ -82,10 +60,11 @@ class JobEngine:
         self.secrets = secrets or SecretBox(token_hex(32))
         self.planner = Planner(db_sessions, runbooks, settings.default_parallel,
                                settings.known_hosts, settings.node_id, self.secrets)
-        self.world = JobWorld(events, transport or self._ssh_session, start_task,
-                              threading.BoundedSemaphore(settings.max_concurrent_hosts),
-                              self._cancel_requested, settings.run_settings(),
-                              self._gate_request)
+        self.world = JobWorld(
+            events=events, transport=transport or self._ssh_session, start_task=start_task,
+            host_slots=threading.BoundedSemaphore(settings.max_concurrent_hosts),
+            is_cancel_requested=self._cancel_requested, settings=settings.run_settings(),
+            gate_request=self._gate_request)
         self._running: dict[int, JobRun] = {}
         self._running_lock = threading.Lock()
 
@@ -115,7 +94,7 @@ class JobEngine:
         self._launch(run)
         return job.id
 
-    def _launch(self, run: JobRun, progress: Any = None) -> None:
+    def _launch(self, run: JobRun, progress: JobProgress | None = None) -> None:
         with self._running_lock:
             self._running[run.job_id] = run
 
@@ -255,13 +234,13 @@ class JobEngine:
                     why_not = f"the job cannot be resumed: {exc.message}"
                     log.error("job %s: %s", job_id, why_not)
             if why_not is not None:
-                unfinished = [(h.name, h.current_step, _reports_version(h.plan))
+                unfinished = [(h.name, h.current_step, reports_version(h.plan))
                               for h in job.hosts if h.status in ("pending", "running")]
                 finished = [h.status for h in job.hosts
                             if h.status not in ("pending", "running")]
                 owner_id, last_seq = job.created_by_id, job.last_seq
                 session.rollback()
-                self._interrupt(job_id, owner_id, last_seq, unfinished, finished, why_not)
+                interrupt(self.events, job_id, owner_id, last_seq, unfinished, finished, why_not)
                 return
             last_seq = session.scalar(select(func.max(JobEvent.seq))
                                       .where(JobEvent.job_id == job_id)) or 0
@@ -272,15 +251,7 @@ class JobEngine:
             if job.node_id != self.settings.node_id:
                 job.node_id = self.settings.node_id
                 session.commit()
-        first = plan.hosts[0] if plan.hosts else None
-        progress = read_progress(
-            events, [h.name for h in plan.hosts],
-            {STEPS: [s.capture for s in first.steps] if first else [],
-             ON_FAILURE: [s.capture for s in first.on_failure] if first else [],
-             PROBE: [VERSION_FACT]},
-            {STEPS: [s.name for s in first.steps] if first else [],
-             ON_FAILURE: [s.name for s in first.on_failure] if first else [],
-             PROBE: [VERSION_PROBE_STEP]})
+        progress = progress_of(plan, events)
         self.events.open_job(job_id, owner_id, last_seq)
         under_way = sorted(name for name, host in progress.hosts.items()
                            if host.state in ("between", "in_step"))
@@ -291,37 +262,6 @@ class JobEngine:
             run.cancel.set()
         self._launch(run, progress)
 
-    def _interrupt(self, job_id: int, owner_id: int | None, last_seq: int,
-                   unfinished: list[tuple[str, str | None, bool]], finished: list[str],
-                   why: str) -> None:
-        """End a job that cannot be resumed: its unfinished servers and the job itself
-        become ``interrupted`` (they can be re-run), and its server locks go. A server
-        stopped inside a step of a runbook that reports versions may run another build
-        now: its last reported version becomes unverified."""
-        self.events.open_job(job_id, owner_id, last_seq)
-        counts = count_statuses(finished + ["interrupted"] * len(unfinished))
-        for name, step, reports_version in unfinished:
-            outcome: dict[str, Any] = {
-                "status": "interrupted", "failed_step": step,
-                "reason": f"the console stopped while this server was in progress, and "
-                          f"{why}"}
-            if step is not None and reports_version:
-                outcome["version_state"] = "unverified"
-            self.events.append(job_id, "host_finished", name, outcome)
-        self.events.append(job_id, "job_finished", None, {
-            "status": "interrupted", "counts": counts,
-            "reason": "the console process stopped before the job finished"})
-        self.events.wait_written()
-
     def _ssh_session(self, target: Target) -> HostSession:
         return SSHHostSession(target, self.settings.connect_timeout, self.settings.kill_grace,
                               window=self.settings.ssh_window)
-
-
-def _reports_version(plan: dict[str, Any] | None) -> bool:
-    """Whether a server's stored plan has a step that reports its version (a plan
-    recorded before plans were stored is assumed to)."""
-    if plan is None or plan.get("version_probe"):
-        return True
-    return any(step.get("capture") == VERSION_FACT
-               for phase in (STEPS, ON_FAILURE) for step in plan.get(phase) or [])

@@ -375,7 +375,7 @@ def _plan(captures: list[str | None], rollback: list[str | None]):
 ])
 def test_item_1_a_version_is_verified_only_when_reported_after_the_last_step(
         captures, status, facts, unreported, state):
-    from tasks.running.job_run import version_state
+    from tasks.running.outcomes import version_state
 
     assert version_state(_plan(captures, []), status, facts, unreported) == state
 

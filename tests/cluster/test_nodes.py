@@ -21,7 +21,7 @@ from tasks.engine import EngineSettings, JobEngine
 from tasks.events.writer import EventLog
 from tasks.nodes.membership import Membership, NodeIdentity
 from tasks.planning.runbooks import parse_runbook
-from tasks.running import job_run as running
+from tasks.running import server_run
 from tests.support.engine_world import EngineWorld, engine_database, start_thread
 from tests.support.fake_transport import FakeFleet, Script, lines
 from tests.support.waiting import wait_until
@@ -60,7 +60,7 @@ def database(tmp_path: Path) -> str:
 @pytest.fixture
 def make_node(database, fleet, monkeypatch):
     """``make_node(name, transport=None)``: an engine plus its membership, as one node."""
-    monkeypatch.setattr(running, "RECONNECT_FIRST_DELAY", 0.05)
+    monkeypatch.setattr(server_run, "RECONNECT_FIRST_DELAY", 0.05)
     built: list[tuple[JobEngine, Any]] = []
 
     def make(name: str, transport=None) -> NodeWorld:

@@ -27,7 +27,7 @@ from tasks.rollout.strategy import (
     not_started_outcome,
     split_batches,
 )
-from tasks.running import job_run as running
+from tasks.running import server_run
 from tests.support.engine_world import EngineWorld, engine_database, engine_process
 from tests.support.fake_transport import FakeFleet, Script, lines
 from tests.support.waiting import wait_until
@@ -78,7 +78,7 @@ def database(tmp_path: Path) -> str:
 def make_world(database, fleet, monkeypatch):
     """Builds engines on the test's database, each as its own "process" (its own
     SQLAlchemy engine and event log): ``make_world(transport=..., **settings)``."""
-    monkeypatch.setattr(running, "RECONNECT_FIRST_DELAY", 0.05)  # backoff starts sooner
+    monkeypatch.setattr(server_run, "RECONNECT_FIRST_DELAY", 0.05)  # backoff starts sooner
     built: list[tuple[JobEngine, Any]] = []
 
     def make(transport=None, **settings: Any) -> EngineWorld:

@@ -18,7 +18,8 @@ from tasks.engine import JobEngine
 from tasks.errors import PatchbayError
 from tasks.events.resume import read_progress
 from tasks.planning.runbooks import parse_runbook
-from tasks.running import job_run as running
+from tasks.rollout import gate_run
+from tasks.running import job_run
 from tests.support.engine_world import EngineWorld, engine_database, engine_process
 from tests.support.fake_transport import FakeFleet, Script, lines
 from tests.support.waiting import wait_until
@@ -102,7 +103,8 @@ def database(tmp_path: Path) -> str:
 @pytest.fixture
 def make_world(database, fleet, monkeypatch):
     """Engines on the test's database, each as its own "process"."""
-    monkeypatch.setattr(running, "CANCEL_POLL_SECONDS", 0.1)
+    monkeypatch.setattr(job_run, "CANCEL_POLL_SECONDS", 0.1)
+    monkeypatch.setattr(gate_run, "CANCEL_POLL_SECONDS", 0.1)
     built: list[tuple[JobEngine, Any]] = []
 
     def make(transport=None) -> EngineWorld:

@@ -29,7 +29,7 @@ from tasks.events.writer import EventLog
 from tasks.planning.adhoc import CommandRunbook
 from tasks.planning.runbooks import HostContext, parse_runbook
 from tasks.planning.secrets import MASK, Masker, SecretBox, SecretUnreadable
-from tasks.running import job_run as running
+from tasks.running import server_run
 from tasks.running.output import HostOutput
 from tasks.transport.step_output import MAX_LINE_BYTES, LineSplitter
 from tests.conftest import PASSWORD
@@ -199,7 +199,7 @@ def database(tmp_path: Path) -> str:
 @pytest.fixture
 def make_world(database, fleet, monkeypatch):
     """Engines on the test's database, each its own "process" with its own key."""
-    monkeypatch.setattr(running, "RECONNECT_FIRST_DELAY", 0.05)
+    monkeypatch.setattr(server_run, "RECONNECT_FIRST_DELAY", 0.05)
     monkeypatch.setenv(ENV_NAME, ENV_SECRET)
     built: list[tuple[JobEngine, Any]] = []
 

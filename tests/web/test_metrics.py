@@ -24,7 +24,7 @@ from tasks.engine import EngineSettings, JobEngine
 from tasks.events.writer import EventLog
 from tasks.meters import REGISTRY
 from tasks.planning.runbooks import parse_runbook
-from tasks.running import job_run as running
+from tasks.running import server_run
 from tasks.transport.protocol import Target
 from tasks.transport.ssh import SSHError, SSHHostSession
 from tests.conftest import AuthActions, socket_test_client, write_inventory
@@ -160,7 +160,7 @@ def fleet():
 @pytest.fixture
 def fake_world(tmp_path: Path, fleet, monkeypatch):
     """An engine over the fake fleet whose event log counts into the metrics."""
-    monkeypatch.setattr(running, "RECONNECT_FIRST_DELAY", 0.05)
+    monkeypatch.setattr(server_run, "RECONNECT_FIRST_DELAY", 0.05)
     db = create_engine(engine_database(tmp_path, [f"h{i}" for i in range(1, 7)]))
     sessions = sessionmaker(bind=db, expire_on_commit=False)
     events = EventLog(sessions, lambda *args: None, start_thread)
