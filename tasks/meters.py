@@ -30,7 +30,7 @@ STEP_STATUSES = ("ok", "failed", "cancelled")
 # rollout stopped first), interrupted (the console stopped); internal: a bug.
 HOST_REASONS = ("ok", "step_failed", "connect", "timeout", "output_limit", "lost",
                 "cancelled", "skipped", "interrupted", "internal", "other")
-# Why an SSH connection failed (tasks.transport.ssh.connect_failure_kind) or broke (dropped).
+# Why an SSH connection failed (tasks.transport.connecting.connect_failure_kind) or broke (dropped).
 SSH_FAILURE_REASONS = ("auth", "host_key", "refused", "timeout", "unreachable", "dns",
                        "protocol", "dropped", "other")
 OTHER = "other"
