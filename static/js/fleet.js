@@ -352,7 +352,8 @@ if (mayRollBack) {
   }
 }
 
-let first = true;
+let first = true; // the first subscribe asks for a probe round
+
 // A version changed: other servers of its tags may drift now (or no longer).
 let refreshing = null;
 function refreshSoon() {
@@ -363,7 +364,6 @@ function refreshSoon() {
     if (ack.ok) update(ack.servers);
   }, 300);
 }
-
 
 if (table) {
   update(JSON.parse(document.getElementById("fleet-data").textContent || "[]"));

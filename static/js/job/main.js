@@ -142,83 +142,107 @@ function takeChanges(page) {
 }
 
 /** The work in slices (building the servers, applying events) and the frames. */
-function createLoop(page, onApplied) {
-  const toBuild = (page.job.hosts || []).slice(); // the job's servers not built yet
-  let built = 0;
-  const queue = []; // events handed over by the store, in seq order, not applied yet
-  let queueAt = 0;
-  let pumpQueued = false;
-  const slices = { count: 0, most: 0 }; // slices that applied events; most in one (tests)
-  const pumpChannel = new MessageChannel(); // a task at once, unlike a nested setTimeout
-  let renderedAt = 0; // when flush last rendered
-  let flushQueued = false;
-  let flushFrame = 0; // the frame asked for ...
-  let flushTimer = 0; // ... and the timer in case none comes: the one that runs cancels the other
-
-  function schedulePump() {
-    if (pumpQueued) return;
-    pumpQueued = true;
-    pumpChannel.port2.postMessage(null);
+class Loop {
+  constructor(page, onApplied) {
+    this.page = page;
+    this.onApplied = onApplied; // after a slice that applied events
+    this.toBuild = (page.job.hosts || []).slice(); // the job's servers not built yet
+    this.built = 0;
+    this.queue = []; // events handed over by the store, in seq order, not applied yet
+    this.queueAt = 0;
+    this.pumpQueued = false;
+    this.counts = { count: 0, most: 0 }; // slices that applied events; most in one (tests)
+    this.pumpChannel = new MessageChannel(); // a task at once, unlike a nested setTimeout
+    this.pumpChannel.port1.onmessage = () => this.pump();
+    this.renderedAt = 0; // when flush last rendered
+    this.flushQueued = false;
+    this.flushFrame = 0; // the frame asked for ...
+    this.flushTimer = 0; // ... and the timer in case none comes: the one that runs cancels the other
+    this.applyEvents = this.applyEvents.bind(this);
+    this.scheduleFlush = this.scheduleFlush.bind(this);
+    this.flush = this.flush.bind(this);
   }
 
-  function buildSlice(deadline) {
-    while (built < toBuild.length && performance.now() < deadline) {
-      const host = toBuild[built];
-      built += 1;
+  /** The store's events, in seq order: applied in slices (see pump). */
+  applyEvents(events) {
+    for (const event of events) this.queue.push(event);
+    this.schedulePump();
+  }
+
+  slices() {
+    return { ...this.counts };
+  }
+
+  schedulePump() {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    this.pumpChannel.port2.postMessage(null);
+  }
+
+  buildSlice(deadline) {
+    const page = this.page;
+    while (this.built < this.toBuild.length && performance.now() < deadline) {
+      const host = this.toBuild[this.built];
+      this.built += 1;
       ensureHost(page.model, host.name, host.batch, page.changes);
       takeChanges(page);
     }
   }
 
-  function applySlice(deadline) {
+  applySlice(deadline) {
+    const page = this.page;
+    const queue = this.queue;
     let count = 0;
     const now = Date.now() / 1000;
-    while (queueAt < queue.length && count < SLICE_EVENTS &&
+    while (this.queueAt < queue.length && count < SLICE_EVENTS &&
            (count === 0 || performance.now() < deadline)) {
-      applyEvent(page.model, queue[queueAt], page.changes, now);
+      applyEvent(page.model, queue[this.queueAt], page.changes, now);
       takeChanges(page);
-      queueAt += 1;
+      this.queueAt += 1;
       count += 1;
     }
     return count;
   }
 
   /** One slice of the page's work: the servers' rows and logs first, then events. */
-  function pump() {
-    pumpQueued = false;
+  pump() {
+    this.pumpQueued = false;
     const deadline = performance.now() + SLICE_MS;
-    buildSlice(deadline);
-    const count = built === toBuild.length ? applySlice(deadline) : 0;
-    if (count) {
-      page.appliedUpTo = queue[queueAt - 1].seq;
-      if (queueAt === queue.length) {
-        queue.length = 0;
-        queueAt = 0;
-      } else if (queueAt >= 4096) {
-        queue.splice(0, queueAt);
-        queueAt = 0;
-      }
-      slices.count += 1;
-      slices.most = Math.max(slices.most, count);
-      page.changes.header = true;
-      onApplied();
-    }
-    scheduleFlush();
-    if (built < toBuild.length || queueAt < queue.length) schedulePump();
+    this.buildSlice(deadline);
+    const count = this.built === this.toBuild.length ? this.applySlice(deadline) : 0;
+    if (count) this.applied(count);
+    this.scheduleFlush();
+    if (this.built < this.toBuild.length || this.queueAt < this.queue.length) this.schedulePump();
   }
-  pumpChannel.port1.onmessage = pump;
+
+  /** A slice applied `count` events: the seq reached, the queue trimmed. */
+  applied(count) {
+    const queue = this.queue;
+    this.page.appliedUpTo = queue[this.queueAt - 1].seq;
+    if (this.queueAt === queue.length) {
+      queue.length = 0;
+      this.queueAt = 0;
+    } else if (this.queueAt >= 4096) {
+      queue.splice(0, this.queueAt);
+      this.queueAt = 0;
+    }
+    this.counts.count += 1;
+    this.counts.most = Math.max(this.counts.most, count);
+    this.page.changes.header = true;
+    this.onApplied();
+  }
 
   /** Many events still to apply, and the DOM rendered not long ago: render later. */
-  function catchingUp() {
-    return queue.length - queueAt > CATCH_UP_EVENTS &&
-      performance.now() - renderedAt < CATCH_UP_MS;
+  catchingUp() {
+    return this.queue.length - this.queueAt > CATCH_UP_EVENTS &&
+      performance.now() - this.renderedAt < CATCH_UP_MS;
   }
 
-  function scheduleFlush() {
-    if (flushQueued) return;
-    flushQueued = true;
-    flushFrame = requestAnimationFrame(flush);
-    flushTimer = setTimeout(flush, 250); // background tabs get no animation frames
+  scheduleFlush() {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    this.flushFrame = requestAnimationFrame(this.flush);
+    this.flushTimer = setTimeout(this.flush, 250); // background tabs get no animation frames
   }
 
   /** One frame's DOM work. The logs first: they read their scroll positions before
@@ -227,15 +251,16 @@ function createLoop(page, onApplied) {
    * starting or finishing at once change is spread over a few frames (each changed row
    * costs the browser style and layout work). data-applied-seq says `appliedUpTo` once
    * the DOM shows all of it. */
-  function flush() {
-    if (!flushQueued) return;
-    flushQueued = false;
+  flush() {
+    if (!this.flushQueued) return;
+    this.flushQueued = false;
     // Else a frame asked for before a timer's flush would run flush again in the frame
     // after, as many times as asked: each one laying out what the one before wrote.
-    cancelAnimationFrame(flushFrame);
-    clearTimeout(flushTimer);
-    if (catchingUp()) return; // the slices call again
-    renderedAt = performance.now();
+    cancelAnimationFrame(this.flushFrame);
+    clearTimeout(this.flushTimer);
+    if (this.catchingUp()) return; // the slices call again
+    this.renderedAt = performance.now();
+    const page = this.page;
     const near = page.near.queued ? measureNear(page) : null; // reads, before any write
     page.logs.render();
     const changes = page.changes;
@@ -253,23 +278,11 @@ function createLoop(page, onApplied) {
     changes.rollout = false;
     if (near) buildNear(page, near); // writes, last
     if (changes.hosts.size || changes.order) {
-      scheduleFlush();
+      this.scheduleFlush();
     } else if (document.body.dataset.appliedSeq !== String(page.appliedUpTo)) {
       document.body.dataset.appliedSeq = String(page.appliedUpTo);
     }
   }
-
-  return {
-    /** The store's events, in seq order: applied in slices (see pump). */
-    applyEvents(events) {
-      for (const event of events) queue.push(event);
-      schedulePump();
-    },
-    pump,
-    catchingUp,
-    scheduleFlush,
-    slices: () => ({ ...slices }),
-  };
 }
 
 function createLogs(page, loop) {
@@ -371,7 +384,7 @@ function start(root) {
   const replayLines = Math.max(50, Math.min(2000,
     Math.floor(HELD_LINES / Math.max(1, (page.job.hosts || []).length))));
   let health = null;
-  const loop = createLoop(page, () => health.progress());
+  const loop = new Loop(page, () => health.progress());
   page.scheduleFlush = loop.scheduleFlush;
   page.scheduleNear = () => {
     if (!page.lazyLogs) return;
@@ -417,7 +430,7 @@ if (root) {
     store,
     appliedSeq: () => store.applied,
     renderedSeq: () => page.appliedUpTo,
-    slices: loop.slices,
+    slices: () => loop.slices(),
     logStats: () => page.logs.stats(),
     select: (name) => select(page, name),
   });
