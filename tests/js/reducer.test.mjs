@@ -248,6 +248,16 @@ test("job_finished: servers left unfinished end as stored, or as the job did", (
   assert.deepEqual(effects, [{ kind: "finished" }]);
 });
 
+test("job_finished keeps what the events said of a finished server", () => {
+  const { model } = fold([
+    started(["h01", "h02"]),
+    ev("host_started", {}, "h01"),
+    ev("host_finished", { status: "failed", reason: "boom" }, "h01"),
+    ev("job_finished", { status: "cancelled" }),
+  ], { stored: ["pending", "pending"] });
+  assert.deepEqual([...model.hosts.values()].map((host) => host.status), ["failed", "cancelled"]);
+});
+
 test("a pruned log says so (a message for the page)", () => {
   const { effects } = fold([ev("events_pruned", { days: 1, events: 120 })]);
   assert.deepEqual(effects, [{ kind: "message", text: "This job's log was pruned after 1 day " +
