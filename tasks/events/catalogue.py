@@ -8,7 +8,7 @@ chat webhook posts (services.webhooks.payloads.slack) for the types it posts.
 
 docs/live-api.md's event tables are the public contract: tests/engine/test_event_catalogue.py
 checks this module against them, and against the CLI's own copy of the types
-(``patchbay_cli.output``, which imports nothing of the app). Clients ignore types they do
+(``patchbay_cli.story``, which imports nothing of the app). Clients ignore types they do
 not know, so a new type is added here, in the doc and in the CLI together.
 """
 

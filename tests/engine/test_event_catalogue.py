@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from patchbay_cli import output as cli_output
+from patchbay_cli import story as cli_output
 from tasks.events.catalogue import (
     CATALOGUE,
     EVENT_TYPES,

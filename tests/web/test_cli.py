@@ -179,7 +179,7 @@ def test_an_event_beyond_a_hole_waits_for_it_and_the_end_is_kept():
 def test_plain_lines_name_the_server_and_mark_the_stream():
     import io
 
-    from patchbay_cli.output import PlainRenderer
+    from patchbay_cli.plain import PlainRenderer
 
     out = io.StringIO()
     renderer = PlainRenderer(7, stream=out)

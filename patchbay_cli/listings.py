@@ -1,0 +1,96 @@
+"""The read-only commands: ``patchbay jobs``, ``show``, ``servers`` and ``runbooks``,
+each a table (or, with ``--json``, the API's JSON)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from patchbay_cli.exits import EXIT_SUCCEEDED, refusals
+from patchbay_cli.settings import Settings
+from patchbay_cli.tables import job_params, print_json, table, when
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--status", help="Only jobs with this status.")
+@click.option("--runbook", help="Only jobs of this runbook (adhoc: ad-hoc commands).")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON.")
+@click.pass_obj
+@refusals
+def jobs(settings: Settings, limit: int, status: str | None, runbook: str | None,
+         as_json: bool) -> int:
+    """Recent jobs, newest first."""
+    listed = settings.api().get("/api/jobs", limit=limit, status=status,
+                                runbook=runbook)["jobs"]
+    if as_json:
+        print_json(listed)
+        return EXIT_SUCCEEDED
+    table(["JOB", "STATUS", "RUNBOOK", "PARAMS", "SERVERS", "BY", "CREATED (UTC)"], [
+        [j["id"], j["status"], j["runbook"], job_params(j), len(j["hosts"]), j["created_by"],
+         when(j["created_at"])] for j in listed])
+    return EXIT_SUCCEEDED
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON.")
+@click.pass_obj
+@refusals
+def show(settings: Settings, job_id: int, as_json: bool) -> int:
+    """One job: its status and each server's."""
+    api = settings.api()
+    job = api.job(job_id)
+    if as_json:
+        print_json(job)
+        return EXIT_SUCCEEDED
+    click.echo(f"job #{job['id']} {job['runbook']} ({job['kind']}): {job['status']}")
+    about = [("params", job_params(job)), ("strategy", json.dumps(job["strategy"])),
+             ("created", f"{when(job['created_at'])} UTC by {job['created_by']}"),
+             ("finished", job["finished_at"] and f"{when(job['finished_at'])} UTC"),
+             ("rerun of", job["rerun_of"]), ("reruns", ", ".join(map(str, job["reruns"]))),
+             ("page", f"{api.url}/jobs/{job['id']}")]
+    for label, value in about:
+        if value:
+            click.echo(f"  {label}: {value}")
+    click.echo()
+    table(["SERVER", "BATCH", "STATUS", "STEP", "EXIT", "REASON"], [
+        [h["name"], h["batch"] + 1, h["status"], h["failed_step"] or h["current_step"],
+         h["exit_code"], h["reason"]] for h in job["hosts"]])
+    return EXIT_SUCCEEDED
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON.")
+@click.pass_obj
+@refusals
+def servers(settings: Settings, as_json: bool) -> int:
+    """The servers of the inventory."""
+    listed = settings.api().get("/api/servers")["servers"]
+    if as_json:
+        print_json(listed)
+        return EXIT_SUCCEEDED
+    reach = {True: "yes", False: "no", None: "?"}
+    table(["SERVER", "ADDRESS", "TAGS", "VERSION", "LAST JOB", "REACHABLE"], [
+        [s["name"], f"{s['host']}:{s['port']}", ",".join(s["tags"]), s["version"],
+         f"#{s['last_job_id']} {s['last_status']}" if s["last_job_id"] else "",
+         reach.get(s["reachable"], "?")] for s in listed])
+    return EXIT_SUCCEEDED
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON.")
+@click.pass_obj
+@refusals
+def runbooks(settings: Settings, as_json: bool) -> int:
+    """The runbooks, with their parameters."""
+    listed = settings.api().get("/api/runbooks")["runbooks"]
+    if as_json:
+        print_json(listed)
+        return EXIT_SUCCEEDED
+    table(["RUNBOOK", "PARAMS", "STEPS", "DESCRIPTION"], [
+        [b["name"], " ".join(f"{n}{'' if p['required'] else '?'}"
+                             for n, p in b["params"].items()),
+         len(b["steps"]), b["description"]] for b in listed])
+    return EXIT_SUCCEEDED
