@@ -7,7 +7,7 @@ when a service must reach sockets it goes through :class:`services.console.Socke
 which the live door implements.
 
 - ``console.py``: the typed accessor for the app's long-lived objects.
-- ``commands.py`` + ``schemas.py``: the job commands behind both doors, and their input.
+- ``commands.py`` + ``schemas/``: the job commands behind both doors, and their input.
 - ``auth/``: users, login sessions and their slow-down, API tokens, permissions.
 - ``audit.py``, ``builds.py``, ``history.py``, ``fleet.py``, ``retention.py``,
   ``progress.py``, ``metrics.py``, ``limiter_recovery.py``: one job each.

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from services.schemas import AdhocCommand, StartJob, nul_field
+from services.schemas.nul import nul_field
+from services.schemas.payloads import AdhocCommand, StartJob
 from tasks.engine import JobEngine, JobPlan
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import CommandRunbook

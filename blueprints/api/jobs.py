@@ -32,25 +32,20 @@ from services.commands import (
 )
 from services.console import console_services
 from services.history import jobs_page
-from services.schemas import (
-    AdhocCommand,
+from services.schemas.answers import (
     CancelAnswer,
     EventPage,
-    EventPageQuery,
     GateAnswer,
     JobAnswer,
     JobList,
-    JobListQuery,
     JobStarted,
     PlanAnswer,
-    RollbackServer,
-    RollbackServers,
     RunbookList,
     SearchAnswer,
-    SearchQuery,
     ServerList,
-    StartJob,
 )
+from services.schemas.payloads import AdhocCommand, RollbackServer, RollbackServers, StartJob
+from services.schemas.queries import EventPageQuery, JobListQuery, SearchQuery
 from tasks.errors import PatchbayError
 from tasks.events.pages import read_page, search_output
 

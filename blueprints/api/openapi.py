@@ -3,7 +3,7 @@
 Paths come from the app's URL map (every rule under ``/api/``, whichever blueprint added
 it), so a new route is listed the moment it exists. What a route takes and answers comes
 from :func:`documented`, which a view declares with the pydantic models of its body,
-query string and answer (``services/schemas.py``); a route that declares nothing is
+query string and answer (``services/schemas/``); a route that declares nothing is
 still listed, with a generic description.
 """
 
@@ -18,7 +18,7 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from services.schemas import ErrorAnswer
+from services.schemas.answers import ErrorAnswer
 
 View = TypeVar("View", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"

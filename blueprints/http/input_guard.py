@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask, jsonify, render_template, request
 from werkzeug.wrappers import Response
 
-from services.schemas import NUL
+from services.schemas.nul import NUL
 
 
 def refuse_nul_in_arguments() -> tuple[Response | str, int] | None:

@@ -36,7 +36,7 @@ from services.auth.permissions import check_socket_event
 from services.auth.socket_tokens import socket_tokens
 from services.commands import Caller, Commands, error_body, internal_error, parse
 from services.console import console_services
-from services.schemas import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
+from services.schemas.payloads import AdhocCommand, FleetSubscribe, JobRef, StartJob, Subscribe
 from tasks.errors import PatchbayError
 from tasks.meters import SOCKET_CONNECTIONS
 

@@ -36,7 +36,7 @@ from models import Webhook
 from services import webhooks
 from services.audit import record
 from services.console import console_services
-from services.schemas import nul_field
+from services.schemas.nul import nul_field
 from services.webhooks.address import AddressPolicy
 from tasks.errors import PatchbayError
 

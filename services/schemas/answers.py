@@ -1,100 +1,14 @@
-"""One pydantic schema per client payload (Socket.IO events and JSON API bodies), and
-the shapes of the JSON API's answers and query strings.
-
-The payload schemas validate (``services.commands.parse``). The answer and query models
-document: ``/api/openapi.json`` is generated from them, and the tests check every route's
-answers against that document.
-"""
+"""The shapes of the JSON API's answers. They document (the routes build them as
+dicts): ``/api/openapi.json`` is generated from them, and the tests check every route's
+answers against that document."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field
 
-from models import HOST_STATUSES, JOB_STATUSES
-
-Name = Annotated[StrictStr, Field(min_length=1, max_length=128)]
-Timestamp = Annotated[str, Field(description="UTC, ISO 8601, e.g. 2026-11-25T12:00:00Z")]
-JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]
-HostStatus = Literal[HOST_STATUSES]  # type: ignore[valid-type]
-Servers = Annotated[list[Name] | None, Field(
-    max_length=5000, description="server names; give servers or tags, not both")]
-Tags = Annotated[list[Name] | None, Field(
-    max_length=100, description="every server carrying one of these tags")]
-StrategyField = Annotated[dict[str, Any] | None, Field(
-    description="parallel (servers at once), batches (sizes or percentages, the first "
-    "a canary), max_failures (count or percentage), timeout (seconds per step); "
-    "missing values come from the runbook, then the defaults")]
-
-
-class StartJob(BaseModel):
-    """``job:start`` and ``job:plan``; ``POST /api/jobs`` and ``/api/jobs/plan``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    runbook: Name
-    params: dict[Name, StrictStr | StrictInt] = Field(default_factory=dict, max_length=50)
-    servers: Servers = None
-    tags: Tags = None
-    strategy: StrategyField = None
-
-
-class Subscribe(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    job_id: StrictInt = Field(ge=1)
-    after_seq: StrictInt = Field(default=0, ge=0)
-    # Per server, replay only this many output lines; later output events come as
-    # stubs ({stream, step, count}) for the client to fetch by seq when it shows them.
-    replay_lines: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
-
-
-class JobRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    job_id: StrictInt = Field(ge=1)
-
-
-class AdhocCommand(BaseModel):
-    """``job:adhoc``: one shell command, run as typed on the chosen servers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    command: StrictStr = Field(min_length=1, max_length=4096,
-                               description="shell text, run as typed (no placeholders)")
-    servers: Servers = None
-    tags: Tags = None
-    strategy: StrategyField = None
-
-
-class RollbackServer(BaseModel):
-    """``POST /api/servers/<name>/rollback`` (the body is optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    runbook: Name | None = Field(default=None, description="the runbook whose rollback "
-                                 "section runs; default: the runbook of the job that last "
-                                 "reported the servers' version, else the only runbook "
-                                 "with a rollback section")
-
-
-class RollbackServers(RollbackServer):
-    """``POST /api/servers/rollback``: several servers, each back to its previous build."""
-
-    servers: list[Name] = Field(min_length=1, max_length=5000,
-                                description="server names, each with a previous build")
-
-
-class FleetSubscribe(BaseModel):
-    """``fleet:subscribe``; ``probe`` asks for a reachability round right away."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    probe: StrictBool
-
-
-# -- Answers of the JSON API (documentation: the routes build them as dicts) ----------
+from services.schemas.fields import HostStatus, JobStatus, Timestamp
 
 
 class ErrorDetail(BaseModel):
@@ -292,65 +206,3 @@ class SearchAnswer(BaseModel):
     job_id: int
     matches: list[SearchMatch] = Field(description="oldest first")
     more: bool
-
-
-# -- Query strings (documentation: blueprints/http/query_args.py parses them) -------------
-
-
-class JobListQuery(BaseModel):
-    limit: int = Field(default=50, ge=1, le=500)
-    page: int = Field(default=1, ge=1)
-    before_id: int | None = Field(default=None, ge=1, description="only jobs with a "
-                                  "smaller id (go on after a page that ended early)")
-    status: JobStatus | None = None
-    runbook: str | None = None
-    kind: Literal["runbook", "adhoc", "rollback"] | None = None
-    user: str | None = Field(default=None, description="the starter's user name")
-    since: str | None = Field(default=None, description="UTC date (2026-11-25) or time "
-                              "(2026-11-25T12:00)")
-    until: str | None = Field(default=None, description="UTC date or time; a date "
-                              "includes that day")
-
-
-class EventPageQuery(BaseModel):
-    after_seq: int = Field(default=0, ge=0)
-    before_seq: int | None = Field(default=None, ge=1, description="only seq below it; "
-                                   "the page is then the newest limit events below it")
-    limit: int = Field(default=1000, ge=1, le=5000)
-    host: str | None = Field(default=None, description="one server's events")
-    type: str | None = Field(default=None, description="comma-separated event types")
-    max_lines: int | None = Field(default=None, ge=0, le=1_000_000,
-                                  description="output beyond each server's first N lines "
-                                  "as stubs ({stream, step, count})")
-
-
-class SearchQuery(BaseModel):
-    q: str = Field(min_length=1, max_length=200, description="case-insensitive text")
-    host: str | None = None
-    after_seq: int = Field(default=0, ge=0, description="only output events after it")
-    before_seq: int | None = Field(default=None, ge=1,
-                                   description="only output events below it")
-    limit: int = Field(default=100, ge=1, le=500)
-
-
-NUL = "\x00"
-
-
-def nul_field(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first string (key or value) holding NUL, else None."""
-    if isinstance(value, str):
-        return path or "value" if NUL in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and NUL in key:
-                return here
-            found = nul_field(item, here)
-            if found:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_field(item, f"{path}.{index}" if path else str(index))
-            if found:
-                return found
-    return None
