@@ -159,23 +159,7 @@ def _build_engine(app: Flask, sessions: sessionmaker) -> JobEngine:
         runbooks=RunbookStore(config["RUNBOOK_DIR"], on_change=_audit_runbook_change).load,
         start_task=socketio.start_background_task,
         secrets=SecretBox(str(config["SECRET_KEY"])),  # seals job secrets at rest
-        settings=EngineSettings(
-            default_parallel=int(config["DEFAULT_PARALLEL"]),
-            max_concurrent_hosts=int(config["MAX_CONCURRENT_HOSTS"]),
-            connect_timeout=float(config["SSH_CONNECT_TIMEOUT"]),
-            ssh_window=int(config["SSH_WINDOW"]),
-            step_timeout=float(config["STEP_TIMEOUT"]),
-            kill_grace=float(config["KILL_GRACE"]),
-            flush_interval=float(config["OUTPUT_FLUSH_INTERVAL"]),
-            flush_lines=int(config["OUTPUT_FLUSH_LINES"]),
-            node_id=str(config["NODE_ID"]),
-            known_hosts=config["KNOWN_HOSTS"],
-            remote_run_dir=str(config["REMOTE_RUN_DIR"]),
-            reattach_timeout=float(config["REATTACH_TIMEOUT"]),
-            remote_run_retention=float(config["REMOTE_RUN_RETENTION"]),
-            max_step_output=int(config["MAX_STEP_OUTPUT"]),
-            max_job_output=int(config["MAX_JOB_OUTPUT"]),
-        ),
+        settings=EngineSettings.from_config(config),
     )
 
 

@@ -12,10 +12,11 @@ import secrets
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from flask import Flask
+if TYPE_CHECKING:  # the engine reads DEFAULTS and runs without Flask
+    from flask import Flask
 
 PROJECT_DIR = Path(__file__).resolve().parent
 VERSION = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["version"]
