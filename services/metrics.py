@@ -52,7 +52,7 @@ def _bounded(value: Any, allowed: tuple[str, ...]) -> str:
 def host_reason(data: dict[str, Any]) -> str:
     """The :data:`~tasks.meters.HOST_REASONS` word for a ``host_finished`` event's data.
 
-    Read from the outcomes :mod:`tasks.running.job_run` and :mod:`tasks.engine` record: the
+    Read from the outcomes :mod:`tasks.running.outcomes` records: the
     status, ``failed_step`` and ``lost`` fields, and the fixed start of the reasons of
     an internal error, a timeout and the output limit."""
     status = data.get("status")
