@@ -21,7 +21,7 @@ from services.console import console_services
 from services.retention import prune_events
 from tasks.errors import PatchbayError
 from tasks.planning.inventory import InventoryError, apply_inventory, parse_inventory
-from tasks.planning.runbooks import RunbookError
+from tasks.planning.runbook_files import RunbookError
 
 
 def _cli_user() -> str:

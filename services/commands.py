@@ -25,7 +25,7 @@ from tasks.engine import JobEngine, JobPlan
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import CommandRunbook
 from tasks.planning.rollback import rollback_runbook
-from tasks.planning.runbooks import RunbookError
+from tasks.planning.runbook_files import RunbookError
 
 Model = TypeVar("Model", bound=BaseModel)
 JobRequest = StartJob | AdhocCommand

@@ -16,7 +16,7 @@ from services.history import JobFilter, count_jobs, history_page, runbook_names,
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
 from tasks.planning.adhoc import MAX_COMMAND_LENGTH, STEP_NAME
-from tasks.planning.runbooks import RunbookError
+from tasks.planning.runbook_files import RunbookError
 
 bp = Blueprint("jobs", __name__)
 RECENT_JOBS = 10

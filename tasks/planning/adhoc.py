@@ -20,7 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.errors import PatchbayError
-from tasks.planning.runbooks import HostContext, RenderedStep, Runbook, RunbookSpec, StepSpec
+from tasks.planning.rendered_steps import HostContext, RenderedStep
+from tasks.planning.runbook_schema import RunbookSpec, StepSpec
+from tasks.planning.runbooks import Runbook
 from tasks.planning.secrets import Masker
 
 KIND = "adhoc"

@@ -29,9 +29,11 @@ from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
 from tasks.planning.adhoc import CommandRunbook
 from tasks.planning.inventory import resolve_vars
+from tasks.planning.rendered_steps import HostContext, RenderedStep, WaitPlan
 from tasks.planning.rollback import KIND as ROLLBACK
 from tasks.planning.rollback import RollbackRunbook
-from tasks.planning.runbooks import HostContext, RenderedStep, Runbook, RunbookError, WaitPlan
+from tasks.planning.runbook_files import RunbookError
+from tasks.planning.runbooks import Runbook
 from tasks.planning.secrets import MASK, Masker, SecretBox, SecretUnreadable
 from tasks.rollout.strategy import Strategy, batch_numbers, parse_strategy, split_batches
 from tasks.transport.protocol import Target

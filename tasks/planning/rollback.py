@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from models import Job, Server
 from tasks.errors import PatchbayError
-from tasks.planning.runbooks import HostContext, RenderedStep, Runbook, RunbookSpec
+from tasks.planning.rendered_steps import HostContext, RenderedStep
+from tasks.planning.runbook_schema import RunbookSpec
+from tasks.planning.runbooks import Runbook
 
 KIND = "rollback"
 

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tasks.planning.runbooks import Runbook, load_runbooks
+from tasks.planning.runbook_files import load_runbooks
+from tasks.planning.runbooks import Runbook
 
 
 class RunbookStore:

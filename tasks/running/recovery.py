@@ -16,7 +16,7 @@ from tasks.events.resume import (
 )
 from tasks.events.writer import EventLog
 from tasks.planning.plan import JobPlan
-from tasks.planning.runbooks import VERSION_PROBE_STEP
+from tasks.planning.runbook_schema import VERSION_PROBE_STEP
 from tasks.rollout.strategy import count_statuses
 from tasks.running.outcomes import HostOutcome, ServerInterrupted
 

@@ -23,7 +23,7 @@ from tasks.events.resume import (
     StepPosition,
 )
 from tasks.planning.plan import HostPlan
-from tasks.planning.runbooks import RenderedStep
+from tasks.planning.rendered_steps import RenderedStep
 from tasks.running.context import RunContext
 from tasks.running.outcomes import (
     Ending,

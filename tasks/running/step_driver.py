@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from tasks.events.resume import ON_FAILURE, PROBE, OpenStep, StepPosition
 from tasks.events.writer import JobFenced
-from tasks.planning.runbooks import RenderedStep
+from tasks.planning.rendered_steps import RenderedStep
 from tasks.planning.secrets import Masker
 from tasks.running.outcomes import StepOutcome, judge
 from tasks.running.output import HostOutput

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from tasks.events.resume import ON_FAILURE, OpenStep, StepPosition
 from tasks.events.writer import JobFenced
 from tasks.planning import safe_regex
-from tasks.planning.runbooks import RenderedStep
+from tasks.planning.rendered_steps import RenderedStep
 from tasks.planning.secrets import Masker
 from tasks.running.outcomes import ProbeResult, StepOutcome, wait_timed_out
 from tasks.transport.protocol import StepLocation, StepResult, TransportError

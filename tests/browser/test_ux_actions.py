@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from services.auth.permissions import HTTP_ACTIONS, HTTP_RULES, PUBLIC, SOCKET_RULES
 from tasks.errors import PatchbayError
-from tasks.planning.runbooks import RunbookError, parse_runbook
+from tasks.planning.runbook_files import RunbookError, parse_runbook
 from tests.conftest import PASSWORD, socket_test_client, write_inventory
 from tests.support.console_world import (
     LONG,

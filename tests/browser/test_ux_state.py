@@ -355,7 +355,7 @@ def sleeping(seconds: str) -> list[str]:
 
 def _plan(captures: list[str | None], rollback: list[str | None]):
     from tasks.planning.plan import HostPlan
-    from tasks.planning.runbooks import RenderedStep
+    from tasks.planning.rendered_steps import RenderedStep
     from tasks.transport.protocol import Target
 
     def steps(names):

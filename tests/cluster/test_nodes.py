@@ -20,7 +20,7 @@ from models import Job, Node, ServerLock, utcnow
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events.writer import EventLog
 from tasks.nodes.membership import Membership, NodeIdentity
-from tasks.planning.runbooks import parse_runbook
+from tasks.planning.runbook_files import parse_runbook
 from tasks.running import server_run
 from tests.support.engine_world import EngineWorld, engine_database, start_thread
 from tests.support.fake_transport import FakeFleet, Script, lines

@@ -17,7 +17,7 @@ import pytest
 
 from tasks.engine import JobEngine
 from tasks.events.resume import ON_FAILURE, STEPS, StepPosition, read_progress
-from tasks.planning.runbooks import parse_runbook
+from tasks.planning.runbook_files import parse_runbook
 from tasks.rollout.strategy import (
     CANARY_FAILED,
     canary_stop,

@@ -17,7 +17,7 @@ from models import Job, User
 from tasks.engine import JobEngine
 from tasks.errors import PatchbayError
 from tasks.events.resume import read_progress
-from tasks.planning.runbooks import parse_runbook
+from tasks.planning.runbook_files import parse_runbook
 from tasks.rollout import gate_run
 from tasks.running import job_run
 from tests.support.engine_world import EngineWorld, engine_database, engine_process

@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from tasks.planning.runbooks import PLACEHOLDER, RunbookError, load_runbooks, parse_runbook
+from tasks.planning.runbook_files import RunbookError, load_runbooks, parse_runbook
+from tasks.planning.runbook_schema import PLACEHOLDER
 from tasks.planning.shell_context import placeholder_sites
 from tests.conftest import PROJECT
 

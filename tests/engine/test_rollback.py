@@ -325,7 +325,7 @@ def test_a_failed_rollback_is_rerun_on_the_servers_that_failed(sshd_world, sshd_
 
 
 def _book(name: str, rollback: bool):
-    from tasks.planning.runbooks import parse_runbook
+    from tasks.planning.runbook_files import parse_runbook
 
     text = f"name: {name}\nsteps:\n  - name: s\n    run: echo hi\n"
     if rollback:

@@ -14,15 +14,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tasks.errors import PatchbayError
+from tasks.planning.rendered_steps import HostContext
+from tasks.planning.runbook_files import RunbookError, load_runbooks, parse_runbook
 from tasks.planning.runbook_store import RunbookStore
-from tasks.planning.runbooks import (
-    MAX_PARAM_LENGTH,
-    HostContext,
-    Runbook,
-    RunbookError,
-    load_runbooks,
-    parse_runbook,
-)
+from tasks.planning.runbooks import MAX_PARAM_LENGTH, Runbook
 
 PROJECT = Path(__file__).resolve().parents[2]
 VERSION_PATTERN = r"^[0-9]+(\.[0-9]+){2}$"

@@ -444,7 +444,7 @@ def engine_world(tmp_path: Path):
     """Engines over the in-memory fleet on a fresh database, one runbook ``print``."""
     from tasks.engine import EngineSettings, JobEngine
     from tasks.events.writer import EventLog
-    from tasks.planning.runbooks import parse_runbook
+    from tasks.planning.runbook_files import parse_runbook
     from tests.support.engine_world import EngineWorld, engine_database, start_thread
     from tests.support.fake_transport import FakeFleet
 

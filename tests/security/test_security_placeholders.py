@@ -23,7 +23,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.planning.runbooks import RunbookError, parse_runbook
+from tasks.planning.runbook_files import RunbookError, parse_runbook
 from tasks.transport.protocol import StepLocation
 from tests.support.remote import RunToTheEnd, host_session
 

@@ -27,7 +27,8 @@ from tasks.engine import EngineSettings, JobEngine
 from tasks.errors import PatchbayError
 from tasks.events.writer import EventLog
 from tasks.planning.adhoc import CommandRunbook
-from tasks.planning.runbooks import HostContext, parse_runbook
+from tasks.planning.rendered_steps import HostContext
+from tasks.planning.runbook_files import parse_runbook
 from tasks.planning.secrets import MASK, Masker, SecretBox, SecretUnreadable
 from tasks.running import server_run
 from tasks.running.output import HostOutput

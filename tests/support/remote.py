@@ -54,7 +54,7 @@ class RunToTheEnd:
 def host_session(fleet, index: int) -> Iterator[tuple[Any, Any]]:
     """A connected SSH session of Patchbay's own transport to test host ``index``, with
     that host's template context."""
-    from tasks.planning.runbooks import HostContext
+    from tasks.planning.rendered_steps import HostContext
     from tasks.transport.protocol import Target
     from tasks.transport.ssh import SSHHostSession
 

@@ -23,7 +23,7 @@ from services.metrics import instrument
 from tasks.engine import EngineSettings, JobEngine
 from tasks.events.writer import EventLog
 from tasks.meters import REGISTRY
-from tasks.planning.runbooks import parse_runbook
+from tasks.planning.runbook_files import parse_runbook
 from tasks.running import server_run
 from tasks.transport.protocol import Target
 from tasks.transport.ssh import SSHError, SSHHostSession

@@ -49,7 +49,7 @@ from services.webhooks.address import AddressPolicy, PinnedHTTPSConnection
 from tasks.engine import EngineSettings, JobEngine
 from tasks.errors import PatchbayError
 from tasks.events.writer import EventLog
-from tasks.planning.runbooks import parse_runbook
+from tasks.planning.runbook_files import parse_runbook
 from tests.conftest import PASSWORD, write_inventory
 from tests.support.engine_world import start_thread
 from tests.support.fake_transport import FakeFleet, Script, lines
