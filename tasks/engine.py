@@ -25,7 +25,8 @@ from tasks.errors import PatchbayError
 from tasks.events.resume import JobProgress
 from tasks.events.writer import EventLog
 from tasks.nodes.membership import claim_job
-from tasks.planning.plan import HostPlan, JobPlan, Planner, stored_plan
+from tasks.planning.job_plan import HostPlan, JobPlan, stored_plan
+from tasks.planning.plan import Planner
 from tasks.planning.runbooks import Runbook
 from tasks.planning.secrets import SecretBox, SecretUnreadable
 from tasks.running.context import JobWorld

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.planning.plan import HostPlan
+from tasks.planning.job_plan import HostPlan
 from tasks.rollout.strategy import soak_stop
 from tasks.running.context import CANCEL_POLL_SECONDS, RunContext
 from tasks.running.server_run import ServerRun

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any
 
 from tasks.events.resume import HostProgress, JobProgress
-from tasks.planning.plan import HostPlan
+from tasks.planning.job_plan import HostPlan
 from tasks.rollout.gate_run import GateOutcome, GateRun
 from tasks.rollout.strategy import (
     canary_stop,

@@ -11,7 +11,7 @@ from typing import Any
 
 from tasks.events.resume import HEALTH, ON_FAILURE, PROBE, STEPS, StepPosition
 from tasks.events.writer import EventLog, JobFenced
-from tasks.planning.plan import JobPlan
+from tasks.planning.job_plan import JobPlan
 from tasks.running.output import OutputBudget
 from tasks.settings import RunSettings
 from tasks.transport.protocol import StepLocation, Transport

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from tasks.events.resume import JobProgress
 from tasks.events.writer import JobFenced
-from tasks.planning.plan import JobPlan
+from tasks.planning.job_plan import JobPlan
 from tasks.rollout.rollout_run import RolloutRun
 from tasks.running.context import CANCEL_POLL_SECONDS, JobWorld, RunContext
 from tasks.running.output import OutputBudget

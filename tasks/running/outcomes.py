@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tasks.events.resume import VERSION_FACT, StepPosition
-from tasks.planning.plan import HostPlan
+from tasks.planning.job_plan import HostPlan
 from tasks.transport.protocol import StepResult
 
 

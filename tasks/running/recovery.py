@@ -15,7 +15,7 @@ from tasks.events.resume import (
     read_progress,
 )
 from tasks.events.writer import EventLog
-from tasks.planning.plan import JobPlan
+from tasks.planning.job_plan import JobPlan
 from tasks.planning.runbook_schema import VERSION_PROBE_STEP
 from tasks.rollout.strategy import count_statuses
 from tasks.running.outcomes import HostOutcome, ServerInterrupted

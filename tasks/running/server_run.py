@@ -22,7 +22,7 @@ from tasks.events.resume import (
     OpenStep,
     StepPosition,
 )
-from tasks.planning.plan import HostPlan
+from tasks.planning.job_plan import HostPlan
 from tasks.planning.rendered_steps import RenderedStep
 from tasks.running.context import RunContext
 from tasks.running.outcomes import (

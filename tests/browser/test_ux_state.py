@@ -354,7 +354,7 @@ def sleeping(seconds: str) -> list[str]:
 # -- the rules behind item 1 and 4, without servers ---------------------------------------
 
 def _plan(captures: list[str | None], rollback: list[str | None]):
-    from tasks.planning.plan import HostPlan
+    from tasks.planning.job_plan import HostPlan
     from tasks.planning.rendered_steps import RenderedStep
     from tasks.transport.protocol import Target
 
