@@ -4,7 +4,7 @@ A rollback is a job of kind ``rollback`` whose runbook is built in memory from a
 runbook's ``rollback:`` section (as :class:`tasks.planning.adhoc.CommandRunbook` builds an
 ad-hoc job), so locks, cancel, the event log, history, audit and re-runs treat it like
 any other job. Its steps are rendered per server with ``{{ previous_version }}`` being
-that server's ``previous_version`` fact (kept by :func:`tasks.events.writer.apply_event` when
+that server's ``previous_version`` fact (kept by :func:`tasks.events.job_state.apply_event` when
 a reported version replaces a different one); a server without one is refused before
 anything starts. It takes no parameters: the runbook's defaults are used.
 """

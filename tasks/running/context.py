@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.events.fencing import JobFenced
 from tasks.events.resume import HEALTH, ON_FAILURE, PROBE, STEPS, StepPosition
-from tasks.events.writer import EventLog, JobFenced
+from tasks.events.writer import EventLog
 from tasks.planning.job_plan import JobPlan
 from tasks.running.output import OutputBudget
 from tasks.settings import RunSettings

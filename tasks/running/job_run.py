@@ -23,8 +23,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from tasks.events.fencing import JobFenced
 from tasks.events.resume import JobProgress
-from tasks.events.writer import JobFenced
 from tasks.planning.job_plan import JobPlan
 from tasks.rollout.rollout_run import RolloutRun
 from tasks.running.context import CANCEL_POLL_SECONDS, JobWorld, RunContext

@@ -16,8 +16,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from tasks.events.fencing import JobFenced
 from tasks.events.resume import ON_FAILURE, PROBE, OpenStep, StepPosition
-from tasks.events.writer import JobFenced
 from tasks.planning.rendered_steps import RenderedStep
 from tasks.planning.secrets import Masker
 from tasks.running.outcomes import StepOutcome, judge

@@ -14,8 +14,8 @@ from collections import deque
 from secrets import token_hex
 from typing import TYPE_CHECKING
 
+from tasks.events.fencing import JobFenced
 from tasks.events.resume import ON_FAILURE, OpenStep, StepPosition
-from tasks.events.writer import JobFenced
 from tasks.planning import safe_regex
 from tasks.planning.rendered_steps import RenderedStep
 from tasks.planning.secrets import Masker
