@@ -16,10 +16,10 @@ from tasks.events.catalogue import (
     GATE_DECISIONS,
     GATE_EVENTS,
     GATE_STATES,
-    ChatContext,
-    WaitSpec,
     describe,
 )
+from tasks.events.chat_words import ChatContext
+from tasks.events.event_shapes import WaitSpec
 
 LIVE_API = Path(__file__).resolve().parents[2] / "docs" / "live-api.md"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from services.webhooks.payloads.registry import register
-from tasks.events.catalogue import ChatContext, describe
+from tasks.events.catalogue import describe
+from tasks.events.chat_words import ChatContext
 
 # The job event each webhook event is (its chat line is the catalogue's chat form).
 JOB_EVENT = {"job_started": "job_started", "host_failed": "host_finished",
