@@ -47,7 +47,8 @@ from services.schemas.answers import (
 from services.schemas.payloads import AdhocCommand, RollbackServer, RollbackServers, StartJob
 from services.schemas.queries import EventPageQuery, JobListQuery, SearchQuery
 from tasks.errors import PatchbayError
-from tasks.events.pages import read_page, search_output
+from tasks.events.output_search import search_output
+from tasks.events.pages import read_page
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)

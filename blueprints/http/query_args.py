@@ -10,7 +10,7 @@ from werkzeug.datastructures import MultiDict
 from models import JOB_STATUSES
 from services.history import JobFilter
 from tasks.errors import PatchbayError
-from tasks.events.pages import EventQuery
+from tasks.events.event_query import EventQuery
 
 JOB_KINDS = ("runbook", "adhoc", "rollback")
 MAX_SEQ = 2**62

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from extensions import db, socketio
 from models import Job
 from tasks.errors import PatchbayError
-from tasks.events.pages import EventQuery, read_page
+from tasks.events.event_query import EventQuery
+from tasks.events.pages import read_page
 
 REPLAY_PAGE = 1000
 EXTENSION = "patchbay_replays"
