@@ -182,10 +182,11 @@ def test_a_restarted_postgresql_is_noticed_and_recovered_by_every_node(cluster, 
     before = utcnow() - timedelta(seconds=1)
 
     own_postgres.stop()  # fast shutdown: every session is ended
-    wait_logged(cluster, since, r"WARNING tasks\.health: database unreachable: .+; retrying",
+    wait_logged(cluster, since, r"WARNING tasks\.nodes\.health: database unreachable: .+; retrying",
                 "the database outage")
     own_postgres.start()  # the same port and data
-    wait_logged(cluster, since, r"WARNING tasks\.health: database reachable again after \d+ s",
+    wait_logged(cluster, since,
+                r"WARNING tasks\.nodes\.health: database reachable again after \d+ s",
                 "the database's return")
 
     for name, node in cluster.nodes.items():
@@ -202,13 +203,14 @@ def test_a_restarted_redis_is_noticed_and_recovered_by_every_node(cluster, own_r
     before = utcnow() - timedelta(seconds=1)
 
     own_redis.stop()
-    wait_logged(cluster, since, r"WARNING tasks\.health: message queue unreachable: .+; "
+    wait_logged(cluster, since, r"WARNING tasks\.nodes\.health: message queue unreachable: .+; "
                 "retrying", "the message queue outage")
     for name in NODES:  # the login limiter falls back to counting in memory, per node
         try_login(requests.Session(), cluster.url(name), "alice", "wrong")
     own_redis.start()  # the same port, empty
-    wait_logged(cluster, since, r"WARNING tasks\.health: message queue reachable again after "
-                r"\d+ s", "the message queue's return")
+    wait_logged(cluster, since,
+                r"WARNING tasks\.nodes\.health: message queue reachable again after \d+ s",
+                "the message queue's return")
     wait_logged(cluster, since, r"rate limit storage reachable again",
                 "the limiter back on Redis")
 
