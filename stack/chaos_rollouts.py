@@ -93,10 +93,10 @@ class Rollouts:
         count = 0
         while not self.stop.is_set():
             count += 1
-            tag = f"s{self.seed}g{number}j{count}"
-            job_id = self._start_job(rng, tag, servers)
-            if job_id is None:
+            started = self._start_job(rng, f"s{self.seed}g{number}j{count}", servers)
+            if started is None:
                 return
+            job_id, tag = started
             rollout = Rollout(job_id, tag, servers)
             with self._lock:
                 self.rollouts.append(rollout)
@@ -106,20 +106,31 @@ class Rollouts:
                     rollout.watchers.append(watcher)
             self._follow(rollout)
 
-    def _start_job(self, rng: random.Random, tag: str, servers: list[str]) -> int | None:
+    def _start_job(self, rng: random.Random, tag_stem: str,
+                   servers: list[str]) -> tuple[int, str] | None:
         """Start the job on a node that is up; retried until it is started or the run
-        stops. A start whose answer was lost may still have made a job: the checker
-        reads every job of the database, not only these."""
-        payload = {"runbook": "chaos", "params": {"lines": str(self.lines), "tag": tag},
-                   "servers": servers}
+        stops. The job id and its tag, or None once the run stops.
+
+        A start whose answer was lost (a node killed after its commit, a timeout under
+        load) may still have made a job, and it runs: the checker reads every job of
+        the database, not only these. The retries are refused while it holds the
+        servers, and the first one let in after it makes a second job. So every
+        attempt has a tag of its own (``…a1``, ``…a2``): two jobs sharing a tag would
+        append to the same copy on the server, which then holds both jobs' lines."""
+        attempt = 0
         while not self.stop.is_set():
+            attempt += 1
+            tag = f"{tag_stem}a{attempt}"
+            payload = {"runbook": "chaos",
+                       "params": {"lines": str(self.lines), "tag": tag},
+                       "servers": servers}
             urls = self.node_urls()
             if urls:
                 url = rng.choice(urls)
                 try:
                     response = self.http.post(f"{url}/api/jobs", json=payload, timeout=15)
                     if response.status_code == 201:
-                        return response.json()["job_id"]
+                        return response.json()["job_id"], tag
                 except (requests.RequestException, ValueError, KeyError):
                     pass
             self.stop.wait(0.5)  # a node, PostgreSQL or a server lock: try again soon
