@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from stack import nginx as nginx_stack
 from stack import postgres as postgres_stack
@@ -23,6 +24,7 @@ from stack import redis as redis_stack
 from stack.chaos import leftover_processes, summary_line
 from stack.chaos_check import check_job, expected_lines
 from stack.chaos_inject import KINDS, RATES, schedule
+from stack.chaos_rollouts import Rollouts
 from tests.conftest import PROJECT, require_tool
 from tests.support.sshd_fleet import sshd_available
 
@@ -151,3 +153,39 @@ def test_the_summary_line_has_the_issues_keys_in_order():
     assert line.startswith("chaos seed=5 jobs=3 watchers=12 reconnects=0 ssh_drops=0 "
                            "node_kills=0 redis_restarts=0 pg_restarts=0 lost=0 dup=0 "
                            "mismatched_hosts=0 unfinished=0 ")
+
+
+class _LostThenRefusedThenStarted:
+    """A node that made job 19 but lost its answer, refused the retry while job 19
+    held the servers, then started job 23: what CI once met under load."""
+
+    def __init__(self):
+        self.tags: list[str] = []
+
+    def post(self, url, json, timeout):
+        self.tags.append(json["params"]["tag"])
+        if len(self.tags) == 1:
+            raise requests.Timeout("the answer was lost")
+        if len(self.tags) == 2:
+            return _Answer(409, {})
+        return _Answer(201, {"job_id": 23})
+
+
+class _Answer:
+    def __init__(self, status_code, body):
+        self.status_code, self._body = status_code, body
+
+    def json(self):
+        return self._body
+
+
+def test_a_retried_start_has_a_tag_of_its_own_so_two_jobs_never_share_a_copy():
+    node = _LostThenRefusedThenStarted()
+    rollouts = Rollouts(proxy_url="http://proxy", node_urls=lambda: ["http://node"],
+                        http=node, engine=None, groups=[], lines=3, seed=SEED)
+    rollouts.stop.wait = lambda seconds: False  # no pause between attempts
+
+    job_id, tag = rollouts._start_job(random.Random(1), "s2212g1j3", ["c05"])
+
+    assert (job_id, tag) == (23, "s2212g1j3a3")
+    assert node.tags == ["s2212g1j3a1", "s2212g1j3a2", "s2212g1j3a3"]
