@@ -405,5 +405,6 @@ class WebhookDelivery(Base):
 
 Index("ix_jobs_status", Job.status)
 Index("ix_jobs_created_at", Job.created_at)
+Index("ix_jobs_runbook_id", Job.runbook, Job.id)  # the last jobs of a runbook
 Index("ix_jobs_node_status", Job.node_id, Job.status)
 Index("ix_job_events_job_host_seq", JobEvent.job_id, JobEvent.host, JobEvent.seq)

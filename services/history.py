@@ -1,6 +1,6 @@
 """Job history: finding jobs by status, runbook, kind, user and date, one page at a
-time with per-status server counts, and how long servers of a runbook usually take
-(for the job page's ETA)."""
+time with per-status server counts (how long each step usually takes, for the job
+page's time left, is services/step_durations.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from models import LIVE_JOB_STATUSES, Job, JobEvent, JobHost, User
+from models import Job, JobEvent, JobHost, User
 from tasks.events.catalogue import GATE_DECISIONS
-
-DURATION_SAMPLE_JOBS = 20
 
 
 @dataclass(frozen=True)
@@ -143,23 +141,3 @@ def runbook_names(session: Session) -> list[str]:
     """Runbooks that appear in the history (including ones since removed)."""
     return list(session.scalars(select(Job.runbook).where(Job.kind == "runbook")
                                 .distinct().order_by(Job.runbook)))
-
-
-def usual_host_duration(session: Session, runbook: str, kind: str, before_job_id: int
-                        ) -> dict[str, Any]:
-    """How long one server of ``runbook`` took in earlier jobs: the mean duration of the
-    servers that succeeded in the last :data:`DURATION_SAMPLE_JOBS` jobs before this one.
-    ``{"host_seconds": float | None, "samples": int}``; ad-hoc commands differ run to
-    run, so they get no estimate."""
-    if kind != "runbook":
-        return {"host_seconds": None, "samples": 0}
-    recent = select(Job.id).where(Job.runbook == runbook, Job.kind == kind,
-                                  Job.id < before_job_id, Job.status.not_in(LIVE_JOB_STATUSES)) \
-        .order_by(Job.id.desc()).limit(DURATION_SAMPLE_JOBS)
-    spans = session.execute(select(JobHost.started_at, JobHost.finished_at).where(
-        JobHost.job_id.in_(recent), JobHost.status == "succeeded",
-        JobHost.started_at.is_not(None), JobHost.finished_at.is_not(None))).all()
-    seconds = [(end - start).total_seconds() for start, end in spans]
-    if not seconds:
-        return {"host_seconds": None, "samples": 0}
-    return {"host_seconds": round(sum(seconds) / len(seconds), 3), "samples": len(seconds)}
