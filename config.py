@@ -143,6 +143,9 @@ DEFAULTS: dict[str, Any] = {
     # Bytes of events in one API page, one replay batch or one download read (at least
     # one event is always sent; the page then says where to go on)
     "MAX_PAGE_BYTES": 1 << 20,
+    # Bytes of stored output lines /jobs/<id>/output shows on one page; a bigger job's
+    # page shows no lines (never part of them) and offers the downloads
+    "PRINT_MAX_BYTES": 4 << 20,
     # Output events one log search may look through; a broader search is refused
     # (search_too_broad: narrow it to a server or a seq range)
     "SEARCH_MAX_EVENTS": 20_000,
