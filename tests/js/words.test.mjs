@@ -1,12 +1,12 @@
-// The job page's pure parts besides the reducer: words (static/js/job/words.js), the ETA
-// (job/eta.js), durations (core/format.js) and the rollout fold (core/rollout-model.js).
+// The job page's pure parts besides the reducer: words (static/js/job/words.js),
+// durations (core/format.js) and the rollout fold (core/rollout-model.js); the time
+// left (job/eta.js) is tests/js/eta.test.mjs.
 // Run: node --test tests/js/
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { formatDuration } from "../../static/js/core/format.js";
 import { Rollout, countdown, gateWords } from "../../static/js/core/rollout-model.js";
-import { estimate } from "../../static/js/job/eta.js";
 import {
   progressText, reasonText, rerunChoice, stepLabel, versionText, waitEndWords,
 } from "../../static/js/job/words.js";
@@ -59,26 +59,6 @@ test("what a re-run would run", () => {
   assert.equal(rerunChoice(hosts(["cancelled", "skipped"])).label, "Run again");
   assert.equal(rerunChoice(hosts(["cancelled", "succeeded"])).label,
     "Run again on unfinished servers");
-});
-
-test("the ETA from this job's steps, then pending servers in parallel", () => {
-  const input = {
-    steps: ["a", "b"],
-    stepTotals: new Map([["a", { seconds: 20, count: 2 }], ["b", { seconds: 30, count: 1 }]]),
-    usual: {},
-    hosts: [
-      { status: "running", doneSteps: 1, stepIndex: 1, phase: "steps", stepStartTs: 100 },
-      { status: "pending", doneSteps: 0 },
-      { status: "pending", doneSteps: 0 },
-    ],
-    parallel: 2,
-    now: 110,
-  };
-  // Running: 30 - 10 = 20 s left; two pending of 40 s each, two at once: (20 + 80) / 2.
-  assert.deepEqual(estimate(input), { seconds: 50, basis: "from this job's steps so far" });
-  assert.equal(estimate({ ...input, stepTotals: new Map() }), null, "nothing known yet");
-  const usual = estimate({ ...input, stepTotals: new Map(), usual: { host_seconds: 60, samples: 3 } });
-  assert.equal(usual.basis, "from 3 server runs of earlier jobs");
 });
 
 test("the rollout fold: a gate event folded in twice is logged once", () => {

@@ -15,6 +15,7 @@
  */
 import { formatDuration } from "../core/format.js";
 import { Rollout, batchPhrase, countdown } from "../core/rollout-model.js";
+import { lastFraction } from "./eta.js";
 import {
   FINISHED, probeLine, reasonText, stepKey, stepLabel, stepResult, waitEndWords, waitWords,
 } from "./words.js";
@@ -67,6 +68,7 @@ function newHost(name, position, batch) {
     phase: "steps",
     stepIndex: -1,
     stepStartTs: null,
+    stepProgress: null, // {fraction, ts}: how far its step got, where its output says a % (eta.js)
     doneSteps: 0,
     failedStep: null,
     exitCode: null,
@@ -229,6 +231,7 @@ const handlers = {
     host.phase = data.phase || "steps";
     host.stepIndex = Number.isInteger(data.index) ? data.index : -1;
     host.stepStartTs = event.ts;
+    host.stepProgress = null;
     changes.hosts.add(host);
     changes.header = true;
     const label = stepLabel(host.phase, data.index, model.steps.length);
@@ -246,6 +249,10 @@ const handlers = {
     const host = movedOn(ctx, event);
     const stream = data.stream === "stderr" ? "stderr" : "stdout";
     const lines = Array.isArray(data.lines) ? data.lines : null;
+    if (lines && stream === "stdout" && host.stepStartTs !== null) {
+      const fraction = lastFraction(lines);
+      if (fraction !== null) host.stepProgress = { fraction, ts: event.ts };
+    }
     ctx.changes.log.push({ op: "output", host: host.name, seq: event.seq, stream, lines,
       count: lines ? lines.length : Number(data.count) || 0 });
   },

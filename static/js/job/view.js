@@ -7,7 +7,7 @@
 import { el, setAttr, setHidden, setText } from "../core/dom.js";
 import { formatDuration } from "../core/format.js";
 import * as R from "../core/rollout.js";
-import { estimate } from "./eta.js";
+import { estimate, etaText } from "./eta.js";
 import { buildSection } from "./host-view.js";
 import { progressText, rerunChoice } from "./words.js";
 
@@ -212,19 +212,17 @@ function renderRerunButton(page) {
 export function renderEta(page) {
   const { model, els } = page;
   if (!els.eta) return;
-  const guess = model.running && !model.finished && model.status !== "paused" ? estimate({
+  const running = model.running && !model.finished && model.status !== "paused";
+  els.eta.hidden = !running;
+  if (!running) return;
+  els.eta.textContent = etaText(estimate({
     steps: model.steps,
     stepTotals: model.stepTotals,
     usual: page.usual,
     hosts: model.hosts.values(),
     parallel: Number((page.job.strategy || {}).parallel) || model.hosts.size || 1,
     now: Date.now() / 1000,
-  }) : null;
-  els.eta.hidden = !guess;
-  if (guess) {
-    els.eta.textContent = "About " + (formatDuration(guess.seconds) || "0 s") + " left (" +
-      guess.basis + ")";
-  }
+  }));
 }
 
 // --- the rollout: segments, the gate, a soak, its history -------------------------------
