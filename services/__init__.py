@@ -9,7 +9,7 @@ which the live door implements.
 - ``console.py``: the typed accessor for the app's long-lived objects.
 - ``commands.py`` + ``schemas/``: the job commands behind both doors, and their input.
 - ``auth/``: users, login sessions and their slow-down, API tokens, permissions.
-- ``audit.py``, ``builds.py``, ``history.py``, ``fleet.py``, ``retention.py``,
-  ``progress.py``, ``metrics.py``, ``limiter_recovery.py``: one job each.
+- ``audit.py``, ``builds.py``, ``history.py``, ``step_durations.py``, ``fleet.py``,
+  ``retention.py``, ``progress.py``, ``metrics.py``, ``limiter_recovery.py``: one job each.
 - ``webhooks/``: rules, payload formats, store, outbox and the delivery worker.
 """
