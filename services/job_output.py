@@ -28,6 +28,7 @@ from tasks.events.event_query import EventQuery
 from tasks.events.page_measure import stored_bytes
 from tasks.events.pages import SessionFactory, iter_events, read_page
 
+PRUNED = "events_pruned"  # services.retention's event: the job's log was removed
 JOB_TYPES = tuple(name for name, kind in CATALOGUE.items() if kind.about == "job")
 JOB_EVENTS_PAGE = 500
 
@@ -49,6 +50,7 @@ class Note:
 
     text: str
     ts: float
+    type: str = ""  # the event's type
 
     kind = "note"
 
@@ -92,6 +94,11 @@ class JobOutput:
     @property
     def running(self) -> bool:
         return self.job["status"] in ("running", "paused")
+
+    @property
+    def pruned(self) -> Note | None:
+        """The note of its log's pruning (its output is gone), if it was pruned."""
+        return next((note for note in self.notes if note.type == PRUNED), None)
 
 
 def job_output(sessions: SessionFactory, session: Session, job: Job, limit: int,
@@ -138,7 +145,8 @@ def _job_notes(session: Session, job_id: int, up_to: int) -> list[Note]:
     while True:
         page = read_page(session, EventQuery(job_id, after_seq=after, types=JOB_TYPES,
                                              limit=JOB_EVENTS_PAGE, through_seq=up_to))
-        notes.extend(Note(_words(event), event["ts"]) for event in page.events)
+        notes.extend(Note(_words(event), event["ts"], event["type"])
+                     for event in page.events)
         if not page.more or not page.events:
             return notes
         after = page.events[-1]["seq"]

@@ -200,6 +200,18 @@ def test_a_running_job_shows_what_is_stored_and_says_it_is_still_running(viewer,
                                   "s2": [("stdout", line) for line in S2_GREET]}
 
 
+def test_a_pruned_job_says_its_lines_are_gone(viewer, client):
+    seed(viewer, [event(1, "events_pruned", days=30, events=18, pruned_at="2027-02-01"),
+                  EVENTS[-1] | {"seq": 2}], "failed")
+
+    page = client.get("/jobs/1/output").get_data(as_text=True)
+
+    assert "This job's log was pruned:</strong> events pruned after 30 days (18 " \
+        "events removed)." in page
+    assert server_lines(page) == {"s1": [], "s2": []}
+    assert "exit code 3: step &#39;greet&#39; exited with code 3" in page
+
+
 def test_params_show_secrets_masked_as_the_job_page_does(viewer, client):
     seed(viewer, EVENTS, "failed")
 
