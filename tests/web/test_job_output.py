@@ -133,6 +133,13 @@ def test_a_finished_job_shows_every_line_of_every_server_in_order(viewer, client
     assert "08:00:00.600" not in page  # no timestamps unless asked
 
 
+def test_read_in_small_pages_the_lines_are_the_same_and_in_order(viewer, client):
+    seed(viewer, EVENTS, "failed")
+    viewer.config["MAX_PAGE_BYTES"] = 300  # about one output event per page
+
+    assert server_lines(client.get("/jobs/1/output").get_data(as_text=True)) == LINES
+
+
 def test_the_job_page_links_to_the_whole_output(viewer, client):
     seed(viewer, EVENTS, "failed")
 
