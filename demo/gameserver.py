@@ -1,7 +1,10 @@
 """Tiny stand-in game server for the Patchbay demo fleet (stdlib only).
 
 ``serve`` greets every TCP connection with one line, ``patchbay-demo-game
-<version>``, then reads one command line (at most ``COMMAND_WAIT`` seconds):
+<version> pid=<pid>`` (the pid of the process that holds the port, so whoever
+started a server can tell it from an old one still bound there; a greeting without
+the ``pid=`` word, from an older server, is still read), then reads one command
+line (at most ``COMMAND_WAIT`` seconds):
 
 - ``join NAME``: the connection stays open as a player until it closes or sends
   ``leave`` (answered ``bye``). Answered ``welcome NAME COUNT``. Announcements
@@ -20,8 +23,12 @@ it loads) before it opens its port, as a real game server loads its map and asse
 
 ``probe`` connects (retrying until its deadline, since the server may still be
 starting), prints the reported version and exits 0, or explains on stderr and
-exits 1. ``players`` prints the player count (0 when nothing listens on the port:
-nobody can be connected then). ``announce TEXT`` tells the players.
+exits 1. ``probe --pid`` prints ``<version> <pid>``: the pid from the greeting, or,
+for an older server whose greeting has none, the pid of the process listening on
+the port as /proc tells it (``unknown`` when it cannot be told). A server that
+cannot listen (its port is taken) says so on stderr and exits 1. ``players``
+prints the player count (0 when nothing listens on the port: nobody can be
+connected then). ``announce TEXT`` tells the players.
 
 The demo fleet copies this file to every host as ``bin/gameserver.py``, so it
 must keep running as a standalone script.
@@ -35,9 +42,11 @@ import os
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -59,6 +68,15 @@ class ProbeError(Exception):
 
 class NotListening(ProbeError):
     """Nothing listens on the game port (connection refused)."""
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """What a game server says when a client connects: its version and, from a
+    server that says it, the pid of the process answering."""
+
+    version: str
+    pid: int | None = None
 
 
 class LineReader:
@@ -86,7 +104,7 @@ class GameServer:
 
     def __init__(self, version: str) -> None:
         self.version = version
-        self._greeting = f"{BANNER} {version}\n".encode()
+        self._greeting = f"{BANNER} {version} pid={os.getpid()}\n".encode()
         self._lock = threading.Lock()
         self._players: dict[socket.socket, str] = {}
         self._stopping = False
@@ -204,7 +222,7 @@ def serve(host: str, port: int, version_file: Path, pid_file: Path,
     listener = None
     try:
         _load(server.version, load_seconds)
-        listener = socket.create_server((host, port))
+        listener = _listen(host, port)
         server.log(f"serving version {server.version} on {host}:{port} (pid {os.getpid()})")
         while True:
             conn, _ = listener.accept()
@@ -221,6 +239,14 @@ def serve(host: str, port: int, version_file: Path, pid_file: Path,
         server.log(f"stopped (pid {os.getpid()})")
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port))
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(f"cannot listen on {host}:{port}: {why} (pid {os.getpid()})") from exc
+
+
 def _load(version: str, seconds: float) -> None:
     if seconds <= 0:
         return
@@ -234,7 +260,13 @@ def _load(version: str, seconds: float) -> None:
 
 
 def probe_version(host: str, port: int, timeout: float = 5.0) -> str:
-    """Return the version the game server on host:port reports.
+    """Return the version the game server on host:port reports (see :func:`probe`)."""
+    return probe(host, port, timeout).version
+
+
+def probe(host: str, port: int, timeout: float = 5.0) -> Greeting:
+    """Return the greeting of the game server on host:port: its version and pid
+    (None from an older server that does not say it).
 
     Retries refused/failed connections until ``timeout`` seconds have passed;
     ``timeout=0`` makes exactly one attempt.
@@ -308,12 +340,67 @@ def join(host: str, port: int, name: str, timeout: float = 5.0) -> tuple[socket.
     return conn, int(words[2])
 
 
-def _greeting(reader: LineReader, host: str, port: int) -> str:
+def _greeting(reader: LineReader, host: str, port: int) -> Greeting:
     line = reader.readline() or ""
-    banner, _, version = line.partition(" ")
-    if banner != BANNER or not version:
-        raise ProbeError(f"unexpected answer from {host}:{port}: {line[:80]!r}")
-    return version
+    return parse_greeting(line, f"{host}:{port}")
+
+
+def parse_greeting(line: str, where: str = "the game server") -> Greeting:
+    """``patchbay-demo-game <version> [pid=<pid>]`` as a Greeting; ProbeError naming
+    ``where`` for anything else. Words after these are ignored (room to grow)."""
+    words = line.split()
+    pid = words[2].removeprefix("pid=") if len(words) > 2 and \
+        words[2].startswith("pid=") else None
+    if len(words) < 2 or words[0] != BANNER or (pid is not None and not pid.isdigit()):
+        raise ProbeError(f"unexpected answer from {where}: {line[:80]!r}")
+    return Greeting(words[1], int(pid) if pid is not None else None)
+
+
+def listener_pid(host: str, port: int) -> int | None:
+    """The pid of the process listening on host:port (or on every address at that
+    port), as Linux's /proc tells it; None where it cannot be told (not Linux, or
+    the socket belongs to a process this user may not look into)."""
+    inodes = _listening_inodes(host, port)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in wanted:
+                    return int(entry.name)
+    return None
+
+
+def _listening_inodes(host: str, port: int) -> set[str]:
+    """Socket inodes in LISTEN state on ``port`` at ``host`` or a wildcard address."""
+    addresses = {host, "0.0.0.0", "::", f"::ffff:{host}"}
+    inodes = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            rows = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 10 or fields[3] != "0A":  # 0A: LISTEN
+                continue
+            address, _, port_hex = fields[1].partition(":")
+            if int(port_hex, 16) == port and _proc_address(address, family) in addresses:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _proc_address(hex_address: str, family: int) -> str:
+    # /proc/net/tcp{,6} write an address as 32-bit words in the host's byte order.
+    words = [int(hex_address[i:i + 8], 16) for i in range(0, len(hex_address), 8)]
+    return socket.inet_ntop(family, struct.pack(f"={len(words)}I", *words))
 
 
 # --- process plumbing ---------------------------------------------------------------------
@@ -352,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--load-seconds", type=float, default=0.0,
                            help="time spent loading before the port opens")
     probe_cmd = commands.add_parser("probe", help="print the version a game server reports")
+    probe_cmd.add_argument("--pid", action="store_true",
+                           help="print '<version> <pid>': also the pid of the process "
+                                "answering (unknown if it cannot be told)")
     players_cmd = commands.add_parser(
         "players", help="print how many players are connected (0 if no game server listens)")
     announce_cmd = commands.add_parser("announce", help="tell the players (and the log) TEXT")
@@ -367,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(args.host, args.port, args.version_file, args.pid_file,
                   args.load_seconds)
         elif args.command == "probe":
-            print(probe_version(args.host, args.port, args.timeout))
+            _probe(args.host, args.port, args.timeout, args.pid)
         elif args.command == "players":
             print(player_count(args.host, args.port, args.timeout))
         else:
@@ -378,6 +468,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gameserver {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _probe(host: str, port: int, timeout: float, with_pid: bool) -> None:
+    greeting = probe(host, port, timeout)
+    if not with_pid:
+        print(greeting.version)
+        return
+    pid = greeting.pid if greeting.pid is not None else listener_pid(host, port)
+    print(f"{greeting.version} {pid if pid is not None else 'unknown'}")
 
 
 def _announce(host: str, port: int, text: str, timeout: float) -> None:

@@ -40,7 +40,8 @@ def logs_from_events(events: list[dict]) -> dict[str, list[str]]:
 
 def game_version(address: str, port: int) -> str:
     with socket.create_connection((address, port), timeout=5) as conn:
-        return conn.makefile().readline().split()[-1]
+        # "patchbay-demo-game <version> pid=<pid>": the version is the second word.
+        return conn.makefile().readline().split()[1]
 
 
 def test_rollout_survives_a_reload_and_shows_every_server_complete(
