@@ -81,6 +81,9 @@ def job_output_page(job_id: int) -> Response:
     output = job_output(console_services().engine.db_sessions, db.session, job,
                         int(current_app.config["PRINT_MAX_BYTES"]),
                         int(current_app.config["MAX_PAGE_BYTES"]))
+    # The page streams for as long as the client reads: hold no transaction meanwhile
+    # (each page of events is read in a short session of its own).
+    db.session.close()
     page = stream_template("jobs/output.html", output=output, clock=clock,
                            size_words=size_words,
                            timestamps=request.args.get("timestamps") == "1")
