@@ -13,6 +13,10 @@
  * Under the status, a rollout's batches show as compact segments (rollout.js), with who
  * promoted or aborted it at a gate; a paused job shows Promote and Abort (operators:
  * data-may-gate on the table), each asking first, or a line saying an operator can.
+ * From the accepted dialog on, the button pressed says "promoting…" / "aborting…" and
+ * both are off until the row's job moves on (job_resumed, the job's end; for another
+ * user's job, whose events this page does not get, its state from the API); a second
+ * click sends nothing, and a refusal says why in the row.
  * A row starts from per-batch counts (data-batches); the first server event of a row
  * whose servers are not known by name loads them from GET /api/jobs/<id>.
  */
@@ -30,6 +34,8 @@ const me = (document.getElementById("current-user") || {}).textContent || "";
 const rows = new Map();
 const fetching = new Set();
 const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
+const SETTLE_MS = 1000; // a sent gate decision: how often the row asks the API ...
+const SETTLE_TRIES = 60; // ... and for how long, when no event says the job moved on
 
 function track(row) {
   const entry = {
@@ -47,6 +53,8 @@ function track(row) {
     named: false, // the rollout knows its servers by name (job_started, or the API)
     buffer: null, // events held while the servers are loaded
     gateError: "",
+    acting: false, // a gate action of this row is between its click and its end
+    pending: null, // "promote" / "abort": sent, until the job moves on
   };
   if (entry.rollout) {
     entry.rollout.setCounts(readJSON(row.dataset.batches, []));
@@ -82,6 +90,7 @@ function progressText(counts, total) {
 
 /** The row's status and progress; its rollout too unless `rollout` is false. */
 function render(entry, rollout) {
+  if (entry.status !== "paused") entry.pending = null; // the decision came through
   entry.row.dataset.status = entry.status;
   entry.badge.className = "badge status-" + entry.status + " job-status-cell";
   entry.badge.textContent = entry.status;
@@ -111,7 +120,11 @@ function renderRollout(entry) {
       for (const [button, action] of [[promote, "promote"], [abort, "abort"]]) {
         button.type = "button";
         button.dataset.action = action;
-        button.disabled = Boolean(entry.acting);
+        button.disabled = Boolean(entry.pending);
+        if (entry.pending === action) {
+          button.textContent = R.UNDER_WAY[action];
+          button.setAttribute("aria-busy", "true");
+        }
       }
       gate.append(promote, abort);
     } else {
@@ -130,21 +143,32 @@ function renderRollout(entry) {
   entry.box.replaceChildren(...parts);
 }
 
-/** Promote or abort from a row: load its servers (for the question), ask, act. */
+/** Promote or abort from a row, once: a second click while the first is asking or
+ * on its way (even before the buttons are off) sends nothing. */
 async function gateAction(id, action) {
   const entry = rows.get(id);
-  if (!entry || !entry.rollout || entry.acting) return;
+  if (!entry || !entry.rollout || entry.acting || entry.pending) return;
+  entry.acting = true;
+  try {
+    await decideGate(entry, id, action);
+  } finally {
+    entry.acting = false;
+  }
+}
+
+/** Load the row's servers (for the question), ask, act; held until the job moves on. */
+async function decideGate(entry, id, action) {
   entry.gateError = "";
   for (const item of entry.rollout.log) item.fresh = false;
   await refresh(id);
   if (entry.status !== "paused") return;
   const ask = action === "promote" ? R.askPromote : R.askAbort;
   if (!(await ask(id, entry.rollout))) return;
-  entry.acting = true;
+  entry.pending = action;
   render(entry);
   const ack = await R.act(action, id);
-  entry.acting = false;
   if (!ack.ok) {
+    entry.pending = null;
     entry.gateError = (ack.error && ack.error.message) ||
       (action === "promote" ? "Promote failed." : "Abort failed.");
     render(entry);
@@ -157,6 +181,24 @@ async function gateAction(id, action) {
     entry.rollout.log.push({ kind, by: me, local: true });
   }
   await refresh(id);
+  settle(entry, id, SETTLE_TRIES);
+}
+
+/** A row whose decision is sent but whose job has not moved on yet, as far as this page
+ * knows: ask the API again in a while (another user's job sends this page no events). */
+function settle(entry, id, tries) {
+  if (!entry.pending || rows.get(id) !== entry) return;
+  if (tries <= 0) {
+    entry.pending = null;
+    entry.gateError = "The server took the decision, but the job has not moved on yet.";
+    render(entry);
+    return;
+  }
+  setTimeout(async () => {
+    if (!entry.pending) return;
+    await refresh(id);
+    settle(entry, id, tries - 1);
+  }, SETTLE_MS);
 }
 
 if (table) {

@@ -11,7 +11,7 @@
  * from per-batch status counts and the job's stored status.
  *
  * Exports Rollout, renderSegments, batchName, batchPhrase, gateWords, countdown,
- * askPromote, askAbort, act, listed (the model's parts from rollout-model.js).
+ * askPromote, askAbort, act, UNDER_WAY, listed (the model's parts from rollout-model.js).
  */
 import { ask } from "./confirm.js";
 import { el } from "./dom.js";
@@ -41,6 +41,9 @@ export function renderSegments(list, segments, compact) {
 }
 
 // --- Promote and Abort ---------------------------------------------------------------
+
+/** What a gate button says from the accepted dialog until the decision's event. */
+export const UNDER_WAY = Object.freeze({ promote: "promoting…", abort: "aborting…" });
 
 /** Ask before promoting: names the batch that starts and its servers. */
 export function askPromote(jobId, rollout) {

@@ -3,22 +3,109 @@
  * manual gate (job:promote, job:abort), Cancel (job:cancel) and Re-run (job:rerun), and
  * what the events say back about them (the reducer's effects: the gate decided, the job
  * finished, a message). The #job-message line's data-kind says whose words it holds.
+ *
+ * An action shows it was heard: from the accepted dialog on, its button says what is
+ * under way ("promoting…") and stays off until the event that settles it (job_resumed,
+ * job_aborted, the job's end; a re-run: the new job's page). One action at a time: a
+ * second click, even one that lands before the button is off, sends nothing. A refused
+ * action says why under its button (#<button id>-error), and the button is itself again.
  */
 import { ask } from "../core/confirm.js";
+import { el } from "../core/dom.js";
 import { plural } from "../core/format.js";
 import { root } from "../core/http.js";
 import { request } from "../core/live.js";
 import * as R from "../core/rollout.js";
 import { rerunChoice } from "./words.js";
 
-/** "Asking the server to promote…" goes when the decision shows; an error stays. */
-function clearGateNote(els) {
-  if (els.message.dataset.kind === "gate") els.message.textContent = "";
+const UNDER_WAY = { ...R.UNDER_WAY, cancel: "cancelling…", rerun: "starting re-run…" };
+const FAILED = { promote: "Promote failed.", abort: "Abort failed.", cancel: "Cancel failed.",
+  rerun: "Re-run failed." };
+
+/** Set a button's own label (the view's words); shown unless an action is under way. */
+export function labelButton(button, text) {
+  button.dataset.label = text;
+  if (!button.dataset.pending && button.textContent !== text) button.textContent = text;
 }
 
-/** The gate buttons are off while a decision is on its way. */
-function gateBusy(els, busy) {
-  for (const button of [els.promote, els.abort]) if (button) button.disabled = busy;
+/** The button says what is under way and is off until `release`. */
+function hold(button, action) {
+  if (!button) return;
+  if (!button.dataset.pending) button.dataset.label = button.textContent;
+  button.dataset.pending = action;
+  button.textContent = UNDER_WAY[action];
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+}
+
+/** The button is itself again (its label, on). */
+function release(button) {
+  if (!button) return;
+  if (button.dataset.pending) {
+    delete button.dataset.pending;
+    button.textContent = button.dataset.label || button.textContent;
+    button.removeAttribute("aria-busy");
+  }
+  button.disabled = false;
+}
+
+/** The line under a button that says why its action was refused. */
+function refusalOf(button, make) {
+  const id = button.id + "-error";
+  let note = document.getElementById(id);
+  if (!note && make) {
+    note = el("p", "action-error");
+    note.id = id;
+    note.setAttribute("role", "alert");
+    note.hidden = true;
+    button.setAttribute("aria-describedby", id);
+    (button.closest(".gate-actions") || button).after(note);
+  }
+  return note;
+}
+
+function clearRefusal(button) {
+  const note = button && refusalOf(button, false);
+  if (note) {
+    note.textContent = "";
+    note.hidden = true;
+  }
+}
+
+/** Refused: why, under the button (or, its button gone from view, in #job-message). */
+function refuse(page, button, action, ack, gone) {
+  const text = (ack.error && ack.error.message) || FAILED[action];
+  release(button);
+  page.acting = null;
+  if (gone || button.closest("[hidden]")) {
+    showError(page.els, text);
+    return;
+  }
+  const note = refusalOf(button, true);
+  note.textContent = text;
+  note.hidden = false;
+}
+
+function showError(els, text) {
+  els.message.dataset.kind = "error";
+  els.message.textContent = text;
+}
+
+/** A refusal under a button that goes from view (the gate decided, the job ended)
+ * moves to #job-message, so its words stay on the page. */
+function moveRefusal(page, button) {
+  const note = button && refusalOf(button, false);
+  if (note && !note.hidden && note.textContent) showError(page.els, note.textContent);
+  clearRefusal(button);
+}
+
+/** The decision at the gate arrived (or the job ended): the gate's buttons are free. */
+function gateSettled(page) {
+  for (const button of [page.els.promote, page.els.abort]) {
+    release(button);
+    moveRefusal(page, button);
+  }
+  if (page.acting === "promote" || page.acting === "abort") page.acting = null;
 }
 
 /** What an event meant for the actions (the reducer's `effects`). */
@@ -27,35 +114,47 @@ export function applyEffect(page, effect) {
   if (effect.kind === "message") {
     els.message.textContent = effect.text;
   } else if (effect.kind === "gate-decided") {
-    clearGateNote(els);
-    gateBusy(els, false);
+    gateSettled(page);
   } else if (effect.kind === "finished") {
-    if (els.message.dataset.kind === "cancel") els.message.textContent = "";
-    gateBusy(els, false);
+    gateSettled(page);
+    release(els.cancel);
+    moveRefusal(page, els.cancel);
+    if (page.acting === "cancel") page.acting = null;
+  }
+}
+
+/** Run `action` once: no other action starts until this one is dismissed, refused or
+ * settled (page.acting), whatever the clicks. */
+async function once(page, action, run) {
+  if (page.acting) return;
+  page.acting = action;
+  let sent = false;
+  try {
+    sent = await run();
+  } finally {
+    if (!sent && page.acting === action) page.acting = null;
   }
 }
 
 async function gateAction(page, action) {
   const { els, jobId } = page;
   const rollout = page.model.rollout;
+  const button = action === "promote" ? els.promote : els.abort;
   const askFirst = action === "promote" ? R.askPromote : R.askAbort;
-  if (!rollout.gate || !(await askFirst(jobId, rollout))) return;
-  gateBusy(els, true);
-  els.message.dataset.kind = "gate";
-  els.message.textContent = action === "promote" ? "Asking the server to promote…"
-    : "Asking the server to abort…";
+  if (!rollout.gate || !(await askFirst(jobId, rollout))) return false;
+  clearRefusal(els.promote);
+  clearRefusal(els.abort);
+  hold(button, action);
+  for (const other of [els.promote, els.abort]) {
+    if (other && other !== button) other.disabled = true;
+  }
   const ack = await R.act(action, jobId);
   if (!ack.ok) {
-    els.message.dataset.kind = "error";
-    els.message.textContent = (ack.error && ack.error.message) ||
-      (action === "promote" ? "Promote failed." : "Abort failed.");
-    gateBusy(els, false);
-  } else if (rollout.gate) {
-    // The buttons go when job_resumed / job_aborted arrives.
-    els.message.textContent = ack.message || (action === "promote" ? "Promoted." : "Aborted.");
-  } else {
-    els.message.textContent = "";
+    refuse(page, button, action, ack, !page.model.rollout.gate);
+    for (const other of [els.promote, els.abort]) release(other);
   }
+  // Held until job_resumed / job_aborted (or the job's end) says the decision was taken.
+  return true;
 }
 
 function jobWhat(job) {
@@ -108,46 +207,46 @@ function askToRerun({ job, jobId }, choice) {
   });
 }
 
-/** "cancelling job #N" while the cancel is under way; it goes when the job ends. */
-function cancelNote(page, text) {
-  page.els.message.dataset.kind = "cancel";
-  page.els.message.textContent = page.model.finished ? "" : text;
-}
-
 async function cancel(page) {
   const els = page.els;
-  if (!(await askToCancel(page))) return;
-  els.cancel.disabled = true;
-  cancelNote(page, "Asking the server to cancel…");
+  if (!(await askToCancel(page))) return false;
+  clearRefusal(els.cancel);
+  hold(els.cancel, "cancel");
   const ack = await request("job:cancel", { job_id: page.jobId });
-  if (ack.ok) {
-    cancelNote(page, ack.message || "Cancel requested.");
-    if (!ack.cancelled) els.cancel.disabled = false;
-  } else {
-    els.message.textContent = (ack.error && ack.error.message) || "Cancel failed.";
-    els.cancel.disabled = false;
+  if (!ack.ok) {
+    refuse(page, els.cancel, "cancel", ack, Boolean(page.model.finished));
+  } else if (page.model.finished || ack.status && !["running", "paused"].includes(ack.status)) {
+    // Already over: no event will come to settle it.
+    release(els.cancel);
+    page.acting = null;
   }
+  // Otherwise held until the job's end (job_finished).
+  return true;
 }
 
 async function rerun(page) {
   const els = page.els;
-  if (!(await askToRerun(page, rerunChoice(page.model.hosts)))) return;
-  els.rerun.disabled = true;
-  els.message.textContent = "Starting a re-run of the servers that did not succeed…";
+  if (!(await askToRerun(page, rerunChoice(page.model.hosts)))) return false;
+  clearRefusal(els.rerun);
+  hold(els.rerun, "rerun");
   const ack = await request("job:rerun", { job_id: page.jobId });
   if (ack.ok) {
-    window.location.href = root + "/jobs/" + ack.job_id;
+    window.location.href = root + "/jobs/" + ack.job_id; // held until the new page
   } else {
-    els.message.textContent = (ack.error && ack.error.message) || "Re-run failed.";
-    els.rerun.disabled = false;
+    refuse(page, els.rerun, "rerun", ack, false);
   }
+  return true;
 }
 
-/** The buttons' clicks. */
+/** The buttons' clicks, one action at a time (see `once`). */
 export function wireActions(page) {
   const els = page.els;
-  if (els.promote) els.promote.addEventListener("click", () => gateAction(page, "promote"));
-  if (els.abort) els.abort.addEventListener("click", () => gateAction(page, "abort"));
-  if (els.cancel) els.cancel.addEventListener("click", () => cancel(page));
-  if (els.rerun) els.rerun.addEventListener("click", () => rerun(page));
+  page.acting = null;
+  const wire = (button, action, run) => {
+    if (button) button.addEventListener("click", () => once(page, action, () => run(page)));
+  };
+  wire(els.promote, "promote", (p) => gateAction(p, "promote"));
+  wire(els.abort, "abort", (p) => gateAction(p, "abort"));
+  wire(els.cancel, "cancel", cancel);
+  wire(els.rerun, "rerun", rerun);
 }

@@ -1,8 +1,9 @@
 /*
  * A server's part of the job page: its row in the server table (status, step, step
- * timeline, duration, version, reason) and its log section (title, step chips, wait
- * panel, the windowed log). Rendering reads the host model (reducer.js) and writes only
- * what changed.
+ * timeline, duration, version, reason) and its log section (title, step chips, the
+ * failure, wait panel, the windowed log). A failed server's section leads with its
+ * failure; a wait step that matched before it is shown as past, not as the news.
+ * Rendering reads the host model (reducer.js) and writes only what changed.
  *
  * `page` is the page's state (main.js): {jobId, els, model, parts (name -> the
  * elements of a server), logs (LogSet), lazyLogs, selected, builtHosts, scheduleNear}.
@@ -113,7 +114,9 @@ export function buildSection(page, parts) {
   log.setAttribute("aria-label", "Log of " + name);
   log.tabIndex = 0;
   buildWaitPanel(parts, name);
-  parts.section.append(heading, parts.waitPanel, log);
+  parts.failure = el("p", "log-failure");
+  parts.failure.hidden = true;
+  parts.section.append(heading, parts.failure, parts.waitPanel, log);
   parts.log.onScrollState = (hostLog) => { parts.jump.hidden = hostLog.pinned; };
   parts.jump.addEventListener("click", () => parts.log.scrollToEnd());
   page.logs.attach(parts.log, log);
@@ -139,8 +142,8 @@ export function unbuildSection(page, parts) {
   page.builtHosts.delete(parts);
   page.logs.detach(parts.log);
   parts.section.replaceChildren();
-  for (const key of ["logBadge", "logReconnect", "chips", "jump", "waitPanel", "waitState",
-    "waitCountdown", "waitOutput"]) parts[key] = null;
+  for (const key of ["logBadge", "logReconnect", "chips", "jump", "failure", "waitPanel",
+    "waitState", "waitCountdown", "waitOutput"]) parts[key] = null;
 }
 
 /** The Step cell: the step under way, the wait, the failed step or the gate. */
@@ -172,6 +175,7 @@ export function renderHost(page, parts) {
   renderReconnecting(parts);
   setText(parts.cells.batch, host.batch === null ? "" : String(host.batch + 1));
   setText(parts.cells.step, stepText(page, host, now));
+  renderFailure(parts);
   renderWait(parts, now);
   setText(parts.cells.duration, formatDuration(host.duration));
   setText(parts.cells.version, versionText(host));
@@ -185,16 +189,40 @@ export function renderHost(page, parts) {
   renderTimeline(parts, now);
 }
 
+/** A failed server's section says so first: the step that failed and why. */
+function renderFailure(parts) {
+  if (!parts.built) return;
+  const host = parts.host;
+  const failed = host.status === "failed";
+  setHidden(parts.failure, !failed);
+  if (!failed) return;
+  const why = reasonText(host.reason, host.exitCode, host.signal);
+  // The reason names the step, mostly ("step 'x' exited with code 3"): not twice.
+  const at = host.failedStep && !why.includes(host.failedStep) ? " at " + host.failedStep : "";
+  setText(parts.failure, "Failed" + at + (why ? ": " + why : ""));
+}
+
+/** A wait that matched, on a server that failed after it: past, not the news. */
+function waitIsPast(host, wait) {
+  return Boolean(wait.ended) && wait.ended.status === "ok" &&
+    (host.status === "failed" || Boolean(host.failedStep && host.failedStep !== wait.step));
+}
+
 /** The wait panel above the server's log: state, countdown and the probe's last output. */
 function renderWait(parts, now) {
   if (!parts.built) return; // the panel is in the log's section
   const wait = parts.host.wait;
   setHidden(parts.waitPanel, !wait);
   if (!wait) return;
+  const past = waitIsPast(parts.host, wait);
   parts.waitPanel.dataset.state = wait.ended ? wait.ended.status : "waiting";
+  if (parts.waitPanel.dataset.past !== String(past)) parts.waitPanel.dataset.past = String(past);
   parts.waitState.replaceChildren(el("strong", "wait-step", wait.step), " ");
   if (wait.ended) {
     parts.waitState.append(el("span", "wait-end", wait.ended.words));
+    if (past) {
+      parts.waitState.append(el("span", "wait-past", " · earlier; the server failed after it"));
+    }
   } else {
     const every = wait.every ? " every " + seconds(wait.every) : "";
     parts.waitState.append("waits for " + wait.until + every +
@@ -209,7 +237,7 @@ function renderWait(parts, now) {
   }
   parts.waitOutput.textContent = wait.output.length ? wait.output.join("\n")
     : wait.attempt ? "(the probe printed nothing)" : "";
-  parts.waitOutput.hidden = !wait.attempt;
+  parts.waitOutput.hidden = !wait.attempt || past; // the past wait: one line
 }
 
 /** "reconnecting to <server>…" next to the server's status, in its row and log title. */

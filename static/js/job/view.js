@@ -7,6 +7,7 @@
 import { el, setAttr, setHidden, setText } from "../core/dom.js";
 import { formatDuration } from "../core/format.js";
 import * as R from "../core/rollout.js";
+import { labelButton } from "./actions.js";
 import { estimate, etaText } from "./eta.js";
 import { buildSection } from "./host-view.js";
 import { progressText, rerunChoice } from "./words.js";
@@ -206,7 +207,7 @@ function renderRerunButton(page) {
   const { model, els } = page;
   const choice = model.finished && model.status !== "succeeded" ? rerunChoice(model.hosts) : null;
   els.rerun.hidden = !choice || choice.names.length === 0;
-  if (choice) els.rerun.textContent = choice.label;
+  if (choice) labelButton(els.rerun, choice.label);
 }
 
 export function renderEta(page) {
@@ -249,7 +250,7 @@ function renderGate({ model, els }) {
   els.gateText.textContent = capital(R.batchPhrase(gate.batch, count)) + " succeeded" +
     (done.length ? " (" + R.listed(done) + ")" : "") + ". Next: " + nextName +
     (next.length ? " (" + R.listed(next) + ")" : "") + ".";
-  if (els.promote) els.promote.textContent = "Promote: start " + nextName;
+  if (els.promote) labelButton(els.promote, "Promote: start " + nextName);
   if (els.gateViewer) {
     els.gateViewer.textContent = "An operator can promote it (start " + nextName +
       ") or abort it (the servers not started are skipped).";
