@@ -256,3 +256,18 @@ def test_probe_pid_asks_proc_for_an_older_servers_pid():
     assert (plain.returncode, plain.stdout) == (0, "1.0.0\n")
     assert (nobody.returncode, nobody.stdout) == (1, "")
     assert nobody.stderr.startswith("gameserver probe: no game server answering on ")
+
+
+def test_the_docs_example_start_and_health_steps_load_as_a_runbook(tmp_path):
+    from tasks.planning.runbook_files import load_runbooks
+
+    doc = (PROJECT / "docs" / "runbooks.md").read_text()
+    section = doc[doc.index("## Starting a service: start means started"):]
+    example = section[section.index("```yaml\n") + 8:section.index("```\n", 10)]
+    steps = "\n".join(line for line in example.splitlines()
+                      if not line.strip().startswith("...then"))  # the elided part
+    (tmp_path / "doc.yml").write_text(f"name: doc-start\ndescription: x\nsteps:\n{steps}\n")
+
+    book = load_runbooks(tmp_path)["doc-start"]
+    assert [step.name for step in book.spec.steps] == ["start", "health check"]
+    assert "port $port is held by another process" in book.spec.steps[0].run
