@@ -64,6 +64,32 @@ HOLD_EVENTS = """() => {
   };
 }"""
 
+# Holds the answers (acks) to the page's socket requests, the same way.
+HOLD_ACKS = """() => {
+  const proto = io.Socket.prototype;
+  const original = proto.onack;
+  const held = [];
+  window.heldAcks = { count: () => held.length, release() {
+    proto.onack = original;
+    for (const [socket, packet] of held.splice(0)) original.call(socket, packet);
+  } };
+  proto.onack = function (packet) { held.push([this, packet]); };
+}"""
+
+# Every (text, disabled) a job row's Promote button shows, in order (rows are redrawn).
+WATCH_ROW = """(id) => {
+  const row = document.querySelector(`#recent-jobs tr[data-job-id="${id}"]`);
+  window.seen = [];
+  const look = () => {
+    const button = row.querySelector(".promote-button");
+    const state = button ? button.textContent + "|" + button.disabled : "none";
+    if (window.seen[window.seen.length - 1] !== state) window.seen.push(state);
+  };
+  look();
+  new MutationObserver(look).observe(row, { subtree: true, childList: true,
+    characterData: true, attributes: true });
+}"""
+
 
 @pytest.fixture
 def console(live_server_factory, sshd_fleet, tmp_path):
@@ -149,6 +175,73 @@ def test_a_double_click_on_promote_sends_one_decision_and_it_says_promoting_unti
     events = stored_events(console, http, job_id)
     assert [event["type"] for event in events].count("job_resumed") == 1
     assert sent[0] == 1, f"{sent[0]} job:promote requests sent"
+
+
+def test_a_double_click_on_a_dashboard_row_s_promote_sends_one_decision(browser, console):
+    http = console.login()
+    job_id = paused_rollout(console, http, ["h01", "h02"])
+    page = browser.new_page()
+    sent = count_sent(page, "job:promote")
+    log_in(page, console.url)
+    row = page.locator(f'#recent-jobs tr[data-job-id="{job_id}"]')
+    expect(row.locator(".promote-button")).to_have_text("Promote: start batch 2",
+                                                        timeout=LONG)
+    page.evaluate(WATCH_ROW, job_id)
+
+    row.locator(".promote-button").click()
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    page.evaluate("""(id) => {
+      document.getElementById("confirm-accept").click();
+      const button = document.querySelector(
+        `#recent-jobs tr[data-job-id="${id}"] .promote-button`);
+      button.click();
+      button.click();
+    }""", job_id)
+
+    expect(row.locator(".job-gates")).to_have_text("promoted by alice", timeout=LONG)
+    expect(row.locator(".job-status-cell")).to_have_text("succeeded", timeout=LONG)
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
+    seen = page.evaluate("window.seen")
+    assert "promoting…|true" in seen, seen
+    # From the accepted dialog on: "promoting…", off, until the row's gate went.
+    after = seen[seen.index("promoting…|true"):]
+    assert set(after) <= {"promoting…|true", "none"} and after[-1] == "none", seen
+    assert sent[0] == 1, f"{sent[0]} job:promote requests sent"
+
+
+def test_re_run_says_starting_until_the_new_job_s_page(browser, console):
+    http = console.login()
+    job_id = start_job(console, http, {"runbook": "basic", "servers": ["h02", "h03"],
+                                       "params": {"message": "hi", "fail_on": "h02"}})
+    wait_until(lambda: job_of(console, http, job_id)["status"] == "failed", 60,
+               f"job {job_id} to fail")
+    page = browser.new_page()
+    sent = count_sent(page, "job:rerun")
+    log_in(page, console.url)
+    page.goto(f"{console.url}/jobs/{job_id}")
+    rerun = page.locator("#rerun-button")
+    expect(rerun).to_have_text("Re-run failed servers", timeout=LONG)
+    page.evaluate(HOLD_ACKS)
+
+    rerun.click()
+    page.evaluate("""() => {
+      document.getElementById("confirm-accept").click();
+      const button = document.getElementById("rerun-button");
+      button.click();
+      button.click();
+    }""")
+
+    expect(rerun).to_have_text("starting re-run…")
+    expect(rerun).to_be_disabled()
+    wait_until(lambda: page.evaluate("window.heldAcks.count()") > 0, 30,
+               "the re-run's answer to reach the page")
+    expect(rerun).to_have_text("starting re-run…")  # the answer is held: still under way
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
+    page.evaluate("window.heldAcks.release()")
+    page.wait_for_url(re.compile(rf"/jobs/(?!{job_id}$)\d+$"), timeout=LONG)
+    assert sent[0] == 1, f"{sent[0]} job:rerun requests sent"
+    jobs = http.get(f"{console.url}/api/jobs", timeout=30).json()["jobs"]
+    assert [job["rerun_of"] for job in jobs if job.get("rerun_of")] == [job_id], jobs
 
 
 def test_a_refused_promote_says_why_under_the_button_and_gives_its_label_back(
