@@ -281,6 +281,34 @@ def test_a_refused_promote_says_why_under_the_button_and_gives_its_label_back(
     assert job_of(console, http, job_id)["status"] == "paused"
 
 
+def test_abort_says_aborting_until_the_page_hears_the_job_was_aborted(browser, console):
+    http = console.login()
+    job_id = paused_rollout(console, http, ["h01", "h02", "h03"])
+    page = browser.new_page()
+    open_paused(page, console, job_id)
+    abort = page.locator("#abort-button")
+    page.evaluate(HOLD_EVENTS)
+
+    abort.click()
+    page.click("#confirm-accept")
+
+    expect(abort).to_have_text("aborting…")
+    expect(abort).to_be_disabled()
+    expect(page.locator("#promote-button")).to_be_disabled()
+    wait_until(lambda: job_of(console, http, job_id)["status"] == "cancelled", 60,
+               f"job {job_id} to end cancelled")
+    wait_until(lambda: page.evaluate("window.heldEvents.count()") > 0, 30,
+               "the job_aborted message to reach the page")
+    expect(abort).to_have_text("aborting…")  # not heard yet
+    expect(page.locator("#gate-panel")).to_be_visible()
+
+    page.evaluate("window.heldEvents.release()")
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=LONG)
+    expect(page.locator("#gate-panel")).to_be_hidden()
+    expect(abort).to_have_text("Abort")
+    expect(page.locator("#rollout-history")).to_contain_text("aborted at the gate by alice")
+
+
 def test_cancel_says_cancelling_until_the_job_has_ended(browser, console, tmp_path):
     http = console.login()
     release = tmp_path / "release"
