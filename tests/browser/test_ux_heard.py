@@ -244,6 +244,34 @@ def test_re_run_says_starting_until_the_new_job_s_page(browser, console):
     assert [job["rerun_of"] for job in jobs if job.get("rerun_of")] == [job_id], jobs
 
 
+def test_a_click_on_cancel_as_promote_is_accepted_loses_no_decision(browser, console):
+    http = console.login()
+    job_id = paused_rollout(console, http, ["h01", "h02"])
+    page = browser.new_page()
+    open_paused(page, console, job_id)
+    promote = page.locator("#promote-button")
+    page.evaluate(HOLD_EVENTS)
+
+    promote.click()
+    # Cancel lands while the promote's answer from the dialog is still on its way.
+    page.evaluate("""() => {
+      document.getElementById("confirm-accept").click();
+      document.getElementById("cancel-button").click();
+    }""")
+
+    expect(promote).to_have_text("promoting…")
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
+    wait_until(lambda: job_of(console, http, job_id)["status"] != "paused", 60,
+               f"job {job_id} to be promoted")
+    # Cancel is free while the decision at the gate is under way: it asks as ever.
+    page.click("#cancel-button")
+    expect(page.locator("#confirm-title")).to_have_text(f"Cancel job #{job_id}?")
+    page.click("#confirm-dismiss")
+    page.evaluate("window.heldEvents.release()")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=LONG)
+    expect(page.locator("#gate-panel")).to_be_hidden()
+
+
 def test_a_refused_promote_says_why_under_the_button_and_gives_its_label_back(
         browser, console):
     from sqlalchemy import create_engine, text

@@ -56,7 +56,9 @@ function build() {
 /** Show the question; resolves to whether the action was confirmed. */
 export function ask({ title, lines = [], confirm, dismiss = "Cancel", danger = false }) {
   if (!dialog) build();
-  if (dialog.open) return Promise.resolve(false); // one question at a time
+  // One question at a time: also while a closed one's answer is still on its way
+  // (the close event comes a task later), or that answer would never be delivered.
+  if (dialog.open || settle) return Promise.resolve(false);
   parts.title.textContent = title;
   parts.body.replaceChildren(...lines.map((line) =>
     typeof line === "string" ? make("p", null, line) : line));

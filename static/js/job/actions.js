@@ -6,8 +6,10 @@
  *
  * An action shows it was heard: from the accepted dialog on, its button says what is
  * under way ("promoting…") and stays off until the event that settles it (job_resumed,
- * job_aborted, the job's end; a re-run: the new job's page). One action at a time: a
- * second click, even one that lands before the button is off, sends nothing. A refused
+ * job_aborted, the job's end; a re-run: the new job's page). One decision at a time at
+ * the gate, one cancel, one re-run (page.acting's slots): a second click, even one that
+ * lands before the button is off, sends nothing. Cancel stays free during a gate
+ * decision (the server settles which comes first). A refused
  * action says why under its button (#<button id>-error), and the button is itself again.
  */
 import { ask } from "../core/confirm.js";
@@ -19,6 +21,7 @@ import * as R from "../core/rollout.js";
 import { rerunChoice } from "./words.js";
 
 const UNDER_WAY = { ...R.UNDER_WAY, cancel: "cancelling…", rerun: "starting re-run…" };
+const SLOT = { promote: "gate", abort: "gate", cancel: "cancel", rerun: "rerun" };
 const FAILED = { promote: "Promote failed.", abort: "Abort failed.", cancel: "Cancel failed.",
   rerun: "Re-run failed." };
 
@@ -76,7 +79,7 @@ function clearRefusal(button) {
 function refuse(page, button, action, ack, gone) {
   const text = (ack.error && ack.error.message) || FAILED[action];
   release(button);
-  page.acting = null;
+  page.acting.delete(SLOT[action]);
   if (gone || button.closest("[hidden]")) {
     showError(page.els, text);
     return;
@@ -105,7 +108,7 @@ function gateSettled(page) {
     release(button);
     moveRefusal(page, button);
   }
-  if (page.acting === "promote" || page.acting === "abort") page.acting = null;
+  page.acting.delete("gate");
 }
 
 /** What an event meant for the actions (the reducer's `effects`). */
@@ -119,20 +122,21 @@ export function applyEffect(page, effect) {
     gateSettled(page);
     release(els.cancel);
     moveRefusal(page, els.cancel);
-    if (page.acting === "cancel") page.acting = null;
+    page.acting.delete("cancel");
   }
 }
 
-/** Run `action` once: no other action starts until this one is dismissed, refused or
- * settled (page.acting), whatever the clicks. */
+/** Run `action` once: no other action of its slot starts until this one is dismissed,
+ * refused or settled, whatever the clicks. */
 async function once(page, action, run) {
-  if (page.acting) return;
-  page.acting = action;
+  const slot = SLOT[action];
+  if (page.acting.has(slot)) return;
+  page.acting.add(slot);
   let sent = false;
   try {
     sent = await run();
   } finally {
-    if (!sent && page.acting === action) page.acting = null;
+    if (!sent) page.acting.delete(slot);
   }
 }
 
@@ -218,7 +222,7 @@ async function cancel(page) {
   } else if (page.model.finished || ack.status && !["running", "paused"].includes(ack.status)) {
     // Already over: no event will come to settle it.
     release(els.cancel);
-    page.acting = null;
+    page.acting.delete("cancel");
   }
   // Otherwise held until the job's end (job_finished).
   return true;
@@ -241,7 +245,7 @@ async function rerun(page) {
 /** The buttons' clicks, one action at a time (see `once`). */
 export function wireActions(page) {
   const els = page.els;
-  page.acting = null;
+  page.acting = new Set(); // the slots with an action under way (see `once`)
   const wire = (button, action, run) => {
     if (button) button.addEventListener("click", () => once(page, action, () => run(page)));
   };
