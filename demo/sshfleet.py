@@ -4,7 +4,7 @@ Stands in for real game servers on machines without OpenSSH's sshd::
 
     python -m demo.sshfleet --state-dir DIR --count 8 \\
         --first-address 127.0.0.11 --ssh-port 2222 [--game-port 27015] \\
-        [--ready-file F] [--stop-games]
+        [--ready-file F] [--check] [--for-make-run]
 
 Host i listens on first-address + (i - 1) (Linux routes all of 127.0.0.0/8 to
 loopback, so no interface setup is needed) and behaves like a minimal sshd:
@@ -21,7 +21,14 @@ demo/builds.py), one tree per host under ``hosts/`` (``bin/gameserver.py``,
 ``logs/``), and ``players/`` for the simulated players of ``python -m demo.players``.
 Hosts differ a little in download speed and game load time, as a
 real fleet does; ``etc/demo-host.env`` tells the demo runbook each host's values.
-Each host's game server is started at startup unless one already answers.
+
+The fleet owns its processes. It starts only if every SSH and game address:port it
+would listen on is free; otherwise it refuses (exit 3), naming each one and the
+process holding it, and starts nothing (``--check`` does only that check). It then
+starts each host's own game server and waits until that very process answers. On
+SIGTERM/SIGINT, or a failed start, it stops the commands it runs, then the simulated
+players and game servers of this state directory (whoever started them: the fleet, a
+runbook's start step, ``demo.players``), waiting for each with a deadline.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from pathlib import Path
 import asyncssh
 import yaml
 
-from demo import builds, gameserver
+from demo import builds, gameserver, players, ports
 
 log = logging.getLogger("demo.sshfleet")
 
@@ -54,6 +61,7 @@ BASE_RELEASE = "1.0.0"
 CHUNK = 64 * 1024
 GAME_START_TIMEOUT = 15.0
 SHUTDOWN_GRACE = 5.0
+EXIT_TAKEN = 3  # an address:port the fleet needs is held by another process
 # Per host, cycled: a 20 MiB build then takes 7.7-11.8 s to download, and the
 # game server 1.5-3 s to load.
 LINK_MIB_PER_S = (2.4, 1.9, 2.2, 1.7, 2.6, 2.0, 1.8, 2.3)
@@ -228,29 +236,52 @@ def prepare_state(state_dir: Path, hosts: list[DemoHost], ssh_port: int,
 # --- game servers -------------------------------------------------------------------
 
 
+def game_script(host: DemoHost) -> str:
+    """The path a host's game server runs as (the fleet's and the runbook's alike)."""
+    return str(host.root / "bin" / "gameserver.py")
+
+
+def game_processes(host: DemoHost) -> list[int]:
+    """Pids of the processes serving this host's game (``gameserver.py serve``)."""
+    return [pid for pid, what in own_processes(host.root.parent.parent, [host]).items()
+            if what.endswith("game server")]
+
+
+def own_processes(state_dir: Path, hosts: list[DemoHost]) -> dict[int, str]:
+    """This fleet's game servers and simulated players now running: pid -> what it is.
+
+    Found by their arguments, which name this state directory's paths: a host's
+    ``bin/gameserver.py`` with ``serve``, or ``demo.players _hold STATE_DIR``."""
+    scripts = {game_script(host): host.name for host in hosts}
+    found = {}
+    for entry in ports.PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        args = ports.arguments(int(entry.name))
+        names = [scripts[arg] for arg in args if arg in scripts]
+        if names and "serve" in args:
+            found[int(entry.name)] = f"{names[0]}'s game server"
+        elif "demo.players" in args and players.HOLD in args and str(state_dir) in args:
+            found[int(entry.name)] = f"simulated player {args[-1]}"
+    return found
+
+
 def game_pid(host: DemoHost) -> int | None:
-    """Pid from the host's pid file if that process is alive and is a game server."""
+    """Pid from the host's pid file if that process is alive and is its game server."""
     try:
         pid = int(host.pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    # Guards against signalling an unrelated process that reused a stale pid.
-    return pid if b"gameserver.py" in cmdline else None
+    # Guards against trusting an unrelated process that reused a stale pid (a
+    # zombie's arguments are empty).
+    args = ports.arguments(pid)
+    return pid if game_script(host) in args and "serve" in args else None
 
 
 def launch_game(host: DemoHost, game_port: int) -> None:
-    """Start the host's game server detached, unless one already answers its port."""
-    try:
-        version = gameserver.probe_version(host.address, game_port, timeout=0)
-    except gameserver.ProbeError:
-        pass
-    else:
-        log.info("%s: game server already answering on %s:%d with %s",
-                 host.name, host.address, game_port, version)
-        return
+    """Start the host's game server detached, in a session of its own."""
     command = [
-        sys.executable, str(host.root / "bin" / "gameserver.py"), "serve",
+        sys.executable, game_script(host), "serve",
         "--host", host.address, "--port", str(game_port),
         "--version-file", str(host.root / "current" / "VERSION"),
         "--pid-file", str(host.pid_file),
@@ -258,43 +289,89 @@ def launch_game(host: DemoHost, game_port: int) -> None:
     with open(host.root / "logs" / "game.log", "wb") as game_log:
         # `setsid -f` forks and returns at once: the game server gets its own
         # session and is re-parented to init, so it is reaped when a runbook
-        # stops it and outlives this process (a restarted fleet reuses it).
+        # stops it. The fleet finds it by its arguments and stops it on the way out.
         subprocess.run(["setsid", "-f", *command], stdin=subprocess.DEVNULL, stdout=game_log,
                        stderr=subprocess.STDOUT, cwd=host.root, env=host.command_env(),
                        check=True)
     log.info("%s: started game server on %s:%d", host.name, host.address, game_port)
 
 
+class GameStartError(Exception):
+    """A host's own game server did not come up; the message says what happened."""
+
+
+def wait_for_own_game(host: DemoHost, game_port: int, timeout: float) -> str:
+    """Wait until the game server this fleet started answers; return its version.
+
+    GameStartError if it exits first, does not answer in time, or if what answers
+    on its address:port is another process."""
+    where = f"{host.address}:{game_port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = game_pid(host)
+        try:
+            version = gameserver.probe_version(host.address, game_port, timeout=0)
+        except gameserver.ProbeError:
+            version = None
+        if version is not None and pid is not None:
+            owner = ports.holder(host.address, game_port)
+            if owner.pid != pid:
+                raise GameStartError(f"{host.name}: {where} is answered by "
+                                     f"{owner.describe()}, not by its own game server")
+            return version
+        if not game_processes(host):
+            raise GameStartError(f"{host.name}: its game server exited before answering "
+                                 f"on {where}: {_last_line(host.root / 'logs' / 'game.log')}")
+        if time.monotonic() > deadline:
+            raise GameStartError(f"{host.name}: its game server did not answer on {where} "
+                                 f"within {timeout:g} s")
+        time.sleep(0.05)  # polling interval of a deadline loop
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError as exc:
+        return f"(cannot read {path.name}: {exc.strerror})"
+    return lines[-1] if lines else f"({path.name} is empty)"
+
+
 async def start_games(hosts: list[DemoHost], game_port: int) -> None:
-    """Make sure every host's game server answers; raises ProbeError if one never does."""
+    """Start every host's game server and wait until each answers (GameStartError)."""
     for host in hosts:
         launch_game(host, game_port)
     await asyncio.gather(*(
-        asyncio.to_thread(gameserver.probe_version, host.address, game_port, GAME_START_TIMEOUT)
+        asyncio.to_thread(wait_for_own_game, host, game_port, GAME_START_TIMEOUT)
         for host in hosts
     ))
 
 
-async def stop_games(hosts: list[DemoHost]) -> None:
-    """SIGTERM the game servers named in the pid files and wait (bounded) for them."""
-    signalled = {}
-    for host in hosts:
-        pid = game_pid(host)
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-                signalled[host] = pid
-                log.info("%s: sent SIGTERM to game server pid %d", host.name, pid)
-    # Not `kill -0`: an exited server can stay a zombie for seconds until init
-    # reaps it. game_pid() already says None once the server has removed its
-    # pid file or is a zombie (empty cmdline).
+async def stop_own_processes(state_dir: Path, hosts: list[DemoHost]) -> None:
+    """SIGTERM this fleet's simulated players, then its game servers, each group
+    waited for (bounded); whatever is still there after SHUTDOWN_GRACE is killed."""
+    for kind in ("simulated player", "game server"):
+        group = {pid: what for pid, what in own_processes(state_dir, hosts).items()
+                 if kind in what}
+        await _terminate(group)
+
+
+async def _terminate(group: dict[int, str]) -> None:
+    started = {pid: ports.arguments(pid) for pid in group}
+    for pid, what in group.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            log.info("sent SIGTERM to %s (pid %d)", what, pid)
+    # Gone once its arguments are (a zombie has none) or are another process's.
     deadline = time.monotonic() + SHUTDOWN_GRACE
-    while signalled and time.monotonic() < deadline:
-        signalled = {host: pid for host, pid in signalled.items() if game_pid(host) == pid}
-        if signalled:
-            await asyncio.sleep(0.05)
-    for host, pid in signalled.items():
-        log.warning("%s: game server pid %d still running after SIGTERM", host.name, pid)
+    waiting = dict(started)
+    while waiting and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # polling interval of a deadline loop
+        waiting = {pid: args for pid, args in waiting.items() if ports.arguments(pid) == args}
+    for pid in waiting:
+        log.warning("%s (pid %d) still running %g s after SIGTERM; killing it",
+                    group[pid], pid, SHUTDOWN_GRACE)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 # --- SSH ----------------------------------------------------------------------------
@@ -462,10 +539,63 @@ class _HostServer(asyncssh.SSHServer):
 # --- entry point --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Wording:
+    """How messages name the fleet's settings: its options, or ``make run``'s variables."""
+
+    prog: str
+    ssh_port: str
+    game_port: str
+    first_address: str
+    verb: str
+
+
+OPTIONS = Wording("demo.sshfleet", "--ssh-port", "--game-port", "--first-address",
+                  "pass another")
+MAKE_RUN = Wording("make run", "PATCHBAY_DEMO_SSH_PORT", "PATCHBAY_DEMO_GAME_PORT",
+                   "PATCHBAY_DEMO_FIRST_ADDRESS", "set")
+
+
+def taken_addresses(hosts: list[DemoHost], ssh_port: int, game_port: int,
+                    wording: Wording) -> list[str]:
+    """One refusal per SSH or game address:port of the fleet that it cannot listen on,
+    naming the process that holds it."""
+    refusals = []
+    for host in hosts:
+        for port, setting in ((ssh_port, wording.ssh_port), (game_port, wording.game_port)):
+            where = f"{host.address}:{port}"
+            try:
+                taken = ports.in_use(host.address, port)
+            except OSError as exc:
+                refusals.append(f"{wording.prog}: cannot listen on {where}: {exc.strerror}; "
+                                f"{wording.verb} {wording.first_address}")
+                continue
+            if taken:
+                refusals.append(
+                    f"{wording.prog}: {where} is already in use by "
+                    f"{ports.holder(host.address, port).describe()}; stop it, or "
+                    f"{wording.verb} {setting}")
+    return refusals
+
+
 def _address_range(hosts: list[DemoHost], ssh_port: int) -> str:
     if len(hosts) == 1:
         return f"1 host on {hosts[0].address}:{ssh_port}"
     return f"{len(hosts)} hosts on {hosts[0].address}-{hosts[-1].address}:{ssh_port}"
+
+
+def _write_ready(ready_file: Path, state_dir: Path, hosts: list[DemoHost],
+                 ssh_port: int, game_port: int) -> None:
+    ready = {
+        "pid": os.getpid(),
+        "state_dir": str(state_dir),
+        "inventory": str(state_dir / "inventory.yml"),
+        "known_hosts": str(state_dir / "known_hosts"),
+        "client_key": str(state_dir / "client_key"),
+        "game_port": game_port,
+        "hosts": [{"name": h.name, "address": h.address, "port": ssh_port} for h in hosts],
+    }
+    _atomic_write(ready_file, (json.dumps(ready, indent=2) + "\n").encode())
 
 
 async def run_fleet(args: argparse.Namespace) -> int:
@@ -475,6 +605,9 @@ async def run_fleet(args: argparse.Namespace) -> int:
     if ready_file is not None:
         ready_file.unlink(missing_ok=True)  # a stale one would fool whoever waits
     hosts = plan_hosts(state_dir, args.count, args.first_address)
+    if refusals := taken_addresses(hosts, args.ssh_port, args.game_port, args.wording):
+        print("\n".join(refusals), file=sys.stderr, flush=True)
+        return EXIT_TAKEN
     host_keys, client_key = prepare_state(state_dir, hosts, args.ssh_port, args.game_port)
 
     stop = asyncio.Event()
@@ -484,35 +617,46 @@ async def run_fleet(args: argparse.Namespace) -> int:
 
     fleet = Fleet(hosts, args.ssh_port, host_keys, client_key)
     try:
-        await fleet.listen()
-        await start_games(hosts, args.game_port)
-    except (OSError, subprocess.CalledProcessError, gameserver.ProbeError) as exc:
-        log.error("demo fleet failed to start: %s", exc)
+        try:
+            await fleet.listen()
+            await start_games(hosts, args.game_port)
+        except (OSError, subprocess.CalledProcessError, GameStartError) as exc:
+            log.error("demo fleet failed to start: %s", exc)
+            return 1
+        if ready_file is not None:
+            _write_ready(ready_file, state_dir, hosts, args.ssh_port, args.game_port)
+        print(f"demo fleet ready: {_address_range(hosts, args.ssh_port)}, game servers on "
+              f"port {args.game_port}", flush=True)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)
         await fleet.close()
-        return 1
-
-    if ready_file is not None:
-        ready = {
-            "pid": os.getpid(),
-            "state_dir": str(state_dir),
-            "inventory": str(state_dir / "inventory.yml"),
-            "known_hosts": str(state_dir / "known_hosts"),
-            "client_key": str(state_dir / "client_key"),
-            "hosts": [{"name": h.name, "address": h.address, "port": args.ssh_port}
-                      for h in hosts],
-        }
-        _atomic_write(ready_file, (json.dumps(ready, indent=2) + "\n").encode())
-    print(f"demo fleet ready: {_address_range(hosts, args.ssh_port)}", flush=True)
-
-    await stop.wait()
-    log.info("shutting down")
-    if ready_file is not None:
-        ready_file.unlink(missing_ok=True)
-    await fleet.close()
-    if args.stop_games:
-        await stop_games(hosts)
+        await stop_own_processes(state_dir, hosts)
     log.info("demo fleet stopped")
     return 0
+
+
+def _settings_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the addresses and ports asked for (ports made ints), or None."""
+    names = args.wording
+    for attr, name in (("ssh_port", names.ssh_port), ("game_port", names.game_port)):
+        value = getattr(args, attr)
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            return f"{name} must be a port number from 1 to 65535, not {value!r}"
+        setattr(args, attr, int(value))
+    if args.ssh_port == args.game_port:
+        return (f"{names.ssh_port} and {names.game_port} are both {args.ssh_port}; "
+                "they must differ")
+    if args.count < 1:
+        return "--count must be at least 1"
+    try:
+        ipaddress.IPv4Address(args.first_address) + (args.count - 1)
+    except ValueError as exc:
+        return f"{names.first_address} must be an IPv4 address with room for " \
+               f"{args.count} hosts after it: {exc}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,19 +669,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=8, help="number of hosts (default 8)")
     parser.add_argument("--first-address", default="127.0.0.11",
                         help="address of gs-01; later hosts count up from it")
-    parser.add_argument("--ssh-port", type=int, default=2222)
-    parser.add_argument("--game-port", type=int, default=27015)
+    parser.add_argument("--ssh-port", default="2222")
+    parser.add_argument("--game-port", default="27015")
     parser.add_argument("--ready-file", type=Path,
                         help="written (JSON) once every listener and game server is up")
-    parser.add_argument("--stop-games", action="store_true",
-                        help="on exit, SIGTERM the game servers found in the pid files")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that every address:port is free: exit 0, or 3 "
+                             "naming what holds them (starts nothing)")
+    parser.add_argument("--for-make-run", action="store_true",
+                        help="name make run's PATCHBAY_DEMO_* variables in messages")
+    # The fleet always stops its game servers now; kept for older command lines.
+    parser.add_argument("--stop-games", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.count < 1:
-        parser.error("--count must be at least 1")
-    try:
-        ipaddress.IPv4Address(args.first_address) + (args.count - 1)
-    except ValueError as exc:
-        parser.error(f"--first-address/--count: {exc}")
+    args.wording = MAKE_RUN if args.for_make_run else OPTIONS
+    if problem := _settings_problem(args):
+        print(f"{args.wording.prog}: {problem}", file=sys.stderr)
+        return 2
+    if args.check:
+        hosts = plan_hosts(args.state_dir.resolve(), args.count, args.first_address)
+        refusals = taken_addresses(hosts, args.ssh_port, args.game_port, args.wording)
+        print("\n".join(refusals), file=sys.stderr, end="\n" if refusals else "")
+        return EXIT_TAKEN if refusals else 0
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s sshfleet %(levelname)s %(message)s")
