@@ -1,4 +1,6 @@
-"""Downloading a job's log as text: the whole job, or one server (``?host=NAME``).
+"""A job's whole log: downloaded as text (the whole job, or one server with
+``?host=NAME``), or on one page to print or save (``/jobs/<id>/output``). Both read
+every stored event, so both count against the per-user ``LOG_DOWNLOAD_RATE_LIMIT``.
 
 The file is streamed: events are read from the database a page at a time (each page
 in its own short session) and written out as they are read, so neither the server nor
@@ -14,7 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, request, stream_template
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -22,21 +24,28 @@ from werkzeug.wrappers import Response
 from extensions import db, limiter
 from models import Job, JobHost
 from services.console import console_services
+from services.job_output import clock, job_output, size_words
 from tasks.events.catalogue import describe
 from tasks.events.pages import iter_events
 
 bp = Blueprint("downloads", __name__)
 FLUSH_LINES = 2000  # lines per chunk written to the client
+OUTPUT_CHUNK = 64 * 1024  # characters of the output page written to the client at once
 
 
 def _user_key() -> str:
     return f"user:{current_user.id}"
 
 
+# One count per user for both ways of reading a whole log (below login_required:
+# its key is the user).
+LOG_READS = limiter.shared_limit(lambda: current_app.config["LOG_DOWNLOAD_RATE_LIMIT"],
+                                 scope="log-download", key_func=_user_key)
+
+
 @bp.get("/jobs/<int:job_id>/log.txt")
 @login_required  # before the limit: its key is the user
-@limiter.limit(lambda: current_app.config["LOG_DOWNLOAD_RATE_LIMIT"], key_func=_user_key,
-               scope="log-download")
+@LOG_READS
 def job_log(job_id: int) -> Response:
     job = db.session.get(Job, job_id)
     if job is None:
@@ -59,11 +68,45 @@ def job_log(job_id: int) -> Response:
                              "Cache-Control": "no-store"})
 
 
+@bp.get("/jobs/<int:job_id>/output")
+@login_required  # before the limit: its key is the user
+@LOG_READS
+def job_output_page(job_id: int) -> Response:
+    """Every server's whole output on one page, to print or save (docs/live-api.md)."""
+    job = db.session.get(Job, job_id)
+    if job is None:
+        abort(404)
+    output = job_output(console_services().engine.db_sessions, db.session, job,
+                        int(current_app.config["PRINT_MAX_BYTES"]),
+                        int(current_app.config["MAX_PAGE_BYTES"]))
+    # The page streams for as long as the client reads: hold no transaction meanwhile
+    # (each page of events is read in a short session of its own).
+    db.session.close()
+    page = stream_template("jobs/output.html", output=output, clock=clock,
+                           size_words=size_words,
+                           timestamps=request.args.get("timestamps") == "1")
+    return current_app.response_class(_in_chunks(page), mimetype="text/html",
+                                      headers={"Cache-Control": "no-store"})
+
+
+def _in_chunks(parts: Iterator[str], size: int = OUTPUT_CHUNK) -> Iterator[str]:
+    """A rendered stream in pieces of about ``size`` characters, not one write per tag."""
+    chunk: list[str] = []
+    length = 0
+    for part in parts:
+        chunk.append(part)
+        length += len(part)
+        if length >= size:
+            yield "".join(chunk)
+            chunk, length = [], 0
+    yield "".join(chunk)
+
+
 @bp.errorhandler(429)
 def too_many_downloads(_error: Exception) -> tuple[str, int, dict[str, str]]:
     """Flask-Limiter's 429 for this blueprint's routes, said plainly."""
     rate = current_app.config["LOG_DOWNLOAD_RATE_LIMIT"]
-    return (f"Too many log downloads: at most {rate} per user "
+    return (f"Too many log downloads and whole-output pages: at most {rate} per user "
             "(PATCHBAY_LOG_DOWNLOAD_RATE_LIMIT). Wait a minute and try again.\n",
             429, {"Content-Type": "text/plain; charset=utf-8"})
 

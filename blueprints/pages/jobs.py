@@ -1,20 +1,10 @@
-"""Pages: the dashboard (start a rollout or an ad-hoc command), the job page (watch it),
-its whole output on one page (to print or save) and the job history (filtered, paged);
-and the site's icon at /favicon.ico."""
+"""Pages: the dashboard (start a rollout or an ad-hoc command), the job page (watch it)
+and the job history (filtered, paged); and the site's icon at /favicon.ico. (A job's
+whole output on one page is with the downloads: ``blueprints/pages/downloads.py``.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    render_template,
-    request,
-    send_from_directory,
-    stream_template,
-)
+from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 from flask_login import login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -24,7 +14,6 @@ from extensions import db
 from models import JOB_STATUSES, Job, Server, User
 from services.console import console_services
 from services.history import JobFilter, count_jobs, history_page, runbook_names
-from services.job_output import clock, job_output, size_words
 from services.step_durations import usual_step_durations
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
@@ -34,7 +23,6 @@ from tasks.planning.runbook_files import RunbookError
 bp = Blueprint("jobs", __name__)
 RECENT_JOBS = 10
 HISTORY_PAGE = 25
-OUTPUT_CHUNK = 64 * 1024  # characters of the output page written to the client at once
 FILTER_FIELDS = ("status", "runbook", "kind", "user", "since", "until")
 
 
@@ -69,39 +57,6 @@ def job_page(job_id: int) -> str:
     usual = usual_step_durations(db.session, job.runbook, job.kind, job.id,
                                  [host["name"] for host in summary["hosts"]])
     return render_template("jobs/job.html", job=summary, steps=steps, usual=usual)
-
-
-@bp.get("/jobs/<int:job_id>/output")
-@login_required
-def job_output_page(job_id: int) -> Response:
-    """Every server's whole output on one page, to print or save (docs/live-api.md)."""
-    job = db.session.get(Job, job_id)
-    if job is None:
-        abort(404)
-    output = job_output(console_services().engine.db_sessions, db.session, job,
-                        int(current_app.config["PRINT_MAX_BYTES"]),
-                        int(current_app.config["MAX_PAGE_BYTES"]))
-    # The page streams for as long as the client reads: hold no transaction meanwhile
-    # (each page of events is read in a short session of its own).
-    db.session.close()
-    page = stream_template("jobs/output.html", output=output, clock=clock,
-                           size_words=size_words,
-                           timestamps=request.args.get("timestamps") == "1")
-    return current_app.response_class(_in_chunks(page), mimetype="text/html",
-                                      headers={"Cache-Control": "no-store"})
-
-
-def _in_chunks(parts: Iterator[str], size: int = OUTPUT_CHUNK) -> Iterator[str]:
-    """A rendered stream in pieces of about ``size`` characters, not one write per tag."""
-    chunk: list[str] = []
-    length = 0
-    for part in parts:
-        chunk.append(part)
-        length += len(part)
-        if length >= size:
-            yield "".join(chunk)
-            chunk, length = [], 0
-    yield "".join(chunk)
 
 
 @bp.get("/favicon.ico")

@@ -30,7 +30,7 @@ HTTP_RULES: dict[str, str] = {
     "auth.logout": "viewer",
     "jobs.dashboard": "viewer",
     "jobs.job_page": "viewer",
-    "jobs.job_output_page": "viewer",
+    "downloads.job_output_page": "viewer",
     "jobs.history": "viewer",
     "fleet.servers": "viewer",
     "api.servers": "viewer",

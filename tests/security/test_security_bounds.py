@@ -685,11 +685,16 @@ def test_audit3_8_a_socket_replays_at_most_its_limit_of_jobs_the_oldest_stops():
 def test_audit3_8_log_downloads_are_rate_limited_per_user(world, client, app):
     job_id = add_job(world, small_job_events())
     world.config["LOG_DOWNLOAD_RATE_LIMIT"] = "2 per minute"
-    codes = [client.get(f"/jobs/{job_id}/log.txt") for _ in range(3)]
+    # the whole-output page reads the whole log too: it counts with the downloads
+    codes = [client.get(f"/jobs/{job_id}/{path}")
+             for path in ("log.txt", "output", "log.txt")]
+    page_refused = client.get(f"/jobs/{job_id}/output")
     other = app.test_client()
     AuthActions(app, other).login("bob")
     bobs = other.get(f"/jobs/{job_id}/log.txt")
 
     assert [r.status_code for r in codes] == [200, 200, 429]
     assert "PATCHBAY_LOG_DOWNLOAD_RATE_LIMIT" in codes[2].get_data(as_text=True)
+    assert page_refused.status_code == 429
+    assert "PATCHBAY_LOG_DOWNLOAD_RATE_LIMIT" in page_refused.get_data(as_text=True)
     assert bobs.status_code == 200, "another user has a count of his own"
