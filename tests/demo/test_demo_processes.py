@@ -212,13 +212,18 @@ def start_demo(demo: Demo, log: Path) -> tuple[subprocess.Popen, dict[str, int]]
     return script, pids
 
 
-def stop_demo(script: subprocess.Popen) -> int:
+def stop_demo(script: subprocess.Popen, ctrl_c: bool = False) -> int:
+    """TERM to the script, or Ctrl-C as a terminal sends it: SIGINT to the whole
+    foreground process group (the script leads its own: ``start_new_session``)."""
     if script.poll() is None:
-        script.send_signal(signal.SIGTERM)
+        if ctrl_c:
+            os.killpg(script.pid, signal.SIGINT)
+        else:
+            script.send_signal(signal.SIGTERM)
     return script.wait(timeout=90)
 
 
-def test_term_to_make_run_stops_its_game_servers_and_players_and_a_restart_finds_none(
+def test_term_or_ctrl_c_to_make_run_stops_its_game_servers_and_players_and_none_are_left(
         tmp_path):
     demo = Demo(tmp_path / "demo", "127.0.0.191")
     script, first_games = start_demo(demo, tmp_path / "first.log")
@@ -240,7 +245,7 @@ def test_term_to_make_run_stops_its_game_servers_and_players_and_a_restart_finds
         answers = {gameserver.probe_version(demo.address(i), demo.game_port, timeout=0)
                    for i in range(1, 9)}
     finally:
-        second_code = stop_demo(script)
+        second_code = stop_demo(script, ctrl_c=True)
 
     assert joined.returncode == 0, joined.stderr
     assert len(players) == 2 and len(children) == 2  # the fleet and the console
@@ -248,5 +253,5 @@ def test_term_to_make_run_stops_its_game_servers_and_players_and_a_restart_finds
     assert left_over == []
     assert answers == {"1.0.0"}
     assert set(second_games.values()).isdisjoint(first_games.values())
-    assert second_code == 143
+    assert second_code == 130  # 128 + SIGINT, as the script says on Ctrl-C
     assert not [pid for pid in second_games.values() if alive(pid)]
