@@ -150,6 +150,37 @@ test("a server rolling back has no main steps left", () => {
     { seconds: 1, basis: "from 2 earlier runs of each step" });
 });
 
+test("batches run one after another, a soak waits between them", () => {
+  const usual = { jobs: 4, steps: { download: { seconds: 10, runs: 4, hosts: {} },
+    start: { seconds: 2, runs: 4, hosts: {} } } };
+  const pending = (name) => ({ name, status: "pending" });
+  const hosts = [running({ doneSteps: 1, stepIndex: 1, stepStartTs: 999 }),
+    pending("h02"), pending("h03"), pending("h04")];
+  const batchOf = new Map([["h01", 0], ["h02", 1], ["h03", 1], ["h04", 2]]);
+  const at = (gate, extra = {}) => estimate(input({ usual, hosts, batchOf, gate,
+    parallel: 4, ...extra }));
+  // The canary has 1 s left; batch 2 (two servers, 4 at once) then takes 12 s, and the
+  // last batch 12 s more: never all at once, though 4 slots would hold them all.
+  assert.deepEqual(at("auto"), { seconds: 25, basis: "from 4 earlier runs of each step" });
+  // Without batches, the three pending servers take the three free slots at once.
+  assert.equal(estimate(input({ usual, hosts, parallel: 4 })).seconds, 12, "one batch");
+  assert.equal(at({ soak: 60 }).seconds, 25 + 2 * 60);
+  // A soak under way after the canary: what is left of it, then the two batches.
+  const soaking = at({ soak: 60 }, { hosts: hosts.slice(1), soakLeft: 40 });
+  assert.equal(soaking.seconds, 40 + 12 + 60 + 12);
+});
+
+test("a manual gate stops the count: the time left is to the gate, and says so", () => {
+  const usual = { jobs: 4, steps: { download: { seconds: 10, runs: 4, hosts: {} },
+    start: { seconds: 2, runs: 4, hosts: {} } } };
+  const guess = estimate(input({ usual, gate: "manual", batchOf: new Map([["h02", 1]]),
+    hosts: [running({ doneSteps: 1, stepIndex: 1, stepStartTs: 999 }),
+      { name: "h02", status: "pending" }] }));
+  assert.deepEqual(guess, { seconds: 1, basis: "from 4 earlier runs of each step",
+    toGate: true });
+  assert.equal(etaText(guess), "About 1 s left to the gate (from 4 earlier runs of each step)");
+});
+
 test("the last percentage of a step's stdout lines", () => {
   assert.equal(lastFraction(["downloading build 1.4.2: 40% (8.0 MiB of 20.0 MiB)"]), 0.4);
   assert.equal(lastFraction(["10 %", "at 12.5%, then 55%"]), 0.55);

@@ -12,7 +12,8 @@
  * expected duration less the time it has run. Running servers finish their steps;
  * each pending one starts when one of the `parallel` slots frees.
  *
- * estimate({steps, stepTotals, usual, hosts, parallel, now}) -> {seconds, basis} | null
+ * estimate({steps, stepTotals, usual, hosts, parallel, now, batchOf, gate, soakLeft})
+ *   -> {seconds, basis, toGate?} | null (toGate: true when it counts only to a manual gate)
  * etaText(estimate) -> the words the page shows. Pure: tested in Node (tests/js/).
  */
 import { formatDuration } from "../core/format.js";
@@ -124,27 +125,53 @@ function lastEnd(ends, lengths, parallel) {
   return last;
 }
 
-/** The time left, or null when nothing backs a number (no history, nothing seen). */
+/** Each batch's running servers' time left (`ends`) and pending ones' (`lengths`), by
+ * batch index in order; null when one of them has nothing to back a number. */
+function byBatch(input, used) {
+  const batches = new Map();
+  for (const host of input.hosts) {
+    if (host.status !== "running" && host.status !== "pending") continue;
+    const found = input.batchOf ? input.batchOf.get(host.name) : undefined;
+    const index = Number.isInteger(found) ? found : 0;
+    if (!batches.has(index)) batches.set(index, { ends: [], lengths: [] });
+    const running = host.status === "running";
+    const left = remainingFor(running ? host
+      : { ...host, doneSteps: 0, stepIndex: -1, stepStartTs: null }, input, used);
+    if (left === null) return null;
+    batches.get(index)[running ? "ends" : "lengths"].push(left);
+  }
+  return [...batches.keys()].sort((a, b) => a - b).map((index) => batches.get(index));
+}
+
+/**
+ * The time left, or null when nothing backs a number (no history, nothing seen).
+ *
+ * Batches run one after another (the engine starts a batch when the one before has
+ * ended), each `parallel` servers at once; a soak gate (`gate: {soak}`) waits its
+ * seconds between them (`soakLeft`: what is left of one under way). A manual gate
+ * stops the count: nobody knows when it is promoted, so the estimate is to the gate
+ * (`toGate`) and says so.
+ */
 export function estimate(input) {
   if (!input.steps.length) return null;
   const used = { runs: Infinity, job: false, progress: [], over: new Set() };
-  const ends = [];
-  const lengths = [];
-  for (const host of input.hosts) {
-    if (host.status === "running") {
-      const left = remainingFor(host, input, used);
-      if (left === null) return null;
-      ends.push(left);
-    } else if (host.status === "pending") {
-      const left = remainingFor({ ...host, doneSteps: 0, stepIndex: -1, stepStartTs: null },
-        input, used);
-      if (left === null) return null;
-      lengths.push(left);
+  const batches = byBatch(input, used);
+  if (!batches || !batches.length) return null;
+  const gate = input.gate || "auto";
+  const soak = gate && typeof gate.soak === "number" ? gate.soak : 0;
+  let seconds = Math.max(0, input.soakLeft || 0);
+  let toGate = false;
+  for (const [n, batch] of batches.entries()) {
+    if (n > 0 && gate === "manual") {
+      toGate = true;
+      break;
     }
+    if (n > 0) seconds += soak;
+    const parallel = Math.max(1, Math.floor(input.parallel) || 1, batch.ends.length);
+    seconds += lastEnd(batch.ends, batch.lengths, parallel);
   }
-  if (!ends.length && !lengths.length) return null;
-  const parallel = Math.max(1, Math.floor(input.parallel) || 1, ends.length);
-  return { seconds: lastEnd(ends, lengths, parallel), basis: basisWords(used) };
+  const guess = { seconds, basis: basisWords(used) };
+  return toGate ? Object.assign(guess, { toGate }) : guess;
 }
 
 /** "About 40 s left": whole seconds (an estimate has no tenths), minutes past a minute. */
@@ -156,5 +183,6 @@ function words(seconds) {
 /** The page's words for `guess` (an estimate, or null: not known yet). */
 export function etaText(guess) {
   if (!guess) return "Time left: estimating…";
-  return "About " + words(guess.seconds) + " left" + (guess.basis ? " (" + guess.basis + ")" : "");
+  return "About " + words(guess.seconds) + (guess.toGate ? " left to the gate" : " left") +
+    (guess.basis ? " (" + guess.basis + ")" : "");
 }

@@ -216,13 +216,19 @@ export function renderEta(page) {
   const running = model.running && !model.finished && model.status !== "paused";
   els.eta.hidden = !running;
   if (!running) return;
+  const strategy = page.job.strategy || {};
+  const now = Date.now() / 1000;
+  const soak = model.rollout.activeSoak();
   els.eta.textContent = etaText(estimate({
     steps: model.steps,
     stepTotals: model.stepTotals,
     usual: page.usual,
     hosts: model.hosts.values(),
-    parallel: Number((page.job.strategy || {}).parallel) || model.hosts.size || 1,
-    now: Date.now() / 1000,
+    parallel: Number(strategy.parallel) || model.hosts.size || 1,
+    now,
+    batchOf: model.rollout.batchOf,
+    gate: strategy.gate,
+    soakLeft: soak && soak.until ? soak.until - now : 0,
   }));
 }
 
