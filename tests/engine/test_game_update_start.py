@@ -53,7 +53,8 @@ def health_only_runbook(directory: Path) -> None:
 
 @pytest.fixture
 def game_host(app, sshd_fleet, tmp_path):
-    from demo.sshfleet import DemoHost, prepare_host_dir
+    from demo.hosts import DemoHost
+    from demo.sshfleet import prepare_host_dir
     from extensions import db
     from tasks.planning.inventory import apply_inventory, parse_inventory
 
