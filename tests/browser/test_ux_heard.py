@@ -18,6 +18,7 @@ from tests.support.console_world import (
     USERS,
     job_of,
     log_in,
+    paused_rollout,
     runbook_dir,
     start_job,
     stored_events,
@@ -97,18 +98,6 @@ def console(live_server_factory, sshd_fleet, tmp_path):
     books = runbook_dir(tmp_path)
     (books / "wait-then-fail.yml").write_text(WAIT_THEN_FAIL)
     return live_server_factory(inventory=inventory, runbook_dir=books, users=USERS)
-
-
-def paused_rollout(console, http, servers: list[str]) -> int:
-    """A job of `basic` with a canary of one and a manual gate, once it waits there."""
-    answer = http.post(f"{console.url}/api/jobs", timeout=30, json={
-        "runbook": "basic", "params": {"message": "heard"}, "servers": servers,
-        "strategy": {"batches": [1], "gate": "manual"}})
-    assert answer.status_code == 201, answer.text
-    job_id = answer.json()["job_id"]
-    wait_until(lambda: job_of(console, http, job_id)["status"] == "paused", 60,
-               f"job {job_id} to pause at the gate")
-    return job_id
 
 
 def count_sent(page: Page, event: str) -> list[int]:

@@ -11,7 +11,15 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import PASSWORD, write_inventory
-from tests.support.console_world import LONG, USERS, finished_job, job_of, log_in, runbook_dir
+from tests.support.console_world import (
+    LONG,
+    USERS,
+    finished_job,
+    job_of,
+    log_in,
+    paused_rollout,
+    runbook_dir,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
@@ -22,18 +30,6 @@ def console(live_server_factory, sshd_fleet, tmp_path):
     inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
     return live_server_factory(inventory=inventory, runbook_dir=runbook_dir(tmp_path),
                                users=USERS + [("vera", PASSWORD, "viewer")])
-
-
-def paused_rollout(console, http, servers: list[str]) -> int:
-    """A job of `basic` with a canary of one and a manual gate, once it waits there."""
-    answer = http.post(f"{console.url}/api/jobs", timeout=30, json={
-        "runbook": "basic", "params": {"message": "gated"}, "servers": servers,
-        "strategy": {"batches": [1], "gate": "manual"}})
-    assert answer.status_code == 201, answer.text
-    job_id = answer.json()["job_id"]
-    wait_until(lambda: job_of(console, http, job_id)["status"] == "paused", 60,
-               f"job {job_id} to pause at the gate")
-    return job_id
 
 
 def segment(page: Page, index: int):

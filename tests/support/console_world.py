@@ -95,6 +95,18 @@ def finished_job(server: LiveServer, http, job_id: int) -> dict:
                       timeout=60, what=f"job {job_id} to finish")
 
 
+def paused_rollout(server: LiveServer, http, servers: list[str], message: str = "gated") -> int:
+    """A job of `basic` with a canary of one and a manual gate, once it waits there."""
+    answer = http.post(f"{server.url}/api/jobs", timeout=30, json={
+        "runbook": "basic", "params": {"message": message}, "servers": servers,
+        "strategy": {"batches": [1], "gate": "manual"}})
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["job_id"]
+    wait_until(lambda: job_of(server, http, job_id)["status"] == "paused", 60,
+               f"job {job_id} to pause at the gate")
+    return job_id
+
+
 def stored_events(server: LiveServer, http, job_id: int) -> list[dict]:
     """The whole event log of a job, page by page from the API."""
     events: list[dict] = []
