@@ -100,6 +100,17 @@ def console(live_server_factory, sshd_fleet, tmp_path):
     return live_server_factory(inventory=inventory, runbook_dir=books, users=USERS)
 
 
+def accept_then_click_twice(page: Page, selector: str) -> None:
+    """Accept the open dialog, then click ``selector`` twice in the same task: both
+    clicks land before the page can turn the button off."""
+    page.evaluate("""(selector) => {
+      document.getElementById("confirm-accept").click();
+      const button = document.querySelector(selector);
+      button.click();
+      button.click();
+    }""", selector)
+
+
 def count_sent(page: Page, event: str) -> list[int]:
     """Count the socket requests named `event` the page sends, over a websocket or
     long-polling: a list holding one number, kept up to date."""
@@ -136,12 +147,7 @@ def test_a_double_click_on_promote_sends_one_decision_and_it_says_promoting_unti
     promote.click()
     expect(page.locator("#confirm-dialog")).to_be_visible()
     # Accept, then two more clicks at once: they land before the button is off.
-    page.evaluate("""() => {
-      document.getElementById("confirm-accept").click();
-      const button = document.getElementById("promote-button");
-      button.click();
-      button.click();
-    }""")
+    accept_then_click_twice(page, "#promote-button")
 
     expect(promote).to_have_text("promoting…")
     expect(promote).to_be_disabled()
@@ -179,13 +185,7 @@ def test_a_double_click_on_a_dashboard_row_s_promote_sends_one_decision(browser,
 
     row.locator(".promote-button").click()
     expect(page.locator("#confirm-dialog")).to_be_visible()
-    page.evaluate("""(id) => {
-      document.getElementById("confirm-accept").click();
-      const button = document.querySelector(
-        `#recent-jobs tr[data-job-id="${id}"] .promote-button`);
-      button.click();
-      button.click();
-    }""", job_id)
+    accept_then_click_twice(page, f'#recent-jobs tr[data-job-id="{job_id}"] .promote-button')
 
     expect(row.locator(".job-gates")).to_have_text("promoted by alice", timeout=LONG)
     expect(row.locator(".job-status-cell")).to_have_text("succeeded", timeout=LONG)
@@ -213,12 +213,7 @@ def test_re_run_says_starting_until_the_new_job_s_page(browser, console):
     page.evaluate(HOLD_ACKS)
 
     rerun.click()
-    page.evaluate("""() => {
-      document.getElementById("confirm-accept").click();
-      const button = document.getElementById("rerun-button");
-      button.click();
-      button.click();
-    }""")
+    accept_then_click_twice(page, "#rerun-button")
 
     expect(rerun).to_have_text("starting re-run…")
     expect(rerun).to_be_disabled()
