@@ -29,8 +29,8 @@ from typing import Any
 
 from flask import Flask
 
-from blueprints.http.client_address import Network, address_in, parse_networks
 from extensions import socketio
+from services.networks import Network, address_in, parse_networks
 
 log = logging.getLogger(__name__)
 

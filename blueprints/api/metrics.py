@@ -15,8 +15,8 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, request
 from prometheus_client.exposition import choose_encoder
 
-from blueprints.http.client_address import address_in, parse_networks
 from services.auth import permissions
+from services.networks import address_in, parse_networks
 from tasks.meters import REGISTRY
 
 bp = Blueprint("metrics", __name__)

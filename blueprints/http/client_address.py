@@ -11,48 +11,20 @@ addresses: its forwarded headers are dropped and its own address counts.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from services.networks import Network, address_in, parse_networks
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # The request headers a proxy sets about the client (what ProxyFix reads), as WSGI keys.
 FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
                      "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT",
                      "HTTP_X_FORWARDED_PREFIX")
-
-
-def parse_networks(value: str | Iterable[str] | None, setting: str) -> list[Network]:
-    """Comma-separated addresses and CIDR networks (an address is a network of one);
-    :class:`RuntimeError` naming ``setting`` and the first invalid entry."""
-    entries = value.split(",") if isinstance(value, str) else list(value or [])
-    networks = []
-    for entry in (str(e).strip() for e in entries):
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry))
-        except ValueError as exc:
-            raise RuntimeError(
-                f"{setting}: {entry!r} is not an IP address or CIDR network ({exc})"
-            ) from None
-    return networks
-
-
-def address_in(address: str | None, networks: list[Network]) -> bool:
-    """Whether ``address`` (a peer or ``request.remote_addr``) is in ``networks``."""
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d
-    return any(ip in network for network in networks)
 
 
 class TrustedProxies:

@@ -21,8 +21,9 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from services.networks import Network, parse_networks
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SETTING = "PATCHBAY_WEBHOOK_ALLOW_NETWORKS"
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
@@ -44,16 +45,7 @@ class AddressPolicy:
     def from_setting(cls, value: str | Iterable[str] | None) -> AddressPolicy:
         """``PATCHBAY_WEBHOOK_ALLOW_NETWORKS``: comma-separated CIDR networks (an address
         is a network of one); :class:`RuntimeError` naming the first invalid entry."""
-        entries = value.split(",") if isinstance(value, str) else list(value or [])
-        networks = []
-        for entry in (str(e).strip() for e in entries):
-            if not entry:
-                continue
-            try:
-                networks.append(ipaddress.ip_network(entry))
-            except ValueError as exc:
-                raise RuntimeError(f"{SETTING}: {entry!r} is not an IP address or CIDR "
-                                   f"network ({exc})") from None
+        networks = parse_networks(value, SETTING)
         return cls(tuple(networks))
 
     def refusal(self, address: Address) -> str | None:
