@@ -5,16 +5,22 @@ A server's build is the ``version`` fact it last reported (a runbook step's
 ``target_version`` the build of the live job (running or paused) holding it now, from
 ``Job.target_version``.
 
-Drift: a server drifts when it is not on the newest build among the servers that share
-a tag with it (itself included); untagged servers compare with each other. A server
-that never reported a version does not drift (nothing is known of it) and does not
-count towards the newest build. Versions compare naturally, part by part, numbers as
-numbers: ``1.10.0`` is newer than ``1.9.2``, ``1.4.2`` than ``1.4``.
+The agreed build of a server is the build most of the servers sharing a tag with it run
+(itself included; untagged servers compare with each other), a tie going to the newer
+build. A server is in a rollout while a live job (running or paused) with a target
+build lists it, whether its turn has come or not (``rollout_job_id``,
+``rollout_version``); one behind that target is pending, not drifting. Drift: a server
+outside any rollout that reported a build other than its agreed build, ahead or behind
+(after a canary that went no further, the canary is the one that drifts). A server that
+never reported a version does not drift and does not count. Versions compare naturally,
+part by part, numbers as numbers: ``1.10.0`` is newer than ``1.9.2``, ``1.4.2`` than
+``1.4``.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import LIVE_JOB_STATUSES, Job, Server, ServerLock
+from models import LIVE_JOB_STATUSES, Job, JobHost, Server, ServerLock
 
 UNTAGGED = ""  # the group of servers without tags
 _PARTS = re.compile(r"[0-9]+|[A-Za-z]+")
@@ -55,24 +61,39 @@ class BuildRow:
 @dataclass(frozen=True)
 class Drift:
     newest_version: str | None  # the newest build among the servers sharing a tag
-    drift: bool  # known version, and not that build
+    drift: bool  # known version, outside any rollout, and not the agreed build
+    agreed_version: str | None  # the build most of those servers run (tie: the newer)
 
 
-def drift(rows: Iterable[BuildRow]) -> dict[str, Drift]:
-    """Each server's newest build among its tag peers, and whether it drifts from it."""
+def agreed(versions: Iterable[str | None]) -> str | None:
+    """The build most of ``versions`` name, a tie going to the newer (None: none known)."""
+    counts = Counter(v for v in versions if v)
+    if not counts:
+        return None
+    return max(counts, key=lambda v: (counts[v], version_key(v)))
+
+
+def drift(rows: Iterable[BuildRow], in_rollout: frozenset[str] | set[str] = frozenset()
+          ) -> dict[str, Drift]:
+    """Each server's agreed and newest build among its tag peers, and whether it
+    drifts from the agreed one (never while it is in a rollout: ``in_rollout``)."""
     rows = list(rows)
-    newest_in: dict[str, str | None] = {}
-    by_group: dict[str, list[str | None]] = {}
+    members: dict[str, set[str]] = {}
+    version_of = {row.name: row.version for row in rows}
     for row in rows:
         for group in row.tags or (UNTAGGED,):
-            by_group.setdefault(group, []).append(row.version)
-    for group, versions in by_group.items():
-        newest_in[group] = newest(versions)
+            members.setdefault(group, set()).add(row.name)
+    peers_builds: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
     result = {}
     for row in rows:
-        best = newest(newest_in[group] for group in row.tags or (UNTAGGED,))
-        drifts = row.version is not None and best is not None and row.version != best
-        result[row.name] = Drift(best, drifts)
+        key = tuple(sorted(set(row.tags or (UNTAGGED,))))
+        if key not in peers_builds:  # a few tag sets among many servers: once each
+            known = [version_of[name] for name in set().union(*(members[g] for g in key))]
+            peers_builds[key] = (agreed(known), newest(known))
+        agreed_version, newest_version = peers_builds[key]
+        drifts = (row.name not in in_rollout and row.version is not None
+                  and agreed_version is not None and row.version != agreed_version)
+        result[row.name] = Drift(newest_version, drifts, agreed_version)
     return result
 
 
@@ -94,22 +115,31 @@ def matrix(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def annotate(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` (server summaries or fleet rows, by ``name``) with ``target_version``,
-    ``drift`` and ``newest_version`` added; drift is computed over the whole fleet,
-    whichever rows are given."""
+    ``rollout_job_id``, ``rollout_version``, ``drift``, ``agreed_version`` and
+    ``newest_version`` added; drift is computed over the whole fleet, whichever rows
+    are given."""
     if not rows:
         return rows
     fleet = session.execute(select(Server.name, Server.tags, Server.facts)).all()
-    drifts = drift(BuildRow(name, tuple(tags or ()), (facts or {}).get("version"))
-                   for name, tags, facts in fleet)
+    rollouts = {name: (job_id, version) for name, job_id, version in session.execute(
+        select(Server.name, Job.id, Job.target_version)
+        .join(JobHost, JobHost.server_id == Server.id)
+        .join(Job, Job.id == JobHost.job_id)
+        .where(Job.status.in_(LIVE_JOB_STATUSES), Job.target_version.is_not(None)))}
+    drifts = drift((BuildRow(name, tuple(tags or ()), (facts or {}).get("version"))
+                    for name, tags, facts in fleet), frozenset(rollouts))
     targets = dict(session.execute(
         select(Server.name, Job.target_version)
         .join(ServerLock, ServerLock.server_id == Server.id)
         .join(Job, Job.id == ServerLock.job_id)
         .where(Job.status.in_(LIVE_JOB_STATUSES))).all())
     for row in rows:
-        found = drifts.get(row["name"], Drift(None, False))
+        found = drifts.get(row["name"], Drift(None, False, None))
+        job_id, version = rollouts.get(row["name"], (None, None))
         row.update(target_version=targets.get(row["name"]), drift=found.drift,
-                   newest_version=found.newest_version)
+                   agreed_version=found.agreed_version,
+                   newest_version=found.newest_version,
+                   rollout_job_id=job_id, rollout_version=version)
     return rows
 
 

@@ -90,7 +90,7 @@ def openapi() -> Response:
 
 @bp.get("/servers")
 @documented("Every server of the inventory, by name, with its builds (current, previous, "
-            "on its way) and whether it drifts from its tag's newest build",
+            "on its way) and whether it drifts from its tag's agreed build",
             answer=ServerList)
 def servers() -> Response:
     return jsonify({"servers": server_rows(db.session)})

@@ -2,10 +2,10 @@
 on its way, drift), the job holding it and its last result, grouped by build. Rows are
 rendered here and kept current by ``fleet:subscribe`` (see ``blueprints/live/fleet.py``).
 
-Two filters, as query parameters so links to them work: ``drift=1`` (only servers not
-on their tag's newest build) and ``build=1.4.2`` (only servers on that build;
-``build=unknown``: those that never reported one). Operators get a Roll back button per
-server and for a selection (``POST /api/servers/rollback``)."""
+Two filters, as query parameters so links to them work: ``drift=1`` (only servers
+outside any rollout and not on their tag's agreed build) and ``build=1.4.2`` (only
+servers on that build; ``build=unknown``: those that never reported one). Operators
+get a Roll back button per server and for a selection (``POST /api/servers/rollback``)."""
 
 from __future__ import annotations
 

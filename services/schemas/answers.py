@@ -134,8 +134,17 @@ class ServerRow(BaseModel):
     target_version: str | None = Field(description="the build of the live job (running "
                                        "or paused) holding the server, or null; a rollback "
                                        "job's when all its servers go back to one build")
-    drift: bool = Field(description="true when the server is not on newest_version (a "
-                        "server without a version never drifts)")
+    drift: bool = Field(description="true when the server is outside any rollout and "
+                        "not on agreed_version, ahead or behind (a server without a "
+                        "version never drifts)")
+    agreed_version: str | None = Field(description="the build most of the servers "
+                                       "sharing a tag with it run (untagged servers: "
+                                       "the untagged), a tie going to the newer build")
+    rollout_job_id: int | None = Field(description="the live job (running or paused) "
+                                       "with a target build that lists the server, "
+                                       "whether its turn has come or not, or null")
+    rollout_version: str | None = Field(description="that job's target build: the "
+                                        "server is pending while its version differs")
     newest_version: str | None = Field(description="the newest build among the servers "
                                        "sharing a tag with it (untagged servers: among the "
                                        "untagged), versions compared naturally "

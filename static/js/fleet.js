@@ -5,11 +5,13 @@
  * reachability round found a change). A row carries `rev` (when the server read it): an
  * older row never replaces a newer one.
  *
- * Builds: each row carries version, previous_version, target_version, drift and
- * newest_version (services/builds.py). Drift is relative to the other servers of a
- * tag, so when a server's version changes the page asks for a fresh snapshot (the
- * others' drift may have changed too). Reachability rounds send rows without the build
- * fields: those keep what the row had. The filters (?drift=1, ?build=X) hide rows.
+ * Builds: each row carries version, previous_version, target_version, drift,
+ * agreed_version, newest_version and rollout_job_id/rollout_version
+ * (services/builds.py). Drift is relative to the other servers of a tag and to the
+ * live rollouts, so when a server's version or rollout changes the page asks for a
+ * fresh snapshot (the others' drift may have changed too). A server behind a live
+ * rollout is "pending rollout to X", neutral. Reachability rounds send rows without
+ * the build fields: those keep what the row had. The filters (?drift=1, ?build=X) hide rows.
  *
  * Operators: Roll back per server and for the checked ones: a confirm dialog naming
  * each server and the build it goes back to, then POST /api/servers/<name>/rollback
@@ -25,7 +27,8 @@ const rows = new Map(); // name -> {tr, data}
 const checked = document.getElementById("fleet-checked");
 for (const tr of table ? table.tBodies[0].rows : []) rows.set(tr.dataset.server, { tr, data: null });
 const BUILD_FIELDS = ["version", "version_state", "version_job_id", "previous_version",
-  "target_version", "drift", "newest_version"];
+  "target_version", "drift", "agreed_version", "newest_version", "rollout_job_id",
+  "rollout_version"];
 const filter = {
   drift: Boolean(table) && table.dataset.filterDrift === "1",
   build: (table && table.dataset.filterBuild) || "",
@@ -127,7 +130,9 @@ function update(list) {
     if (!("drift" in incoming) && entry.data) {
       for (const field of BUILD_FIELDS) data[field] = entry.data[field];
     }
-    if (entry.data && (entry.data.version || null) !== (data.version || null)) {
+    // A version moved, or a rollout took or let go of a server: others may drift now.
+    if (entry.data && ((entry.data.version || null) !== (data.version || null) ||
+        (entry.data.rollout_job_id || null) !== (data.rollout_job_id || null))) {
       versionsMoved = true;
     }
     entry.data = data;
@@ -144,11 +149,18 @@ function buildParts(data) {
   const parts = [];
   if (data.drift) {
     const flag = el("span", "badge status-failed build-drift", "drift");
-    flag.title = "Not on " + data.newest_version + ", the newest build deployed to " +
-      "servers sharing a tag with it.";
-    parts.push(" ", flag, el("span", "reach-detail", "newest: " + data.newest_version));
+    flag.title = "Not on " + data.agreed_version + ", the agreed build of its tag: the " +
+      "build most of the servers sharing a tag with it run.";
+    parts.push(" ", flag, el("span", "reach-detail", "agreed: " + data.agreed_version));
   }
-  if (data.target_version && data.target_version !== data.version) {
+  if (data.rollout_version && data.rollout_version !== data.version) {
+    // Behind a live rollout: its turn comes (or has come), not drift.
+    const pending = el("span", "badge status-pending build-pending", "pending rollout to " +
+      data.rollout_version);
+    pending.title = "Job #" + data.rollout_job_id + " takes this server to " +
+      data.rollout_version + " when its turn comes.";
+    parts.push(" ", pending, " ", jobLink(data.rollout_job_id));
+  } else if (data.target_version && data.target_version !== data.version) {
     parts.push(el("span", "reach-detail build-target", "→ " + data.target_version +
       (data.held_by ? " (job #" + data.held_by + ")" : "")));
   }

@@ -157,7 +157,7 @@ def test_refused_rollbacks_change_nothing(console, demo_fleet):
 def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     http = console.login("alice")
     deploy(console, http, "2.1.0", ["gs-05", "gs-06"])
-    deploy(console, http, "2.1.1", ["gs-05"])  # gs-06 drifts: the demo tag has 2.1.1
+    deploy(console, http, "2.1.1", ["gs-05"])  # gs-06 drifts: a tie goes to the newer 2.1.1
     page = browser.new_page()
     log_in(page, console.url)
 
@@ -168,7 +168,7 @@ def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     drifted = page.locator('#servers tr[data-server="gs-06"]')
     expect(drifted).to_be_visible()
     expect(drifted).to_have_attribute("data-drift", "true")
-    expect(drifted.locator(".server-version")).to_contain_text("newest: 2.1.1")
+    expect(drifted.locator(".server-version")).to_contain_text("agreed: 2.1.1")
     expect(page.locator("#drift-count")).to_have_text("(1)")
     expect(page.locator('.build-group[data-build="2.1.1"] .build-count')).to_have_text("(1)")
 

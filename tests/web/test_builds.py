@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.builds import BuildRow, Drift, drift, matrix, newest, version_key
+from services.builds import BuildRow, Drift, agreed, drift, matrix, newest, version_key
 from tests.conftest import TEST_RUNBOOKS, write_inventory
 from tests.support.engine_world import build_world
 from tests.support.remote import unique_seconds
@@ -103,27 +103,38 @@ def test_versions_compare_naturally():
     assert newest([]) is None
 
 
-def test_drift_compares_servers_sharing_a_tag():
+def test_drift_compares_servers_sharing_a_tag_with_the_build_most_of_them_run():
     found = drift([
-        BuildRow("eu-1", ("eu",), "1.4.3"),
+        BuildRow("eu-1", ("eu",), "1.4.3"),  # ahead of the agreed build: drifts too
         BuildRow("eu-2", ("eu",), "1.4.2"),
-        BuildRow("us-1", ("us",), "1.4.2"),  # alone on its tag: on its newest
-        BuildRow("both", ("eu", "us"), "1.4.2"),  # shares eu with eu-1
+        BuildRow("us-1", ("us",), "1.4.2"),
+        BuildRow("both", ("eu", "us"), "1.4.2"),  # its peers: eu and us, each once
         BuildRow("lone-1", (), "2.0.0"),  # untagged: compared with untagged only
-        BuildRow("lone-2", (), "1.10.0"),
+        BuildRow("lone-2", (), "1.10.0"),  # a tie goes to the newer build
         BuildRow("new", ("eu",), None),  # never reported: no drift, not counted
     ])
     assert found == {
-        "eu-1": Drift("1.4.3", False), "eu-2": Drift("1.4.3", True),
-        "us-1": Drift("1.4.2", False), "both": Drift("1.4.3", True),
-        "lone-1": Drift("2.0.0", False), "lone-2": Drift("2.0.0", True),
-        "new": Drift("1.4.3", False),
+        "eu-1": Drift("1.4.3", True, "1.4.2"), "eu-2": Drift("1.4.3", False, "1.4.2"),
+        "us-1": Drift("1.4.2", False, "1.4.2"), "both": Drift("1.4.3", False, "1.4.2"),
+        "lone-1": Drift("2.0.0", False, "2.0.0"), "lone-2": Drift("2.0.0", True, "2.0.0"),
+        "new": Drift("1.4.3", False, "1.4.2"),
     }
+
+
+def test_servers_in_a_rollout_never_drift_and_a_stopped_canary_does():
+    fleet = [BuildRow("gs-01", ("demo",), "1.4.9")] + [
+        BuildRow(f"gs-0{n}", ("demo",), "1.4.8") for n in range(2, 9)]
+    paused = drift(fleet, in_rollout={row.name for row in fleet})
+    assert not any(found.drift for found in paused.values())
+    stopped = drift(fleet)  # the canary's job ended without going further
+    assert {name for name, found in stopped.items() if found.drift} == {"gs-01"}
+    assert stopped["gs-01"] == Drift("1.4.9", True, "1.4.8")
+    assert agreed(["1.4.8", "1.4.9", None]) == "1.4.9" and agreed([None]) is None
 
 
 def test_unknown_versions_alone_have_no_newest_build():
     assert drift([BuildRow("a", ("x",), None), BuildRow("b", (), None)]) == {
-        "a": Drift(None, False), "b": Drift(None, False)}
+        "a": Drift(None, False, None), "b": Drift(None, False, None)}
     assert matrix([{"name": "b", "version": None}, {"name": "a", "version": None}]) == [
         {"version": None, "count": 2, "servers": ["a", "b"], "drifted": 0}]
 
