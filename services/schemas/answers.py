@@ -11,6 +11,12 @@ from pydantic import BaseModel, Field
 from services.schemas.fields import HostStatus, JobStatus, Timestamp
 
 
+class HeldServers(BaseModel):
+    job_id: int
+    status: JobStatus = Field(description="running or paused")
+    servers: list[str] = Field(description="the servers of the request this job holds")
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="invalid, csrf, unknown_runbook, runbook_invalid, "
                       "unknown_server, server_busy, not_found, unauthorized, forbidden, "
@@ -20,6 +26,11 @@ class ErrorDetail(BaseModel):
     detail: str | None = Field(default=None, description="more for the curious, when "
                                "there is more: e.g. the regular expression a parameter "
                                "missed (the message says it in words)")
+    held: list[HeldServers] | None = Field(
+        default=None, description="server_busy only: every job holding servers of the "
+        "request, oldest first (the message names at most 5 servers per job and counts "
+        "the rest). field stays servers, where the busy servers were chosen, but the "
+        "choice itself is not at fault: the dashboard marks no field for it")
 
 
 class ErrorAnswer(BaseModel):

@@ -294,9 +294,25 @@ function fieldElement(field) {
   return null;
 }
 
+/** The message with every "job #N" a link to that job's page. */
+function withJobLinks(message) {
+  return message.split(/(job #\d+)/).map((part) => {
+    const id = /^job #(\d+)$/.exec(part);
+    if (!id) return part;
+    const link = el("a", null, part);
+    link.href = P.root + "/jobs/" + id[1];
+    return link;
+  });
+}
+
+/** Busy servers are no fault of the choice (server_busy names the servers chosen):
+ * no field is marked for it. */
+const NOT_A_FIELD_FAULT = new Set(["server_busy"]);
+
 function showError(error) {
   const message = (error && error.message) || "The server refused the request.";
-  els.error.replaceChildren(el("span", "flash-kind", "error:"), " " + message);
+  els.error.replaceChildren(el("span", "flash-kind", "error:"), " ",
+    ...withJobLinks(message));
   if (error && error.detail) {
     // The exact rule the value missed (a regular expression), folded away.
     const detail = el("details", "error-detail");
@@ -304,7 +320,7 @@ function showError(error) {
     els.error.append(detail);
   }
   els.error.hidden = false;
-  const target = fieldElement(error && error.field);
+  const target = error && !NOT_A_FIELD_FAULT.has(error.code) && fieldElement(error.field);
   if (target) {
     target.setAttribute("aria-invalid", "true");
     if (target.matches("input, select, textarea")) target.focus();

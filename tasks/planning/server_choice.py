@@ -6,6 +6,8 @@ questions asked before a job is recorded, and again when recording it lost a rac
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,14 +43,43 @@ def select_servers(session: Session, names: list[str] | None,
                         "servers")
 
 
+NAMES_IN_MESSAGE = 5  # servers named per job in a busy message; the rest counted
+
+
 def refuse_busy(session: Session, server_ids: list[int]) -> None:
-    """Raise ``server_busy`` if any of the servers is held by a running job."""
-    held = session.execute(
-        select(Server.name, ServerLock.job_id, Job.status)
-        .join(ServerLock, ServerLock.server_id == Server.id)
-        .join(Job, Job.id == ServerLock.job_id)
-        .where(ServerLock.server_id.in_(server_ids)).order_by(Server.name)).first()
-    if held is not None:
-        raise PatchbayError("server_busy",
-                            f"server {held.name} is held by {held.status} job "
-                            f"#{held.job_id}", "servers")
+    """Raise ``server_busy`` if any of the servers is held by a running job: the message
+    says how many and by which jobs, ``held`` lists them (``{"job_id", "status",
+    "servers"}`` per job)."""
+    held: dict[int, dict[str, Any]] = {}
+    for name, job_id, status in session.execute(
+            select(Server.name, ServerLock.job_id, Job.status)
+            .join(ServerLock, ServerLock.server_id == Server.id)
+            .join(Job, Job.id == ServerLock.job_id)
+            .where(ServerLock.server_id.in_(server_ids))
+            .order_by(ServerLock.job_id, Server.name)):
+        held.setdefault(job_id, {"job_id": job_id, "status": status, "servers": []})
+        held[job_id]["servers"].append(name)
+    if not held:
+        return
+    jobs = list(held.values())
+    raise PatchbayError("server_busy", busy_message(jobs, len(set(server_ids))),
+                        "servers", extra={"held": jobs})
+
+
+def busy_message(jobs: list[dict[str, Any]], chosen: int) -> str:
+    """"server gs-03 is held by running job #7", or for more: "8 of the 8 servers
+    chosen are busy: gs-01, …, gs-05 and 3 more in running job #7; …"."""
+    count = sum(len(job["servers"]) for job in jobs)
+    if count == 1:
+        job = jobs[0]
+        return (f"server {job['servers'][0]} is held by {job['status']} job "
+                f"#{job['job_id']}")
+    parts = []
+    for job in jobs:
+        names = job["servers"]
+        shown = ", ".join(names[:NAMES_IN_MESSAGE])
+        if len(names) > NAMES_IN_MESSAGE:
+            shown += f" and {len(names) - NAMES_IN_MESSAGE} more"
+        parts.append(f"{shown} in {job['status']} job #{job['job_id']}")
+    return (f"{count} of the {chosen} servers chosen are busy: {'; '.join(parts)}. "
+            "Wait for those jobs to end, or choose other servers")

@@ -232,8 +232,42 @@ def test_adhoc_on_a_server_held_by_a_running_job_is_refused(seeded, client):
     ack = sock.emit("job:adhoc", {"command": "uptime", "servers": ["s2", "s1"]}, callback=True)
     sock.disconnect()
 
-    assert ack == {"ok": False, "error": {"code": "server_busy", "field": "servers",
-                                          "message": "server s1 is held by running job #5"}}
+    assert ack == {"ok": False, "error": {
+        "code": "server_busy", "field": "servers",
+        "message": "server s1 is held by running job #5",
+        "held": [{"job_id": 5, "status": "running", "servers": ["s1"]}]}}
+
+
+def test_a_busy_refusal_counts_the_held_servers_and_names_every_holding_job(seeded, client):
+    from extensions import db
+    from models import Job, Server, ServerLock
+
+    with seeded.app_context():
+        for port in range(3, 10):
+            db.session.add(Server(name=f"s{port}", host="127.0.0.1", port=port, user="root",
+                                  tags=["t"], vars={}))
+        db.session.add(Job(id=7, runbook="sleepy", params={}, strategy={}, status="running"))
+        db.session.add(Job(id=9, runbook="sleepy", params={}, strategy={}, status="paused"))
+        db.session.flush()
+        for server_id in range(1, 8):  # s1 .. s7
+            db.session.add(ServerLock(server_id=server_id, job_id=7))
+        db.session.add(ServerLock(server_id=9, job_id=9))
+        db.session.commit()
+    names = [f"s{n}" for n in range(1, 10)]
+    sock = socket_test_client(seeded, client)
+    ack = sock.emit("job:start", {"runbook": "basic", "params": {"message": "x"},
+                                  "servers": names}, callback=True)
+    sock.disconnect()
+
+    error = ack["error"]
+    assert error["code"] == "server_busy"
+    assert error["message"] == (
+        "8 of the 9 servers chosen are busy: s1, s2, s3, s4, s5 and 2 more in running job "
+        "#7; s9 in paused job #9. Wait for those jobs to end, or choose other servers")
+    assert error["held"] == [
+        {"job_id": 7, "status": "running", "servers": [f"s{n}" for n in range(1, 8)]},
+        {"job_id": 9, "status": "paused", "servers": ["s9"]}]
+    assert [job["id"] for job in client.get("/api/jobs").get_json()["jobs"]] == [9, 7, 1]
 
 
 def test_a_failed_adhoc_job_reruns_its_command_as_typed_on_the_servers_that_failed(seeded):
