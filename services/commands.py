@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from models import Job
+from services.history import since_words, succeeded_since
 from services.schemas.nul import nul_field
 from services.schemas.payloads import AdhocCommand, StartJob
 from tasks.engine import JobEngine, JobPlan
@@ -134,9 +136,19 @@ class Commands:
 
     def rerun(self, job_id: int, caller: Caller,
               on_recorded: Callable[[int], None] | None = None) -> int:
-        """Start job ``job_id`` again on its servers that did not succeed."""
-        new_id = self.engine.start(self.engine.rerun_plan(job_id), caller.user_id,
-                                   rerun_of=job_id, on_recorded=on_recorded)
+        """Start job ``job_id`` again on its servers that did not succeed and that no
+        later job has fixed since (:func:`services.history.succeeded_since`)."""
+        with self.engine.planner.db_sessions() as session:
+            fixed = succeeded_since(session, job_id)
+            job = session.get(Job, job_id)
+            left = [host.name for host in job.hosts if host.status != "succeeded"
+                    and host.name not in fixed] if job else []
+        if fixed and not left:
+            raise PatchbayError("invalid", f"nothing left to re-run in job #{job_id}: "
+                                f"{since_words(fixed)}", "job_id")
+        new_id = self.engine.start(self.engine.rerun_plan(job_id, set(fixed)),
+                                   caller.user_id, rerun_of=job_id,
+                                   on_recorded=on_recorded)
         self.audit("job.rerun", f"job #{new_id}", rerun_of=job_id, via=caller.via)
         return new_id
 

@@ -137,6 +137,39 @@ def _gate_decisions(session: Session, job_ids: list[int]) -> dict[int, list[dict
     return gates
 
 
+def succeeded_since(session: Session, job_id: int) -> dict[str, int]:
+    """The servers job ``job_id`` did not succeed on that a later job of the same
+    runbook, kind and parameters (a re-run, or the same job started again) has fixed
+    since: ``{server: that job's id}``. A server counts as fixed only when the newest
+    finished such job that ran it succeeded there (it may have failed again since)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return {}
+    open_names = {host.name for host in job.hosts if host.status != "succeeded"}
+    if not open_names:
+        return {}
+    latest: dict[str, tuple[int, str]] = {}
+    for later_id, params, name, status in session.execute(
+            select(Job.id, Job.params, JobHost.name, JobHost.status)
+            .join(JobHost, JobHost.job_id == Job.id)
+            .where(Job.id > job.id, Job.kind == job.kind, Job.runbook == job.runbook,
+                   Job.finished_at.is_not(None), JobHost.name.in_(open_names))
+            .order_by(Job.id)):
+        if params == job.params:
+            latest[name] = (later_id, status)  # newer jobs overwrite older ones
+    return {name: later_id for name, (later_id, status) in sorted(latest.items())
+            if status == "succeeded"}
+
+
+def since_words(fixed: dict[str, int]) -> str:
+    """``{"gs-03": 5}`` in words: "gs-03 succeeded since in job #5" (by job, in order)."""
+    by_job: dict[int, list[str]] = {}
+    for name, later_id in fixed.items():
+        by_job.setdefault(later_id, []).append(name)
+    return "; ".join(f"{', '.join(names)} succeeded since in job #{later_id}"
+                     for later_id, names in sorted(by_job.items()))
+
+
 def runbook_names(session: Session) -> list[str]:
     """Runbooks that appear in the history (including ones since removed)."""
     return list(session.scalars(select(Job.runbook).where(Job.kind == "runbook")

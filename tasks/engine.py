@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from secrets import token_hex
 from typing import Any
 
@@ -76,9 +76,10 @@ class JobEngine:
         """Validate a job request and render every command; raise :class:`PatchbayError`."""
         return self.planner.plan(runbook, params, servers, tags, strategy)
 
-    def rerun_plan(self, job_id: int) -> JobPlan:
-        """The same job again on the servers of job ``job_id`` that did not succeed."""
-        return self.planner.rerun_plan(job_id)
+    def rerun_plan(self, job_id: int, skip: Collection[str] = ()) -> JobPlan:
+        """The same job again on the servers of job ``job_id`` that did not succeed
+        (but for those in ``skip``)."""
+        return self.planner.rerun_plan(job_id, skip)
 
     # -- starting -----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from extensions import db, socketio
 from models import Job
+from services.history import succeeded_since
 from tasks.errors import PatchbayError
 from tasks.events.event_query import EventQuery
 from tasks.events.pages import read_page
@@ -27,11 +28,12 @@ def require_job(job_id: int) -> None:
 
 
 def job_snapshot(job_id: int) -> dict[str, Any]:
-    """The job's current state as a dict; ``not_found`` if there is no such job."""
+    """The job's current state as a dict, with ``succeeded_since`` (its servers a later
+    job has fixed since: ``{server: job id}``); ``not_found`` if there is no such job."""
     job = db.session.get(Job, job_id)
     if job is None:
         raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
-    return job.summary()
+    return {**job.summary(), "succeeded_since": succeeded_since(db.session, job_id)}
 
 
 @dataclass

@@ -13,7 +13,13 @@ from blueprints.http.query_args import JOB_KINDS, int_arg, job_filter
 from extensions import db
 from models import JOB_STATUSES, Job, Server, User
 from services.console import console_services
-from services.history import JobFilter, count_jobs, history_page, runbook_names
+from services.history import (
+    JobFilter,
+    count_jobs,
+    history_page,
+    runbook_names,
+    succeeded_since,
+)
 from services.step_durations import usual_step_durations
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
@@ -53,7 +59,7 @@ def job_page(job_id: int) -> str:
     if job is None:
         abort(404)
     steps = [STEP_NAME] if job.kind == ADHOC else _runbook_steps(job.runbook)
-    summary = job.summary()
+    summary = {**job.summary(), "succeeded_since": succeeded_since(db.session, job.id)}
     usual = usual_step_durations(db.session, job.runbook, job.kind, job.id,
                                  [host["name"] for host in summary["hosts"]])
     return render_template("jobs/job.html", job=summary, steps=steps, usual=usual)

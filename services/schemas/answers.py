@@ -113,8 +113,17 @@ class JobState(BaseModel):
     hosts: list[HostState]
 
 
+class OneJob(JobState):
+    succeeded_since: dict[str, int] = Field(description="its servers that did not "
+                                            "succeed and that a later finished job of "
+                                            "the same runbook, kind and parameters has "
+                                            "fixed since (the newest such job that ran "
+                                            "the server succeeded there): {server: that "
+                                            "job's id}; a re-run leaves them out")
+
+
 class JobAnswer(BaseModel):
-    job: JobState
+    job: OneJob
 
 
 class JobList(BaseModel):

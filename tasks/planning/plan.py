@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -138,9 +138,9 @@ class Planner:
                 raise
             return job
 
-    def rerun_plan(self, job_id: int) -> JobPlan:
+    def rerun_plan(self, job_id: int, skip: Collection[str] = ()) -> JobPlan:
         """A plan with the same runbook, parameters and strategy as job ``job_id``, on
-        its servers that did not succeed."""
+        its servers that did not succeed, but for those in ``skip`` (fixed since)."""
         with self.db_sessions() as session:
             job = session.get(Job, job_id)
             if job is None:
@@ -149,7 +149,8 @@ class Planner:
                 raise PatchbayError("invalid",
                                     f"job #{job_id} is {job.status}: nothing to re-run",
                                     "job_id")
-            names = [host.name for host in job.hosts if host.status != "succeeded"]
+            names = [host.name for host in job.hosts
+                     if host.status != "succeeded" and host.name not in skip]
             runbook: str | Runbook = CommandRunbook() if job.kind == ADHOC else job.runbook
             if job.kind == ROLLBACK:
                 runbook = self._rollback_runbook(job.runbook)

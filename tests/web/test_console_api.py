@@ -355,3 +355,25 @@ def test_the_models_match_the_migrations(app):
         differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
 
     assert differences == []
+
+
+def test_a_rerun_leaves_out_servers_a_later_job_fixed_and_says_so(seeded, client):
+    from extensions import db
+    from models import Job, JobHost
+
+    with seeded.app_context():  # job #2: the same job again, and s2 succeeded there
+        db.session.add(Job(id=2, runbook="basic", params={"message": "hi"}, strategy={},
+                           status="succeeded", created_by_id=1,
+                           finished_at=datetime.now().replace(microsecond=0)))
+        db.session.add(JobHost(job_id=2, server_id=2, name="s2", position=0,
+                               status="succeeded"))
+        db.session.commit()
+    assert client.get("/api/jobs/1").get_json()["job"]["succeeded_since"] == {"s2": 2}
+    sock = socket_test_client(seeded, client)
+    ack = sock.emit("job:rerun", {"job_id": 1}, callback=True)
+    sock.disconnect()
+
+    assert ack == {"ok": False, "error": {
+        "code": "invalid", "field": "job_id",
+        "message": "nothing left to re-run in job #1: s2 succeeded since in job #2"}}
+    assert [job["id"] for job in client.get("/api/jobs").get_json()["jobs"]] == [2, 1]
