@@ -19,7 +19,6 @@ from models import LIVE_JOB_STATUSES, Job, JobHost, ServerLock
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
 from tasks.planning.adhoc import CommandRunbook
-from tasks.planning.build_history import rollback_targets
 from tasks.planning.inventory import resolve_vars
 from tasks.planning.job_plan import HostPlan, JobPlan, real_params
 from tasks.planning.rendered_steps import HostContext
@@ -90,10 +89,6 @@ class Planner:
             target_version = book.target_version([context for _, context, *_ in chosen])
         else:
             target_version = values.get(book.spec.version_param or "") or None
-        for host, (_, context, *_) in zip(hosts, chosen, strict=True):
-            host.from_version = context.version
-            host.to_version = context.previous_version \
-                if isinstance(book, RollbackRunbook) else target_version
         return JobPlan(book.name, book.kind, [s.name for s in book.spec.steps], values,
                        chosen_strategy, hosts, shown, target_version)
 
@@ -103,15 +98,12 @@ class Planner:
         variables resolved now), where to connect, and its secret values."""
         with self.db_sessions() as session:
             chosen = []
-            picked = select_servers(session, servers, tags)
-            going_back = rollback_targets(session, [(s.id, s.facts) for s in picked])
-            for server in picked:
+            for server in select_servers(session, servers, tags):
                 resolved = resolve_vars(server.name, dict(server.vars or {}), self.environ,
                                         self.secrets)
                 context = HostContext(server.name, server.host, server.port, server.user,
                                       resolved.values, resolved.secret, resolved.unavailable,
-                                      getattr(going_back[server.id], "version", None),
-                                      (server.facts or {}).get("version"))
+                                      (server.facts or {}).get("previous_version"))
                 target = Target(server.name, server.host, server.port, server.user,
                                 server.key_path, server.known_hosts or self.known_hosts,
                                 accept_new_host_keys=server.host_key_policy == "accept-new")
@@ -135,9 +127,7 @@ class Planner:
                 session.add(JobHost(job_id=job.id, server_id=host.server_id, name=host.name,
                                     position=position, batch=batch_of[position],
                                     plan=host.to_json(self.secrets, hidden_params
-                                                      if position == 0 else None),
-                                    from_version=host.from_version,
-                                    to_version=host.to_version))
+                                                      if position == 0 else None)))
                 if host.server_id is not None:
                     session.add(ServerLock(server_id=host.server_id, job_id=job.id))
             try:

@@ -25,8 +25,7 @@ class HostContext:
     vars: dict[str, Any]
     secret_vars: frozenset[str] = frozenset()
     unavailable: dict[str, str] = field(default_factory=dict)
-    previous_version: str | None = None  # for rollback steps: the build it goes back to
-    version: str | None = None  # the build it reports now (a job's "from")
+    previous_version: str | None = None  # for rollback steps
 
 
 @dataclass(frozen=True)
