@@ -195,6 +195,10 @@ class JobHost(Base):
     # "on_failure": [...]}): a console that resumes the job after a restart runs what
     # was planned, even if the runbook file changed since.
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The build the server reported when the job was recorded, and the one the job
+    # installs there (a rollback: the server's own; an update: Job.target_version).
+    from_version: Mapped[str | None] = mapped_column(String(64))
+    to_version: Mapped[str | None] = mapped_column(String(64))
 
     job: Mapped[Job] = relationship(back_populates="hosts")
 
@@ -214,7 +218,24 @@ class JobHost(Base):
             "reason": self.reason,
             "started_at": self.started_at.isoformat() + "Z" if self.started_at else None,
             "finished_at": self.finished_at.isoformat() + "Z" if self.finished_at else None,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
         }
+
+
+class ServerBuild(Base):
+    """A build a server reported at the end of a job there (tasks/events/job_state.py):
+    its build history, from which a rollback finds the last good build
+    (tasks/planning/build_history.py)."""
+
+    __tablename__ = "server_builds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # the job's outcome on the server
+    reported_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobEvent(Base):
@@ -407,4 +428,5 @@ Index("ix_jobs_status", Job.status)
 Index("ix_jobs_created_at", Job.created_at)
 Index("ix_jobs_runbook_id", Job.runbook, Job.id)  # the last jobs of a runbook
 Index("ix_jobs_node_status", Job.node_id, Job.status)
+Index("ix_server_builds_server_id", ServerBuild.server_id, ServerBuild.id)
 Index("ix_job_events_job_host_seq", JobEvent.job_id, JobEvent.host, JobEvent.seq)

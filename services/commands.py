@@ -170,7 +170,8 @@ class Commands:
             book, builds = rollback_runbook(session, books, servers, runbook)
         job_id = self.engine.start(self.engine.plan(book, None, servers), caller.user_id)
         self.audit("job.rollback", f"job #{job_id}", runbook=book.name, servers=servers,
-                   to=builds, via=caller.via)
+                   to={name: getattr(target, "version", None)
+                       for name, target in builds.items()}, via=caller.via)
         return job_id
 
     def promote(self, job_id: int, caller: Caller) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Applying written events to the derived state: ``Job``, ``JobHost``, ``Server``,
-``ServerLock``.
+``ServerLock``, ``ServerBuild`` (a server's build history).
 
 The event writer calls this in the same transaction as the events' insert, so state and
 log never disagree. A batch's rows are loaded once for the whole batch (a query per
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from models import Job, JobHost, Server, ServerLock, utcnow
+from models import Job, JobHost, Server, ServerBuild, ServerLock, utcnow
 from tasks.events.catalogue import GATE_EVENTS
 
 HOST_STATE_EVENTS = ("host_started", "step_started", "host_finished")
@@ -93,12 +93,14 @@ def apply_event(session: Session, job_id: int, event: dict[str, Any],
     elif kind == "step_started":
         host.current_step = data.get("step")
     elif kind == "host_finished":
-        _finish_host(job_id, host, data, rows)
+        _finish_host(session, job_id, host, data, rows)
 
 
-def _finish_host(job_id: int, host: JobHost, data: dict[str, Any], rows: BatchRows) -> None:
+def _finish_host(session: Session, job_id: int, host: JobHost, data: dict[str, Any],
+                 rows: BatchRows) -> None:
     """A server's ``host_finished``: its row's outcome; its lock goes and its server
-    records the job (when it started there)."""
+    records the job (when it started there), and the build it reported in it, with the
+    job's outcome there, goes into its build history."""
     host.status = data["status"]
     host.finished_at = utcnow()
     host.current_step = None
@@ -111,6 +113,10 @@ def _finish_host(job_id: int, host: JobHost, data: dict[str, Any], rows: BatchRo
     server = rows.servers.get(host.server_id)
     if server is not None and host.started_at is not None:
         _record_on_server(server, job_id, data)
+        reported = (data.get("facts") or {}).get("version")
+        if reported is not None:
+            session.add(ServerBuild(server_id=server.id, job_id=job_id,
+                                    version=str(reported)[:64], status=data["status"]))
 
 
 def _record_on_server(server: Server, job_id: int, data: dict[str, Any]) -> None:

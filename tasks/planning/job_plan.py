@@ -38,6 +38,8 @@ class HostPlan:
     on_failure: list[RenderedStep]
     secrets: list[str] = field(default_factory=list)
     version_probe: RenderedStep | None = None  # the runbook's, run when no step reported
+    from_version: str | None = None  # the build it ran when planned (JobHost.from_version)
+    to_version: str | None = None  # the build the job installs there (JobHost.to_version)
 
     def to_json(self, box: SecretBox, params: dict[str, str] | None = None
                 ) -> dict[str, Any]:

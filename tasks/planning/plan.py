@@ -19,6 +19,7 @@ from models import LIVE_JOB_STATUSES, Job, JobHost, ServerLock
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
 from tasks.planning.adhoc import CommandRunbook
+from tasks.planning.build_history import rollback_targets
 from tasks.planning.inventory import resolve_vars
 from tasks.planning.job_plan import HostPlan, JobPlan, real_params
 from tasks.planning.rendered_steps import HostContext
@@ -89,6 +90,10 @@ class Planner:
             target_version = book.target_version([context for _, context, *_ in chosen])
         else:
             target_version = values.get(book.spec.version_param or "") or None
+        for host, (_, context, *_) in zip(hosts, chosen, strict=True):
+            host.from_version = context.version
+            host.to_version = context.previous_version \
+                if isinstance(book, RollbackRunbook) else target_version
         return JobPlan(book.name, book.kind, [s.name for s in book.spec.steps], values,
                        chosen_strategy, hosts, shown, target_version)
 
@@ -98,12 +103,15 @@ class Planner:
         variables resolved now), where to connect, and its secret values."""
         with self.db_sessions() as session:
             chosen = []
-            for server in select_servers(session, servers, tags):
+            picked = select_servers(session, servers, tags)
+            going_back = rollback_targets(session, [(s.id, s.facts) for s in picked])
+            for server in picked:
                 resolved = resolve_vars(server.name, dict(server.vars or {}), self.environ,
                                         self.secrets)
                 context = HostContext(server.name, server.host, server.port, server.user,
                                       resolved.values, resolved.secret, resolved.unavailable,
-                                      (server.facts or {}).get("previous_version"))
+                                      getattr(going_back[server.id], "version", None),
+                                      (server.facts or {}).get("version"))
                 target = Target(server.name, server.host, server.port, server.user,
                                 server.key_path, server.known_hosts or self.known_hosts,
                                 accept_new_host_keys=server.host_key_policy == "accept-new")
@@ -127,7 +135,9 @@ class Planner:
                 session.add(JobHost(job_id=job.id, server_id=host.server_id, name=host.name,
                                     position=position, batch=batch_of[position],
                                     plan=host.to_json(self.secrets, hidden_params
-                                                      if position == 0 else None)))
+                                                      if position == 0 else None),
+                                    from_version=host.from_version,
+                                    to_version=host.to_version))
                 if host.server_id is not None:
                     session.add(ServerLock(server_id=host.server_id, job_id=job.id))
             try:

@@ -25,7 +25,8 @@ class HostContext:
     vars: dict[str, Any]
     secret_vars: frozenset[str] = frozenset()
     unavailable: dict[str, str] = field(default_factory=dict)
-    previous_version: str | None = None  # for rollback steps
+    previous_version: str | None = None  # for rollback steps: the build it goes back to
+    version: str | None = None  # the build it reports now (a job's "from")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
-"""Rollback jobs: put servers back on the build they ran before their current one.
+"""Rollback jobs: put servers back on the last good build before their current one.
 
 A rollback is a job of kind ``rollback`` whose runbook is built in memory from a real
 runbook's ``rollback:`` section (as :class:`tasks.planning.adhoc.CommandRunbook` builds an
 ad-hoc job), so locks, cancel, the event log, history, audit and re-runs treat it like
 any other job. Its steps are rendered per server with ``{{ previous_version }}`` being
-that server's ``previous_version`` fact (kept by :func:`tasks.events.job_state.apply_event` when
-a reported version replaces a different one); a server without one is refused before
-anything starts. It takes no parameters: the runbook's defaults are used.
+the build that server goes back to: the last build that succeeded there before its
+current one, never one it was rolled back from (its build history,
+:mod:`tasks.planning.build_history`); a server without one is refused before anything
+starts. It takes no parameters: the runbook's defaults are used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import Job, Server
 from tasks.errors import PatchbayError
+from tasks.planning.build_history import RollbackTarget, rollback_targets
 from tasks.planning.rendered_steps import HostContext, RenderedStep
 from tasks.planning.runbook_schema import RunbookSpec
 from tasks.planning.runbooks import Runbook
@@ -58,8 +60,8 @@ class RollbackRunbook(Runbook):
                shown: dict[str, str] | None = None) -> list[RenderedStep]:
         if not host.previous_version:
             raise PatchbayError("invalid", f"server {host.name} has no previous build to "
-                                "roll back to (a rollback needs a build it reported before "
-                                "its current one)", "servers")
+                                "roll back to (a rollback needs a build that succeeded "
+                                "there before its current one)", "servers")
         return self.book.render_rollback(params, host, shown)
 
     def render_on_failure(self, params: dict[str, str], host: HostContext,
@@ -108,10 +110,11 @@ def choose_runbook(books: dict[str, Runbook], requested: str | None,
 
 
 def rollback_runbook(session: Session, books: dict[str, Runbook], names: list[str],
-                     requested: str | None) -> tuple[RollbackRunbook, dict[str, str | None]]:
+                     requested: str | None
+                     ) -> tuple[RollbackRunbook, dict[str, RollbackTarget | None]]:
     """The rollback job for servers ``names``: its runbook (:func:`choose_runbook`) and
-    the build each server goes back to (None: it has none, which planning refuses).
-    Unknown servers are refused here, naming the first."""
+    the build each server goes back to, and why (None: it has none, which planning
+    refuses). Unknown servers are refused here, naming the first."""
     if len(set(names)) != len(names):
         raise PatchbayError("invalid", "a server is listed twice", "servers")
     found = {server.name: server for server in
@@ -125,5 +128,5 @@ def rollback_runbook(session: Session, books: dict[str, Runbook], names: list[st
         Job.id.in_(reporter_ids), Job.kind.in_(("runbook", KIND)))).all())
     book = choose_runbook(books, requested,
                           [runbook_of.get(f.get("version_job_id")) for f in facts.values()])
-    return RollbackRunbook(book), {name: f.get("previous_version")
-                                   for name, f in facts.items()}
+    targets = rollback_targets(session, [(found[name].id, facts[name]) for name in names])
+    return RollbackRunbook(book), {name: targets[found[name].id] for name in names}

@@ -98,16 +98,14 @@ def test_rolling_one_server_back_restores_its_previous_build(console, demo_fleet
     assert "current -> releases/1.4.2 (was releases/1.4.3)" in lines
     assert lines[-1] == "1.4.2"
 
-    # Several at once, each to its own previous build: gs-01 goes forward to the build
-    # it left, gs-02 back.
+    # A second rollback never goes forward to the build gs-01 was rolled back from:
+    # nothing succeeded there before 1.4.2, so it is refused and nothing starts.
     again = http.post(f"{console.url}/api/servers/rollback", timeout=30,
                       json={"servers": ["gs-01", "gs-02"], "runbook": "game-update"})
-    assert again.status_code == 201, again.text
-    assert finished_job(console, http, again.json()["job_id"])["status"] == "succeeded"
-    assert (probe(demo_fleet, "gs-01"), probe(demo_fleet, "gs-02")) == ("1.4.3", "1.4.2")
-    rows = servers_of(console, http)
-    assert [(rows[name]["version"], rows[name]["previous_version"])
-            for name in ("gs-01", "gs-02")] == [("1.4.3", "1.4.2"), ("1.4.2", "1.4.3")]
+    assert again.status_code == 400, again.text
+    assert again.json()["error"]["message"].startswith(
+        "server gs-01 has no previous build to roll back to")
+    assert (probe(demo_fleet, "gs-01"), probe(demo_fleet, "gs-02")) == ("1.4.2", "1.4.3")
 
 
 def test_refused_rollbacks_change_nothing(console, demo_fleet):
@@ -302,8 +300,10 @@ def test_a_failed_rollback_is_rerun_on_the_servers_that_failed(sshd_world, sshd_
             "versioned", {"version": version}, hosts), None)).status == "succeeded"
     with world.sessions() as session:
         book, builds = rollback_runbook(session, engine.runbooks(), hosts, None)
-    assert (book.name, book.kind, builds) == ("versioned", "rollback",
-                                              {"h01": "1.0.9", "h02": "1.0.9"})
+    assert (book.name, book.kind) == ("versioned", "rollback")
+    assert {name: (t.version, t.reason) for name, t in builds.items()} == {
+        name: ("1.0.9", "1.0.9, the last build that succeeded here before 1.0.10 (job #1)")
+        for name in hosts}
     h02 = next(h for h in sshd_fleet.hosts if h.name == "h02").root / "versioned"
     shutil.rmtree(h02)  # its rollback cannot write the build file: it fails
     job = world.wait_finished(engine.start(engine.plan(book, None, hosts), None))
@@ -322,6 +322,79 @@ def test_a_failed_rollback_is_rerun_on_the_servers_that_failed(sshd_world, sshd_
         facts = {s.name: (s.facts["version"], s.facts["previous_version"])
                  for s in session.query(Server).filter(Server.name.in_(hosts))}
     assert facts == {"h01": ("1.0.9", "1.0.10"), "h02": ("1.0.9", "1.0.10")}
+
+
+def test_a_second_rollback_goes_further_back_never_forward(sshd_world):
+    from models import JobHost, Server, ServerBuild
+    from tasks.errors import PatchbayError
+    from tasks.planning.rollback import rollback_runbook
+
+    world, engine = sshd_world, sshd_world.engine
+
+    def run(book, params=None):
+        job = world.wait_finished(engine.start(engine.plan(book, params, ["h01"]), None))
+        assert job.status == "succeeded"
+        return job
+
+    def roll_back():
+        with world.sessions() as session:
+            book, builds = rollback_runbook(session, engine.runbooks(), ["h01"], None)
+        return run(book), builds["h01"]
+
+    jobs = [run("versioned", {"version": v}).id for v in ("1.0.6", "1.0.7", "1.0.8")]
+    first, offered = roll_back()
+    assert (offered.version, offered.job_id) == ("1.0.7", jobs[1])
+    second, offered = roll_back()  # 1.0.8 was rolled back from: never offered again
+    assert (offered.version, offered.job_id, offered.reason) == (
+        "1.0.6", jobs[0], f"1.0.6, the last build that succeeded here before 1.0.7 "
+        f"(job #{jobs[0]})")
+    with world.sessions() as session:
+        server = session.query(Server).filter_by(name="h01").one()
+        assert server.facts["version"] == "1.0.6"
+        assert [(b.version, b.job_id, b.status) for b in session.query(ServerBuild)
+                .filter_by(server_id=server.id).order_by(ServerBuild.id)] == [
+            ("1.0.6", jobs[0], "succeeded"), ("1.0.7", jobs[1], "succeeded"),
+            ("1.0.8", jobs[2], "succeeded"), ("1.0.7", first.id, "succeeded"),
+            ("1.0.6", second.id, "succeeded")]
+        assert [(h.from_version, h.to_version) for h in session.query(JobHost).filter(
+            JobHost.job_id.in_([jobs[2], first.id, second.id])).order_by(JobHost.job_id)
+                ] == [("1.0.7", "1.0.8"), ("1.0.8", "1.0.7"), ("1.0.7", "1.0.6")]
+    with pytest.raises(PatchbayError) as caught:  # nothing good before 1.0.6
+        engine.plan(rollback_runbook_now(world, engine), None, ["h01"])
+    assert caught.value.message.startswith("server h01 has no previous build")
+
+
+def rollback_runbook_now(world, engine):
+    from tasks.planning.rollback import rollback_runbook
+
+    with world.sessions() as session:
+        return rollback_runbook(session, engine.runbooks(), ["h01"], None)[0]
+
+
+def test_the_rollback_target_is_the_last_good_build_below_the_current_one():
+    from tasks.planning.build_history import BuildEntry, rollback_target
+
+    def entry(version, job, status="succeeded", rollback=False):
+        return BuildEntry(version, job, status, rollback)
+
+    deploys = [entry("1.4.6", 1), entry("1.4.7", 2), entry("1.4.8", 3)]
+    assert rollback_target(deploys, "1.4.8").version == "1.4.7"
+    back = [*deploys, entry("1.4.7", 4, rollback=True)]
+    assert (rollback_target(back, "1.4.7").version,
+            rollback_target(back, "1.4.7").job_id) == ("1.4.6", 1)
+    failed = [*deploys, entry("1.4.9", 5, "failed")]  # reported 1.4.9, then failed
+    assert rollback_target(failed, "1.4.9").version == "1.4.8"
+    bad_middle = [entry("1.4.6", 1), entry("1.4.7", 2, "failed"), entry("1.4.8", 3)]
+    assert rollback_target(bad_middle, "1.4.8").version == "1.4.6"
+    again = [*deploys, entry("1.4.8", 6)]  # the same build again: one entry
+    assert rollback_target(again, "1.4.8").version == "1.4.7"
+    older_by_hand = [*deploys, entry("1.4.6", 7)]  # an older build deployed on purpose
+    assert rollback_target(older_by_hand, "1.4.6").version == "1.4.8"
+    assert rollback_target([entry("1.4.6", 1)], "1.4.6") is None
+    # No history (reported before it was kept): the previous_version fact.
+    assert rollback_target([], "1.4.8", "1.4.7").reason == (
+        "1.4.7, the build it reported before 1.4.8")
+    assert rollback_target([], "1.4.8", None) is None
 
 
 def _book(name: str, rollback: bool):
