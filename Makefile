@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run cluster chaos test test-js test-main test-gevent test-postgres lint audit bench bench-full clean venv venv-dev
+.PHONY: run cluster chaos test test-js test-main test-gevent test-postgres lint audit bench bench-full clean venv venv-dev a11y-deps
 
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml
 	@scripts/system-deps.sh run
@@ -19,6 +19,15 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt $(VENV)/.runtime-i
 
 venv: $(VENV)/.runtime-installed
 venv-dev: $(VENV)/.dev-installed
+
+## axe-core for the browser tests' accessibility checks, at the version
+## tests/a11y/package-lock.json pins (npm ci: exactly the lock, nothing newer).
+A11Y := tests/a11y
+$(A11Y)/node_modules/.installed: $(A11Y)/package.json $(A11Y)/package-lock.json
+	cd $(A11Y) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+a11y-deps: $(A11Y)/node_modules/.installed
 
 ## Set up everything and run the console on http://127.0.0.1:$${PATCHBAY_PORT:-5000}
 ## with a demo fleet of 8 local SSH game servers.
@@ -47,7 +56,7 @@ chaos: venv
 ## fails the build.
 test:
 	@scripts/system-deps.sh test
-	@$(MAKE) --no-print-directory venv-dev
+	@$(MAKE) --no-print-directory venv-dev a11y-deps
 	$(VENV)/bin/ruff check .
 	@$(MAKE) --no-print-directory test-js
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-main test-gevent test-postgres
@@ -105,4 +114,4 @@ audit: $(AUDIT_VENV)/.installed
 	$(AUDIT_VENV)/bin/python scripts/audit-deps.py $(AUDIT_VENV)/bin/pip-audit
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) .demo .cluster instance patchbay.egg-info
+	rm -rf $(VENV) $(AUDIT_VENV) .demo .cluster instance patchbay.egg-info $(A11Y)/node_modules

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a target needs are installed.
 #   scripts/system-deps.sh run    python3 + venv (the demo fleet needs no OpenSSH server)
-#   scripts/system-deps.sh test   + OpenSSH server and client, Chromium, Node.js, PostgreSQL,
+#   scripts/system-deps.sh test   + OpenSSH server and client, Chromium, Node.js and npm, PostgreSQL,
 #                                   Redis, nginx
 #   scripts/system-deps.sh cluster + PostgreSQL, Redis, nginx (`make cluster`)
 #   scripts/system-deps.sh chaos  + PostgreSQL, Redis, nginx, OpenSSH server and client
@@ -34,6 +34,7 @@ if [ "$target" = test ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v ps >/dev/null 2>&1 || missing+=(procps)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)  # tests/js: node --test
+  command -v npm >/dev/null 2>&1 || missing+=(npm)  # tests/a11y: npm ci (axe-core)
 fi
 if [ "$target" = test ] || [ "$target" = cluster ] || [ "$target" = chaos ]; then
   have_postgres_server || missing+=(postgresql)
