@@ -9,29 +9,26 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import write_inventory
 from tests.support.console_world import (
+    EIGHT_SERVERS,
     LONG,
-    USERS,
+    VIEWPORTS,
     finished_job,
     job_of,
     log_in,
-    runbook_dir,
+    start_console,
     start_job,
 )
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
-SERVERS = [f"h0{n}" for n in range(1, 9)]
-VIEWPORTS = [{"width": 1440, "height": 900}, {"width": 390, "height": 844}]
+SERVERS = EIGHT_SERVERS
 
 
 @pytest.fixture
 def console(live_server_factory, sshd_fleet, tmp_path):
-    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
-    return live_server_factory(inventory=inventory, runbook_dir=runbook_dir(tmp_path),
-                               users=USERS)
+    return start_console(live_server_factory, sshd_fleet, tmp_path)
 
 
 def paused_canary(console, http, version: str) -> int:

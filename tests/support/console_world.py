@@ -16,6 +16,9 @@ from tests.support.waiting import wait_until
 
 LONG = 60_000  # ms: deadline for a whole job on a loaded CI machine
 USERS = [("alice", PASSWORD, "operator"), ("bob", PASSWORD, "operator")]
+EIGHT_SERVERS = [f"h0{n}" for n in range(1, 9)]  # the whole sshd fleet, by name
+# The page tests' two widths: a laptop and a phone.
+VIEWPORTS = [{"width": 1440, "height": 900}, {"width": 390, "height": 844}]
 
 # Numbered lines in bursts: `lines` per server, in `bursts` bursts 0.2 s apart.
 FLOOD = """\
