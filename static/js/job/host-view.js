@@ -6,7 +6,8 @@
  * Rendering reads the host model (reducer.js) and writes only what changed.
  *
  * `page` is the page's state (main.js): {jobId, els, model, parts (name -> the
- * elements of a server), logs (LogSet), lazyLogs, selected, builtHosts, scheduleNear}.
+ * elements of a server), logs (LogSet), lazyLogs, selected, builtHosts, scheduleNear,
+ * timing (the servers with a step under way), onTiming (one joined timing)}.
  */
 import { el, setAttr, setClass, setHidden, setText } from "../core/dom.js";
 import { formatDuration } from "../core/format.js";
@@ -186,7 +187,7 @@ export function renderHost(page, parts) {
     : reasonText(host.reason, host.exitCode, host.signal) +
       (host.onFailure === "succeeded" && !host.reason.includes("rolled back to")
         ? "; on_failure steps succeeded" : ""));
-  renderTimeline(parts, now);
+  renderTimeline(page, parts, now);
 }
 
 /** A failed server's section says so first: the step that failed and why. */
@@ -261,14 +262,61 @@ function renderReconnecting(parts) {
   }
 }
 
-/** The server's steps as a bar (widths by duration, the running step by its time so
- * far) and as labelled chips; the bar's label says it all in words. Elements are kept
- * and changed in place: a step finishing changes one segment and one chip. */
-function renderTimeline(parts, now) {
-  const host = parts.host;
-  const weights = host.timeline.map((item) => item.duration !== null ? item.duration
-    : Math.max(0, now - item.startTs));
+/** Whether the step's segment still grows: running, with no duration yet. */
+const growing = (item) => item.status === "running" && item.duration === null;
+
+/** The share of the bar each step takes: its duration, the running step's its time so
+ * far (a step that ended without a duration: none), at least 3 % (1 each if nothing has
+ * taken time), in thousandths, so a redraw writes only what moved. A reload at the same
+ * moment draws the same. */
+export function timelineShares(timeline, now) {
+  const weights = timeline.map((item) => typeof item.duration === "number" ? item.duration
+    : growing(item) && typeof item.startTs === "number" ? Math.max(0, now - item.startTs)
+      : 0);
   const total = weights.reduce((sum, weight) => sum + weight, 0);
+  // As the browser reads style.flexGrow back ("0.97", not "0.970"): unchanged is unwritten.
+  return weights.map((weight) => total > 0
+    ? String(Math.round(1000 * Math.max(weight / total, 0.03)) / 1000) : "1");
+}
+
+/** Running steps' segments grow as time passes: the servers with a step under way
+ * (page.timing) have their bars redrawn every few hundred milliseconds (main.js). */
+function noteTiming(page, parts) {
+  const running = parts.host.timeline.some(growing);
+  if (running === page.timing.has(parts)) return;
+  if (running) {
+    page.timing.add(parts);
+    page.onTiming();
+  } else {
+    page.timing.delete(parts);
+  }
+}
+
+/** The bars of the servers with a step under way, as time has passed (writes only;
+ * a row the filter hides waits for its next redraw). */
+export function renderTimelines(page, now) {
+  for (const parts of page.timing) {
+    if (!parts.row.hidden) renderBar(parts, timelineShares(parts.host.timeline, now));
+  }
+}
+
+/** The bar's segments at these shares (kept and changed in place). */
+function renderBar(parts, shares) {
+  const segments = parts.bar.children;
+  shares.forEach((grow, index) => {
+    const segment = segments[index] || parts.bar.appendChild(el("span"));
+    if (segment.style.flexGrow !== grow) segment.style.flexGrow = grow;
+  });
+  while (segments.length > shares.length) segments[segments.length - 1].remove();
+}
+
+/** The server's steps as a bar (widths by timelineShares) and as labelled chips; the
+ * bar's label says it all in words. Elements are kept and changed in place: a step
+ * finishing changes one segment and one chip. */
+function renderTimeline(page, parts, now) {
+  const host = parts.host;
+  renderBar(parts, timelineShares(host.timeline, now));
+  noteTiming(page, parts);
   const segments = parts.bar.children;
   const chips = parts.built ? parts.chips.children : null;
   const described = [];
@@ -277,10 +325,8 @@ function renderTimeline(parts, now) {
     const text = item.step + (item.phase === "on_failure" ? " (on failure)" : "") + ": " +
       item.status + (duration ? ", " + duration : "");
     described.push(text);
-    const segment = segments[index] || parts.bar.appendChild(el("span"));
+    const segment = segments[index];
     setClass(segment, "timeline-segment status-" + item.status);
-    const grow = String(total > 0 ? Math.max(weights[index] / total, 0.03) : 1);
-    if (segment.style.flexGrow !== grow) segment.style.flexGrow = grow;
     if (segment.title !== text) segment.title = text;
     if (!chips) return; // the chips are in the log's section, not built yet
     const chip = chips[index] || parts.chips.appendChild(el("li"));
@@ -288,7 +334,6 @@ function renderTimeline(parts, now) {
     setText(chip, item.step + (duration ? " " + duration : ""));
     if (chip.title !== text) chip.title = text;
   });
-  while (segments.length > host.timeline.length) segments[segments.length - 1].remove();
   while (chips && chips.length > host.timeline.length) chips[chips.length - 1].remove();
   setAttr(parts.bar, "role", "img");
   setAttr(parts.bar, "aria-label", described.length

@@ -29,7 +29,7 @@ import { onConnect, onJobEvents, request } from "../core/live.js";
 import * as R from "../core/rollout.js";
 import { applyEffect, wireActions } from "./actions.js";
 import { streamHealth } from "./health.js";
-import { addHost, buildSection, renderHost } from "./host-view.js";
+import { addHost, buildSection, renderHost, renderTimelines } from "./host-view.js";
 import { HELD_LINES, LogSet } from "./logview/log-set.js";
 import { buildNear, createNear, measureNear, watchScroll } from "./near.js";
 import { applyEvent, clearLog, createChanges, createModel, ensureHost, tick } from "./reducer.js";
@@ -55,6 +55,10 @@ const CATCH_UP_MS = 1000;
 // search result in it is opened), not with its row: a page of 5,000 servers holds the
 // DOM of the few logs shown, the others' events as data.
 const MANY_HOSTS = 100;
+// The bars of servers with a step under way are redrawn every TIMELINE_MS (longer for
+// more than FRAME_HOSTS of them), in the page's frame, writing only the shares that
+// moved; the timer stops while no step runs.
+const TIMELINE_MS = 250;
 
 function pageElements() {
   const byId = (id) => document.getElementById(id);
@@ -120,6 +124,8 @@ function createPage(root) {
     builtHosts: new Set(), // built sections, least recently near the screen first
     shownHosts: [], // the servers whose sections are not hidden, in page order
     near: createNear(),
+    timing: new Set(), // the servers with a step under way (host-view.js)
+    onTiming: null, // a server joined `timing`: the redraws start (timelineTicker)
     baseTitle: document.title.replace(/^Paused · /, ""),
     appliedUpTo: 0,
     scheduleFlush: null,
@@ -276,6 +282,8 @@ class Loop {
     changes.header = false;
     if (changes.rollout) renderRollout(page);
     changes.rollout = false;
+    if (changes.timelines) renderTimelines(page, Date.now() / 1000);
+    changes.timelines = false;
     if (near) buildNear(page, near); // writes, last
     if (changes.hosts.size || changes.order) {
       this.scheduleFlush();
@@ -346,6 +354,22 @@ function everySecond(page, loop) {
   if (model.waiting.size || page.changes.rollout) loop.scheduleFlush();
 }
 
+/** While a step runs somewhere, its bar is redrawn as time passes (in the page's
+ * frame: one write pass, no reads); the timer ends when none runs. */
+function timelineTicker(page, loop) {
+  let timer = 0;
+  const tick = () => {
+    timer = 0;
+    if (!page.timing.size) return;
+    page.changes.timelines = true;
+    loop.scheduleFlush();
+    timer = setTimeout(tick, TIMELINE_MS * Math.ceil(page.timing.size / FRAME_HOSTS));
+  };
+  return () => {
+    if (!timer) timer = setTimeout(tick, TIMELINE_MS);
+  };
+}
+
 /** Follow the job: (re)subscribe after each connect from the last seq applied. */
 function follow(page, store, health, replayLines) {
   const { model, els, jobId } = page;
@@ -392,6 +416,7 @@ function start(root) {
     loop.scheduleFlush();
   };
   page.logs = createLogs(page, loop);
+  page.onTiming = timelineTicker(page, loop);
   if (page.lazyLogs) watchScroll(page);
   wireActions(page);
   setInterval(() => everySecond(page, loop), 1000);

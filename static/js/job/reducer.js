@@ -47,7 +47,7 @@ export function createModel(job, steps) {
 /** An empty record of what events changed (see the module's comment). */
 export function createChanges() {
   return { added: [], hosts: new Set(), header: false, order: false, rollout: false,
-    log: [], effects: [] };
+    timelines: false, log: [], effects: [] };
 }
 
 /** Empty `changes` again, once the view took them (the dirty hosts and flags stay:

@@ -1,0 +1,81 @@
+"""Issue #32, the live job page: running steps' bars grow as time passes (item 2), a
+re-run offers only the servers still failing (item 13), Cancel and Abort say what each
+does (item 12), a failed server is first thing under the status on a phone (item 18).
+Real console process, real OpenSSH servers, Chromium at 1440 and 390 px."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import PASSWORD, write_inventory
+from tests.support.console_world import LONG, VIEWPORTS, job_of, log_in, runbook_dir, start_job
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.browser
+
+# A first step of 1.5 s, then a silent one of 6 s: no event comes while it runs.
+TWO_SPEED = """\
+name: two-speed
+description: A short step, then a long silent one.
+steps:
+  - name: prepare
+    run: sleep 1.5; echo prepared
+  - name: download
+    run: sleep 6; echo downloaded
+"""
+
+# The share of h01's bar each segment takes, as drawn.
+SHARES = """() => {
+  const segments = document.querySelectorAll('tr[data-host="h01"] .timeline-bar > span');
+  const widths = Array.from(segments, (s) => s.getBoundingClientRect().width);
+  const total = widths.reduce((a, b) => a + b, 0);
+  return { shares: widths.map((w) => total ? w / total : 0),
+           running: Array.from(segments, (s) => s.classList.contains("status-running")) };
+}"""
+
+
+@pytest.fixture
+def console(live_server_factory, sshd_fleet, tmp_path):
+    books = runbook_dir(tmp_path)
+    (books / "two-speed.yml").write_text(TWO_SPEED)
+    inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
+    return live_server_factory(inventory=inventory, runbook_dir=books,
+                               users=[("alice", PASSWORD, "operator"),
+                                      ("victor", PASSWORD, "viewer")])
+
+
+def open_page(browser, console, viewport: dict, path: str, user: str = "alice") -> Page:
+    page = browser.new_context(viewport=viewport).new_page()
+    log_in(page, console.url, user)
+    page.goto(f"{console.url}{path}")
+    expect(page.locator("#job-status")).not_to_have_text("loading…", timeout=LONG)
+    return page
+
+
+# --- item 2: the running step's segment grows as time passes ------------------------------
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["1440", "390"])
+def test_item_2_the_running_segment_grows_while_its_step_runs(browser, console, viewport):
+    http = console.login()
+    job_id = start_job(console, http, {"runbook": "two-speed", "servers": ["h01"]})
+    page = open_page(browser, console, viewport, f"/jobs/{job_id}")
+
+    def download_running():
+        drawn = page.evaluate(SHARES)
+        return len(drawn["shares"]) == 2 and drawn["running"] == [False, True] and drawn
+    first = wait_until(download_running, 30, "the download step to run on h01")
+    start = first["shares"][1]
+    assert start < 0.6, first  # seen within a second or so of its start
+
+    # No event comes while the download sleeps: only the page's own redraws move it.
+    grown = wait_until(lambda: (drawn := download_running()) and
+                       drawn["shares"][1] > start + 0.15 and drawn, 10,
+                       "the running segment to grow")
+    assert grown["shares"][0] < first["shares"][0]  # the finished step's share shrinks
+    # Once the job ends the bar is the steps' durations: download about 4 times prepare.
+    wait_until(lambda: job_of(console, http, job_id)["status"] == "succeeded", 30,
+               f"job {job_id} to succeed")
+    expect(page.locator('tr[data-host="h01"] .timeline-segment.status-ok')).to_have_count(2)
+    final = page.evaluate(SHARES)["shares"]
+    assert 0.7 < final[1] < 0.9, final
