@@ -49,11 +49,11 @@ LOG_READS = limiter.shared_limit(lambda: current_app.config["LOG_DOWNLOAD_RATE_L
 def job_log(job_id: int) -> Response:
     job = db.session.get(Job, job_id)
     if job is None:
-        abort(404)
+        abort(404, description=f"job #{job_id} does not exist")
     host = request.args.get("host") or None
     if host is not None and db.session.scalar(
             select(JobHost.id).where(JobHost.job_id == job_id, JobHost.name == host)) is None:
-        abort(404)
+        abort(404, description=f"job #{job_id} has no server {host}")
     title = f"ad-hoc command {job.params.get('command', '')!r}" if job.kind == "adhoc" \
         else job.runbook + "".join(f" {k}={v}" for k, v in (job.params or {}).items())
     header = (f"# Patchbay job #{job.id}: {title}; started by "
@@ -75,7 +75,7 @@ def job_output_page(job_id: int) -> Response:
     """Every server's whole output on one page, to print or save (docs/live-api.md)."""
     job = db.session.get(Job, job_id)
     if job is None:
-        abort(404)
+        abort(404, description=f"job #{job_id} does not exist")
     output = job_output(console_services().engine.db_sessions, db.session, job,
                         int(current_app.config["PRINT_MAX_BYTES"]),
                         int(current_app.config["MAX_PAGE_BYTES"]))

@@ -57,7 +57,7 @@ def dashboard() -> str:
 def job_page(job_id: int) -> str:
     job = db.session.get(Job, job_id)
     if job is None:
-        abort(404)
+        abort(404, description=f"job #{job_id} does not exist")
     steps = [STEP_NAME] if job.kind == ADHOC else _runbook_steps(job.runbook)
     summary = {**job.summary(), "succeeded_since": succeeded_since(db.session, job.id)}
     usual = usual_step_durations(db.session, job.runbook, job.kind, job.id,

@@ -129,7 +129,7 @@ def create_from_page() -> Response | tuple[str, int]:
 def hook_page(webhook_id: int) -> str:
     hook = db.session.get(Webhook, webhook_id)
     if hook is None:
-        abort(404)
+        abort(404, description=f"webhook #{webhook_id} does not exist")
     rows = webhooks.delivery_log(db.session, hook.id, LOG_PAGE)
     return render_template("admin/webhook.html", hook=_shown(hook), deliveries=rows,
                            event_labels=EVENT_LABELS, page_size=LOG_PAGE)
@@ -138,7 +138,7 @@ def hook_page(webhook_id: int) -> str:
 @bp.post("/admin/webhooks/<int:webhook_id>/delete")
 def delete_from_page(webhook_id: int) -> Response:
     if db.session.get(Webhook, webhook_id) is None:
-        abort(404)
+        abort(404, description=f"webhook #{webhook_id} does not exist")
     _delete(webhook_id, via="page")
     flash(f"Webhook #{webhook_id} deleted.", "info")
     return redirect(url_for("webhooks.list_page"))

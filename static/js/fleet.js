@@ -19,6 +19,7 @@
  */
 import { ask } from "./core/confirm.js";
 import { P } from "./core/live.js";
+import { formatUtc, utcTime } from "./core/times.js";
 
 const el = P.el;
 const table = document.getElementById("servers"); // none: no servers yet
@@ -84,7 +85,9 @@ function render(entry) {
     reach.append(el("span", "reach-detail", data.reach_error));
   }
   if (data.last_checked) {
-    reach.append(el("span", "reach-detail", "checked " + ago(data.last_checked)));
+    const when = el("span", "reach-detail", "checked " + ago(data.last_checked));
+    when.title = formatUtc(data.last_checked);
+    reach.append(when);
   }
   cells.reach.replaceChildren(reach);
   tr.dataset.reachable = reach.dataset.reachable;
@@ -400,7 +403,7 @@ if (table) {
           render(entry);
         }
       }
-      checked.textContent = "Reachability checked " + payload.checked_at.slice(11, 19) + " UTC";
+      checked.replaceChildren("Reachability checked ", utcTime(payload.checked_at) || "");
     }
   });
 }

@@ -7,6 +7,7 @@
 import { el, setAttr, setHidden, setText } from "../core/dom.js";
 import { formatDuration } from "../core/format.js";
 import * as R from "../core/rollout.js";
+import { utcTime } from "../core/times.js";
 import { labelButton } from "./actions.js";
 import { estimate, etaText } from "./eta.js";
 import { buildSection } from "./host-view.js";
@@ -106,16 +107,16 @@ function renderRecoveries(page) {
   if (notices.childElementCount === recoveries.length) return;
   const items = recoveries.map((recovery) => {
     const item = el("li", "job-notice");
-    let text = "Console restarted: resumed on " + recovery.node;
-    if (typeof recovery.ts === "number") {
-      text += " at " + new Date(recovery.ts * 1000).toLocaleString();
-    }
+    item.append("Console restarted: resumed on " + recovery.node);
+    const time = utcTime(recovery.ts);
+    if (time) item.append(" at ", time);
+    let text = "";
     const names = recovery.servers;
     if (names.length) {
       text += " (" + names.length + " server" + (names.length === 1 ? " was" : "s were") +
         " under way: " + names.slice(0, 8).join(", ") + (names.length > 8 ? ", …" : "") + ")";
     }
-    item.textContent = text;
+    item.append(text);
     if (recovery.reason) item.title = recovery.reason;
     return item;
   });
@@ -288,11 +289,8 @@ function renderRolloutHistory({ model, els }) {
   els.rolloutHistory.replaceChildren(...entries.map((entry) => {
     const item = el("li", "rollout-entry");
     item.dataset.kind = entry.kind;
-    if (typeof entry.ts === "number") {
-      const time = el("time", "muted", new Date(entry.ts * 1000).toLocaleTimeString());
-      time.dateTime = new Date(entry.ts * 1000).toISOString();
-      item.append(time, " ");
-    }
+    const time = utcTime(entry.ts, "muted");
+    if (time) item.append(time, " ");
     item.append(R.gateWords(entry, model.rollout.count));
     return item;
   }));
