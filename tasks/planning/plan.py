@@ -26,6 +26,7 @@ from tasks.planning.rendered_steps import HostContext
 from tasks.planning.rollback import KIND as ROLLBACK
 from tasks.planning.rollback import RollbackRunbook
 from tasks.planning.runbook_files import RunbookError
+from tasks.planning.runbook_names import unknown_runbook
 from tasks.planning.runbooks import Runbook
 from tasks.planning.secrets import MASK, Masker, SecretBox, SecretUnreadable
 from tasks.planning.server_choice import refuse_busy, select_servers
@@ -64,7 +65,7 @@ class Planner:
         except RunbookError as exc:
             raise PatchbayError("runbook_invalid", str(exc), "runbook") from None
         if book is None:
-            raise PatchbayError("unknown_runbook", f"no runbook named {runbook!r}", "runbook")
+            raise unknown_runbook(runbook, self.runbooks())
         values = book.validate_params(params)
         chosen_strategy = parse_strategy(strategy, book.spec.strategy, self.default_parallel)
         if chosen_strategy.soak_seconds is not None and \
@@ -182,6 +183,6 @@ class Planner:
         except RunbookError as exc:
             raise PatchbayError("runbook_invalid", str(exc), "runbook") from None
         if book is None:
-            raise PatchbayError("unknown_runbook", f"no runbook named {name!r}", "runbook")
+            raise unknown_runbook(name, self.runbooks())
         return RollbackRunbook(book)
 

@@ -21,6 +21,7 @@ from models import Job, Server
 from tasks.errors import PatchbayError
 from tasks.planning.build_history import RollbackTarget, rollback_targets
 from tasks.planning.rendered_steps import HostContext, RenderedStep
+from tasks.planning.runbook_names import unknown_runbook
 from tasks.planning.runbook_schema import RunbookSpec
 from tasks.planning.runbooks import Runbook
 
@@ -87,8 +88,7 @@ def choose_runbook(books: dict[str, Runbook], requested: str | None,
     if requested is not None:
         book = books.get(requested)
         if book is None:
-            raise PatchbayError("unknown_runbook", f"no runbook named {requested!r}",
-                                "runbook")
+            raise unknown_runbook(requested, books)
         if not book.spec.rollback:
             raise PatchbayError("invalid", f"runbook {requested} has no rollback section",
                                 "runbook")
