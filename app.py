@@ -25,7 +25,7 @@ import cli
 import gc_tuning
 from blueprints.api import jobs as api
 from blueprints.api import metrics
-from blueprints.http import client_address, errors, headers, input_guard
+from blueprints.http import client_address, errors, headers, input_guard, times
 from blueprints.live import handlers as live
 from blueprints.live.handshakes import Handshakes
 from blueprints.live.handshakes import install as install_handshake_cap
@@ -118,6 +118,7 @@ def _register_doors(app: Flask, services: ConsoleServices) -> None:
         app.register_blueprint(blueprint)
     metrics.register(app)
     headers.register(app)
+    times.register(app)  # the utc_time filter
     errors.register(app)
     app.register_error_handler(429, auth.too_many_attempts)
     live.register(socketio)

@@ -22,6 +22,7 @@
  */
 import { P } from "./core/live.js";
 import * as R from "./core/rollout.js";
+import { utcTime } from "./core/times.js";
 
 const el = P.el;
 const table = document.querySelector("table[data-job-feed]");
@@ -239,9 +240,8 @@ function buildRow(job) {
   status.append(el("span", "badge job-status-cell"), " ", el("span", "job-progress"), " ",
     el("span", "job-latest muted"), el("div", "job-rollout"));
   const started = el("td");
-  const time = el("time", null, job.createdAt.slice(0, 19).replace("T", " "));
-  time.dateTime = job.createdAt;
-  started.append(time);
+  const time = utcTime(job.createdAt);
+  if (time) started.append(time);
   row.append(head, what, status, el("td", "job-user", job.createdBy || "—"), started,
     el("td", "job-duration"), el("td"));
   return row;

@@ -5,6 +5,8 @@ Real console process, real OpenSSH servers, Chromium at 1440 and 390 px."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -25,6 +27,28 @@ steps:
     run: sleep 6; echo downloaded
 """
 
+# Fails on a server while its mark file is there: the same job, run again, fixes it.
+MEND = """\
+name: mend
+description: Fails on a server while its mark file is there.
+params:
+  dir:
+    pattern: '^/[A-Za-z0-9_./-]{1,200}$'
+steps:
+  - name: check
+    run: |
+      if [ -e {{ params.dir }}/broken-{{ host.name }} ]; then echo broken >&2; exit 3; fi
+      echo fine
+"""
+
+# The page's Socket.IO socket, as window.pageSocket (to drop its connection in a test).
+KEEP_SOCKET = """(() => {
+  let real;
+  Object.defineProperty(window, "io", { configurable: true, get: () => real, set(io) {
+    real = Object.assign((...args) => (window.pageSocket = io(...args)), io);
+  } });
+})();"""
+
 # The share of h01's bar each segment takes, as drawn.
 SHARES = """() => {
   const segments = document.querySelectorAll('tr[data-host="h01"] .timeline-bar > span');
@@ -39,6 +63,7 @@ SHARES = """() => {
 def console(live_server_factory, sshd_fleet, tmp_path):
     books = runbook_dir(tmp_path)
     (books / "two-speed.yml").write_text(TWO_SPEED)
+    (books / "mend.yml").write_text(MEND)
     inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
     return live_server_factory(inventory=inventory, runbook_dir=books,
                                users=[("alice", PASSWORD, "operator"),
@@ -47,6 +72,7 @@ def console(live_server_factory, sshd_fleet, tmp_path):
 
 def open_page(browser, console, viewport: dict, path: str, user: str = "alice") -> Page:
     page = browser.new_context(viewport=viewport).new_page()
+    page.add_init_script(KEEP_SOCKET)
     log_in(page, console.url, user)
     page.goto(f"{console.url}{path}")
     expect(page.locator("#job-status")).not_to_have_text("loading…", timeout=LONG)
@@ -79,3 +105,55 @@ def test_item_2_the_running_segment_grows_while_its_step_runs(browser, console, 
     expect(page.locator('tr[data-host="h01"] .timeline-segment.status-ok')).to_have_count(2)
     final = page.evaluate(SHARES)["shares"]
     assert 0.7 < final[1] < 0.9, final
+
+
+# --- item 13: a re-run offers only the servers still failing ------------------------------
+
+def run_to_end(console, http, payload: dict, status: str) -> int:
+    job_id = start_job(console, http, payload)
+    wait_until(lambda: job_of(console, http, job_id)["status"] == status, 60,
+               f"job {job_id} to end {status}")
+    return job_id
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["1440", "390"])
+def test_item_13_a_server_fixed_since_is_named_and_not_re_run(browser, console, viewport,
+                                                              tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for name in ("h02", "h03"):
+        (marks / f"broken-{name}").touch()
+    http = console.login()
+    mend = {"runbook": "mend", "params": {"dir": str(marks)}}
+    first = run_to_end(console, http, {**mend, "servers": ["h01", "h02", "h03"]}, "failed")
+    page = open_page(browser, console, viewport, f"/jobs/{first}")
+    rerun = page.locator("#rerun-button")
+    since = page.locator("#rerun-since")
+    expect(rerun).to_have_text("Re-run failed servers")
+    expect(since).to_be_hidden()
+
+    # A later job of the same runbook and parameters fixes h03 while the page is open.
+    (marks / "broken-h03").unlink()
+    fixed = run_to_end(console, http, {**mend, "servers": ["h03"]}, "succeeded")
+    page.evaluate("window.pageSocket.io.engine.close()")  # reconnects: a new subscribe ack
+    expect(since).to_have_text(f"h03 succeeded since in job #{fixed}.", timeout=LONG)
+    expect(since.get_by_role("link", name=f"job #{fixed}")).to_have_attribute(
+        "href", f"/jobs/{fixed}")
+    expect(since).to_be_in_viewport()
+    expect(rerun).to_have_text("Re-run failed servers")
+
+    rerun.click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text(f"on the 1 server of job #{first} that did not succeed "
+                                   "(1 failed): h02.")
+    expect(dialog).to_contain_text(f"so are those fixed since: h03 succeeded since in job "
+                                   f"#{fixed}.")
+    expect(page.locator("#confirm-accept")).to_have_text("Re-run 1 failed server")
+    page.click("#confirm-accept")
+    page.wait_for_url(re.compile(rf"/jobs/(?!{first}$)\d+$"))
+    again = int(page.url.rsplit("/", 1)[1])
+    assert [host["name"] for host in job_of(console, http, again)["hosts"]] == ["h02"]
+
+    # The page made after it says the same, from its own data.
+    page.goto(f"{console.url}/jobs/{first}")
+    expect(since).to_have_text(f"h03 succeeded since in job #{fixed}.", timeout=LONG)

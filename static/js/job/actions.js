@@ -18,7 +18,7 @@ import { plural } from "../core/format.js";
 import { root } from "../core/http.js";
 import { request } from "../core/live.js";
 import * as R from "../core/rollout.js";
-import { rerunChoice } from "./words.js";
+import { rerunChoice, sinceWords } from "./words.js";
 
 const UNDER_WAY = { ...R.UNDER_WAY, cancel: "cancelling…", rerun: "starting re-run…" };
 const SLOT = { promote: "gate", abort: "gate", cancel: "cancel", rerun: "rerun" };
@@ -198,6 +198,7 @@ function askToCancel({ job, jobId, model }) {
 
 function askToRerun({ job, jobId }, choice) {
   const names = choice.names;
+  const since = sinceWords(job.succeeded_since);
   return ask({
     title: choice.label + ": job #" + jobId + "?",
     lines: [
@@ -205,7 +206,8 @@ function askToRerun({ job, jobId }, choice) {
         "strategy on the " + plural(names.length, "server") + " of job #" + jobId +
         " that did not succeed (" + choice.why + "): " + names.slice(0, 12).join(", ") +
         (names.length > 12 ? ", …" : "") + ".",
-      "Servers that succeeded are left alone.",
+      "Servers that succeeded are left alone" + (since ? "; so are those fixed since: " +
+        since + "." : "."),
     ],
     confirm: choice.confirm,
   });
@@ -230,7 +232,8 @@ async function cancel(page) {
 
 async function rerun(page) {
   const els = page.els;
-  if (!(await askToRerun(page, rerunChoice(page.model.hosts)))) return false;
+  const choice = rerunChoice(page.model.hosts, page.job.succeeded_since);
+  if (!(await askToRerun(page, choice))) return false;
   clearRefusal(els.rerun);
   hold(els.rerun, "rerun");
   const ack = await request("job:rerun", { job_id: page.jobId });

@@ -75,6 +75,7 @@ function pageElements() {
     rolloutHistory: byId("rollout-history"),
     cancel: byId("cancel-button"),
     rerun: byId("rerun-button"),
+    since: byId("rerun-since"),
     message: byId("job-message"),
     progress: byId("progress"),
     progressText: byId("progress-text"),
@@ -386,6 +387,12 @@ function follow(page, store, health, replayLines) {
     if (ack.job) {
       if (!model.status) {
         model.running = ack.job.status === "running" || ack.job.status === "paused";
+        page.changes.header = true;
+        page.scheduleFlush();
+      }
+      if (ack.job.succeeded_since) {
+        // Servers a later job has fixed since the page was made: not re-run, said so.
+        page.job.succeeded_since = ack.job.succeeded_since;
         page.changes.header = true;
         page.scheduleFlush();
       }

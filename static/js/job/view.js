@@ -6,12 +6,13 @@
  */
 import { el, setAttr, setHidden, setText } from "../core/dom.js";
 import { formatDuration } from "../core/format.js";
+import { root } from "../core/http.js";
 import * as R from "../core/rollout.js";
 import { utcTime } from "../core/times.js";
 import { labelButton } from "./actions.js";
 import { estimate, etaText } from "./eta.js";
 import { buildSection } from "./host-view.js";
-import { progressText, rerunChoice } from "./words.js";
+import { progressText, rerunChoice, sinceGroups } from "./words.js";
 
 const FAILED_FIRST = { failed: 0, interrupted: 1, running: 2 };
 
@@ -190,6 +191,7 @@ export function renderHeader(page) {
     document.title = (model.status === "paused" ? "Paused · " : "") + page.baseTitle;
   }
   if (els.rerun) renderRerunButton(page);
+  renderSince(page);
   renderProgress(page);
   renderEta(page);
   if (model.batches.length > 1) {
@@ -204,11 +206,32 @@ export function renderHeader(page) {
   }
 }
 
+/** The re-run offer: only the servers still failing (not those a later job fixed). */
 function renderRerunButton(page) {
   const { model, els } = page;
-  const choice = model.finished && model.status !== "succeeded" ? rerunChoice(model.hosts) : null;
+  const choice = model.finished && model.status !== "succeeded"
+    ? rerunChoice(model.hosts, page.job.succeeded_since) : null;
   els.rerun.hidden = !choice || choice.names.length === 0;
   if (choice) labelButton(els.rerun, choice.label);
+}
+
+/** "gs-03 succeeded since in job #5" (job # linked), once the job has ended. */
+function renderSince(page) {
+  const since = page.els.since;
+  if (!since) return;
+  const groups = page.model.finished ? sinceGroups(page.job.succeeded_since) : [];
+  const key = JSON.stringify(groups);
+  if (since.dataset.key === key) return;
+  since.dataset.key = key;
+  since.replaceChildren();
+  groups.forEach((group, index) => {
+    const link = el("a", null, "job #" + group.jobId);
+    link.href = root + "/jobs/" + group.jobId;
+    if (index) since.append("; ");
+    since.append(group.names.join(", ") + " succeeded since in ", link);
+  });
+  if (groups.length) since.append(".");
+  since.hidden = groups.length === 0;
 }
 
 export function renderEta(page) {

@@ -110,14 +110,34 @@ export function stepResult(data, status, isWait) {
   return text;
 }
 
-/** The servers a re-run would run (those that did not succeed, by status) and the
- * words for it: "Re-run failed" only when something failed; a cancelled job's servers
- * that never finished "Run again". `hosts`: the model's Map of host models. */
-export function rerunChoice(hosts) {
+/** The servers a later job has fixed since (`since`: the job's succeeded_since,
+ * {server: job id}), by job, oldest job first: [{jobId, names}]. */
+export function sinceGroups(since) {
+  const byJob = new Map();
+  for (const name of Object.keys(since || {}).sort()) {
+    const jobId = Number(since[name]);
+    if (!byJob.has(jobId)) byJob.set(jobId, []);
+    byJob.get(jobId).push(name);
+  }
+  return Array.from(byJob, ([jobId, names]) => ({ jobId, names }))
+    .sort((a, b) => a.jobId - b.jobId);
+}
+
+/** "gs-03 succeeded since in job #5" (as services/history.py since_words). */
+export function sinceWords(since) {
+  return sinceGroups(since).map((group) => group.names.join(", ") +
+    " succeeded since in job #" + group.jobId).join("; ");
+}
+
+/** The servers a re-run would run (those that did not succeed, by status, less those
+ * a later job has fixed since: `since`, as sinceGroups) and the words for it: "Re-run
+ * failed" only when something failed; a cancelled job's servers that never finished
+ * "Run again". `hosts`: the model's Map of host models. */
+export function rerunChoice(hosts, since = {}) {
   const names = [];
   const counts = {};
   for (const host of hosts.values()) {
-    if (host.status === "succeeded") continue;
+    if (host.status === "succeeded" || Object.hasOwn(since || {}, host.name)) continue;
     names.push(host.name);
     counts[host.status] = (counts[host.status] || 0) + 1;
   }
