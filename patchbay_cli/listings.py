@@ -3,13 +3,11 @@ each a table (or, with ``--json``, the API's JSON)."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from patchbay_cli.exits import EXIT_SUCCEEDED, refusals
 from patchbay_cli.settings import Settings
-from patchbay_cli.tables import job_params, print_json, table, when
+from patchbay_cli.tables import labelled, param_words, print_json, strategy_words, table, when
 
 
 @click.command()
@@ -27,9 +25,10 @@ def jobs(settings: Settings, limit: int, status: str | None, runbook: str | None
     if as_json:
         print_json(listed)
         return EXIT_SUCCEEDED
-    table(["JOB", "STATUS", "RUNBOOK", "PARAMS", "SERVERS", "BY", "CREATED (UTC)"], [
-        [j["id"], j["status"], j["runbook"], job_params(j), len(j["hosts"]), j["created_by"],
-         when(j["created_at"])] for j in listed])
+    # The parameters last, each whole: on a terminal they wrap onto more lines of the row.
+    table(["JOB", "STATUS", "RUNBOOK", "SERVERS", "BY", "CREATED (UTC)", "PARAMS"], [
+        [j["id"], j["status"], j["runbook"], len(j["hosts"]), j["created_by"],
+         when(j["created_at"]), param_words(j)] for j in listed], wrap=6)
     return EXIT_SUCCEEDED
 
 
@@ -46,7 +45,9 @@ def show(settings: Settings, job_id: int, as_json: bool) -> int:
         print_json(job)
         return EXIT_SUCCEEDED
     click.echo(f"job #{job['id']} {job['runbook']} ({job['kind']}): {job['status']}")
-    about = [("params", job_params(job)), ("strategy", json.dumps(job["strategy"])),
+    for line in labelled("params", param_words(job)) if job.get("params") else []:
+        click.echo(line)
+    about = [("strategy", strategy_words(job["strategy"])),
              ("created", f"{when(job['created_at'])} UTC by {job['created_by']}"),
              ("finished", job["finished_at"] and f"{when(job['finished_at'])} UTC"),
              ("rerun of", job["rerun_of"]), ("reruns", ", ".join(map(str, job["reruns"]))),
