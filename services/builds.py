@@ -3,7 +3,9 @@
 A server's build is the ``version`` fact it last reported (a runbook step's
 ``capture: version``); ``previous_version`` is the one it reported before that, and
 ``target_version`` the build of the live job (running or paused) holding it now, from
-``Job.target_version``.
+``Job.target_version``. The build a rollback would install (``rollback_version``) is
+the last build that succeeded on the server below its current one, from its build
+history (``server_builds``), which :func:`server_history` lists.
 
 The agreed build of a server is the build most of the servers sharing a tag with it run
 (itself included; untagged servers compare with each other), a tie going to the newer
@@ -28,7 +30,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import LIVE_JOB_STATUSES, Job, JobHost, Server, ServerLock
+from models import LIVE_JOB_STATUSES, Job, JobHost, Server, ServerBuild, ServerLock
+from tasks.errors import PatchbayError
+from tasks.planning.build_history import HISTORY_SHOWN, rollback_targets
 
 UNTAGGED = ""  # the group of servers without tags
 _PARTS = re.compile(r"[0-9]+|[A-Za-z]+")
@@ -115,12 +119,14 @@ def matrix(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def annotate(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` (server summaries or fleet rows, by ``name``) with ``target_version``,
-    ``rollout_job_id``, ``rollout_version``, ``drift``, ``agreed_version`` and
-    ``newest_version`` added; drift is computed over the whole fleet, whichever rows
-    are given."""
+    ``rollout_job_id``, ``rollout_version``, ``drift``, ``agreed_version``,
+    ``newest_version`` and the build a rollback would install (``rollback_version``,
+    ``rollback_job_id``, ``rollback_reason``: :func:`rollback_fields`) added; drift is
+    computed over the whole fleet, whichever rows are given."""
     if not rows:
         return rows
     fleet = session.execute(select(Server.name, Server.tags, Server.facts)).all()
+    going_back = rollback_fields(session, {row["name"] for row in rows})
     rollouts = {name: (job_id, version) for name, job_id, version in session.execute(
         select(Server.name, Job.id, Job.target_version)
         .join(JobHost, JobHost.server_id == Server.id)
@@ -139,8 +145,50 @@ def annotate(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any
         row.update(target_version=targets.get(row["name"]), drift=found.drift,
                    agreed_version=found.agreed_version,
                    newest_version=found.newest_version,
-                   rollout_job_id=job_id, rollout_version=version)
+                   rollout_job_id=job_id, rollout_version=version,
+                   **going_back.get(row["name"], NO_ROLLBACK))
     return rows
+
+
+NO_ROLLBACK = {"rollback_version": None, "rollback_job_id": None, "rollback_reason": None}
+
+
+def rollback_fields(session: Session, names: set[str]) -> dict[str, dict[str, Any]]:
+    """Per server name, the build a rollback would put it back on now, the job it last
+    succeeded in there and why that build (tasks/planning/build_history.py): the last
+    good build below the current one, never one it was rolled back from."""
+    servers = session.execute(select(Server.id, Server.name, Server.facts)
+                              .where(Server.name.in_(names))).all()
+    targets = rollback_targets(session, [(server_id, facts)
+                                         for server_id, _, facts in servers])
+    found = {}
+    for server_id, name, _ in servers:
+        target = targets[server_id]
+        found[name] = NO_ROLLBACK if target is None else {
+            "rollback_version": target.version, "rollback_job_id": target.job_id,
+            "rollback_reason": target.reason}
+    return found
+
+
+def server_history(session: Session, name: str) -> dict[str, Any]:
+    """``GET /api/servers/<name>/builds``: the server's build history, newest first (the
+    newest ``HISTORY_SHOWN``), and the build a rollback would install now; ``not_found``
+    for an unknown server."""
+    server = session.scalar(select(Server).where(Server.name == name))
+    if server is None:
+        raise PatchbayError("not_found", f"unknown server '{name}'", "name")
+    rows = session.execute(
+        select(ServerBuild, Job.kind, Job.runbook).join(Job, Job.id == ServerBuild.job_id)
+        .where(ServerBuild.server_id == server.id)
+        .order_by(ServerBuild.id.desc()).limit(HISTORY_SHOWN + 1)).all()
+    builds = [{"version": build.version,
+               "reported_at": build.reported_at.isoformat() + "Z",
+               "job_id": build.job_id, "runbook": runbook, "kind": kind,
+               "status": build.status, "succeeded": build.status == "succeeded"}
+              for build, kind, runbook in rows[:HISTORY_SHOWN]]
+    return {"server": name, "version": (server.facts or {}).get("version"),
+            "builds": builds, "more": len(rows) > HISTORY_SHOWN,
+            **rollback_fields(session, {name}).get(name, NO_ROLLBACK)}
 
 
 def server_rows(session: Session) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from blueprints.http.query_args import MAX_SEQ, event_query, int_arg, job_filter
 from blueprints.live.job_access import job_snapshot, require_job
 from config import VERSION
 from extensions import db
-from services.builds import server_rows
+from services.builds import server_history, server_rows
 from services.commands import (
     Caller,
     Commands,
@@ -42,6 +42,7 @@ from services.schemas.answers import (
     PlanAnswer,
     RunbookList,
     SearchAnswer,
+    ServerBuilds,
     ServerList,
 )
 from services.schemas.payloads import AdhocCommand, RollbackServer, RollbackServers, StartJob
@@ -94,6 +95,14 @@ def openapi() -> Response:
             answer=ServerList)
 def servers() -> Response:
     return jsonify({"servers": server_rows(db.session)})
+
+
+@bp.get("/servers/<name>/builds")
+@documented("A server's build history, newest first: each build it reported at the end "
+            "of a job, when, the job and whether it succeeded there; and the build a "
+            "rollback would put it back on", answer=ServerBuilds, errors=(404,))
+def server_builds(name: str) -> Response:
+    return jsonify(server_history(db.session, name))
 
 
 @bp.post("/servers/<name>/rollback")

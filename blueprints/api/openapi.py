@@ -29,7 +29,7 @@ ERRORS = {
     400: "invalid input (the error names the field), or a missing or wrong X-CSRFToken",
     401: "not logged in",
     403: "your role may not use this route",
-    404: "no such job",
+    404: "no such job (or server)",
     409: "a server is held by a running job",
     422: "search_too_broad: the search would look through too many output events; "
          "narrow it to a server (host) or a seq range (after_seq, before_seq)",

@@ -34,6 +34,7 @@ HTTP_RULES: dict[str, str] = {
     "jobs.history": "viewer",
     "fleet.servers": "viewer",
     "api.servers": "viewer",
+    "api.server_builds": "viewer",
     "api.runbooks": "viewer",
     "api.jobs": "viewer",
     "api.job": "viewer",

@@ -169,6 +169,16 @@ class ServerRow(BaseModel):
                                        "sharing a tag with it (untagged servers: among the "
                                        "untagged), versions compared naturally "
                                        "(1.10.0 > 1.9.2)")
+    rollback_version: str | None = Field(description="the build a rollback would put "
+                                         "it back on: the last build that succeeded "
+                                         "there below its current one, never one it was "
+                                         "rolled back from (null: none)")
+    rollback_job_id: int | None = Field(description="the job that build last succeeded "
+                                        "in there (null: known only from "
+                                        "previous_version)")
+    rollback_reason: str | None = Field(description='why that build, in words: "1.4.7, '
+                                        'the last build that succeeded here before 1.4.8 '
+                                        '(job #3)"')
     last_job_id: int | None
     last_status: str | None
     reachable: bool | None = Field(description="null until probed")
@@ -177,6 +187,26 @@ class ServerRow(BaseModel):
 
 class ServerList(BaseModel):
     servers: list[ServerRow]
+
+
+class ServerBuildEntry(BaseModel):
+    version: str = Field(description="the build the server reported at the end of the job")
+    reported_at: Timestamp
+    job_id: int
+    runbook: str
+    kind: Literal["runbook", "adhoc", "rollback"]
+    status: HostStatus = Field(description="the job's outcome on this server")
+    succeeded: bool = Field(description="true when the job succeeded on this server")
+
+
+class ServerBuilds(BaseModel):
+    server: str
+    version: str | None = Field(description="the build it reports now")
+    builds: list[ServerBuildEntry] = Field(description="newest first, the newest 20")
+    more: bool = Field(description="true when older entries exist")
+    rollback_version: str | None = Field(description="as in GET /api/servers")
+    rollback_job_id: int | None
+    rollback_reason: str | None
 
 
 class RunbookParam(BaseModel):

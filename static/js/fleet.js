@@ -14,8 +14,11 @@
  * the build fields: those keep what the row had. The filters (?drift=1, ?build=X) hide rows.
  *
  * Operators: Roll back per server and for the checked ones: a confirm dialog naming
- * each server and the build it goes back to, then POST /api/servers/<name>/rollback
- * (or /api/servers/rollback) and on to the new job's page.
+ * each server and the build it goes back to (rollback_version: the last build that
+ * succeeded there below its current one, with rollback_reason saying so), then POST
+ * /api/servers/<name>/rollback (or /api/servers/rollback) and on to the new job's page.
+ * Everyone: a row's History unfolds (a <details>) its build history, fetched from
+ * GET /api/servers/<name>/builds each time it opens.
  */
 import { ask } from "./core/confirm.js";
 import { P } from "./core/live.js";
@@ -29,7 +32,7 @@ const checked = document.getElementById("fleet-checked");
 for (const tr of table ? table.tBodies[0].rows : []) rows.set(tr.dataset.server, { tr, data: null });
 const BUILD_FIELDS = ["version", "version_state", "version_job_id", "previous_version",
   "target_version", "drift", "agreed_version", "newest_version", "rollout_job_id",
-  "rollout_version"];
+  "rollout_version", "rollback_version", "rollback_job_id", "rollback_reason"];
 const filter = {
   drift: Boolean(table) && table.dataset.filterDrift === "1",
   build: (table && table.dataset.filterBuild) || "",
@@ -94,10 +97,13 @@ function render(entry) {
 
   if (mayRollBack && !entry.button) entry.button = tr.querySelector(".rollback-one");
   const button = entry.button ? [" ", entry.button] : [];
-  cells.version.replaceChildren(...versionParts(data), ...buildParts(data), ...button);
+  if (!entry.history) entry.history = historyDetails(data.name);
+  cells.version.replaceChildren(...versionParts(data), ...buildParts(data), ...button,
+    entry.history);
   tr.dataset.versionState = data.version_state || "";
   tr.dataset.version = data.version || "";
   tr.dataset.previousVersion = data.previous_version || "";
+  tr.dataset.rollbackVersion = data.rollback_version || "";
   tr.dataset.drift = data.drift ? "true" : "false";
 
   if (data.held_by) {
@@ -147,7 +153,8 @@ function update(list) {
 
 // --- builds ------------------------------------------------------------------------
 
-/** Previous build, the build on its way (a live job's), and drift, after the version. */
+/** The build a rollback goes back to and why, the build on its way (a live job's), and
+ * drift, after the version. */
 function buildParts(data) {
   const parts = [];
   if (data.drift) {
@@ -167,11 +174,64 @@ function buildParts(data) {
     parts.push(el("span", "reach-detail build-target", "→ " + data.target_version +
       (data.held_by ? " (job #" + data.held_by + ")" : "")));
   }
-  if (data.previous_version) {
-    parts.push(el("span", "reach-detail build-previous", "previous: " +
-      data.previous_version));
+  if (data.rollback_version) {
+    parts.push(el("span", "reach-detail build-rollback", "Roll back to " +
+      (data.rollback_reason || data.rollback_version)));
   }
   return parts;
+}
+
+/** A row's build history, folded: opening it fetches the newest entries. */
+function historyDetails(name) {
+  const details = el("details", "build-history");
+  const summary = el("summary", null, "History");
+  summary.setAttribute("aria-label", "Build history of " + name);
+  const body = el("div", "build-history-body");
+  details.append(summary, body);
+  details.addEventListener("toggle", () => {
+    if (details.open) loadHistory(name, body);
+  });
+  return details;
+}
+
+async function loadHistory(name, body) {
+  body.replaceChildren(el("span", "muted", "Loading…"));
+  let answer = null;
+  try {
+    const response = await fetch(P.root + "/api/servers/" + encodeURIComponent(name) +
+      "/builds", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    answer = await response.json();
+  } catch (err) {
+    answer = { error: { message: "the console did not answer (" + err + ")" } };
+  }
+  if (!answer || !answer.builds) {
+    body.replaceChildren(el("span", "flash-error", "History not loaded: " +
+      ((answer && answer.error && answer.error.message) || "unknown error")));
+    return;
+  }
+  if (!answer.builds.length) {
+    body.replaceChildren(el("span", "muted", "No builds recorded yet."));
+    return;
+  }
+  const list = el("ol", "build-history-list");
+  for (const build of answer.builds) list.append(historyItem(build));
+  body.replaceChildren(list);
+  if (answer.more) body.append(el("span", "muted", "Older builds are not shown."));
+}
+
+function historyItem(build) {
+  const item = el("li");
+  item.dataset.version = build.version;
+  item.dataset.succeeded = String(build.succeeded);
+  const when = el("time", null, build.reported_at.slice(0, 19).replace("T", " ") + " UTC");
+  when.dateTime = build.reported_at;
+  when.dataset.utc = "";
+  item.append(el("code", null, build.version), " ", when, " ",
+    jobLink(build.job_id, (build.kind === "rollback" ? "rollback job #" : "job #") +
+      build.job_id), " ",
+    el("span", "badge status-" + build.status, build.succeeded ? "succeeded here"
+      : build.status + " here"));
+  return item;
 }
 
 function matches(data) {
@@ -264,7 +324,7 @@ const rollbackError = document.getElementById("rollback-error");
 
 function rollbackBlocker(data) {
   if (!data) return "loading";
-  if (!data.previous_version) return data.name + " has no previous build to roll back to";
+  if (!data.rollback_version) return data.name + " has no earlier good build to roll back to";
   if (data.held_by) return data.name + " is busy in job #" + data.held_by;
   return null;
 }
@@ -276,9 +336,9 @@ function renderRollback(entry) {
   const pick = tr.querySelector(".rollback-pick");
   if (button) {
     // Nothing to go back to: no button at all; busy: shown, disabled, saying why.
-    button.hidden = !data || !data.previous_version;
+    button.hidden = !data || !data.rollback_version;
     button.disabled = Boolean(why);
-    button.title = why || "Roll " + data.name + " back to " + data.previous_version;
+    button.title = why || "Roll " + data.name + " back to " + data.rollback_reason;
   }
   if (pick) {
     pick.disabled = Boolean(why);
@@ -307,17 +367,18 @@ function renderSelection() {
 
 async function rollBack(servers) {
   const lines = servers.map((data) => data.name + ": " + (data.version || "unknown") +
-    " → " + data.previous_version);
+    " → " + data.rollback_version + (data.rollback_job_id
+    ? " (the last build that succeeded there, job #" + data.rollback_job_id + ")" : ""));
   lines.push(servers.length === 1
     ? "A rollback job runs the runbook's rollback section on this server: it switches " +
-      "to its previous build and restarts its game server."
+      "to that build and restarts its game server."
     : "One rollback job runs the runbook's rollback section on these servers: each " +
-      "switches to its previous build and restarts its game server.");
+      "switches to its own build above and restarts its game server.");
   const title = servers.length === 1 ? "Roll back " + servers[0].name + "?"
     : "Roll back " + servers.length + " servers?";
   const yes = await ask({
     title, lines, danger: true,
-    confirm: servers.length === 1 ? "Roll back to " + servers[0].previous_version
+    confirm: servers.length === 1 ? "Roll back to " + servers[0].rollback_version
       : "Roll back " + servers.length + " servers",
     dismiss: "Keep the current builds",
   });

@@ -154,6 +154,7 @@ def test_refused_rollbacks_change_nothing(console, demo_fleet):
 
 def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     http = console.login("alice")
+    deploy(console, http, "2.0.9", ["gs-05"])
     deploy(console, http, "2.1.0", ["gs-05", "gs-06"])
     deploy(console, http, "2.1.1", ["gs-05"])  # gs-06 drifts: a tie goes to the newer 2.1.1
     page = browser.new_page()
@@ -179,7 +180,8 @@ def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     page.goto(f"{console.url}/servers?build=2.1.1")
     expect(page.locator("#servers tbody tr:visible")).to_have_count(1)
     row = page.locator('#servers tr[data-server="gs-05"]')
-    expect(row.locator(".server-version")).to_contain_text("previous: 2.1.0")
+    expect(row.locator(".build-rollback")).to_have_text(
+        "Roll back to 2.1.0, the last build that succeeded here before 2.1.1 (job #2)")
     row.locator(".rollback-one").click()
     dialog = page.locator("#confirm-dialog")
     expect(dialog).to_be_visible()
@@ -199,6 +201,10 @@ def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     back = page.locator('#servers tr[data-server="gs-05"]')
     expect(back).to_have_attribute("data-version", "2.1.0")
     expect(back).to_have_attribute("data-previous-version", "2.1.1")
+    # Rolled back from 2.1.1: Roll back now offers 2.0.9, never 2.1.1 again.
+    expect(back).to_have_attribute("data-rollback-version", "2.0.9")
+    expect(back.locator(".build-rollback")).to_have_text(
+        "Roll back to 2.0.9, the last build that succeeded here before 2.1.0 (job #1)")
     # Both on 2.1.0 now: no server of the tag reports 2.1.1, so neither drifts.
     expect(page.locator("#drift-count")).to_have_text("(0)")
     other = page.locator('#servers tr[data-server="gs-06"]')
@@ -211,7 +217,8 @@ def test_drift_filter_and_roll_back_button(console, demo_fleet, browser):
     back.locator(".rollback-pick").check()
     expect(page.locator("#rollback-selected")).to_have_text("Roll back 1 selected")
     page.click("#rollback-selected")
-    expect(dialog).to_contain_text("gs-05: 2.1.0 → 2.1.1")
+    expect(dialog).to_contain_text("gs-05: 2.1.0 → 2.0.9")
+    expect(dialog).not_to_contain_text("2.1.1")
     page.click("#confirm-dismiss")
     expect(dialog).to_be_hidden()
     assert page.url == f"{console.url}/servers"
