@@ -117,7 +117,9 @@ function renderRollout(entry) {
       const promote = el("button", "button button-small button-primary promote-button",
         rollout.gate ? "Promote: start " + R.batchName(rollout.gate.next, rollout.count)
           : "Promote");
-      const abort = el("button", "button button-small button-danger abort-button", "Abort");
+      // What Abort does, in its words (no Cancel here; the job page says both).
+      const abort = el("button", "button button-small button-danger abort-button",
+        "Abort: skip the rest");
       for (const [button, action] of [[promote, "promote"], [abort, "abort"]]) {
         button.type = "button";
         button.dataset.action = action;

@@ -10,11 +10,20 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import PASSWORD, write_inventory
-from tests.support.console_world import LONG, VIEWPORTS, job_of, log_in, runbook_dir, start_job
+from tests.conftest import PASSWORD, PROJECT, write_inventory
+from tests.support.console_world import (
+    LONG,
+    VIEWPORTS,
+    job_of,
+    log_in,
+    paused_rollout,
+    runbook_dir,
+    start_job,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
+SCREENSHOTS = PROJECT / "test-artifacts" / "screenshots"
 
 # A first step of 1.5 s, then a silent one of 6 s: no event comes while it runs.
 TWO_SPEED = """\
@@ -157,3 +166,93 @@ def test_item_13_a_server_fixed_since_is_named_and_not_re_run(browser, console, 
     # The page made after it says the same, from its own data.
     page.goto(f"{console.url}/jobs/{first}")
     expect(since).to_have_text(f"h03 succeeded since in job #{fixed}.", timeout=LONG)
+
+
+# --- item 12: Cancel and Abort say what each does -----------------------------------------
+
+CANCEL_SAYS = "stops everything now, steps under way included"
+ABORT_SAYS = ("Abort stops the rollout at this gate: the servers not started are skipped, "
+              "those done keep their result. Cancel job stops everything now.")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["1440", "390"])
+def test_item_12_cancel_and_abort_say_what_each_does_at_a_gate(browser, console, viewport):
+    http = console.login()
+    job_id = paused_rollout(console, http, ["h01", "h02", "h03"])
+    page = open_page(browser, console, viewport, f"/jobs/{job_id}")
+    cancel = page.locator("#cancel-button")
+    abort = page.locator("#abort-button")
+    expect(page.locator("#gate-panel")).to_be_visible()
+    expect(cancel).to_be_visible()
+    expect(abort).to_be_visible()
+
+    # Each says it beside the button, and to a screen reader as the button's description.
+    expect(page.locator("#cancel-help")).to_have_text(CANCEL_SAYS)
+    expect(page.locator("#cancel-help")).to_be_visible()
+    expect(cancel).to_have_accessible_description(CANCEL_SAYS)
+    expect(page.locator("#abort-help")).to_have_text(ABORT_SAYS)
+    expect(page.locator("#abort-help")).to_be_visible()
+    expect(abort).to_have_accessible_description(ABORT_SAYS)
+    for button, line in ((cancel, "#cancel-help"), (abort, "#abort-help")):
+        near = page.locator(line).bounding_box()
+        box = button.bounding_box()
+        assert abs(near["y"] - (box["y"] + box["height"])) < 80, (box, near)  # beside it
+
+    # The dashboard's row: its Abort says what it does too.
+    page.goto(f"{console.url}/")
+    row = page.locator(f'tr[data-job-id="{job_id}"]')
+    expect(row.locator("button.abort-button")).to_have_text("Abort: skip the rest",
+                                                            timeout=LONG)
+
+    # The job over, Cancel and its line go.
+    page.goto(f"{console.url}/jobs/{job_id}")
+    page.click("#cancel-button")
+    page.click("#confirm-accept")
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=LONG)
+    expect(cancel).to_be_hidden()
+    expect(page.locator("#cancel-help")).to_be_hidden()
+
+
+# --- item 18: the failed servers first, right under the status ----------------------------
+
+# Where the block is: under the head (the status line), before the job's details.
+PLACE = """() => {
+  const box = (id) => document.getElementById(id).getBoundingClientRect();
+  const block = document.getElementById("failed-servers");
+  const before = (a, b) => Boolean(a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING);
+  return { top: box("failed-servers").top, headBottom: document.querySelector(".job-head")
+             .getBoundingClientRect().bottom, statusBottom: box("job-status").bottom,
+           afterStatus: before(document.getElementById("job-status"), block),
+           beforeDetails: before(block, document.querySelector(".job-meta")) &&
+             before(block, document.querySelector(".progress-card")) };
+}"""
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["1440", "390"])
+def test_item_18_failed_servers_come_first_under_the_status(browser, console, viewport):
+    http = console.login()
+    servers = [f"h0{n}" for n in range(1, 9)]
+    job_id = run_to_end(console, http, {"runbook": "basic", "servers": servers, "params": {
+        "message": "hi", "fail_on": "h06"}}, "failed")
+    page = open_page(browser, console, viewport, f"/jobs/{job_id}")
+    block = page.locator("#failed-servers")
+    expect(block).to_be_visible()
+    expect(page.locator("#failed-servers-title")).to_have_text("1 server failed")
+    item = block.locator("li.failed-server")
+    expect(item).to_have_count(1)
+    expect(item).to_have_text(re.compile(r"^h06 .*exit.* 3"))
+
+    place = page.evaluate(PLACE)
+    assert place["afterStatus"] and place["beforeDetails"], place  # in reading order too
+    assert place["statusBottom"] <= place["top"] < viewport["height"], place
+    assert place["top"] - place["headBottom"] < 24, place  # right under the status line
+    page.screenshot(path=str(SCREENSHOTS / f"issue32-failed-first-{viewport['width']}.png"))
+
+    # Its link jumps to the failed server's row (a card on a phone), even one filtered out.
+    page.select_option("#host-filter", "succeeded")
+    expect(page.locator('tr[data-host="h06"]')).to_be_hidden()
+    item.get_by_role("link", name="h06").click()
+    row = page.locator('tr[data-host="h06"]')
+    expect(row).to_be_visible()
+    expect(row).to_be_in_viewport()
+    assert page.url.endswith("#" + row.get_attribute("id"))

@@ -1,9 +1,10 @@
 // The live job page's and job rows' words (static/js/job/words.js), issue #32: a re-run
-// offers only the servers still failing (item 13).
+// offers only the servers still failing (item 13), failed servers first (item 18).
 // Run: node --test tests/js/
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
+import { failedWhy } from "../../static/js/job/failed.js";
 import { rerunChoice, sinceGroups, sinceWords } from "../../static/js/job/words.js";
 
 const hosts = (statuses) => new Map(Object.entries(statuses)
@@ -34,4 +35,14 @@ test("who was fixed since, by job, oldest job first", () => {
   assert.deepEqual(sinceGroups({}), []);
   assert.deepEqual(sinceGroups(undefined), []);
   assert.equal(sinceWords(null), "");
+});
+
+test("a failed server's line under the status: the step and why, once each", () => {
+  assert.equal(failedWhy({ reason: "step 'check' exited with code 3", exitCode: 3,
+    failedStep: "check" }), "step 'check' exited with code 3");
+  assert.equal(failedWhy({ reason: "timed out after 30 s", exitCode: -1, failedStep: "drain" }),
+    "at drain: timed out after 30 s");
+  assert.equal(failedWhy({ reason: "", exitCode: 2, failedStep: "build" }),
+    "at build: exit code 2");
+  assert.equal(failedWhy({ reason: "", exitCode: null, failedStep: "" }), "");
 });

@@ -61,7 +61,9 @@ function refusalOf(button, make) {
     note.id = id;
     note.setAttribute("role", "alert");
     note.hidden = true;
-    button.setAttribute("aria-describedby", id);
+    // Said after what the button does (job.html's line beside it), not instead of it.
+    const described = (button.getAttribute("aria-describedby") || "").split(" ");
+    button.setAttribute("aria-describedby", described.concat(id).filter(Boolean).join(" "));
     (button.closest(".gate-actions") || button).after(note);
   }
   return note;

@@ -70,6 +70,7 @@ export function addHost(page, host) {
   const logId = "log-" + host.position;
   const parts = { host, built: false };
   parts.row = hostRow(name, logId, parts);
+  parts.row.id = "server-" + host.position; // #failed-servers links here (failed.js)
   page.els.hostsBody.append(parts.row);
   const section = el("section", "log-section");
   section.id = logId;

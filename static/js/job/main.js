@@ -28,6 +28,7 @@ import { fetchJSON } from "../core/http.js";
 import { onConnect, onJobEvents, request } from "../core/live.js";
 import * as R from "../core/rollout.js";
 import { applyEffect, wireActions } from "./actions.js";
+import { wireFailed } from "./failed.js";
 import { streamHealth } from "./health.js";
 import { addHost, buildSection, renderHost, renderTimelines } from "./host-view.js";
 import { HELD_LINES, LogSet } from "./logview/log-set.js";
@@ -74,6 +75,11 @@ function pageElements() {
     rolloutNow: byId("rollout-now"),
     rolloutHistory: byId("rollout-history"),
     cancel: byId("cancel-button"),
+    cancelHelp: byId("cancel-help"),
+    failedBlock: byId("failed-servers"),
+    failedTitle: byId("failed-servers-title"),
+    failedList: byId("failed-servers-list"),
+    failedMore: byId("failed-servers-more"),
     rerun: byId("rerun-button"),
     since: byId("rerun-since"),
     message: byId("job-message"),
@@ -326,14 +332,14 @@ function wireControls(page, loop) {
     if (row) select(page, row.dataset.host);
   });
   els.showAll.addEventListener("click", () => select(page, null));
+  const reorder = () => {
+    page.changes.order = !renderOrder(page, FRAME_MOVES);
+    if (page.changes.order) loop.scheduleFlush();
+  };
   for (const control of [els.hostFilter, els.failedFirst]) {
-    if (control) {
-      control.addEventListener("change", () => {
-        page.changes.order = !renderOrder(page, FRAME_MOVES);
-        if (page.changes.order) loop.scheduleFlush();
-      });
-    }
+    if (control) control.addEventListener("change", reorder);
   }
+  wireFailed(page, reorder);
   if (els.follow) {
     els.follow.addEventListener("change", () => {
       if (!els.follow.checked) return;

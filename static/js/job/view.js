@@ -11,6 +11,7 @@ import * as R from "../core/rollout.js";
 import { utcTime } from "../core/times.js";
 import { labelButton } from "./actions.js";
 import { estimate, etaText } from "./eta.js";
+import { renderFailed } from "./failed.js";
 import { buildSection } from "./host-view.js";
 import { progressText, rerunChoice, sinceGroups } from "./words.js";
 
@@ -187,11 +188,13 @@ export function renderHeader(page) {
   els.status.className = "badge badge-large status-" + (model.status || "loading");
   const running = model.finished ? false : model.running;
   if (els.cancel) els.cancel.hidden = !running;
+  if (els.cancelHelp) els.cancelHelp.hidden = !running;
   if (model.status) {
     document.title = (model.status === "paused" ? "Paused · " : "") + page.baseTitle;
   }
   if (els.rerun) renderRerunButton(page);
   renderSince(page);
+  renderFailed(page);
   renderProgress(page);
   renderEta(page);
   if (model.batches.length > 1) {
