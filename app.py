@@ -11,7 +11,6 @@ if __name__ == "__main__":  # entry point only: patch before anything else is im
 
     async_mode.monkey_patch()
 
-import logging
 import os
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from blueprints.live.redis_manager import client_manager, start_listening
 from blueprints.live.socket_control import LiveSockets, live_sockets_of
 from blueprints.pages import admin, auth, downloads, fleet, jobs, tokens, webhooks
 from config import PROJECT_DIR, VERSION, load_config
+from console_logging import configure_logging
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
 from instance_files import secure_instance
 from services.audit import record
@@ -67,8 +67,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     secure_instance(app.instance_path, app.config["SQLALCHEMY_DATABASE_URI"])
     # Eventlet warns on import that it is in maintenance mode (see async_mode.py).
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-    logging.basicConfig(level=app.config["LOG_LEVEL"],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(app.config["LOG_LEVEL"])
     services = app.extensions[CONSOLE_EXTENSION] = ConsoleServices(
         session_lifetimes=Lifetimes.from_config(app.config),
         login_slowdown=LoginSlowdown(_login_slowdown_rule(app.config),

@@ -89,12 +89,18 @@ class JobEngine:
         ``on_recorded(job_id)`` runs before any of the job's events can be published
         (the starting socket joins the job's room there, so it misses none)."""
         job = self.planner.record(plan, user_id, rerun_of)
-        run = JobRun(job.id, job.uid, plan, self.world)
+        run = JobRun(job.id, job.uid, plan, self.world, user=self._username(user_id))
         self.events.open_job(job.id, user_id)
         if on_recorded is not None:
             on_recorded(job.id)
         self._launch(run)
         return job.id
+
+    def _username(self, user_id: int | None) -> str | None:
+        if user_id is None:
+            return None
+        with self.db_sessions() as session:
+            return session.scalar(select(User.username).where(User.id == user_id))
 
     def _launch(self, run: JobRun, progress: JobProgress | None = None) -> None:
         with self._running_lock:
@@ -250,6 +256,7 @@ class JobEngine:
                                    .order_by(JobEvent.seq))
             events = [row.to_dict() for row in rows]
             owner_id, uid, cancel_requested = job.created_by_id, job.uid, job.cancel_requested
+            user = job.created_by.username if job.created_by else None
             if job.node_id != self.settings.node_id:
                 job.node_id = self.settings.node_id
                 session.commit()
@@ -259,7 +266,7 @@ class JobEngine:
                            if host.state in ("between", "in_step"))
         self.events.append(job_id, "job_recovered", None, {
             "node": self.settings.node_id, "servers": under_way, "reason": why})
-        run = JobRun(job_id, uid, plan, self.world)
+        run = JobRun(job_id, uid, plan, self.world, user=user)
         if cancel_requested:
             run.cancel.set()
         self._launch(run, progress)

@@ -55,7 +55,8 @@ class RolloutRun:
         """Cancelled or stopped: no server starts any more."""
         return self.context.cancel.is_set() or bool(self.stop_reason)
 
-    def run(self) -> None:
+    def run(self) -> dict[str, Any]:
+        """Run the rollout to its end; returns what ``job_finished`` said."""
         started = time.monotonic()
         self.batches = self.plan.batches()
         if self.progress is None or not self.progress.job_started:
@@ -78,6 +79,7 @@ class RolloutRun:
             finished["reason"] = self.stop_reason
         self.context.append("job_finished", None, finished)
         self.context.events.wait_written()
+        return finished
 
     def _announce(self) -> None:
         plan = self.plan

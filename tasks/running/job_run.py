@@ -27,6 +27,7 @@ from tasks.events.fencing import JobFenced
 from tasks.events.resume import JobProgress
 from tasks.planning.job_plan import JobPlan
 from tasks.rollout.rollout_run import RolloutRun
+from tasks.running import job_log
 from tasks.running.context import CANCEL_POLL_SECONDS, JobWorld, RunContext
 from tasks.running.output import OutputBudget
 
@@ -48,12 +49,15 @@ class JobRun:
     # Set when a gate decision for this job was written, so a paused run need not wait
     # for its next poll.
     gate_poke: threading.Event = field(default_factory=threading.Event)
+    user: str | None = None  # who started it, for the console's log (job_log)
 
     def run(self, progress: JobProgress | None = None) -> None:
         """Run the job to its end; ``progress`` resumes it where its log stops."""
         try:
             self.world.start_task(self._watch_cancel_requests)
-            RolloutRun(self._context(progress), progress).run()
+            job_log.job_started(self.job_id, self.plan, self.user, progress is not None)
+            finished = RolloutRun(self._context(progress), progress).run()
+            job_log.job_finished(self.job_id, self.plan, self.user, finished)
         except JobFenced:
             self.abandoned.set()
             log.warning("job %s was taken over by another node; stopped running it here",
