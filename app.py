@@ -25,6 +25,7 @@ import gc_tuning
 from blueprints.api import jobs as api
 from blueprints.api import metrics
 from blueprints.http import client_address, errors, headers, input_guard, times
+from blueprints.http.waiting import register as register_waiting
 from blueprints.live import handlers as live
 from blueprints.live.handshakes import Handshakes
 from blueprints.live.handshakes import install as install_handshake_cap
@@ -118,6 +119,7 @@ def _register_doors(app: Flask, services: ConsoleServices) -> None:
     metrics.register(app)
     headers.register(app)
     times.register(app)  # the utc_time filter
+    register_waiting(app)  # waiting_jobs() in templates: the header's waiting jobs
     errors.register(app)
     app.register_error_handler(429, auth.too_many_attempts)
     live.register(socketio)

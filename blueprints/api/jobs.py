@@ -20,6 +20,7 @@ from blueprints.http.query_args import MAX_SEQ, event_query, int_arg, job_filter
 from blueprints.live.job_access import job_snapshot, require_job
 from config import VERSION
 from extensions import db
+from services.auth.auth_tokens import current_role
 from services.builds import server_history, server_rows
 from services.commands import (
     Caller,
@@ -44,9 +45,12 @@ from services.schemas.answers import (
     SearchAnswer,
     ServerBuilds,
     ServerList,
+    WaitingJobs,
 )
 from services.schemas.payloads import AdhocCommand, RollbackServer, RollbackServers, StartJob
 from services.schemas.queries import EventPageQuery, JobListQuery, SearchQuery
+from services.waiting import may_act
+from services.waiting import waiting_jobs as jobs_waiting
 from tasks.errors import PatchbayError
 from tasks.events.output_search import search_output
 from tasks.events.pages import read_page
@@ -143,6 +147,14 @@ def jobs() -> Response:
                             before_id, _max_page_bytes())
     return jsonify({"jobs": found, "more": more,
                     "next_before_id": found[-1]["id"] if more else None})
+
+
+@bp.get("/jobs/waiting")
+@documented("The jobs waiting for a person (paused at a manual gate), oldest first, and "
+            "whether they wait for the caller (the header's \"1 rollout waiting for you\"; "
+            "jobs:waiting broadcasts the same list)", answer=WaitingJobs)
+def waiting_jobs() -> Response:
+    return jsonify({**jobs_waiting(db.session), "for_you": may_act(current_role())})
 
 
 @bp.get("/jobs/<int:job_id>")

@@ -1,6 +1,8 @@
 """Where a job's written events go: all of them to ``job:<id>`` (``job:events``), a
-light ``job:progress`` to the owner's ``user:<id>`` (services/progress.py), and the servers
-they touched to the servers page (``fleet:servers``)."""
+light ``job:progress`` to the owner's ``user:<id>`` (services/progress.py), the servers
+they touched to the servers page (``fleet:servers``), and, when a job starts or stops
+waiting for a person (a gate's events, its end), the jobs waiting to every socket
+(``jobs:waiting``, services/waiting.py: every page's header)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,11 @@ from blueprints.live import fleet as fleet_live
 from blueprints.live.rooms import job_room, user_room
 from extensions import socketio
 from services.progress import ProgressDigest
+from services.waiting import waiting_jobs
+from tasks.events.catalogue import GATE_EVENTS
+
+# The events after which the jobs waiting for a person may have changed.
+WAITING_CHANGES = frozenset((*GATE_EVENTS, "job_finished"))
 
 
 class JobPublisher:
@@ -32,6 +39,14 @@ class JobPublisher:
                 socketio.start_background_task(self._flush_later, job_id, owner_id,
                                                progress.flush_in)
         fleet_live.publish_job_changes(self.sessions, job_id, events)  # servers page rows
+        if any(event["type"] in WAITING_CHANGES for event in events):
+            self.publish_waiting()
+
+    def publish_waiting(self) -> None:
+        """Every job waiting for a person, to every socket (each page's header)."""
+        with self.sessions() as session:
+            waiting = waiting_jobs(session)
+        socketio.emit("jobs:waiting", waiting)
 
     def _flush_later(self, job_id: int, owner_id: int, delay: float | None) -> None:
         """Send a held-back latest line once its interval is over."""

@@ -5,6 +5,8 @@
 - ``token:<id>``: the sockets that logged in with an API token (revoking it drops them).
 - ``login:<id>``: the sockets of one browser login (its logout drops them).
 - ``fleet``: the servers page's sockets; gets ``fleet:servers``.
+
+``jobs:waiting`` goes to every socket (no room): every page's header shows it.
 """
 
 FLEET_ROOM = "fleet"

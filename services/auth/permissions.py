@@ -38,6 +38,7 @@ HTTP_RULES: dict[str, str] = {
     "api.runbooks": "viewer",
     "api.jobs": "viewer",
     "api.job": "viewer",
+    "api.waiting_jobs": "viewer",
     "api.job_events": "viewer",
     "api.search_output_lines": "viewer",
     "api.openapi": "viewer",

@@ -133,6 +133,40 @@ class JobList(BaseModel):
     next_before_id: int | None = Field(description="before_id for the next page, when more")
 
 
+class WaitingGate(BaseModel):
+    batch: int = Field(description="the batch that finished (0: the first, the canary)")
+    next_batch: int | None = Field(description="the batch promoting starts")
+    next_name: str | None = Field(description='"canary" or "batch 2": as the page names it')
+    batches: int = Field(description="how many batches the rollout has")
+    reason: str | None
+    done_servers: list[str] = Field(description="the finished batch's servers (the first 12)")
+    done_count: int
+    next_servers: list[str] = Field(description="the next batch's servers (the first 12)")
+    next_count: int
+    not_started: int = Field(description="servers an abort would skip")
+
+
+class WaitingJob(BaseModel):
+    job_id: int
+    runbook: str
+    kind: Literal["runbook", "adhoc", "rollback"]
+    target_version: str | None
+    created_by: str | None
+    waiting: Literal["gate"] = Field(description="what it waits for: gate (promote or "
+                                     "abort at a manual gate)")
+    since: float | None = Field(description="when it began to wait (Unix seconds)")
+    gate: WaitingGate | None
+    words: str = Field(description='what it waits at, in words ("paused after the canary '
+                       '(1 server); promoting starts batch 2 (7 servers)")')
+
+
+class WaitingJobs(BaseModel):
+    count: int = Field(description="how many jobs wait for a person (all of them)")
+    jobs: list[WaitingJob] = Field(description="oldest first, at most 20 described")
+    for_you: bool = Field(description="whether the caller may act on them (operator or "
+                          "admin); a viewer sees them as waiting for an operator")
+
+
 class ServerRow(BaseModel):
     name: str
     host: str
