@@ -26,9 +26,12 @@ def jobs(settings: Settings, limit: int, status: str | None, runbook: str | None
         print_json(listed)
         return EXIT_SUCCEEDED
     # The parameters last, each whole: on a terminal they wrap onto more lines of the row.
+    # A rollback: "Roll back (game-update)", its builds before and after first.
     table(["JOB", "STATUS", "RUNBOOK", "SERVERS", "BY", "CREATED (UTC)", "PARAMS"], [
-        [j["id"], j["status"], j["runbook"], len(j["hosts"]), j["created_by"],
-         when(j["created_at"]), param_words(j)] for j in listed], wrap=6)
+        [j["id"], j["status"], j.get("title") or j["runbook"], len(j["hosts"]),
+         j["created_by"], when(j["created_at"]),
+         ([j["builds_words"]] if j.get("builds_words") else []) + param_words(j)]
+        for j in listed], wrap=6)
     return EXIT_SUCCEEDED
 
 
@@ -44,9 +47,12 @@ def show(settings: Settings, job_id: int, as_json: bool) -> int:
     if as_json:
         print_json(job)
         return EXIT_SUCCEEDED
-    click.echo(f"job #{job['id']} {job['runbook']} ({job['kind']}): {job['status']}")
-    for line in labelled("params", param_words(job)) if job.get("params") else []:
+    click.echo(f"job #{job['id']} {job.get('title') or job['runbook']} ({job['kind']}): "
+               f"{job['status']}")
+    for line in labelled("params", param_words(job)) if param_words(job) else []:
         click.echo(line)
+    if job.get("builds_words"):
+        click.echo(f"  builds: {job['builds_words']}")
     about = [("strategy", strategy_words(job["strategy"])),
              ("created", f"{when(job['created_at'])} UTC by {job['created_by']}"),
              ("finished", job["finished_at"] and f"{when(job['finished_at'])} UTC"),
@@ -56,9 +62,14 @@ def show(settings: Settings, job_id: int, as_json: bool) -> int:
         if value:
             click.echo(f"  {label}: {value}")
     click.echo()
-    table(["SERVER", "BATCH", "STATUS", "STEP", "EXIT", "REASON"], [
-        [h["name"], h["batch"] + 1, h["status"], h["failed_step"] or h["current_step"],
-         h["exit_code"], h["reason"]] for h in job["hosts"]])
+    rollback = job["kind"] == "rollback"  # each server's builds before and after
+    table(["SERVER", "BATCH", "STATUS", *(["BUILD"] if rollback else []), "STEP", "EXIT",
+           "REASON"], [
+        [h["name"], h["batch"] + 1, h["status"],
+         *([f"{h.get('from_version') or '?'} → {h.get('to_version') or '?'}"]
+           if rollback else []),
+         h["failed_step"] or h["current_step"], h["exit_code"], h["reason"]]
+        for h in job["hosts"]])
     return EXIT_SUCCEEDED
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from patchbay_cli.tables import param_words
+
 HOST_END_STATUSES = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
 # The event types of a job's log: this client's copy of the console's catalogue
 # (tasks.events.catalogue; this package imports nothing of the app, and
@@ -112,11 +114,19 @@ def _job_started(data: dict[str, Any], batches: int) -> str:
     where = f"{len(servers)} server{'s' if len(servers) != 1 else ''}"
     if data.get("kind") == "adhoc":
         return f"started ad-hoc command on {where}: {data.get('params', {}).get('command')}"
-    params = ", ".join(f"{k}={v}" for k, v in (data.get("params") or {}).items())
+    params = ", ".join(param_words(data))
     parallel = (data.get("strategy") or {}).get("parallel")
     plan = f"{batches} batches, " if batches > 1 else ""
-    return (f"started {data.get('runbook')}{f' ({params})' if params else ''} on {where}"
+    return (f"started {title(data)}{f' ({params})' if params else ''} on {where}"
             f" ({plan}{parallel} at once)")
+
+
+def title(job: dict[str, Any]) -> str:
+    """The job as the pages call it: its runbook, or "Roll back (game-update)"."""
+    if job.get("title"):
+        return job["title"]
+    runbook = job.get("runbook")
+    return f"Roll back ({runbook})" if job.get("kind") == "rollback" else str(runbook)
 
 
 def _step_finished(data: dict[str, Any]) -> str:
@@ -148,11 +158,13 @@ def _host_finished(data: dict[str, Any]) -> str:
 
 def header(job: dict[str, Any]) -> str:
     """``job #12 game-update (version=1.4.2), running``: the first line."""
-    what = job.get("runbook")
+    what = title(job)
     if job.get("kind") == "adhoc":
         what = f"ad-hoc `{(job.get('params') or {}).get('command')}`"
-    elif job.get("params"):
-        what += " (" + ", ".join(f"{k}={v}" for k, v in job["params"].items()) + ")"
+    elif param_words(job):
+        what += " (" + ", ".join(param_words(job)) + ")"
+    if job.get("builds_words"):
+        what += f" {job['builds_words']}"
     return f"job #{job['id']} {what}, {job.get('status')}"
 
 

@@ -87,8 +87,11 @@ def when(timestamp: str | None) -> str:
 
 
 def param_words(job: dict[str, Any]) -> list[str]:
-    """``["version=1.4.2", "region=eu"]``: each parameter whole, never cut."""
-    return [f"{k}={v}" for k, v in (job.get("params") or {}).items()]
+    """``["version=1.4.2", "region=eu"]``: each parameter whole, never cut; a
+    rollback's without the empty ones (it takes none: its runbook's defaults fill in)."""
+    rollback = job.get("kind") == "rollback"
+    return [f"{k}={v}" for k, v in (job.get("params") or {}).items()
+            if not (rollback and v in ("", None))]
 
 
 def labelled(label: str, words: list[str], indent: str = "  ") -> list[str]:

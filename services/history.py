@@ -13,6 +13,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from models import Job, JobEvent, JobHost, User
+from services.job_titles import ROLLBACK, build_moves, job_title, moves_words, titled
 from tasks.events.catalogue import GATE_DECISIONS
 
 
@@ -63,7 +64,7 @@ def jobs_page(session: Session, job_filter: JobFilter, offset: int, limit: int,
     for job in session.scalars(statement.offset(offset).limit(limit + 1)):
         if len(found) == limit:
             return found, True
-        summary = job.summary()
+        summary = titled(job.summary())
         cost = len(json.dumps(summary))
         if found and size + cost > max_bytes:
             return found, True
@@ -83,8 +84,10 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
     A row is the job without its per-server list, plus ``duration`` (seconds, for
     finished jobs), ``servers`` (how many), ``counts`` (servers per status), ``batches``
     (servers per status of each batch) and ``gates`` (its pauses, promotions and aborts
-    at a manual gate, with who: ``{"kind", "by", "batch"}``): history of thousand-server
-    jobs stays one grouped query per page, and one over the job-level events."""
+    at a manual gate, with who: ``{"kind", "by", "batch"}``), ``title`` and, for a
+    rollback, ``builds`` (each server's from → to, grouped) and ``builds_words``
+    (services/job_titles.py): history of thousand-server jobs stays one grouped query
+    per page, and one over the job-level events."""
     jobs = session.scalars(jobs_query(job_filter).offset((page - 1) * per_page)
                            .limit(per_page + 1)).all()
     has_next = len(jobs) > per_page
@@ -92,6 +95,7 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
     counts: dict[int, dict[str, int]] = {job.id: {} for job in jobs}
     batches: dict[int, list[dict[str, int]]] = {job.id: [] for job in jobs}
     gates = _gate_decisions(session, [job.id for job in jobs])
+    moves = _rollback_moves(session, [job.id for job in jobs if job.kind == ROLLBACK])
     if jobs:
         grouped = session.execute(
             select(JobHost.job_id, JobHost.batch, JobHost.status, func.count())
@@ -115,9 +119,23 @@ def history_page(session: Session, job_filter: JobFilter, page: int, per_page: i
             "duration": round(duration, 1) if duration is not None else None,
             "servers": sum(counts[job.id].values()), "counts": counts[job.id],
             "batches": batches[job.id], "gates": gates[job.id],
-            "rerun_of": job.rerun_of_id,
+            "rerun_of": job.rerun_of_id, "title": job_title(job.kind, job.runbook),
+            "builds": moves.get(job.id, []),
+            "builds_words": moves_words(moves[job.id]) if moves.get(job.id) else "",
         })
     return rows, has_next
+
+
+def _rollback_moves(session: Session, job_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each rollback job's servers from → to, grouped (:func:`build_moves`)."""
+    hosts: dict[int, list[tuple[str, str | None, str | None]]] = {}
+    if job_ids:
+        for job_id, name, before, after in session.execute(
+                select(JobHost.job_id, JobHost.name, JobHost.from_version,
+                       JobHost.to_version)
+                .where(JobHost.job_id.in_(job_ids)).order_by(JobHost.position)):
+            hosts.setdefault(job_id, []).append((name, before, after))
+    return {job_id: build_moves(found) for job_id, found in hosts.items()}
 
 
 def _gate_decisions(session: Session, job_ids: list[int]) -> dict[int, list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from extensions import db, socketio
 from models import Job
 from services.history import succeeded_since
+from services.job_titles import titled
 from tasks.errors import PatchbayError
 from tasks.events.event_query import EventQuery
 from tasks.events.pages import read_page
@@ -33,7 +34,7 @@ def job_snapshot(job_id: int) -> dict[str, Any]:
     job = db.session.get(Job, job_id)
     if job is None:
         raise PatchbayError("not_found", f"no job #{job_id}", "job_id")
-    return {**job.summary(), "succeeded_since": succeeded_since(db.session, job_id)}
+    return {**titled(job.summary()), "succeeded_since": succeeded_since(db.session, job_id)}
 
 
 @dataclass

@@ -20,6 +20,7 @@ from services.history import (
     runbook_names,
     succeeded_since,
 )
+from services.job_titles import ROLLBACK, shown_params, titled
 from services.step_durations import usual_step_durations
 from tasks.errors import PatchbayError
 from tasks.planning.adhoc import KIND as ADHOC
@@ -58,11 +59,12 @@ def job_page(job_id: int) -> str:
     job = db.session.get(Job, job_id)
     if job is None:
         abort(404, description=f"job #{job_id} does not exist")
-    steps = [STEP_NAME] if job.kind == ADHOC else _runbook_steps(job.runbook)
-    summary = {**job.summary(), "succeeded_since": succeeded_since(db.session, job.id)}
+    steps = [STEP_NAME] if job.kind == ADHOC else _runbook_steps(job.runbook, job.kind)
+    summary = {**titled(job.summary()), "succeeded_since": succeeded_since(db.session, job.id)}
     usual = usual_step_durations(db.session, job.runbook, job.kind, job.id,
                                  [host["name"] for host in summary["hosts"]])
-    return render_template("jobs/job.html", job=summary, steps=steps, usual=usual)
+    return render_template("jobs/job.html", job=summary, steps=steps, usual=usual,
+                           params=shown_params(job.kind, job.params))
 
 
 @bp.get("/favicon.ico")
@@ -72,12 +74,16 @@ def favicon() -> Response:
                                mimetype="image/vnd.microsoft.icon", max_age=86400)
 
 
-def _runbook_steps(name: str) -> list[str]:
+def _runbook_steps(name: str, kind: str) -> list[str]:
+    """The steps a job of ``kind`` runs: a rollback, its runbook's rollback section."""
     try:
         book = console_services().engine.runbooks().get(name)
     except RunbookError:
         book = None
-    return [step.name for step in book.spec.steps] if book else []
+    if book is None:
+        return []
+    return [step.name for step in (book.spec.rollback if kind == ROLLBACK
+                                   else book.spec.steps) or []]
 
 
 @bp.get("/jobs")

@@ -95,12 +95,29 @@ class HostState(BaseModel):
     reason: str | None
     started_at: Timestamp | None
     finished_at: Timestamp | None
+    from_version: str | None = Field(description="the build the server reported when "
+                                     "the job was recorded (null: none known)")
+    to_version: str | None = Field(description="the build the job installs there: a "
+                                   "rollback's own per server, an update's version")
+
+
+class BuildMove(BaseModel):
+    from_: str | None = Field(alias="from", description="the build before")
+    to: str | None = Field(description="the build after")
+    servers: list[str] = Field(description="the servers making this move, in order")
 
 
 class JobState(BaseModel):
     id: int
     runbook: str = Field(description="the runbook's name; adhoc for an ad-hoc command")
     kind: Literal["runbook", "adhoc", "rollback"]
+    title: str = Field(description='what the pages call the job: the runbook, "ad-hoc '
+                       'command", or for a rollback "Roll back (game-update)"')
+    builds: list[BuildMove] = Field(description="a rollback's servers grouped by their "
+                                    "move (from → to); empty for other kinds")
+    builds_words: str = Field(description='those moves in words: "1.4.8 → 1.4.7", or '
+                              '"1.4.8 → 1.4.7 (gs-01); 1.4.9 → 1.4.8 (gs-02)"; empty for '
+                              'other kinds')
     params: dict[str, Any]
     strategy: dict[str, Any]
     status: JobStatus

@@ -231,9 +231,15 @@ function buildRow(job) {
     what.append(el("span", "badge", "ad-hoc"), " ",
       el("code", "kind-adhoc", String((job.params || {}).command || "").slice(0, 80)));
   } else {
-    what.append(el("span", "job-runbook", job.runbook), " ");
+    // A rollback says so and, once known (GET /api/jobs/<id>), each server's builds
+    // before and after; it takes no parameters: the empty ones are not listed.
+    const rollback = job.kind === "rollback";
+    what.append(el("span", "job-runbook", job.title ||
+      (rollback ? "Roll back (" + job.runbook + ")" : job.runbook)), " ");
+    if (rollback) what.append(el("span", "job-builds", job.buildsWords || ""), " ");
     const params = el("span", "params");
     for (const [name, value] of Object.entries(job.params || {})) {
+      if (rollback && (value === "" || value === null)) continue;
       params.append(el("code", null, name + "=" + value), " ");
     }
     what.append(params);
@@ -279,8 +285,10 @@ async function refresh(id) {
       if (!inserting) return;
       entry = insert({ id, kind: job.kind, runbook: job.runbook, params: job.params,
         status: job.status, total: job.hosts.length, done, createdBy: job.created_by,
-        createdAt: job.created_at });
+        createdAt: job.created_at, title: job.title, buildsWords: job.builds_words });
     }
+    const builds = entry.row.querySelector(".job-builds");
+    if (builds && job.builds_words) builds.textContent = job.builds_words;
     entry.status = job.status;
     entry.total = job.hosts.length;
     entry.done = done;
@@ -394,6 +402,7 @@ function progressed(payload) {
     createdAt: new Date(started.ts * 1000).toISOString() });
   apply(entry, payload.events);
   showLatest(entry, payload.latest);
+  if (data.kind === "rollback") refresh(id); // its servers' builds before and after
 }
 
 /** Follow the user's jobs (job:progress); refresh live rows after a reconnect. */

@@ -87,3 +87,41 @@ def test_a_second_roll_back_offers_the_last_good_build_and_the_history_unfolds(
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.keyboard.press("Enter")  # folds again
     expect(history.locator(".build-history-list")).to_be_hidden()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["1440", "390"])
+def test_a_rollback_job_page_and_its_live_row_read_as_a_rollback(browser, console,
+                                                                   viewport):
+    """Issue 32, item 5: the history row that appears live and the job page of a
+    rollback say "Roll back (versioned)" and 1.0.8 → 1.0.7, list the one step it ran
+    and no empty version parameter."""
+    http = console.login()
+    for version in ("1.0.7", "1.0.8"):
+        deploy(console, http, version)
+    page = browser.new_context(viewport=viewport).new_page()
+    log_in(page, console.url)
+    page.goto(f"{console.url}/jobs")
+    expect(page.locator("#jobs tbody tr[data-job-id]")).to_have_count(2)
+
+    answer = http.post(f"{console.url}/api/servers/h01/rollback", timeout=30)
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["job_id"]
+    live = page.locator(f'#jobs tr[data-job-id="{job_id}"]')  # appears without a reload
+    expect(live.locator(".job-runbook")).to_have_text("Roll back (versioned)", timeout=LONG)
+    expect(live.locator(".job-builds")).to_have_text("1.0.8 → 1.0.7", timeout=LONG)
+    expect(live.locator(".params")).to_have_text(re.compile(r"^fail_on=none nap=0\s*$"))
+    assert finished_job(console, http, job_id)["status"] == "succeeded"
+
+    page.goto(f"{console.url}/jobs/{job_id}")
+    expect(page).to_have_title(f"Job #{job_id} · Roll back (versioned) · Patchbay")
+    expect(page.locator("#job-title")).to_have_text("Roll back (versioned)")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=LONG)
+    builds = page.locator("#job-builds")
+    expect(builds).to_have_text("1.0.8 → 1.0.7")
+    expect(page.locator("#job-steps .step-chip")).to_have_text(["roll back"])
+    expect(page.locator(".job-meta .params")).to_have_text("fail_on=none nap=0")
+    expect(page.locator(".job-meta")).not_to_contain_text("version=")
+    expect(page.locator("#hosts tbody tr")).to_have_count(1)
+    box = builds.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

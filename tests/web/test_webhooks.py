@@ -488,6 +488,61 @@ def test_a_delivery_is_queued_in_the_transaction_that_writes_its_event(sessions)
     assert SECRET not in "".join(row.body for row in rows)
 
 
+def test_a_rollback_s_payload_names_it_a_rollback_with_each_server_s_builds(sessions):
+    everything = add_hook(sessions, "http://127.0.0.1:9/unused")
+    chat = add_hook(sessions, "http://127.0.0.1:9/chat", ("job_started",), None, "slack")
+    with sessions() as session, session.begin():
+        job = Job(runbook="game-update", kind="rollback", node_id="node-a",
+                  params={"version": "", "fast": "false"})
+        session.add(job)
+        session.flush()
+        session.add_all([
+            JobHost(job_id=job.id, name="gs-01", position=0, status="running",
+                    from_version="1.4.8", to_version="1.4.7"),
+            JobHost(job_id=job.id, name="gs-02", position=1, status="running",
+                    from_version="1.4.9", to_version="1.4.8")])
+        job_id = job.id
+    log = EventLog(sessions, lambda *_: None, start_thread, node_id="node-a",
+                   on_event=Outbox(PUBLIC_URL))
+    log.open_job(job_id, None)
+    log.append(job_id, "job_started", None, {"servers": ["gs-01", "gs-02"],
+                                             "kind": "rollback", "steps": ["roll back"]})
+    log.append(job_id, "host_finished", "gs-02", {"status": "failed", "reason": "boom"})
+    assert log.wait_written(10)
+
+    started, failed = (json.loads(row.body) for row in deliveries(sessions, everything))
+    # The keys that were there stay; title, builds and builds_words are added.
+    assert {key: started["job"][key] for key in ("runbook", "kind", "title", "builds",
+                                                 "builds_words")} == {
+        "runbook": "game-update", "kind": "rollback", "title": "Roll back (game-update)",
+        "builds": [{"from": "1.4.8", "to": "1.4.7", "servers": ["gs-01"]},
+                   {"from": "1.4.9", "to": "1.4.8", "servers": ["gs-02"]}],
+        "builds_words": "1.4.8 → 1.4.7 (gs-01); 1.4.9 → 1.4.8 (gs-02)"}
+    assert (failed["event"], failed["host"]["name"], failed["host"]["from_version"],
+            failed["host"]["to_version"]) == ("host_failed", "gs-02", "1.4.9", "1.4.8")
+    [message] = deliveries(sessions, chat)
+    assert (f"<{PUBLIC_URL}/jobs/{job_id}|Job #{job_id} (Roll back (game-update): "
+            f"1.4.8 → 1.4.7 (gs-01); 1.4.9 → 1.4.8 (gs-02))>") in json.loads(
+        message.body)["text"]
+
+
+def test_an_update_s_payload_keeps_its_title_and_has_no_builds(sessions):
+    hook = add_hook(sessions, "http://127.0.0.1:9/unused", ("job_started",))
+    with sessions() as session, session.begin():
+        job = Job(runbook="deploy", node_id="node-a", params={"build": "1.2"})
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    log = EventLog(sessions, lambda *_: None, start_thread, node_id="node-a",
+                   on_event=Outbox(PUBLIC_URL))
+    log.open_job(job_id, None)
+    log.append(job_id, "job_started", None, {"servers": []})
+    assert log.wait_written(10)
+    [row] = deliveries(sessions, hook)
+    sent = json.loads(row.body)["job"]
+    assert (sent["title"], sent["builds"], sent["builds_words"]) == ("deploy", [], "")
+
+
 # -- sending --------------------------------------------------------------------------
 
 

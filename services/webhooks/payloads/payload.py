@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from models import Job, JobHost
+from services.job_titles import ROLLBACK, build_moves, job_title, moves_words
 
 
 def job_link(public_url: str | None, job_id: int) -> str | None:
@@ -19,11 +20,16 @@ def _stamp(moment: datetime | None) -> str | None:
 
 
 def job_part(job: Job) -> dict[str, Any]:
-    """The ``job`` object of a payload."""
+    """The ``job`` object of a payload: with its ``title`` and, for a rollback, each
+    server's build before and after (``builds``, ``builds_words``; services/job_titles.py)."""
+    builds = build_moves((host.name, host.from_version, host.to_version)
+                         for host in sorted(job.hosts, key=lambda host: host.position)) \
+        if job.kind == ROLLBACK else []
     return {"id": job.id, "runbook": job.runbook, "kind": job.kind, "status": job.status,
             "created_by": job.created_by.username if job.created_by else None,
             "created_at": _stamp(job.created_at), "finished_at": _stamp(job.finished_at),
-            "rerun_of": job.rerun_of_id}
+            "rerun_of": job.rerun_of_id, "title": job_title(job.kind, job.runbook),
+            "builds": builds, "builds_words": moves_words(builds) if builds else ""}
 
 
 def host_part(host: JobHost | None, event: dict[str, Any]) -> dict[str, Any]:
@@ -33,10 +39,11 @@ def host_part(host: JobHost | None, event: dict[str, Any]) -> dict[str, Any]:
         return {"name": event["host"], "status": data.get("status"),
                 "failed_step": data.get("failed_step"), "exit_code": data.get("exit_code"),
                 "reason": data.get("reason"), "batch": None, "started_at": None,
-                "finished_at": None}
+                "finished_at": None, "from_version": None, "to_version": None}
     return {"name": host.name, "status": host.status, "failed_step": host.failed_step,
             "exit_code": host.exit_code, "reason": host.reason, "batch": host.batch,
-            "started_at": _stamp(host.started_at), "finished_at": _stamp(host.finished_at)}
+            "started_at": _stamp(host.started_at), "finished_at": _stamp(host.finished_at),
+            "from_version": host.from_version, "to_version": host.to_version}
 
 
 def build_payload(name: str, delivery: str, event: dict[str, Any], job: dict[str, Any],

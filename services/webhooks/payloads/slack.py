@@ -30,6 +30,9 @@ def slack_text(payload: dict[str, Any]) -> str:
     public address."""
     job = payload["job"]
     title = f"Job #{job['id']} ({_slack_escape(job['runbook'])})"
+    if job.get("kind") == "rollback":  # "Job #5 (Roll back (game-update): 1.4.8 → 1.4.7)"
+        moved = f": {job['builds_words']}" if job.get("builds_words") else ""
+        title = f"Job #{job['id']} ({_slack_escape(job.get('title') + moved)})"
     if payload["url"]:
         title = f"<{payload['url']}|{title}>"
     context = ChatContext(title=title, created_by=job.get("created_by"),
