@@ -98,6 +98,8 @@ function render(entry) {
   if (mayRollBack && !entry.button) entry.button = tr.querySelector(".rollback-one");
   const button = entry.button ? [" ", entry.button] : [];
   if (!entry.history) entry.history = historyDetails(data.name);
+  // Unfolded while the server reports another build: the history has grown.
+  if (entry.history.open && tr.dataset.version !== (data.version || "")) entry.history.reload();
   cells.version.replaceChildren(...versionParts(data), ...buildParts(data), ...button,
     entry.history);
   tr.dataset.versionState = data.version_state || "";
@@ -188,8 +190,9 @@ function historyDetails(name) {
   summary.setAttribute("aria-label", "Build history of " + name);
   const body = el("div", "build-history-body");
   details.append(summary, body);
+  details.reload = () => loadHistory(name, body);
   details.addEventListener("toggle", () => {
-    if (details.open) loadHistory(name, body);
+    if (details.open) details.reload();
   });
   return details;
 }

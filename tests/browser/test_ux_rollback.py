@@ -85,6 +85,18 @@ def test_a_second_roll_back_offers_the_last_good_build_and_the_history_unfolds(
     expect(items.nth(0).locator("time")).to_have_text(re.compile(
         r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    # Unfolded, it follows the server: a rollback from elsewhere adds 1.0.6 on top, and
+    # nothing good is left below it to roll back to.
+    again = http.post(f"{console.url}/api/servers/h01/rollback", timeout=30)
+    assert again.status_code == 201, again.text
+    assert finished_job(console, http, again.json()["job_id"])["status"] == "succeeded"
+    expect(row).to_have_attribute("data-version", "1.0.6", timeout=LONG)
+    expect(items).to_have_count(5)
+    expect(items.nth(0)).to_have_attribute("data-version", "1.0.6")
+    expect(row.locator(".rollback-one")).to_be_hidden()
+    expect(row.locator(".build-rollback")).to_have_count(0)
+    history.locator("summary").focus()
     page.keyboard.press("Enter")  # folds again
     expect(history.locator(".build-history-list")).to_be_hidden()
 
