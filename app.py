@@ -37,7 +37,7 @@ from blueprints.pages import admin, auth, downloads, fleet, jobs, tokens, webhoo
 from config import PROJECT_DIR, VERSION, load_config
 from console_logging import configure_logging
 from extensions import csrf, db, limiter, login_manager, migrate, socketio
-from instance_files import secure_instance
+from instance_files import secure_instance, sqlite_file
 from services.audit import record
 from services.auth import auth_tokens, login_state, permissions
 from services.auth.login_sessions import Lifetimes
@@ -46,6 +46,8 @@ from services.auth.socket_tokens import SocketTokens
 from services.commands import Commands
 from services.console import EXTENSION as CONSOLE_EXTENSION
 from services.console import ConsoleServices, console_services
+from services.database_state import EXTENSION as NEW_PATHS
+from services.database_state import NewPaths
 from services.limiter_recovery import recovery_check
 from services.metrics import instrument
 from services.retention import RetentionPruner
@@ -64,7 +66,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build a Patchbay application; ``config`` overrides defaults and environment."""
     instance = (config or {}).get("INSTANCE_PATH") or os.environ.get("PATCHBAY_INSTANCE_PATH")
     app = Flask(__name__, instance_path=str(Path(instance or PROJECT_DIR / "instance").resolve()))
+    # What is made here, for a `flask` command against no database to take back (cli.py).
+    new_paths = app.extensions[NEW_PATHS] = NewPaths()
+    new_paths.note(Path(app.instance_path))
     load_config(app, config)
+    database = sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
+    new_paths.note(*((database.parent, database) if database else ()))
     secure_instance(app.instance_path, app.config["SQLALCHEMY_DATABASE_URI"])
     # Eventlet warns on import that it is in maintenance mode (see async_mode.py).
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")

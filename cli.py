@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,10 +19,29 @@ from models import ROLES, User
 from services.audit import record
 from services.auth import tokens, users
 from services.console import console_services
+from services.database_state import EXTENSION as NEW_PATHS
+from services.database_state import schema_problem
 from services.retention import prune_events
 from tasks.errors import PatchbayError
 from tasks.planning.inventory import InventoryError, apply_inventory, parse_inventory
 from tasks.planning.runbook_files import RunbookError
+
+
+def needs_database(command: Callable[..., None]) -> Callable[..., None]:
+    """``with_appcontext``, and first the database's check: a database that is not
+    migrated (or not to this code's newest migration) is said in one line, exit 1, and
+    what the app made on the way (an instance folder, an empty SQLite file) is removed
+    again: nothing is created."""
+    @functools.wraps(command)
+    def checked(*args: object, **kwargs: object) -> None:
+        problem = schema_problem(db.engine, current_app.extensions["migrate"].directory)
+        if problem is not None:
+            db.engine.dispose()
+            if NEW_PATHS in current_app.extensions:
+                current_app.extensions[NEW_PATHS].remove()
+            raise click.ClickException(problem)
+        command(*args, **kwargs)
+    return with_appcontext(checked)
 
 
 def _cli_user() -> str:
@@ -30,7 +50,7 @@ def _cli_user() -> str:
 
 
 @click.command("create-user")
-@with_appcontext
+@needs_database
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True,
               help="viewer watches; operator also runs jobs; admin also manages users.")
@@ -46,7 +66,7 @@ def create_user(username: str, role: str, password: str | None) -> None:
 
 
 @click.command("set-role")
-@with_appcontext
+@needs_database
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
 @click.option("--revoke-tokens", is_flag=True,
@@ -61,7 +81,7 @@ def set_role(username: str, role: str, revoke_tokens: bool) -> None:
 
 
 @click.command("reset-password")
-@with_appcontext
+@needs_database
 @click.argument("username")
 @click.option("--password", envvar="PATCHBAY_NEW_PASSWORD",
               help="Or set PATCHBAY_NEW_PASSWORD; prompted for when neither is given.")
@@ -79,7 +99,7 @@ def reset_password(username: str, password: str | None, revoke_tokens: bool) -> 
 
 
 @click.command("disable-user")
-@with_appcontext
+@needs_database
 @click.argument("username")
 @click.option("--revoke-tokens", is_flag=True,
               help="Also revoke all the user's API tokens (without it: only those "
@@ -93,7 +113,7 @@ def disable_user(username: str, revoke_tokens: bool) -> None:
 
 
 @click.command("enable-user")
-@with_appcontext
+@needs_database
 @click.argument("username")
 def enable_user(username: str) -> None:
     """Enable a disabled user again."""
@@ -103,7 +123,7 @@ def enable_user(username: str) -> None:
 
 
 @click.command("create-token")
-@with_appcontext
+@needs_database
 @click.argument("username")
 @click.option("--name", required=True, help="What the token is for, e.g. ci-deploy.")
 @click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None,
@@ -136,7 +156,7 @@ def _clean_errors() -> Iterator[None]:
 
 
 @click.command("import-inventory")
-@with_appcontext
+@needs_database
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def import_inventory(path: Path) -> None:
     """Create or update servers from an inventory YAML file (all or nothing)."""
@@ -167,7 +187,7 @@ def check_runbooks() -> None:
 
 
 @click.command("ensure-admin")
-@with_appcontext
+@needs_database
 @click.option("--username", default="admin", show_default=True)
 def ensure_admin(username: str) -> None:
     """Create the demo admin if missing; password from PATCHBAY_ADMIN_PASSWORD."""
@@ -185,7 +205,7 @@ def ensure_admin(username: str) -> None:
 
 
 @click.command("prune-events")
-@with_appcontext
+@needs_database
 @click.option("--older-than", "days", type=click.IntRange(min=0), default=None,
               metavar="DAYS", help="Remove the events of jobs that finished more than DAYS "
               "days ago (default: PATCHBAY_EVENT_RETENTION_DAYS).")

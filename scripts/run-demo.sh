@@ -34,6 +34,11 @@ fi
 "$PY" -m flask --app app db upgrade 2>&1 | grep -v '^INFO' || true
 "$PY" -m flask --app app ensure-admin --username admin
 "$PY" -m flask --app app check-runbooks
+# The README's `flask --app app …` commands, run in this folder, use the demo's instance
+# (.flaskenv; not for a PATCHBAY_DEMO_DIR of its own, e.g. the tests').
+if [ -z "${PATCHBAY_DEMO_DIR:-}" ]; then
+  "$PY" -m demo.flaskenv .flaskenv "$PATCHBAY_INSTANCE_PATH"
+fi
 
 ready=$state/fleet.ready
 children=()  # started by this script; stopped newest first on the way out
