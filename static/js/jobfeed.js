@@ -22,6 +22,7 @@
  */
 import { P } from "./core/live.js";
 import * as R from "./core/rollout.js";
+import { cutLine, gateActsText } from "./job/words.js";
 import { utcTime } from "./core/times.js";
 
 const el = P.el;
@@ -137,12 +138,9 @@ function renderRollout(entry) {
     if (entry.gateError) gate.append(el("span", "job-gate-error", entry.gateError));
     parts.push(gate);
   }
-  const acts = rollout.log.filter((item) => item.kind === "promoted" || item.kind === "aborted");
-  if (acts.length) {
-    parts.push(el("span", "job-gates", acts.map((item) => item.kind === "promoted"
-      ? "promoted by " + (item.by || "an operator")
-      : "aborted at the gate by " + (item.by || "an operator")).join("; ")));
-  }
+  // "promoted twice by admin", not the same words twice (words.js).
+  const acts = gateActsText(rollout.log);
+  if (acts) parts.push(el("span", "job-gates", acts));
   entry.box.replaceChildren(...parts);
 }
 
@@ -314,10 +312,14 @@ async function refresh(id) {
   }
 }
 
-/** A progress message's latest output line, as "[server] line". */
+/** A progress message's latest output line, as "[server] line", cut at a word with
+ * "…" (words.js), the whole line in its title. */
 function showLatest(entry, latest) {
   if (!latest || !LIVE.has(entry.status)) return;
-  entry.latest.textContent = "[" + latest.host + "] " + String(latest.line).slice(0, 120);
+  const line = cutLine(latest.line, 120);
+  entry.latest.textContent = "[" + latest.host + "] " + line.text;
+  if (line.cut) entry.latest.title = "[" + latest.host + "] " + String(latest.line).slice(0, 2000);
+  else entry.latest.removeAttribute("title");
 }
 
 /** Fold one event into a row's state; whether its segments changed and whether the
@@ -356,6 +358,7 @@ function fold(entry, event) {
   } else if (event.type === "job_finished") {
     entry.status = data.status || "failed";
     entry.latest.textContent = "";
+    entry.latest.removeAttribute("title");
     if (typeof data.duration === "number") {
       entry.duration.textContent = data.duration.toFixed(1) + " s";
     }

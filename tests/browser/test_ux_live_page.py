@@ -50,6 +50,18 @@ steps:
       echo fine
 """
 
+# A line longer than a job row shows, then a pause (the row shows the latest line of a
+# running job only).
+LONG_LINE = ("downloading build 1.4.9 from mirror-eu-west-3.example.net chunk 0001 of 0400 "
+             "at 12.5 MB/s, eta 31 s, verifying signatures against the release key")
+TALKER = f"""\
+name: talker
+description: Says one long line, then waits.
+steps:
+  - name: talk
+    run: echo "{LONG_LINE}"; sleep 4
+"""
+
 # The page's Socket.IO socket, as window.pageSocket (to drop its connection in a test).
 KEEP_SOCKET = """(() => {
   let real;
@@ -73,6 +85,7 @@ def console(live_server_factory, sshd_fleet, tmp_path):
     books = runbook_dir(tmp_path)
     (books / "two-speed.yml").write_text(TWO_SPEED)
     (books / "mend.yml").write_text(MEND)
+    (books / "talker.yml").write_text(TALKER)
     inventory = write_inventory(tmp_path / "inventory.yml", sshd_fleet.inventory_entries())
     return live_server_factory(inventory=inventory, runbook_dir=books,
                                users=[("alice", PASSWORD, "operator"),
@@ -256,3 +269,41 @@ def test_item_18_failed_servers_come_first_under_the_status(browser, console, vi
     expect(row).to_be_visible()
     expect(row).to_be_in_viewport()
     assert page.url.endswith("#" + row.get_attribute("id"))
+
+
+# --- item 15: job rows count gate decisions per person, cut the latest line at a word -----
+
+def test_item_15_job_rows_say_promoted_twice_and_cut_the_line_at_a_word(browser, console):
+    http = console.login()
+    answer = http.post(f"{console.url}/api/jobs", timeout=30, json={
+        "runbook": "basic", "params": {"message": "twice"}, "servers": ["h01", "h02", "h03"],
+        "strategy": {"batches": [1, 1], "gate": "manual"}})
+    assert answer.status_code == 201, answer.text
+    twice = answer.json()["job_id"]
+    for _ in range(2):
+        wait_until(lambda: job_of(console, http, twice)["status"] == "paused", 60,
+                   f"job {twice} to pause at a gate")
+        assert http.post(f"{console.url}/api/jobs/{twice}/promote", timeout=30).ok
+        wait_until(lambda: job_of(console, http, twice)["status"] != "paused", 60,
+                   f"job {twice} to go on")
+    wait_until(lambda: job_of(console, http, twice)["status"] == "succeeded", 60,
+               f"job {twice} to succeed")
+
+    page = open_dashboard(browser, console)
+    gates = page.locator(f'tr[data-job-id="{twice}"] .job-gates')
+    expect(gates).to_have_text("promoted twice by alice")
+
+    talking = start_job(console, http, {"runbook": "talker", "servers": ["h01"]})
+    latest = page.locator(f'tr[data-job-id="{talking}"] .job-latest')
+    expect(latest).to_have_text(re.compile(r"…$"), timeout=LONG)
+    shown = latest.text_content()
+    kept = shown.removeprefix("[h01] ").removesuffix("…")
+    assert LONG_LINE.startswith(kept) and LONG_LINE[len(kept)] == " ", shown  # at a word
+    assert len(kept) < 120, shown
+    expect(latest).to_have_attribute("title", f"[h01] {LONG_LINE}")
+
+
+def open_dashboard(browser, console) -> Page:
+    page = browser.new_context(viewport=VIEWPORTS[0]).new_page()
+    log_in(page, console.url)
+    return page

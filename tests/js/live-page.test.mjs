@@ -1,11 +1,14 @@
 // The live job page's and job rows' words (static/js/job/words.js), issue #32: a re-run
-// offers only the servers still failing (item 13), failed servers first (item 18).
+// offers only the servers still failing (item 13), failed servers first (item 18), job
+// rows count gate decisions per person and cut the latest line at a word (item 15).
 // Run: node --test tests/js/
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { failedWhy } from "../../static/js/job/failed.js";
-import { rerunChoice, sinceGroups, sinceWords } from "../../static/js/job/words.js";
+import {
+  cutLine, gateActsText, rerunChoice, sinceGroups, sinceWords,
+} from "../../static/js/job/words.js";
 
 const hosts = (statuses) => new Map(Object.entries(statuses)
   .map(([name, status]) => [name, { name, status }]));
@@ -45,4 +48,41 @@ test("a failed server's line under the status: the step and why, once each", () 
   assert.equal(failedWhy({ reason: "", exitCode: 2, failedStep: "build" }),
     "at build: exit code 2");
   assert.equal(failedWhy({ reason: "", exitCode: null, failedStep: "" }), "");
+});
+
+test("a job row's gate decisions, counted per person (item 15)", () => {
+  const promoted = (by) => ({ kind: "promoted", by });
+  const paused = { kind: "paused" };
+  assert.equal(gateActsText([paused, promoted("admin"), paused, promoted("admin")]),
+    "promoted twice by admin");
+  assert.equal(gateActsText([promoted("admin"), promoted("bob")]), "promoted by admin and bob");
+  assert.equal(gateActsText([promoted("admin"), promoted("bob"), promoted("carol")]),
+    "promoted by admin, bob and carol");
+  assert.equal(gateActsText([promoted("admin"), promoted("bob"), promoted("admin")]),
+    "promoted twice by admin and once by bob");
+  assert.equal(gateActsText([1, 2, 3].map(() => promoted("admin"))), "promoted 3 times by admin");
+  assert.equal(gateActsText([promoted("alice"), { kind: "aborted", by: "bob" }]),
+    "promoted by alice; aborted at the gate by bob");
+  assert.equal(gateActsText([promoted(undefined)]), "promoted by an operator");
+  assert.equal(gateActsText([paused]), "");
+  assert.equal(gateActsText([]), "");
+});
+
+test("the latest line is cut at a word, with an ellipsis (item 15)", () => {
+  assert.deepEqual(cutLine("short line"), { text: "short line", cut: false });
+  const words = "downloading build 1.4.9 from the mirror ".repeat(5).trim();
+  const cut = cutLine(words, 60);
+  assert.equal(cut.cut, true);
+  assert.ok(cut.text.length <= 60, cut.text);
+  assert.equal(cut.text, "downloading build 1.4.9 from the mirror downloading build…");
+  assert.ok(words.startsWith(cut.text.slice(0, -1)));
+  // The word ending right at the limit stays whole.
+  assert.equal(cutLine("aaaa bbbb cccc", 10).text, "aaaa bbbb…");
+  assert.equal(cutLine("aaaaaa bbbbb cccc", 10).text, "aaaaaa…");
+  // One long word (a path, a hash): cut in it, still with the ellipsis.
+  assert.equal(cutLine("x".repeat(200), 10).text, "xxxxxxxxx…");
+  assert.equal(cutLine("ab " + "y".repeat(50), 20).text, "ab yyyyyyyyyyyyyyyy…");
+  assert.equal(cutLine(42).text, "42");
+  assert.equal(cutLine("x".repeat(120)).cut, false);
+  assert.equal(cutLine("x".repeat(121)).text.length, 120);
 });

@@ -155,3 +155,50 @@ export function rerunChoice(hosts, since = {}) {
   const why = Object.entries(counts).map(([status, count]) => count + " " + status).join(", ");
   return { names, why, label, confirm };
 }
+
+// --- the job rows (jobfeed.js): who acted at the gates, the latest line ------------------
+
+const TIMES = ["", "once", "twice"];
+
+/** "admin", "admin and bob", "admin, bob and carol". */
+function andList(names) {
+  return names.length < 2 ? names.join("")
+    : names.slice(0, -1).join(", ") + " and " + names[names.length - 1];
+}
+
+/** One kind of decision by person, in the order they first took it: "promoted by admin
+ * and bob", "promoted twice by admin", "promoted twice by admin and once by bob". */
+function actedWords(verb, acts) {
+  const counts = new Map();
+  for (const act of acts) {
+    const by = act.by || "an operator";
+    counts.set(by, (counts.get(by) || 0) + 1);
+  }
+  if (Array.from(counts.values()).every((count) => count === 1)) {
+    return verb + " by " + andList(Array.from(counts.keys()));
+  }
+  return verb + " " + andList(Array.from(counts, ([by, count]) =>
+    (TIMES[count] || count + " times") + " by " + by));
+}
+
+/** A job row's gate decisions (rollout log entries of kind promoted / aborted), counted
+ * per person: "promoted twice by admin; aborted at the gate by bob"; "" for none. */
+export function gateActsText(log) {
+  const parts = [];
+  const promoted = log.filter((item) => item.kind === "promoted");
+  const aborted = log.filter((item) => item.kind === "aborted");
+  if (promoted.length) parts.push(actedWords("promoted", promoted));
+  if (aborted.length) parts.push(actedWords("aborted at the gate", aborted));
+  return parts.join("; ");
+}
+
+/** `text` in at most `max` characters, cut at a word boundary with "…" (mid-word only
+ * when its last word is over half of it): {text, cut}. */
+export function cutLine(text, max = 120) {
+  const line = String(text);
+  if (line.length <= max) return { text: line, cut: false };
+  const room = line.slice(0, max - 1);
+  const space = /\s/.test(line[max - 1]) ? room.length : room.search(/\s\S*$/);
+  const kept = (space > max / 2 ? room.slice(0, space) : room).trimEnd();
+  return { text: kept + "…", cut: true };
+}
