@@ -10,6 +10,7 @@ which the live door implements.
 - ``commands.py`` + ``schemas/``: the job commands behind both doors, and their input.
 - ``auth/``: users, login sessions and their slow-down, API tokens, permissions.
 - ``audit.py``, ``builds.py``, ``history.py``, ``step_durations.py``, ``fleet.py``,
-  ``retention.py``, ``progress.py``, ``metrics.py``, ``limiter_recovery.py``: one job each.
+  ``retention.py``, ``progress.py``, ``metrics.py``, ``limiter_recovery.py``,
+  ``database_state.py`` (is the database set up, for the ``flask`` commands): one job each.
 - ``webhooks/``: rules, payload formats, store, outbox and the delivery worker.
 """
