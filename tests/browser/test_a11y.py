@@ -1,8 +1,10 @@
 """Issue 32, item 17: every text meets WCAG AA contrast, and every control and link has
 a name. axe-core (the version tests/a11y/package-lock.json pins, installed by `make test`
 with `npm ci`) runs in Chromium on the main pages at 1440 and 390 px: login, dashboard,
-jobs list, a job page with a running and a failed server, a paused job, servers, account,
-the admin pages (users, audit, webhooks), the printable output page and a 403 page."""
+jobs list, a job page with a running and a failed server (its log rows shown: stdout,
+stderr, a failed step's stderr), a finished job's page with its output, a paused job,
+servers (one failed, one held by a running job), account, the admin pages (users, audit,
+nodes, webhooks, a webhook's deliveries), the printable output page, a 404 and a 403."""
 
 from __future__ import annotations
 
@@ -26,10 +28,26 @@ RULES = [
     "form-field-multiple-labels", "image-alt", "svg-img-alt", "summary-name",
     "document-title",
 ]
+# The log rows each job page shows, whose colours axe must have measured: stdout, the
+# stderr of a failed step, a note ("connecting to …"), a step's header.
+ROWS = [".log-row.line.stdout", ".log-row.line.stderr:not(.step-failed)",
+        ".log-row.line.stderr.step-failed", ".log-row.log-note", ".log-row.step-header"]
+# (The paused job's log follows its end, so its first rows, the stderr one among them,
+# are scrolled out of its box: axe cannot measure them there.)
+LOG_ROWS = {"split": ROWS, "finished": ROWS[:1] + ROWS[2:], "paused": ROWS[:1]}
+# What a page must show, and axe must have measured, before it counts (the servers page
+# draws its rows from a fetch): a failed server, one held by the running job, the jobs'
+# statuses.
+SHOWN = {
+    "/servers": [".badge.status-failed", ".server-held .badge.status-running",
+                 ".server-held .muted"],
+    "/jobs": [".badge.status-failed", ".badge.status-running", ".badge.status-paused"],
+    "/": [".badge.status-failed"],
+}
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 # One server fails at once, the other runs until the test ends (h01's address tells it).
 SPLIT = ('case "$SSH_CONNECTION" in *" 127.0.0.101 "*) echo "disk full" >&2; exit 3;; '
-         '*) echo running; sleep 600;; esac')
+         '*) echo running; echo "a warning" >&2; sleep 600;; esac')
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +64,52 @@ def console(live_server_factory, sshd_fleet, tmp_path):
                                       ("vera", PASSWORD, "viewer")])
 
 
-def violations(page: Page, axe_source: str) -> list[str]:
-    """axe's violations of RULES on the page as it is now, one line per element."""
+def violations(page: Page, axe_source: str, checked: list[str] | tuple = ()) -> list[str]:
+    """axe's violations of RULES on the page as it is now, one line per element, screen
+    by screen from the top (axe measures the contrast of what is in view only); and a
+    line for each selector in ``checked`` none of whose elements axe measured and found
+    to pass (one it could not measure would otherwise go unnoticed)."""
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.evaluate(axe_source)  # evaluated through the debugger: the CSP does not apply
-    found = page.evaluate("""async (rules) => {
-        const result = await axe.run(document, {runOnly: {type: "rule", values: rules},
-                                                resultTypes: ["violations"]});
-        return result.violations.flatMap((v) => v.nodes.map((n) =>
-            v.id + ": " + n.target.join(" ") + " (" + (n.any[0] ? n.any[0].message
-              : n.failureSummary) + ")"));
-    }""", RULES)
+    found = page.evaluate("""async ([rules, checked]) => {
+        const lines = new Set();
+        const passed = [];
+        const unsure = [];  // [element, why axe could not measure it]
+        const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+        for (let y = 0; ; y += window.innerHeight) {
+            window.scrollTo(0, y);
+            await frame();
+            const result = await axe.run(document, {runOnly: {type: "rule", values: rules},
+                                                    elementRef: true,
+                                                    resultTypes: ["violations", "passes",
+                                                                  "incomplete"]});
+            for (const v of result.violations) {
+                for (const n of v.nodes) {
+                    lines.add(v.id + ": " + n.target.join(" ") + " (" + (n.any[0]
+                      ? n.any[0].message : n.failureSummary) + ")");
+                }
+            }
+            const contrast = result.passes.find((rule) => rule.id === "color-contrast");
+            for (const n of contrast ? contrast.nodes : []) {
+                passed.push(n.element);
+            }
+            for (const rule of result.incomplete.filter((r) => r.id === "color-contrast")) {
+                for (const n of rule.nodes) {
+                    unsure.push([n.element, n.any[0] ? n.any[0].message : ""]);
+                }
+            }
+            if (y + window.innerHeight >= document.documentElement.scrollHeight) break;
+        }
+        window.scrollTo(0, 0);
+        for (const selector of checked) {
+            if (!passed.some((node) => node && node.closest(selector))) {
+                const why = unsure.find(([node]) => node && node.closest(selector));
+                lines.add("color-contrast: no " + selector + " was measured"
+                          + (why ? " (axe: " + why[1] + ")" : ""));
+            }
+        }
+        return [...lines];
+    }""", [RULES, list(checked)])
     return [f"{page.url}: {line}" for line in found]
 
 
@@ -81,10 +134,12 @@ def jobs(console) -> dict[str, int]:
     paused = paused_rollout(console, http, ["h05", "h06"])
     wait_until(lambda: [h["status"] for h in job_of(console, http, split)["hosts"]]
                == ["running", "failed"], 60, f"job {split}: h03 running, h01 failed")
-    http.post(f"{console.url}/api/webhooks", timeout=30, json={
+    hook = http.post(f"{console.url}/api/webhooks", timeout=30, json={
         "url": "https://chat.example.com/hook", "secret": "a11y-test-secret-0123456789",
-        "events": ["job_finished"]}).raise_for_status()
-    return {"finished": finished, "split": split, "paused": paused}
+        "events": ["job_finished"]})
+    hook.raise_for_status()
+    return {"finished": finished, "split": split, "paused": paused,
+            "hook": hook.json()["webhook"]["id"]}
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
@@ -99,17 +154,22 @@ def test_item_17_main_pages_have_no_contrast_or_name_violations(
     found += violations(page, axe_source)
     log_in(page, console.url)
     for path in ("/", "/jobs", "/servers", "/account", "/admin/users", "/admin/audit",
-                 "/admin/webhooks", f"/jobs/{ids['finished']}/output"):
+                 "/admin/nodes", "/admin/webhooks", f"/admin/webhooks/{ids['hook']}",
+                 f"/jobs/{ids['finished']}/output", "/jobs/999999"):
         page.goto(console.url + path)
         page.wait_for_load_state()
+        for shown in SHOWN.get(path, []):
+            expect(page.locator(shown).first).to_be_attached(timeout=LONG)
         open_menu(page)
-        found += violations(page, axe_source)
+        found += violations(page, axe_source, SHOWN.get(path, []))
     for name in ("split", "paused", "finished"):
         page.goto(f"{console.url}/jobs/{ids[name]}")
         expect(page.locator("#job-status")).not_to_have_text("loading…", timeout=LONG)
         expect(page.locator("body")).to_have_attribute("data-pending-rows", "0")
+        for shown in LOG_ROWS[name]:  # the log rows count: axe skips what is not shown
+            expect(page.locator(shown).first).to_be_attached(timeout=LONG)
         open_menu(page)
-        found += violations(page, axe_source)
+        found += violations(page, axe_source, LOG_ROWS[name])
 
     viewer = browser.new_context(viewport=VIEWPORTS[viewport]).new_page()
     log_in(viewer, console.url, "vera")
