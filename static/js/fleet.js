@@ -226,9 +226,7 @@ function historyItem(build) {
   const item = el("li");
   item.dataset.version = build.version;
   item.dataset.succeeded = String(build.succeeded);
-  const when = el("time", null, build.reported_at.slice(0, 19).replace("T", " ") + " UTC");
-  when.dateTime = build.reported_at;
-  when.dataset.utc = "";
+  const when = utcTime(build.reported_at) || "";
   item.append(el("code", null, build.version), " ", when, " ",
     jobLink(build.job_id, (build.kind === "rollback" ? "rollback job #" : "job #") +
       build.job_id), " ",
