@@ -7,6 +7,16 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from models import ROLES
 
 
+def error_field_id(form: FlaskForm, field: str | None = None) -> str | None:
+    """The id of the form's field at fault, for its page to say the error beside it
+    (static/js/core/errors.js, through the message's ``data-field``): the first field
+    with an error of its own, else ``field`` (a refusal's field) when the form has it."""
+    names = [name for name in form.errors if name != "csrf_token"]
+    if not names and field is not None and field in form:
+        names = [field]
+    return form[names[0]].id if names else None
+
+
 def first_error(form: FlaskForm) -> str:
     """The first problem of a submitted form, as one line naming its field."""
     for name, errors in form.errors.items():

@@ -11,7 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from blueprints.http.forms import CreateUserForm, UpdateUserForm, first_error
+from blueprints.http.forms import CreateUserForm, UpdateUserForm, error_field_id, first_error
 from extensions import db
 from models import AuditEntry, User
 from services.auth import users
@@ -37,7 +37,7 @@ def create_user() -> str | Response:
         users.create_user(form.username.data, form.password.data, form.role.data)
     except PatchbayError as exc:
         db.session.rollback()
-        return _render_users(form, exc.message), 400
+        return _render_users(form, exc.message, exc.field), 400
     flash(f"User {form.username.data} created.", "info")
     return redirect(url_for("admin.users_page"))
 
@@ -128,7 +128,11 @@ def nodes() -> str:
                            this_node=membership.me.id, timeout=membership.timeout)
 
 
-def _render_users(create_form: CreateUserForm, error: str | None = None) -> str:
+def _render_users(create_form: CreateUserForm, error: str | None = None,
+                  error_field: str | None = None) -> str:
+    """The users page; ``error`` said beside the new-user form's field at fault (its
+    own errors, or ``error_field``) by static/js/core/errors.js."""
     rows = db.session.scalars(select(User).order_by(User.username)).all()
     return render_template("admin/users.html", users=rows, create_form=create_form,
-                           update_form=UpdateUserForm(), error=error)
+                           update_form=UpdateUserForm(), error=error,
+                           error_field=error_field_id(create_form, error_field))

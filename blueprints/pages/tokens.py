@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from werkzeug.wrappers import Response
 
 from blueprints.api.openapi import documented
-from blueprints.http.forms import CreateTokenForm, first_error
+from blueprints.http.forms import CreateTokenForm, error_field_id, first_error
 from extensions import db
 from models import ApiToken, LoginSession, utcnow
 from services.auth import tokens
@@ -137,7 +137,7 @@ def create_from_page() -> str | tuple[str, int]:
             created_from=request.remote_addr)
     except PatchbayError as exc:
         db.session.rollback()
-        return _render_account(form, exc.message), 400
+        return _render_account(form, exc.message, error_field=exc.field), 400
     return _render_account(_token_form(formdata=None), new_token=raw,
                            new_token_name=token.name)
 
@@ -194,7 +194,9 @@ def _token_form(**kwargs: object) -> CreateTokenForm:
 
 
 def _render_account(form: CreateTokenForm, error: str | None = None,
-                    new_token: str | None = None, new_token_name: str | None = None) -> str:
+                    new_token: str | None = None, new_token_name: str | None = None,
+                    error_field: str | None = None) -> str:
     return render_template("account.html", tokens=tokens.user_tokens(current_user.id),
                            form=form, error=error, new_token=new_token,
+                           error_field=error_field_id(form, error_field) if error else None,
                            new_token_name=new_token_name, role=current_role(), now=utcnow())

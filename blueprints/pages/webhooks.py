@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response
 
 from blueprints.api.openapi import documented
 from blueprints.http.errors import csrf_refused
-from blueprints.http.forms import first_error
+from blueprints.http.forms import error_field_id, first_error
 from blueprints.http.query_args import int_arg
 from blueprints.http.webhook_forms import EVENT_LABELS, WebhookForm
 from extensions import db
@@ -120,7 +120,7 @@ def create_from_page() -> Response | tuple[str, int]:
             addresses=_addresses()), via="page")
     except PatchbayError as exc:
         db.session.rollback()
-        return _render_list(form, exc.message), 400
+        return _render_list(form, exc.message, exc.field), 400
     flash(f"Webhook #{hook.id} added: {webhooks.safe_url(hook.url)}", "info")
     return redirect(url_for("webhooks.hook_page", webhook_id=hook.id))
 
@@ -175,8 +175,10 @@ def _delete(webhook_id: int, via: str) -> dict[str, Any]:
     return summary
 
 
-def _render_list(form: WebhookForm, error: str | None = None) -> str:
+def _render_list(form: WebhookForm, error: str | None = None,
+                 error_field: str | None = None) -> str:
     return render_template("admin/webhooks.html", hooks=[
         _shown(hook) for hook in webhooks.list_webhooks(db.session)],
         counts=webhooks.delivery_counts(db.session), form=form, error=error,
+        error_field=error_field_id(form, error_field) if error else None,
         event_labels=EVENT_LABELS)

@@ -5,6 +5,8 @@
  * table is kept live by jobfeed.js.
  */
 import { ask } from "./core/confirm.js";
+import { announceError, clearErrors as clearShown, clearFieldError, showFieldError }
+  from "./core/errors.js";
 import { P } from "./core/live.js";
 
 const el = P.el;
@@ -267,11 +269,9 @@ function payload() {
 // --- errors -------------------------------------------------------------------------------
 
 function clearErrors() {
+  clearShown(form); // the message back at the form's top
   els.error.hidden = true;
   els.error.textContent = "";
-  for (const node of form.querySelectorAll('[aria-invalid="true"]')) {
-    node.removeAttribute("aria-invalid");
-  }
 }
 
 const STRATEGY_FIELDS = {
@@ -309,22 +309,33 @@ function withJobLinks(message) {
  * no field is marked for it. */
 const NOT_A_FIELD_FAULT = new Set(["server_busy"]);
 
+/** In the server picker, the control to fix the choice with: the first shown box of
+ * the open list (a server or a tag), else the chosen mode. */
+function pickerFocus() {
+  const part = mode() === "tags" ? els.tagPicker : els.serverPicker;
+  const box = mode() === "all" ? null : Array.from(part.querySelectorAll("input[type=checkbox]"))
+    .find((input) => !input.closest("li").hidden);
+  return box || modeRadios.find((radio) => radio.checked) || null;
+}
+
+/** The error where the eye is (core/errors.js): beside the field at fault, marked and
+ * focused, or at the form's top, scrolled to; announced either way. */
 function showError(error) {
   const message = (error && error.message) || "The server refused the request.";
-  els.error.replaceChildren(el("span", "flash-kind", "error:"), " ",
-    ...withJobLinks(message));
+  const content = [el("span", "flash-kind", "error:"), " ", ...withJobLinks(message)];
   if (error && error.detail) {
     // The exact rule the value missed (a regular expression), folded away.
     const detail = el("details", "error-detail");
     detail.append(el("summary", null, "Details"), el("code", null, error.detail));
-    els.error.append(detail);
+    content.push(detail);
   }
-  els.error.hidden = false;
   const target = error && !NOT_A_FIELD_FAULT.has(error.code) && fieldElement(error.field);
-  if (target) {
-    target.setAttribute("aria-invalid", "true");
-    if (target.matches("input, select, textarea")) target.focus();
+  if (!target) {
+    announceError(els.error, content);
+    return;
   }
+  showFieldError(target, content, { box: els.error,
+    focus: target === els.picker ? pickerFocus() : null });
 }
 
 // --- preview and run ----------------------------------------------------------------------
@@ -511,7 +522,7 @@ if (form) {
   form.addEventListener("input", (event) => {
     if (event.target === els.filter) return;
     if (event.target instanceof Element && event.target.getAttribute("aria-invalid") === "true") {
-      event.target.removeAttribute("aria-invalid");
+      clearFieldError(event.target);
     }
     markPreviewStale();
   });
@@ -520,11 +531,11 @@ if (form) {
     const target = event.target;
     if (target.name === "run-kind") {
       form.dataset.runKind = runKind();
-      els.error.hidden = true;
+      clearErrors();
     }
     if (target === els.runbook) renderParams();
     if (target.name === "tags" || target.name === "servers" || target.name === "target-mode") {
-      els.picker.removeAttribute("aria-invalid");
+      clearFieldError(els.picker);
     }
     renderPicker();
     markPreviewStale();

@@ -21,6 +21,7 @@
  * GET /api/servers/<name>/builds each time it opens.
  */
 import { ask } from "./core/confirm.js";
+import { announceError } from "./core/errors.js";
 import { P } from "./core/live.js";
 import { formatUtc, utcTime } from "./core/times.js";
 
@@ -406,9 +407,9 @@ async function rollBack(servers) {
     window.location.assign(P.root + "/jobs/" + answer.job_id);
     return;
   }
-  rollbackError.textContent = "Not rolled back: " + ((answer && answer.error &&
-    answer.error.message) || "unknown error");
-  rollbackError.hidden = false;
+  // Said where the eye is: the message is above the table, the button may be far below.
+  announceError(rollbackError, "Not rolled back: " + ((answer && answer.error &&
+    answer.error.message) || "unknown error"));
 }
 
 if (mayRollBack) {
