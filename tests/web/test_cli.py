@@ -273,8 +273,8 @@ def test_usage_token_and_connection_errors_exit_3(console, token, tmp_path):
     assert "no console URL" in no_url.stderr
     assert "authentication failed: unknown token" in bad_token.stderr
     assert "choose servers" in no_servers.stderr
-    # In words naming the field ("Version must be ..."), the rule in the detail.
-    assert ("version must be" in bad_param.stderr.lower() or "does not match" in bad_param.stderr) \
+    # In words where the runbook gives a pattern_hint, else the pattern itself.
+    assert ("version must be" in bad_param.stderr or "does not match" in bad_param.stderr) \
         and "params.version" in bad_param.stderr
     assert "cannot reach the console at http://127.0.0.1:9" in nobody_home.stderr
 
