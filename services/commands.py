@@ -28,7 +28,6 @@ from tasks.errors import PatchbayError
 from tasks.planning.adhoc import CommandRunbook
 from tasks.planning.rollback import rollback_runbook
 from tasks.planning.runbook_files import RunbookError
-from tasks.schema_words import first_problem
 
 Model = TypeVar("Model", bound=BaseModel)
 JobRequest = StartJob | AdhocCommand
@@ -53,11 +52,17 @@ def error_body(error: PatchbayError) -> dict[str, Any]:
 
 
 def validation_error(exc: ValidationError) -> PatchbayError:
-    """The first problem of a pydantic error, in words naming the field as the form
-    labels it (:mod:`tasks.schema_words`), the raw rule in ``detail``."""
-    first, message, raw = first_problem(exc)
+    """The first problem of a pydantic error, as an error naming its field."""
+    first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or None
-    return PatchbayError("invalid", message, field, raw)
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = f"{field} is required"
+    elif first["type"] == "extra_forbidden":
+        message = f"unknown field {field}"
+    else:
+        message = f"{field}: {message}" if field else message
+    return PatchbayError("invalid", message, field)
 
 
 def parse(schema: type[Model], payload: Any, what: str = "payload") -> Model:

@@ -33,7 +33,6 @@ from tasks.planning.runbook_schema import (
     version_probe_step,
 )
 from tasks.planning.secrets import MASK
-from tasks.schema_words import pattern_choices
 
 MAX_PARAM_LENGTH = 1024
 
@@ -67,7 +66,7 @@ class Runbook:
     def validate_params(self, raw: Any) -> dict[str, str]:
         """Check ``raw`` against the declared parameters; return them as strings."""
         if not isinstance(raw, dict):
-            raise PatchbayError("invalid", "Parameters must be an object", "params")
+            raise PatchbayError("invalid", "params must be an object", "params")
         unknown = sorted(set(raw) - set(self.spec.params))
         if unknown:
             raise PatchbayError(
@@ -76,14 +75,34 @@ class Runbook:
             )
         values: dict[str, str] = {}
         for name, spec in self.spec.params.items():
+            field = f"params.{name}"
             value = raw.get(name, spec.default)
             if value is None or value == "":
                 if spec.required:
-                    raise PatchbayError("invalid", f"{_label(name)} is required",
-                                        f"params.{name}")
+                    raise PatchbayError("invalid", f"parameter {name!r} is required", field)
                 values[name] = ""
                 continue
-            values[name] = _checked_value(name, spec, value)
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise PatchbayError("invalid", f"parameter {name!r} must be a string", field)
+            text = str(value)
+            if len(text) > MAX_PARAM_LENGTH:
+                raise PatchbayError("invalid", f"parameter {name!r} is too long", field)
+            if "\x00" in text:
+                raise PatchbayError("invalid", f"parameter {name!r} contains a NUL byte", field)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PatchbayError("invalid", f"parameter {name!r} is not valid UTF-8 text",
+                                    field) from None
+            if spec.type == "integer" and not re.fullmatch(r"-?[0-9]+", text):
+                raise PatchbayError("invalid", f"parameter {name!r} must be an integer", field)
+            if spec.pattern and not safe_regex.fullmatch(spec.pattern, text):
+                shown = "" if spec.secret else f" value {text!r}"
+                raw = f"parameter {name!r}{shown} does not match {spec.pattern}"
+                if spec.pattern_hint is None and spec.example is None:
+                    raise PatchbayError("invalid", raw, field)
+                raise PatchbayError("invalid", _pattern_words(name, spec), field, raw)
+            values[name] = text
         return values
 
     def secret_params(self) -> frozenset[str]:
@@ -173,51 +192,11 @@ class Runbook:
         return float(seconds)
 
 
-def _label(name: str) -> str:
-    """A parameter as the dashboard labels it (its name), starting a sentence."""
-    return name[:1].upper() + name[1:]
-
-
-def _checked_value(name: str, spec: ParamSpec, value: Any) -> str:
-    """``value`` as the text the steps get; ``invalid`` in words otherwise, the raw
-    rule in the detail."""
-    field, label = f"params.{name}", _label(name)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise PatchbayError("invalid", f"{label} must be text or a whole number", field,
-                            f"parameter {name!r} must be a string")
-    text = str(value)
-    if len(text) > MAX_PARAM_LENGTH:
-        raise PatchbayError("invalid", f"{label} must be at most {MAX_PARAM_LENGTH} "
-                            "characters", field, f"parameter {name!r} is too long")
-    if "\x00" in text:
-        raise PatchbayError("invalid", f"{label} contains a NUL byte", field)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PatchbayError("invalid", f"{label} is not valid UTF-8 text", field) from None
-    if spec.type == "integer" and not re.fullmatch(r"-?[0-9]+", text):
-        raise PatchbayError("invalid", f"{label} must be a whole number", field,
-                            f"parameter {name!r} must be an integer (-?[0-9]+)")
-    if spec.pattern and not safe_regex.fullmatch(spec.pattern, text):
-        shown = "" if spec.secret else f" value {text!r}"
-        raise PatchbayError("invalid", _pattern_words(name, spec), field,
-                            f"parameter {name!r}{shown} does not match {spec.pattern}")
-    return text
-
-
 def _pattern_words(name: str, spec: ParamSpec) -> str:
-    """What a value that missed ``spec.pattern`` must be: from its hint and example;
-    without them, the values a list of alternatives allows, or that it is not the
-    expected form (the pattern is in the detail)."""
-    label = _label(name)
-    if spec.pattern_hint is None and spec.example is None:
-        choices = pattern_choices(spec.pattern or "")
-        if choices:
-            return f"{label} must be one of {', '.join(choices)}"
-        return f"{label} does not have the expected form"
+    """What a value that missed ``spec.pattern`` must be, from its hint and example."""
     if spec.pattern_hint is None:
-        return f"{label} must look like {spec.example}"
-    words = f"{label} must be {spec.pattern_hint}"
+        return f"{name} must look like {spec.example}"
+    words = f"{name} must be {spec.pattern_hint}"
     if spec.example is not None and spec.example not in spec.pattern_hint:
         words += f", like {spec.example}"
     return words

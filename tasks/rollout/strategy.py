@@ -22,7 +22,6 @@ from pydantic import (
 )
 
 from tasks.errors import PatchbayError
-from tasks.schema_words import first_problem
 
 PERCENT = re.compile(r"([0-9]{1,3})%")
 
@@ -52,20 +51,20 @@ class Strategy(BaseModel):
     @field_validator("gate", mode="before")
     @classmethod
     def _gate(cls, value: Any) -> Any:
-        # In the words of the form's "Between batches" (gate) and "Soak seconds".
-        shape = 'Between batches must be auto, manual or {"soak": SECONDS}'
+        shape = 'auto, manual or {"soak": SECONDS}'
         if isinstance(value, str) and value not in ("auto", "manual"):
-            raise ValueError(f"{shape}, not {value!r}")
+            raise ValueError(f"gate {value!r} must be {shape}")
         if isinstance(value, dict):
             if set(value) != {"soak"}:
-                raise ValueError(shape)
+                raise ValueError(f"gate must be {shape}")
             seconds = value["soak"]
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
                     or not 0 < seconds <= 86_400:
-                raise ValueError("Soak seconds must be a number above 0 and at most 86400")
+                raise ValueError("gate soak must be a number of seconds, above 0 and "
+                                 "at most 86400")
             return SoakGate(soak=seconds)
         if not isinstance(value, str | SoakGate):
-            raise ValueError(shape)
+            raise ValueError(f"gate must be {shape}")
         return value
 
     @property
@@ -76,14 +75,14 @@ class Strategy(BaseModel):
     @classmethod
     def _batch_sizes(cls, value: list[int | str]) -> list[int | str]:
         for size in value:
-            _check_amount(size, "Batches must each be", minimum=1)
+            _check_amount(size, "batch size", minimum=1)
         return value
 
     @field_validator("max_failures")
     @classmethod
     def _failure_limit(cls, value: int | str | None) -> int | str | None:
         if value is not None:
-            _check_amount(value, "Stop after failures must be", minimum=0)
+            _check_amount(value, "max_failures", minimum=0)
         return value
 
     def batch_sizes(self, host_count: int) -> list[int]:
@@ -107,18 +106,16 @@ class Strategy(BaseModel):
         return max(1, _resolve(self.max_failures, host_count, round_up=False))
 
 
-def _check_amount(value: Any, must: str, minimum: int) -> None:
-    """``must``: the field as the form labels it, and its verb ("Batches must each be")."""
+def _check_amount(value: Any, label: str, minimum: int) -> None:
     if isinstance(value, bool):
-        raise ValueError(f"{must} a whole number or a percentage like '25%'")
+        raise ValueError(f"{label} must be a whole number or a percentage like '25%'")
     if isinstance(value, int):
         if value < minimum:
-            raise ValueError(f"{must} {minimum} or more")
+            raise ValueError(f"{label} must be at least {minimum}")
         return
     match = PERCENT.fullmatch(value)
     if not match or not minimum <= int(match.group(1)) <= 100:
-        raise ValueError(f"{must} a whole number or a percentage like '25%' "
-                         f"(from {minimum}% to 100%), not {value!r}")
+        raise ValueError(f"{label} {value!r} must be a whole number or a percentage like '25%'")
 
 
 def _resolve(amount: int | str, total: int, round_up: bool) -> int:
@@ -138,9 +135,11 @@ def parse_strategy(raw: Any, defaults: dict[str, Any], default_parallel: int) ->
     try:
         return Strategy.model_validate(merged)
     except ValidationError as exc:
-        first, message, raw = first_problem(exc, ("strategy",))
+        first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"][:1])
-        raise PatchbayError("invalid", message, f"strategy.{where}", raw) from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise PatchbayError("invalid", f"strategy.{where}: {message}",
+                            f"strategy.{where}") from exc
 
 
 # -- rollout rules: pure functions the runner asks as servers finish ------------------

@@ -313,7 +313,7 @@ def test_item_9_a_bad_version_is_explained_in_words_with_the_pattern_in_a_detail
         book.validate_params({"version": "1.4"})
 
     assert caught.value.to_dict() == {
-        "code": "invalid", "message": "Version must be three numbers, like 1.4.2",
+        "code": "invalid", "message": "version must be three numbers, like 1.4.2",
         "field": "params.version",
         "detail": r"parameter 'version' value '1.4' does not match ^[0-9]+(\.[0-9]+){2}$"}
     assert book.describe()["params"]["version"] | {"pattern": "…"} == {
@@ -339,7 +339,7 @@ def test_item_9_the_api_and_the_socket_answer_the_words_and_the_detail(app, auth
 
     expected = {"ok": False, "error": {
         "code": "invalid", "field": "params.fail_on",
-        "message": "Fail_on must be server names separated by commas, like h02,h05",
+        "message": "fail_on must be server names separated by commas, like h02,h05",
         "detail": "parameter 'fail_on' value 'H02' does not match ^[a-z0-9,-]{1,200}$"}}
     assert (answer.status_code, answer.get_json()) == (400, expected)
     assert ack == expected
@@ -364,7 +364,7 @@ def test_item_9_the_form_shows_the_example_the_hint_and_the_detail_on_demand(
     page.click("#preview-button")
     error = page.locator("#form-error")
     expect(error).to_contain_text(
-        "Fail_on must be server names separated by commas, like h02,h05")
+        "fail_on must be server names separated by commas, like h02,h05")
     detail = error.locator("details.error-detail")
     expect(detail.locator("code")).to_be_hidden()
     detail.locator("summary").click()

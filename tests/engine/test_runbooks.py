@@ -236,8 +236,8 @@ def test_pattern_mismatch_names_value_and_pattern():
 
     error = caught.value
     assert (error.code, error.field) == ("invalid", "params.version")
-    assert error.message == "Version does not have the expected form"
-    assert "'1.4'" in error.detail and VERSION_PATTERN in error.detail
+    assert "'1.4'" in error.message
+    assert VERSION_PATTERN in error.message
 
 
 @pytest.mark.parametrize("value", ["1.4.2\n", "1.4.2; rm -rf /", "$(id)", " 1.4.2", "1.4.2 "])
@@ -284,8 +284,7 @@ def test_wrong_type_is_refused(value):
 def test_too_long_value():
     runbook = with_param("{}")
 
-    with pytest.raises(PatchbayError, match="Version must be at most 1024 characters") \
-            as caught:
+    with pytest.raises(PatchbayError, match="too long") as caught:
         runbook.validate_params({"version": "x" * (MAX_PARAM_LENGTH + 1)})
 
     assert caught.value.field == "params.version"
@@ -331,7 +330,7 @@ def test_integer_parameter_accepts_whole_numbers(value, expected):
 def test_integer_parameter_refuses_other_text(value):
     runbook = with_param("{type: integer}")
 
-    with pytest.raises(PatchbayError, match="Version must be a whole number") as caught:
+    with pytest.raises(PatchbayError, match="integer") as caught:
         runbook.validate_params({"version": value})
 
     assert caught.value.field == "params.version"

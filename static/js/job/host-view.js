@@ -16,7 +16,6 @@ import { countdown } from "../core/rollout-model.js";
 import {
   FINISHED, reasonText, seconds, secondsLeft, versionText, waitWords,
 } from "./words.js";
-import { outputCaption, probeWords, untilWords } from "./wait-words.js";
 
 const CELL_LABELS = { batch: "Batch", status: "Status", step: "Step", timeline: "Timeline",
   duration: "Duration", version: "Version", reason: "Reason" };
@@ -133,10 +132,9 @@ function buildWaitPanel(parts, name) {
   parts.waitPanel.hidden = true;
   parts.waitState = el("p", "wait-state");
   parts.waitCountdown = el("span", "wait-countdown");
-  parts.waitCaption = el("p", "wait-output-label");
   parts.waitOutput = el("pre", "wait-output");
   parts.waitOutput.setAttribute("aria-label", "Last output of the probe on " + name);
-  parts.waitPanel.append(parts.waitState, parts.waitCaption, parts.waitOutput);
+  parts.waitPanel.append(parts.waitState, parts.waitOutput);
 }
 
 /** Back to data only: the section is emptied (it keeps the log's height). */
@@ -147,7 +145,7 @@ export function unbuildSection(page, parts) {
   page.logs.detach(parts.log);
   parts.section.replaceChildren();
   for (const key of ["logBadge", "logReconnect", "chips", "jump", "failure", "waitPanel",
-    "waitState", "waitCountdown", "waitCaption", "waitOutput"]) parts[key] = null;
+    "waitState", "waitCountdown", "waitOutput"]) parts[key] = null;
 }
 
 /** The Step cell: the step under way, the wait, the failed step or the gate. */
@@ -229,8 +227,9 @@ function renderWait(parts, now) {
     }
   } else {
     const every = wait.every ? " every " + seconds(wait.every) : "";
-    parts.waitState.append("waits for " + untilWords(wait.until) + every + " · " +
-      probeWords(wait));
+    parts.waitState.append("waits for " + wait.until + every +
+      (wait.attempt ? " · probe " + wait.attempt + (wait.matched ? " matched" : " did not match")
+        : " · first probe running"));
     const left = secondsLeft(wait, now);
     if (left !== null) {
       parts.waitCountdown.textContent = countdown(left) + " left";
@@ -241,8 +240,6 @@ function renderWait(parts, now) {
   parts.waitOutput.textContent = wait.output.length ? wait.output.join("\n")
     : wait.attempt ? "(the probe printed nothing)" : "";
   parts.waitOutput.hidden = !wait.attempt || past; // the past wait: one line
-  parts.waitCaption.textContent = wait.attempt ? outputCaption(wait) : "";
-  parts.waitCaption.hidden = parts.waitOutput.hidden; // never a bare value
 }
 
 /** "reconnecting to <server>…" next to the server's status, in its row and log title. */

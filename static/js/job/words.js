@@ -4,7 +4,6 @@
  */
 import { formatDuration, plural } from "../core/format.js";
 import { countdown } from "../core/rollout-model.js";
-import { untilWords } from "./wait-words.js";
 
 export const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped", "interrupted"]);
 
@@ -55,12 +54,11 @@ export function secondsLeft(wait, now) {
   return wait.deadline === null ? null : Math.max(0, wait.deadline - now);
 }
 
-/** The wait in a few words, for the Step cell: "drain: waiting for the probe to print 0
- * · 42 s left". */
+/** The wait in a few words, for the Step cell: "drain: waiting for ^0$ · 42 s left". */
 export function waitWords(wait, now) {
   if (wait.ended) return wait.step + ": " + wait.ended.words;
   const left = secondsLeft(wait, now);
-  return wait.step + ": waiting for " + untilWords(wait.until) +
+  return wait.step + ": waiting for " + wait.until +
     (left === null ? "" : " · " + countdown(left) + " left");
 }
 
