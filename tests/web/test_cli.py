@@ -71,9 +71,12 @@ def api(console, token) -> requests.Session:
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    """The CLI's environment: its own config folder, no PATCHBAY_* from outside."""
+    """The CLI's environment: its own config folder, no PATCHBAY_* from outside, and no
+    COLUMNS or LINES from the shell that runs the tests (the CLI wraps to COLUMNS; a test
+    that wants a width passes it)."""
     assert PATCHBAY.exists(), f"{PATCHBAY} is missing: `make venv` installs the CLI"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHBAY_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PATCHBAY_") and k not in ("COLUMNS", "LINES")}
     return {**env, "XDG_CONFIG_HOME": str(home / "config"), **extra}
 
 
